@@ -1,0 +1,86 @@
+//! Local features: keypoints, scores and L2-normalised descriptors, and the [`FeatureExtractor`] trait that
+//! every engine-backed extractor (XFeat, DISK, ALIKED, MATCHA) implements.
+//!
+//! Coordinates convention (used everywhere in the crate): keypoints are in pixels of the *original* image
+//! given to [`FeatureExtractor::extract`], with the OpenCV convention that the centre of the top-left pixel is
+//! at (0, 0). Extractors that resize internally map their keypoints back to these coordinates.
+//!
+//! This module does not match features (see [`crate::matching`]) and knows nothing of ONNX types.
+
+use ndarray::Array2;
+
+/// Keypoints, their detection scores and their descriptors for one image.
+#[derive(Debug, Clone)]
+pub struct Features {
+    /// Keypoint positions `[x, y]` in original-image pixels (pixel centres at integer coordinates).
+    pub keypoints: Vec<[f32; 2]>,
+    /// Detection score of each keypoint (higher is better; scale is extractor-specific).
+    pub scores: Vec<f32>,
+    /// Descriptors, one row per keypoint, L2-normalised (`N × D`).
+    pub descriptors: Array2<f32>,
+    /// Width and height of the image the keypoints refer to.
+    pub image_size: [u32; 2],
+}
+
+impl Features {
+    /// An empty set of features with descriptor dimension `dim`.
+    pub fn empty(dim: usize, image_size: [u32; 2]) -> Self {
+        Self {
+            keypoints: Vec::new(),
+            scores: Vec::new(),
+            descriptors: Array2::zeros((0, dim)),
+            image_size,
+        }
+    }
+
+    /// Number of keypoints.
+    pub fn len(&self) -> usize {
+        self.keypoints.len()
+    }
+
+    /// True when there are no keypoints.
+    pub fn is_empty(&self) -> bool {
+        self.keypoints.is_empty()
+    }
+
+    /// Descriptor dimension.
+    pub fn descriptor_dim(&self) -> usize {
+        self.descriptors.ncols()
+    }
+}
+
+/// Errors of the feature layer.
+#[derive(Debug, thiserror::Error)]
+pub enum FeatureError {
+    /// The image cannot be processed by this extractor (too small, empty, ...).
+    #[error("image rejected by {extractor}: {reason}")]
+    BadImage {
+        /// Extractor name.
+        extractor: String,
+        /// What is wrong and what would be accepted.
+        reason: String,
+    },
+    /// The engine failed.
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    /// The engine's outputs did not have the expected layout.
+    #[error("{extractor}: unexpected engine output: {reason}")]
+    BadOutput {
+        /// Extractor name.
+        extractor: String,
+        /// What was expected.
+        reason: String,
+    },
+}
+
+/// Anything that turns an RGB image into [`Features`].
+pub trait FeatureExtractor: Send {
+    /// Short name of the descriptor (`"xfeat"`, `"disk"`, `"matcha"`, ...), published with correspondences.
+    fn name(&self) -> &str;
+    /// Descriptor dimension this extractor produces.
+    fn descriptor_dim(&self) -> usize;
+    /// Smallest image side (pixels) the extractor accepts.
+    fn min_image_side(&self) -> u32;
+    /// Extracts features from an 8-bit RGB image.
+    fn extract(&mut self, image: &::image::RgbImage) -> Result<Features, FeatureError>;
+}

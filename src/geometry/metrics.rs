@@ -1,0 +1,1 @@
+//! Accuracy metrics (being written).

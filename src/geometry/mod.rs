@@ -1,0 +1,112 @@
+//! Two-view geometry, the product's own core: the pinhole camera model, the 5-point minimal solver for the
+//! essential matrix, LO-RANSAC with PROSAC ordering, non-linear refinement, pose covariance and accuracy
+//! metrics.
+//!
+//! Conventions: a relative pose maps points from camera *a* to camera *b*, `x_b = R·x_a + t` (OpenCV /
+//! PoseLib), with `t` of unit length (monocular scale is unobservable). Pixel centres are at integer
+//! coordinates (OpenCV). This module knows nothing of images, ONNX or ROS.
+
+pub mod camera;
+pub mod metrics;
+
+pub use camera::{CameraError, Distortion, PinholeCamera};
+
+use nalgebra::{Matrix3, Matrix6, Vector3};
+
+/// Options of the robust relative-pose estimator.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RansacOptions {
+    /// Inlier threshold in pixels (Sampson error, measured in the image of camera a/b via the focal lengths).
+    pub threshold_px: f64,
+    /// Probability of having drawn at least one all-inlier sample when stopping early.
+    pub confidence: f64,
+    /// Hard cap on the number of hypotheses sampled.
+    pub max_iterations: usize,
+    /// Minimum number of hypotheses before early termination may stop the loop.
+    pub min_iterations: usize,
+    /// Minimum number of inliers for a pose to be reported.
+    pub min_inliers: usize,
+    /// Seed of the sampler (results are deterministic for a given seed and input).
+    pub seed: u64,
+}
+
+impl Default for RansacOptions {
+    fn default() -> Self {
+        Self {
+            threshold_px: 1.0,
+            confidence: 0.9999,
+            max_iterations: 10_000,
+            min_iterations: 50,
+            min_inliers: 15,
+            seed: 0,
+        }
+    }
+}
+
+/// A relative pose estimate between two calibrated views.
+#[derive(Debug, Clone)]
+pub struct RelativePose {
+    /// Rotation `R` of the point transform `x_b = R·x_a + t`.
+    pub rotation: Matrix3<f64>,
+    /// Unit-length translation `t` of the point transform `x_b = R·x_a + t`.
+    pub translation: Vector3<f64>,
+    /// Per-correspondence inlier flag (same order as the input).
+    pub inliers: Vec<bool>,
+    /// Number of `true` entries in [`Self::inliers`].
+    pub num_inliers: usize,
+    /// 6×6 covariance of the pose, tangent-space order: rotation vector (rad, 3) then translation (3, unit
+    /// vector; its component along `t` is unobservable and given a large variance). Derived from the
+    /// Gauss-Newton normal equations of the refined inlier problem, scaled by the residual variance.
+    pub covariance: Matrix6<f64>,
+    /// Quality measures of the estimate.
+    pub quality: PoseQuality,
+}
+
+/// Scalar quality measures that consumers use to gate a pose.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct PoseQuality {
+    /// Inliers / correspondences.
+    pub inlier_ratio: f64,
+    /// Root mean square Sampson error of the inliers, in pixels.
+    pub rms_error_px: f64,
+    /// Median triangulation angle of the inliers, degrees (parallax; near 0 means pure rotation).
+    pub median_parallax_deg: f64,
+    /// Number of RANSAC hypotheses drawn.
+    pub iterations: usize,
+}
+
+/// Why no pose was reported. None of these is a program error: they are results.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NoPose {
+    /// Fewer correspondences than the solver (or `min_inliers`) needs.
+    #[error("too few correspondences: {have} (need at least {need})")]
+    TooFewCorrespondences {
+        /// How many were given.
+        have: usize,
+        /// How many are needed.
+        need: usize,
+    },
+    /// The two point lists differ in length.
+    #[error("point lists differ in length: {a} vs {b}")]
+    LengthMismatch {
+        /// Length of the first list.
+        a: usize,
+        /// Length of the second list.
+        b: usize,
+    },
+    /// A coordinate or a camera parameter is NaN or infinite.
+    #[error("non-finite input: {0}")]
+    NonFinite(String),
+    /// The configuration cannot determine a pose (collinear points, zero motion, duplicates, ...).
+    #[error("degenerate configuration: {0}")]
+    Degenerate(String),
+    /// No hypothesis reached `min_inliers` inliers.
+    #[error("no consensus: best hypothesis had {best_inliers} inliers (need {need})")]
+    NoConsensus {
+        /// Inlier count of the best hypothesis.
+        best_inliers: usize,
+        /// Required inlier count.
+        need: usize,
+    },
+}

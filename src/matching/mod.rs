@@ -1,0 +1,56 @@
+//! Descriptor matching: the [`Matcher`] trait, its result [`Matches`], and the implementations
+//! (mutual nearest neighbour on cosine similarity; LightGlue / LighterGlue engines).
+//!
+//! Matching knows nothing of geometry: outlier rejection happens in [`crate::geometry`].
+
+use crate::features::Features;
+
+/// One correspondence: keypoint `a` of the first image with keypoint `b` of the second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Match {
+    /// Index into the first image's keypoints.
+    pub a: u32,
+    /// Index into the second image's keypoints.
+    pub b: u32,
+    /// Match confidence in `[0, 1]` for learned matchers, cosine similarity for MNN (higher is better).
+    pub score: f32,
+}
+
+/// All correspondences between two feature sets.
+#[derive(Debug, Clone, Default)]
+pub struct Matches {
+    /// The matches, in no particular order.
+    pub matches: Vec<Match>,
+}
+
+/// Errors of the matching layer.
+#[derive(Debug, thiserror::Error)]
+pub enum MatchError {
+    /// Descriptors of different dimension (e.g. from two different extractors).
+    #[error("descriptor dimensions differ: {a} vs {b} (both images must use the same extractor)")]
+    DimensionMismatch {
+        /// Dimension of the first set.
+        a: usize,
+        /// Dimension of the second set.
+        b: usize,
+    },
+    /// The matcher engine failed.
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    /// The engine's outputs did not have the expected layout.
+    #[error("{matcher}: unexpected engine output: {reason}")]
+    BadOutput {
+        /// Matcher name.
+        matcher: String,
+        /// What was expected.
+        reason: String,
+    },
+}
+
+/// Anything that pairs up two feature sets.
+pub trait Matcher: Send {
+    /// Short name (`"mnn"`, `"lightglue"`, ...).
+    fn name(&self) -> &str;
+    /// Matches `a` against `b`.
+    fn match_features(&mut self, a: &Features, b: &Features) -> Result<Matches, MatchError>;
+}
