@@ -1,1 +1,232 @@
-//! (being written)
+//! Configuration: one serde struct tree with the defaults in one place, read from `config/matcha.yaml` by the
+//! CLI, the node and the tests alike.
+//!
+//! The YAML file is in ROS 2 parameter-file format (`/**: {ros__parameters: {...}}`) so that the same file
+//! feeds `ros2 launch`; [`MatchaConfig::from_yaml_str`] also accepts the bare tree. Unknown keys are errors
+//! (a typo must not silently fall back to a default). The `node` section belongs to the ROS node and is kept
+//! opaque here so the core stays free of ROS types.
+
+use std::path::{Path, PathBuf};
+
+use crate::geometry::RansacOptions;
+use crate::matching::mnn::MnnOptions;
+use crate::runtime::RuntimeConfig;
+
+/// Errors reading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// YAML syntax or schema error.
+    #[error("invalid config: {0}")]
+    Parse(String),
+    /// A value is out of range.
+    #[error("invalid config value {key}: {reason}")]
+    Invalid {
+        /// Dotted key.
+        key: String,
+        /// What is allowed.
+        reason: String,
+    },
+}
+
+/// Which feature extractor runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExtractorKind {
+    /// XFeat: fast, the CPU default.
+    Xfeat,
+    /// DISK: slower, more keypoints of higher quality (GPU recommended).
+    Disk,
+    /// MATCHA: DISK keypoints with the fused DINOv2 + DIFT descriptor (GPU required in practice).
+    Matcha,
+}
+
+/// Feature extraction settings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExtractorConfig {
+    /// The extractor.
+    pub extractor: ExtractorKind,
+    /// Keep at most this many keypoints per image.
+    pub max_keypoints: usize,
+    /// Detection threshold; `None` = the extractor's reference default (XFeat 0.05, DISK 0.0).
+    pub detection_threshold: Option<f32>,
+    /// Downscale images whose longer side exceeds this before extraction (keypoints are mapped back);
+    /// 0 = never.
+    pub max_image_side: u32,
+    /// MATCHA extractor settings (used when `extractor: matcha`); see `features::matcha`.
+    pub matcha: serde_json::Value,
+}
+
+impl Default for ExtractorConfig {
+    fn default() -> Self {
+        Self {
+            extractor: ExtractorKind::Xfeat,
+            max_keypoints: 2048,
+            detection_threshold: None,
+            max_image_side: 1280,
+            matcha: serde_json::Value::Null,
+        }
+    }
+}
+
+/// Which matcher runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatcherKind {
+    /// Mutual nearest neighbour on cosine similarity.
+    Mnn,
+    /// LightGlue / LighterGlue engine for the active extractor.
+    Lightglue,
+}
+
+/// Matching settings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatcherConfig {
+    /// The matcher.
+    pub matcher: MatcherKind,
+    /// Options of the MNN matcher.
+    pub mnn: MnnOptions,
+    /// Minimum match probability of LightGlue matches.
+    pub lightglue_threshold: f32,
+}
+
+impl Default for MatcherConfig {
+    fn default() -> Self {
+        Self {
+            matcher: MatcherKind::Mnn,
+            mnn: MnnOptions::default(),
+            lightglue_threshold: 0.1,
+        }
+    }
+}
+
+/// Everything the core pipeline needs, plus the node's opaque section.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatchaConfig {
+    /// Feature extraction.
+    pub engine: ExtractorConfig,
+    /// Matching.
+    pub matcher: MatcherConfig,
+    /// Robust relative pose.
+    pub pose: RansacOptions,
+    /// Engine runtime (providers, threads, engines directory).
+    pub runtime: RuntimeConfig,
+    /// ROS node settings (interpreted by the node only).
+    pub node: serde_json::Value,
+}
+
+impl MatchaConfig {
+    /// Parses YAML, either the bare tree or a ROS 2 parameter file (`<node or /**>: ros__parameters: ...`).
+    pub fn from_yaml_str(text: &str) -> Result<Self, ConfigError> {
+        let value: serde_json::Value =
+            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let tree = unwrap_ros_parameters(value);
+        let tree = if tree.is_null() { serde_json::json!({}) } else { tree };
+        let config: Self = serde_json::from_value(tree).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and validates a YAML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_yaml_str(&text)
+    }
+
+    /// Checks value ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: &str| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                reason: reason.into(),
+            })
+        };
+        if self.engine.max_keypoints == 0 {
+            return bad("engine.max_keypoints", "must be > 0");
+        }
+        if let Some(t) = self.engine.detection_threshold {
+            if !t.is_finite() {
+                return bad("engine.detection_threshold", "must be finite");
+            }
+        }
+        let p = &self.pose;
+        if !(p.threshold_px.is_finite() && p.threshold_px > 0.0) {
+            return bad("pose.threshold_px", "must be a positive number of pixels");
+        }
+        if !(p.confidence > 0.0 && p.confidence < 1.0) {
+            return bad("pose.confidence", "must be in (0, 1)");
+        }
+        if p.max_iterations == 0 || p.min_iterations > p.max_iterations {
+            return bad("pose.max_iterations", "must be > 0 and >= pose.min_iterations");
+        }
+        if p.min_inliers < 5 {
+            return bad("pose.min_inliers", "must be >= 5 (the minimal sample)");
+        }
+        let m = &self.matcher;
+        if !(m.mnn.ratio > 0.0 && m.mnn.ratio <= 1.0) {
+            return bad("matcher.mnn.ratio", "must be in (0, 1] (1 disables the ratio test)");
+        }
+        if !(0.0..=1.0).contains(&m.lightglue_threshold) {
+            return bad("matcher.lightglue_threshold", "must be in [0, 1]");
+        }
+        if self.runtime.providers.is_empty() {
+            return bad("runtime.providers", "list at least one of tensorrt, cuda, cpu");
+        }
+        Ok(())
+    }
+}
+
+/// If `value` is `{<any>: {ros__parameters: X}}`, returns X; otherwise `value`.
+fn unwrap_ros_parameters(value: serde_json::Value) -> serde_json::Value {
+    if let serde_json::Value::Object(map) = &value {
+        if map.len() == 1 {
+            if let Some(serde_json::Value::Object(inner)) = map.values().next() {
+                if let Some(params) = inner.get("ros__parameters") {
+                    return params.clone();
+                }
+            }
+        }
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_config_parses_and_equals_defaults_for_core_sections() {
+        let text = include_str!("../config/matcha.yaml");
+        let cfg = MatchaConfig::from_yaml_str(text).expect("config/matcha.yaml must parse");
+        let def = MatchaConfig::default();
+        assert_eq!(cfg.engine.extractor, def.engine.extractor);
+        assert_eq!(cfg.engine.max_keypoints, def.engine.max_keypoints);
+        assert_eq!(cfg.pose, def.pose);
+        assert_eq!(cfg.matcher, def.matcher);
+    }
+
+    #[test]
+    fn bare_tree_and_errors() {
+        let cfg = MatchaConfig::from_yaml_str("engine: {extractor: disk, max_keypoints: 100}").unwrap();
+        assert_eq!(cfg.engine.extractor, ExtractorKind::Disk);
+        assert_eq!(cfg.engine.max_keypoints, 100);
+        assert!(MatchaConfig::from_yaml_str("").is_ok());
+        let typo = MatchaConfig::from_yaml_str("engine: {extracter: disk}");
+        assert!(matches!(typo, Err(ConfigError::Parse(m)) if m.contains("extracter")));
+        let range = MatchaConfig::from_yaml_str("pose: {threshold_px: -1}");
+        assert!(matches!(range, Err(ConfigError::Invalid { key, .. }) if key == "pose.threshold_px"));
+    }
+}

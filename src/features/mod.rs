@@ -84,3 +84,9 @@ pub trait FeatureExtractor: Send {
     /// Extracts features from an 8-bit RGB image.
     fn extract(&mut self, image: &::image::RgbImage) -> Result<Features, FeatureError>;
 }
+
+pub mod disk;
+pub mod keypoints;
+pub mod preprocess;
+pub mod sampling;
+pub mod xfeat;

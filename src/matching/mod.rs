@@ -54,3 +54,5 @@ pub trait Matcher: Send {
     /// Matches `a` against `b`.
     fn match_features(&mut self, a: &Features, b: &Features) -> Result<Matches, MatchError>;
 }
+
+pub mod mnn;

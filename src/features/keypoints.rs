@@ -1,0 +1,187 @@
+//! Keypoint selection on dense score maps: non-maximum suppression in a square window, a score threshold and
+//! top-k, in the two flavours the reference extractors use.
+//!
+//! * [`NmsRule::EqualsMax`] (XFeat): a pixel is kept when it equals the maximum of its window, so plateaus
+//!   keep every tied pixel.
+//! * [`NmsRule::FirstArgmax`] (DISK via kornia): a pixel is kept when it is the *first* (row-major) position
+//!   of the maximum in its window, which is what `max_pool2d(return_indices=True) == index` computes; ties
+//!   keep one pixel.
+//!
+//! Windows are clipped at the border (padding never wins). The map is scanned with a separable running
+//! maximum (rows, then columns), so the cost is O(H·W) per map regardless of the window size.
+//! Candidates are returned in row-major order, which is the order of PyTorch's `nonzero`.
+//!
+//! Sorting by score and truncating to top-k is [`top_k`]; the extractor decides how scores are computed.
+
+use ndarray::ArrayView2;
+
+/// Which pixels of a window survive non-maximum suppression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NmsRule {
+    /// Keep every pixel equal to its window maximum (XFeat).
+    EqualsMax,
+    /// Keep only the first row-major argmax of each pixel's window (kornia DISK).
+    FirstArgmax,
+}
+
+/// Sliding-window maximum along one line, window `2r+1`, clipped at the ends.
+fn line_max(src: &[f32], dst: &mut [f32], r: usize) {
+    let n = src.len();
+    for (i, d) in dst.iter_mut().enumerate() {
+        let lo = i.saturating_sub(r);
+        let hi = (i + r + 1).min(n);
+        *d = src[lo..hi].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    }
+}
+
+/// Window maximum of every pixel (window `(2r+1)²`, clipped at the border).
+fn window_max(map: ArrayView2<'_, f32>, r: usize) -> Vec<f32> {
+    let (h, w) = map.dim();
+    let mut rows = vec![0f32; h * w];
+    let mut line = vec![0f32; w.max(h)];
+    for y in 0..h {
+        let src: Vec<f32> = map.row(y).iter().copied().collect();
+        line_max(&src, &mut rows[y * w..(y + 1) * w], r);
+    }
+    let mut out = vec![0f32; h * w];
+    let mut col = vec![0f32; h];
+    for x in 0..w {
+        for y in 0..h {
+            col[y] = rows[y * w + x];
+        }
+        line_max(&col, &mut line[..h], r);
+        for y in 0..h {
+            out[y * w + x] = line[y];
+        }
+    }
+    out
+}
+
+/// Non-maximum suppression: positions `[x, y]` (row-major order) of pixels that survive `rule` in a window of
+/// `window` pixels (odd) and whose score is `> threshold`. NaN scores never survive.
+pub fn nms(map: ArrayView2<'_, f32>, window: usize, threshold: f32, rule: NmsRule) -> Vec<[u32; 2]> {
+    let (h, w) = map.dim();
+    let r = window / 2;
+    let maxima = window_max(map, r);
+    let mut out = Vec::new();
+    for y in 0..h {
+        for x in 0..w {
+            let v = map[[y, x]];
+            if !(v > threshold) || v != maxima[y * w + x] {
+                continue;
+            }
+            if rule == NmsRule::FirstArgmax && earlier_tie(map, x, y, r, v) {
+                continue;
+            }
+            out.push([x as u32, y as u32]);
+        }
+    }
+    out
+}
+
+/// Is there a position before `(x, y)` in row-major order, inside the window centred at `(x, y)`, with the
+/// same value?
+fn earlier_tie(map: ArrayView2<'_, f32>, x: usize, y: usize, r: usize, v: f32) -> bool {
+    let (h, w) = map.dim();
+    let (x0, x1) = (x.saturating_sub(r), (x + r + 1).min(w));
+    let y0 = y.saturating_sub(r);
+    let _ = h;
+    for yy in y0..=y {
+        let x_end = if yy == y { x } else { x1 };
+        for xx in x0..x_end {
+            if map[[yy, xx]] == v {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Indices of the `k` highest scores, highest first (stable for ties: earlier index first). NaN scores
+/// sort last.
+pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    let key = |i: &usize| {
+        let s = scores[*i];
+        if s.is_nan() {
+            f32::NEG_INFINITY
+        } else {
+            s
+        }
+    };
+    if k < idx.len() {
+        idx.select_nth_unstable_by(k, |a, b| key(b).total_cmp(&key(a)).then(a.cmp(b)));
+        idx.truncate(k);
+    }
+    idx.sort_by(|a, b| key(b).total_cmp(&key(a)).then(a.cmp(b)));
+    idx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    fn brute(map: &Array2<f32>, window: usize, thr: f32, rule: NmsRule) -> Vec<[u32; 2]> {
+        let (h, w) = map.dim();
+        let r = window as i64 / 2;
+        let mut out = vec![];
+        for y in 0..h as i64 {
+            for x in 0..w as i64 {
+                let v = map[[y as usize, x as usize]];
+                // PyTorch max_pool2d argmax: first maximum in row-major window order.
+                let mut best = f32::NEG_INFINITY;
+                let mut arg = (0, 0);
+                for yy in (y - r).max(0)..(y + r + 1).min(h as i64) {
+                    for xx in (x - r).max(0)..(x + r + 1).min(w as i64) {
+                        let q = map[[yy as usize, xx as usize]];
+                        if q > best {
+                            best = q;
+                            arg = (xx, yy);
+                        }
+                    }
+                }
+                let keep = match rule {
+                    NmsRule::EqualsMax => v == best,
+                    NmsRule::FirstArgmax => arg == (x, y),
+                };
+                if keep && v > thr {
+                    out.push([x as u32, y as u32]);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_brute_force_on_random_maps_with_ties() {
+        let mut state = 12345u64;
+        for _ in 0..20 {
+            let map = Array2::from_shape_fn((17, 23), |_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((state >> 33) % 7) as f32 / 7.0 // few levels → many ties
+            });
+            for rule in [NmsRule::EqualsMax, NmsRule::FirstArgmax] {
+                for window in [3, 5] {
+                    assert_eq!(nms(map.view(), window, 0.1, rule), brute(&map, window, 0.1, rule));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nan_never_survives() {
+        let mut map = Array2::<f32>::zeros((5, 5));
+        map[[2, 2]] = f32::NAN;
+        map[[0, 0]] = 1.0;
+        assert_eq!(nms(map.view(), 3, 0.0, NmsRule::EqualsMax), vec![[0, 0]]);
+    }
+
+    #[test]
+    fn top_k_orders_and_truncates() {
+        let s = [0.1, 0.9, f32::NAN, 0.5, 0.9];
+        assert_eq!(top_k(&s, 3), vec![1, 4, 3]);
+        assert_eq!(top_k(&s, 10), vec![1, 4, 3, 0, 2]);
+        assert!(top_k(&[], 3).is_empty());
+    }
+}

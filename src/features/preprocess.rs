@@ -1,0 +1,97 @@
+//! Image → tensor conversions shared by the extractors: planar `f32` tensors, PyTorch-exact bilinear resizing
+//! (`F.interpolate(mode="bilinear", align_corners=False)`, no antialiasing) and zero padding to a multiple.
+//!
+//! Exactness matters here: the parity tests compare our keypoints with the Python reference pipelines,
+//! and a resize that differs by a fraction of a grey level moves maxima of the detection heatmap.
+
+use ndarray::Array4;
+
+use crate::image::RgbImage;
+
+/// `1 × 3 × H × W` tensor of the RGB channels, each value multiplied by `scale` (e.g. `1/255`).
+pub fn rgb_tensor(image: &RgbImage, scale: f32) -> Array4<f32> {
+    let (w, h) = image.dimensions();
+    let mut t = Array4::<f32>::zeros((1, 3, h as usize, w as usize));
+    for (x, y, p) in image.enumerate_pixels() {
+        for c in 0..3 {
+            t[[0, c, y as usize, x as usize]] = p.0[c] as f32 * scale;
+        }
+    }
+    t
+}
+
+/// One axis of PyTorch's bilinear, `align_corners=False` resampling: for each output index, the two source
+/// indices and the weight of the second.
+fn axis_taps(in_len: usize, out_len: usize) -> Vec<(usize, usize, f32)> {
+    let scale = in_len as f32 / out_len as f32;
+    (0..out_len)
+        .map(|o| {
+            let src = ((o as f32 + 0.5) * scale - 0.5).max(0.0);
+            let i0 = (src.floor() as usize).min(in_len - 1);
+            let i1 = (i0 + 1).min(in_len - 1);
+            (i0, i1, src - i0 as f32)
+        })
+        .collect()
+}
+
+/// Resizes a `1 × C × H × W` tensor to `out_h × out_w` exactly like PyTorch's
+/// `F.interpolate(x, (out_h, out_w), mode="bilinear", align_corners=False)`.
+pub fn resize_bilinear(x: &Array4<f32>, out_h: usize, out_w: usize) -> Array4<f32> {
+    let (n, c, h, w) = x.dim();
+    if (h, w) == (out_h, out_w) {
+        return x.clone();
+    }
+    let ty = axis_taps(h, out_h);
+    let tx = axis_taps(w, out_w);
+    let mut out = Array4::<f32>::zeros((n, c, out_h, out_w));
+    for b in 0..n {
+        for ch in 0..c {
+            for (oy, &(y0, y1, ly)) in ty.iter().enumerate() {
+                for (ox, &(x0, x1, lx)) in tx.iter().enumerate() {
+                    let top = (1.0 - lx) * x[[b, ch, y0, x0]] + lx * x[[b, ch, y0, x1]];
+                    let bot = (1.0 - lx) * x[[b, ch, y1, x0]] + lx * x[[b, ch, y1, x1]];
+                    out[[b, ch, oy, ox]] = (1.0 - ly) * top + ly * bot;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Pads a `1 × C × H × W` tensor with zeros at the bottom/right so both sides are multiples of `multiple`.
+pub fn pad_to_multiple(x: &Array4<f32>, multiple: usize) -> Array4<f32> {
+    let (n, c, h, w) = x.dim();
+    let ph = h.div_ceil(multiple) * multiple;
+    let pw = w.div_ceil(multiple) * multiple;
+    if (ph, pw) == (h, w) {
+        return x.clone();
+    }
+    let mut out = Array4::<f32>::zeros((n, c, ph, pw));
+    out.slice_mut(ndarray::s![.., .., ..h, ..w]).assign(x);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bilinear_matches_pytorch_values() {
+        // torch: F.interpolate(torch.arange(4.).view(1,1,1,4), (1,2), mode="bilinear", align_corners=False)
+        // → [[0.5, 2.5]]; upsampling 2 → 4 gives [0, 0.25, 0.75, 1].
+        let x = Array4::from_shape_vec((1, 1, 1, 4), vec![0.0, 1.0, 2.0, 3.0]).unwrap();
+        let y = resize_bilinear(&x, 1, 2);
+        assert_eq!(y.iter().copied().collect::<Vec<_>>(), vec![0.5, 2.5]);
+        let x = Array4::from_shape_vec((1, 1, 1, 2), vec![0.0, 1.0]).unwrap();
+        let y = resize_bilinear(&x, 1, 4);
+        assert_eq!(y.iter().copied().collect::<Vec<_>>(), vec![0.0, 0.25, 0.75, 1.0]);
+    }
+
+    #[test]
+    fn pads_with_zeros() {
+        let x = Array4::<f32>::ones((1, 1, 3, 5));
+        let y = pad_to_multiple(&x, 4);
+        assert_eq!(y.dim(), (1, 1, 4, 8));
+        assert_eq!(y.sum(), 15.0);
+    }
+}
