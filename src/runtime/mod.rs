@@ -149,13 +149,17 @@ impl Default for RuntimeConfig {
 pub const ONNXRUNTIME_VERSION: &str = "1.32.0";
 
 /// The library path used when neither the config nor `ORT_DYLIB_PATH` names one:
-/// `$MATCHA_CACHE/onnxruntime/libonnxruntime.so` (`MATCHA_CACHE` defaults to `~/.cache/matcha`).
+/// `$MATCHA_CACHE/onnxruntime/<version>/libonnxruntime.so.<version>` (`MATCHA_CACHE` defaults to
+/// `~/.cache/matcha`), where `scripts/setup.sh` puts it.
 pub fn default_library_path() -> PathBuf {
     let cache = std::env::var_os("MATCHA_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/matcha")))
         .unwrap_or_else(|| PathBuf::from(".cache/matcha"));
-    cache.join("onnxruntime/libonnxruntime.so")
+    cache
+        .join("onnxruntime")
+        .join(ONNXRUNTIME_VERSION)
+        .join(format!("libonnxruntime.so.{ONNXRUNTIME_VERSION}"))
 }
 
 fn resolve_library(config: &RuntimeConfig) -> PathBuf {
