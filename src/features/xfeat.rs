@@ -92,7 +92,7 @@ impl FeatureExtractor for XFeat {
         }
         let (rw, rh) = ((w / STRIDE * STRIDE) as usize, (h / STRIDE * STRIDE) as usize);
         let ratio = [w as f32 / rw as f32, h as f32 / rh as f32];
-        let input = resize_bilinear(&rgb_tensor(image, 1.0), rh, rw);
+        let input = resize_bilinear(&rgb_tensor(image, 1.0 / 255.0), rh, rw);
         let mut out = self.engine.run(
             &[(INPUT, input.view().into_dyn())],
             &[OUT_DESCRIPTORS, OUT_HEATMAP, OUT_RELIABILITY],

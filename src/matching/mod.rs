@@ -56,3 +56,4 @@ pub trait Matcher: Send {
 }
 
 pub mod mnn;
+pub mod lightglue;
