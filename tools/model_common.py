@@ -117,7 +117,8 @@ def save_ground_truth() -> list[Path]:
 
     - ``graf_H1to3.txt``: 3x3 homography mapping graf1 pixels to graf3 pixels (from opencv-doc H1to3p.xml)
     - ``motorcycle_disparity.npy``: float32 (H, W) left-image disparity in pixels (inf where unknown)
-    - ``stereo_calib.xml`` / ``intrinsics.yml``: opencv-doc calibration of the chessboard rig, copied as is
+    - ``intrinsics.yml`` (M1, D1, M2, D2 of the chessboard stereo rig left*/right*.jpg), ``left_intrinsics.yml``
+      and ``stereo_calib.xml`` (the list of its image pairs): copied as is from opencv-doc
     """
     out = []
     d = data_dir()
@@ -132,7 +133,7 @@ def save_ground_truth() -> list[Path]:
         if H is not None and H.shape == (3, 3):
             np.savetxt(d / "graf_H1to3.txt", H)
             out.append(d / "graf_H1to3.txt")
-    for f in ("stereo_calib.xml", "intrinsics.yml"):
+    for f in ("stereo_calib.xml", "intrinsics.yml", "left_intrinsics.yml"):
         if (OPENCV_DATA / f).is_file():
             shutil.copyfile(OPENCV_DATA / f, d / f)
             out.append(d / f)
