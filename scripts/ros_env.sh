@@ -8,6 +8,7 @@
 #   PYTHONPATH                             matcha_msgs' Python bindings (for rclpy peers)
 #   ROS_DISTRO=jazzy                       r2r 0.9 rejects "kilted"; Jazzy's code paths match Kilted's headers
 #   IDL_PACKAGE_FILTER                     limits r2r's generated bindings to the messages the node uses
+#   LIBRARY_PATH                           the librmw_implementation.so symlink dir (linker search path)
 #   MATCHA_ROS_LINK_DIR, MATCHA_ROS_LIBPYTHON, MATCHA_ROS_LIBPYTHON_DIR   read by build.rs (feature `ros`):
 #       the librmw_implementation.so symlink dir and the libpython that the wheels' librcl needs.
 # It does not install anything; run scripts/setup_ros.sh first (it prints an error if that was not done).
@@ -43,6 +44,11 @@ export ROS_VERSION=2
 export RMW_IMPLEMENTATION=rmw_fastrtps_cpp
 export IDL_PACKAGE_FILTER="std_msgs;geometry_msgs;sensor_msgs;nav_msgs;diagnostic_msgs;std_srvs;matcha_msgs"
 export MATCHA_ROS_LINK_DIR="$MATCHA_ROS_VENV/matcha-link"
+# r2r's own build script links -lrmw_implementation too, before our build.rs can add a search path. The C
+# linker driver reads LIBRARY_PATH; unlike RUSTFLAGS it does not change cargo's fingerprints (no rebuilds of
+# the shared target dir when switching between ROS and non-ROS builds).
+_matcha_prepend LIBRARY_PATH "$MATCHA_ROS_LIBPYTHON_DIR"
+_matcha_prepend LIBRARY_PATH "$MATCHA_ROS_LINK_DIR"
 export MATCHA_ROS_LIBPYTHON="python$MATCHA_ROS_PYVER"
 export MATCHA_ROS_LIBPYTHON_DIR
 export PATH="$MATCHA_ROS_VENV/bin:$PATH"

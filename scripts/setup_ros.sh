@@ -78,6 +78,15 @@ if [ "$(cat "$venv/.matcha-stamp" 2>/dev/null)" != "$stamp" ]; then
     echo "$stamp" > "$venv/.matcha-stamp"
 fi
 
+# Test-only wheels for the rclpy peer of tests/ros_*.py (image loading); separate stamp so that adding one
+# does not change the venv stamp (which keys the matcha_msgs build and so r2r's generated bindings).
+test_reqs=(pillow==12.3.0)
+test_stamp="$(printf '%s\n' "${test_reqs[@]}" | sha256sum | cut -c1-16)"
+if [ "$(cat "$venv/.matcha-test-stamp" 2>/dev/null)" != "$test_stamp" ]; then
+    "$venv/bin/pip" install -q --disable-pip-version-check "${test_reqs[@]}"
+    echo "$test_stamp" > "$venv/.matcha-test-stamp"
+fi
+
 # Interface package, keyed by the hash of msg/ and of the venv stamp.
 msg_hash="$( { cat "$venv/.matcha-stamp"; find "$repo/msg" -type f ! -name '*.md' -print0 | sort -z | xargs -0 sha256sum | sed "s#$repo/##"; } | sha256sum | cut -c1-16)"
 msgs="$MATCHA_CACHE/ros-msgs/$msg_hash"

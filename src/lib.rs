@@ -15,6 +15,7 @@ pub mod features;
 pub mod geometry;
 pub mod image;
 pub mod matching;
+pub mod node;
 pub mod pipeline;
 pub mod runtime;
 pub mod viz;

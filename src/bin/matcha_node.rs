@@ -1,0 +1,17 @@
+//! `matcha_node`: the ROS 2 node (feature `ros`). Keypoint correspondences and relative pose from camera
+//! topics; see the README section "ROS 2 node" and `launch/matcha.launch.py`.
+//!
+//! All configuration comes from ROS parameters (`--ros-args --params-file config/matcha.yaml -p name:=value`);
+//! invalid values stop the node at start-up with a message naming the parameter (exit status 1).
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match matcha::node::ros::run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("matcha_node: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! The `node:` section of `config/matcha.yaml`: everything the ROS 2 node needs beyond the core pipeline
+//! (mode, topics, QoS, keyframe policy, stereo sync, relocalization map, debug image, rate limits).
+//!
+//! Defaults live here, in the `Default` impls, and nowhere else: the YAML file, `--ros-args -p` overrides
+//! and the tests all deserialise into these structs. ROS parameters arrive as a flat map of dotted names
+//! (`node.mode`, `engine.extractor`, ...); [`params_to_tree`] rebuilds the nested tree that serde reads, so
+//! a parameter and a YAML key are the same thing. Unknown keys and out-of-range values are errors, reported
+//! at start-up with the key name.
+//!
+//! This module knows nothing of r2r; it is compiled (and tested) without the `ros` feature.
+
+use serde::{Deserialize, Serialize};
+
+/// Errors in the node configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeConfigError {
+    /// Schema error (unknown key, wrong type).
+    #[error("invalid node parameters: {0}")]
+    Parse(String),
+    /// A value is out of range.
+    #[error("invalid parameter node.{key}: {reason}")]
+    Invalid {
+        /// Dotted key below `node.`.
+        key: String,
+        /// What is allowed.
+        reason: String,
+    },
+    /// Two parameters collide (e.g. `a` set as a value and `a.b` as a subtree).
+    #[error("parameter {0} is given both as a value and as a group")]
+    Conflict(String),
+}
+
+/// What the node pairs images with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Each frame against the last keyframe; publishes relative pose and chained odometry.
+    Odometry,
+    /// Left and right images synchronised by stamp; metric baseline from the right CameraInfo's P.
+    Stereo,
+    /// Each frame against a keyframe map loaded from (and saved to) disk.
+    Relocalization,
+}
+
+/// Which image message type the node subscribes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// `sensor_msgs/Image` on `topics.image`.
+    Raw,
+    /// `sensor_msgs/CompressedImage` (jpeg/png) on `topics.image` + `/compressed`.
+    Compressed,
+}
+
+/// Reliability of the input subscriptions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reliability {
+    /// Best effort (the sensor-data profile; never stalls on lost samples).
+    BestEffort,
+    /// Reliable (use when the camera driver publishes reliable only and loss is not acceptable).
+    Reliable,
+}
+
+/// Topic names (relative names are resolved in the node's namespace; all remappable).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Topics {
+    /// Input image (left image in stereo mode). With `transport: compressed`, `<image>/compressed`.
+    pub image: String,
+    /// CameraInfo of `image`.
+    pub camera_info: String,
+    /// Right image (stereo mode).
+    pub right_image: String,
+    /// CameraInfo of `right_image` (its P gives the baseline).
+    pub right_camera_info: String,
+    /// Output `matcha_msgs/Correspondences`.
+    pub correspondences: String,
+    /// Output `geometry_msgs/PoseWithCovarianceStamped` (pose of the newer camera in the older one's frame).
+    pub relative_pose: String,
+    /// Output `nav_msgs/Odometry` (odometry mode).
+    pub odometry: String,
+    /// Output debug image (matches drawn); computed only while someone subscribes.
+    pub debug_image: String,
+    /// Output `diagnostic_msgs/DiagnosticArray`.
+    pub diagnostics: String,
+    /// The `matcha_msgs/Match` service.
+    pub match_service: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self {
+            image: "image".into(),
+            camera_info: "camera_info".into(),
+            right_image: "right/image".into(),
+            right_camera_info: "right/camera_info".into(),
+            correspondences: "correspondences".into(),
+            relative_pose: "relative_pose".into(),
+            odometry: "odometry".into(),
+            debug_image: "debug/matches".into(),
+            diagnostics: "/diagnostics".into(),
+            match_service: "match".into(),
+        }
+    }
+}
+
+/// QoS of the input subscriptions (outputs use the default reliable profile, depth `depth`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QosConfig {
+    /// Reliability of the image and camera-info subscriptions.
+    pub reliability: Reliability,
+    /// History depth (keep-last) of subscriptions and publishers.
+    pub depth: u32,
+}
+
+impl Default for QosConfig {
+    fn default() -> Self {
+        // The rclcpp sensor-data profile: best effort, keep last 5.
+        Self {
+            reliability: Reliability::BestEffort,
+            depth: 5,
+        }
+    }
+}
+
+/// When the odometry mode makes the current frame the new keyframe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeyframePolicy {
+    /// New keyframe when the inlier count against the keyframe falls below this (tracking is thinning out).
+    pub min_inliers: usize,
+    /// New keyframe when the median parallax reaches this many degrees (enough baseline for the next step).
+    pub max_parallax_deg: f64,
+    /// New keyframe after this many frames regardless (0 = never).
+    pub max_frames: u32,
+    /// After this many consecutive frames without a pose, restart from the current frame (tracking lost).
+    pub max_failures: u32,
+}
+
+impl Default for KeyframePolicy {
+    fn default() -> Self {
+        Self {
+            min_inliers: 100,
+            max_parallax_deg: 3.0,
+            max_frames: 0,
+            max_failures: 5,
+        }
+    }
+}
+
+/// Stereo pairing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StereoConfig {
+    /// Two images form a pair when their stamps differ by at most this (seconds).
+    pub sync_tolerance_s: f64,
+    /// Unpaired images kept per side while waiting for the other side (oldest dropped, counted).
+    pub max_pending: usize,
+}
+
+impl Default for StereoConfig {
+    fn default() -> Self {
+        Self {
+            sync_tolerance_s: 0.005,
+            max_pending: 4,
+        }
+    }
+}
+
+/// Relocalization against a keyframe map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelocalizationConfig {
+    /// Map file (JSON). Loaded at start-up if it exists; written on shutdown when `build_map` is true.
+    pub map_path: String,
+    /// Add frames that the map does not explain well as new keyframes (mapping run).
+    pub build_map: bool,
+    /// A frame becomes a new map keyframe when its best match has fewer inliers than this.
+    pub new_keyframe_max_inliers: usize,
+    /// Number of map keyframes retrieved by the global descriptor and matched locally.
+    pub candidates: usize,
+    /// Minimum cosine similarity of the global descriptors for a keyframe to be a candidate.
+    pub min_global_similarity: f32,
+}
+
+impl Default for RelocalizationConfig {
+    fn default() -> Self {
+        Self {
+            map_path: "matcha_map.json".into(),
+            build_map: false,
+            new_keyframe_max_inliers: 50,
+            candidates: 3,
+            min_global_similarity: 0.0,
+        }
+    }
+}
+
+/// All node settings (the `node:` section).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Pairing mode.
+    pub mode: Mode,
+    /// Input message type.
+    pub transport: Transport,
+    /// Topic names.
+    pub topics: Topics,
+    /// Subscription QoS.
+    pub qos: QosConfig,
+    /// Odometry keyframe policy.
+    pub keyframe: KeyframePolicy,
+    /// Stereo sync.
+    pub stereo: StereoConfig,
+    /// Relocalization map.
+    pub relocalization: RelocalizationConfig,
+    /// Odometry: `header.frame_id` of `nav_msgs/Odometry` (the first keyframe's optical frame, z forward).
+    pub odom_frame_id: String,
+    /// Publish the debug image (still only computed while someone subscribes).
+    pub debug_image: bool,
+    /// Process at most this many frames per second (0 = as fast as they come; extra frames are dropped).
+    pub max_rate_hz: f64,
+    /// Reject images with more pixels than this (width × height).
+    pub max_image_pixels: u64,
+    /// Period of `/diagnostics` messages, seconds.
+    pub diagnostics_period_s: f64,
+    /// A repeated bad-input cause is logged at most once per this many seconds (with its count).
+    pub log_throttle_s: f64,
+    /// While the pipeline cannot be created (e.g. model missing), retry every this many seconds.
+    pub pipeline_retry_s: f64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Odometry,
+            transport: Transport::Raw,
+            topics: Topics::default(),
+            qos: QosConfig::default(),
+            keyframe: KeyframePolicy::default(),
+            stereo: StereoConfig::default(),
+            relocalization: RelocalizationConfig::default(),
+            odom_frame_id: "odom".into(),
+            debug_image: true,
+            max_rate_hz: 0.0,
+            max_image_pixels: 4096 * 4096,
+            diagnostics_period_s: 1.0,
+            log_throttle_s: 10.0,
+            pipeline_retry_s: 10.0,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Deserialises and validates the `node:` section (`null` = all defaults).
+    pub fn from_value(value: &serde_json::Value) -> Result<Self, NodeConfigError> {
+        let cfg: Self = if value.is_null() {
+            Self::default()
+        } else {
+            serde_json::from_value(value.clone())
+                .map_err(|e| NodeConfigError::Parse(e.to_string()))?
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks value ranges.
+    pub fn validate(&self) -> Result<(), NodeConfigError> {
+        let bad = |key: &str, reason: &str| {
+            Err(NodeConfigError::Invalid {
+                key: key.into(),
+                reason: reason.into(),
+            })
+        };
+        let t = &self.topics;
+        for (key, name) in [
+            ("topics.image", &t.image),
+            ("topics.camera_info", &t.camera_info),
+            ("topics.right_image", &t.right_image),
+            ("topics.right_camera_info", &t.right_camera_info),
+            ("topics.correspondences", &t.correspondences),
+            ("topics.relative_pose", &t.relative_pose),
+            ("topics.odometry", &t.odometry),
+            ("topics.debug_image", &t.debug_image),
+            ("topics.diagnostics", &t.diagnostics),
+            ("topics.match_service", &t.match_service),
+        ] {
+            if !valid_topic_name(name) {
+                return bad(
+                    key,
+                    "must be a ROS name: letters, digits, '_', '/', '~', not empty",
+                );
+            }
+        }
+        if self.qos.depth == 0 || self.qos.depth > 100 {
+            return bad("qos.depth", "must be in 1..=100");
+        }
+        let k = &self.keyframe;
+        if !(k.max_parallax_deg.is_finite() && k.max_parallax_deg > 0.0) {
+            return bad(
+                "keyframe.max_parallax_deg",
+                "must be a positive number of degrees",
+            );
+        }
+        if k.max_failures == 0 {
+            return bad("keyframe.max_failures", "must be >= 1");
+        }
+        let s = &self.stereo;
+        if !(s.sync_tolerance_s.is_finite()
+            && s.sync_tolerance_s >= 0.0
+            && s.sync_tolerance_s < 1.0)
+        {
+            return bad("stereo.sync_tolerance_s", "must be in [0, 1) seconds");
+        }
+        if s.max_pending == 0 || s.max_pending > 64 {
+            return bad("stereo.max_pending", "must be in 1..=64");
+        }
+        let r = &self.relocalization;
+        if self.mode == Mode::Relocalization && r.map_path.is_empty() {
+            return bad(
+                "relocalization.map_path",
+                "must name a file in relocalization mode",
+            );
+        }
+        if r.candidates == 0 {
+            return bad("relocalization.candidates", "must be >= 1");
+        }
+        if !(-1.0..=1.0).contains(&r.min_global_similarity) {
+            return bad("relocalization.min_global_similarity", "must be in [-1, 1]");
+        }
+        if self.odom_frame_id.is_empty() {
+            return bad("odom_frame_id", "must not be empty");
+        }
+        if !(self.max_rate_hz.is_finite() && self.max_rate_hz >= 0.0) {
+            return bad("max_rate_hz", "must be >= 0 (0 = unlimited)");
+        }
+        if self.max_image_pixels == 0 {
+            return bad("max_image_pixels", "must be > 0");
+        }
+        for (key, v) in [
+            ("diagnostics_period_s", self.diagnostics_period_s),
+            ("log_throttle_s", self.log_throttle_s),
+            ("pipeline_retry_s", self.pipeline_retry_s),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(key, "must be a positive number of seconds");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn valid_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.ends_with('/')
+        && !name.contains("//")
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '/' | '~'))
+}
+
+/// Rebuilds the nested parameter tree from flat dotted names (`node.keyframe.min_inliers` → `{node:
+/// {keyframe: {min_inliers: ..}}}`), as ROS 2 flattens a parameter YAML file.
+pub fn params_to_tree<'a, I>(params: I) -> Result<serde_json::Value, NodeConfigError>
+where
+    I: IntoIterator<Item = (&'a str, serde_json::Value)>,
+{
+    let mut root = serde_json::Map::new();
+    for (name, value) in params {
+        let parts: Vec<&str> = name.split('.').collect();
+        let (last, groups) = match parts.split_last() {
+            Some(x) => x,
+            None => continue,
+        };
+        let mut map = &mut root;
+        for (i, g) in groups.iter().enumerate() {
+            let entry = map
+                .entry((*g).to_string())
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+            map = match entry {
+                serde_json::Value::Object(m) => m,
+                _ => return Err(NodeConfigError::Conflict(parts[..=i].join("."))),
+            };
+        }
+        if let Some(serde_json::Value::Object(_)) = map.get(*last) {
+            return Err(NodeConfigError::Conflict(name.to_string()));
+        }
+        map.insert((*last).to_string(), value);
+    }
+    Ok(serde_json::Value::Object(root))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_are_valid_and_null_means_defaults() {
+        assert!(NodeConfig::default().validate().is_ok());
+        assert_eq!(
+            NodeConfig::from_value(&serde_json::Value::Null).unwrap(),
+            NodeConfig::default()
+        );
+    }
+
+    #[test]
+    fn flat_params_become_a_tree() {
+        let tree = params_to_tree([
+            ("node.mode", json!("stereo")),
+            ("node.keyframe.min_inliers", json!(42)),
+            ("engine.extractor", json!("xfeat")),
+            ("use_sim_time", json!(false)),
+        ])
+        .unwrap();
+        assert_eq!(tree["node"]["keyframe"]["min_inliers"], json!(42));
+        assert_eq!(tree["engine"]["extractor"], json!("xfeat"));
+        let cfg = NodeConfig::from_value(&tree["node"]).unwrap();
+        assert_eq!(cfg.mode, Mode::Stereo);
+        assert_eq!(cfg.keyframe.min_inliers, 42);
+        assert_eq!(
+            cfg.keyframe.max_parallax_deg,
+            KeyframePolicy::default().max_parallax_deg
+        );
+        let clash = params_to_tree([("a.b", json!(1)), ("a", json!(2))]);
+        assert!(matches!(clash, Err(NodeConfigError::Conflict(k)) if k == "a"));
+    }
+
+    #[test]
+    fn invalid_values_are_rejected_with_their_key() {
+        let e = NodeConfig::from_value(&json!({"mode": "mono"})).unwrap_err();
+        assert!(e.to_string().contains("mono"), "{e}");
+        let e = NodeConfig::from_value(&json!({"keyframe": {"min_inlier": 3}})).unwrap_err();
+        assert!(e.to_string().contains("min_inlier"), "{e}");
+        let e = NodeConfig::from_value(&json!({"stereo": {"sync_tolerance_s": -0.1}})).unwrap_err();
+        assert!(
+            matches!(e, NodeConfigError::Invalid { ref key, .. } if key == "stereo.sync_tolerance_s")
+        );
+        let e = NodeConfig::from_value(&json!({"topics": {"image": "bad name"}})).unwrap_err();
+        assert!(matches!(e, NodeConfigError::Invalid { ref key, .. } if key == "topics.image"));
+        let e = NodeConfig::from_value(&json!({"qos": {"depth": 0}})).unwrap_err();
+        assert!(matches!(e, NodeConfigError::Invalid { ref key, .. } if key == "qos.depth"));
+        let e = NodeConfig::from_value(&json!({"max_rate_hz": -1.0})).unwrap_err();
+        assert!(matches!(e, NodeConfigError::Invalid { ref key, .. } if key == "max_rate_hz"));
+    }
+}

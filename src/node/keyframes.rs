@@ -1,0 +1,254 @@
+//! Odometry bookkeeping: converting the core's point transform into the pose published on ROS topics, its
+//! covariance, and the keyframe policy that chains relative poses into odometry.
+//!
+//! The core estimates `x_b = R·x_a + t` (camera a = keyframe, camera b = current frame). ROS consumers want
+//! the pose of camera b in camera a's optical frame, `T_ab = (Rᵀ, −Rᵀ·t)`. Its covariance is propagated to
+//! first order from the core's 6×6 covariance over `(δθ, δt)` (left rotation perturbation `R = exp(δθ)·R̂`):
+//! with `p = −Rᵀt` and `φ` the left perturbation of `Rᵀ`,
+//! `∂p/∂δθ = −Rᵀ[t]ₓ`, `∂p/∂δt = −Rᵀ`, `∂φ/∂δθ = −Rᵀ`, `∂φ/∂δt = 0`, and ROS orders the result
+//! `(x, y, z, rot_x, rot_y, rot_z)`.
+//!
+//! Odometry is the chain `T_odom,current = T_odom,keyframe · T_keyframe,current`. Monocular translation is
+//! unit length per keyframe-to-frame step, so the chained position has no metric scale: it shows the
+//! direction of travel, each keyframe step counting as one unit. A frame becomes the new keyframe when the
+//! inliers thin out (`min_inliers`), when the parallax is large enough for a well-conditioned next step
+//! (`max_parallax_deg`), or after `max_frames`; after `max_failures` consecutive frames without a pose the
+//! current frame restarts tracking (the odometry pose is held, not reset).
+//!
+//! This module knows nothing of r2r.
+
+use nalgebra::{Isometry3, Matrix3, Matrix6, Translation3, UnitQuaternion, Vector3};
+
+use super::config::KeyframePolicy;
+use crate::geometry::RelativePose;
+
+/// Pose of camera b in camera a's frame, from the core's point transform `x_b = R·x_a + t`.
+pub fn pose_b_in_a(rotation: &Matrix3<f64>, translation: &Vector3<f64>) -> Isometry3<f64> {
+    let rt = rotation.transpose();
+    let q = UnitQuaternion::from_matrix(&rt);
+    Isometry3::from_parts(Translation3::from(-(rt * translation)), q)
+}
+
+/// Row-major 6×6 covariance of [`pose_b_in_a`] in ROS order `(x, y, z, rot_x, rot_y, rot_z)`.
+pub fn covariance_b_in_a(pose: &RelativePose) -> [f64; 36] {
+    let rt = pose.rotation.transpose();
+    let tx = pose.translation.cross_matrix();
+    let mut j = Matrix6::<f64>::zeros();
+    j.fixed_view_mut::<3, 3>(0, 0).copy_from(&(-rt * tx));
+    j.fixed_view_mut::<3, 3>(0, 3).copy_from(&(-rt));
+    j.fixed_view_mut::<3, 3>(3, 0).copy_from(&(-rt));
+    let c = j * pose.covariance * j.transpose();
+    let mut out = [0.0; 36];
+    for r in 0..6 {
+        for k in 0..6 {
+            let v = 0.5 * (c[(r, k)] + c[(k, r)]);
+            out[r * 6 + k] = if v.is_finite() { v } else { 1e6 };
+        }
+    }
+    out
+}
+
+/// What the tracker decided for one frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// No keyframe yet (first frame or after a reset): the frame becomes the keyframe.
+    Initialise,
+    /// Tracked against the keyframe; `new_keyframe` says whether this frame replaces it.
+    Tracked {
+        /// Pose of the current camera in the odometry frame.
+        odom_from_current: Isometry3<f64>,
+        /// The frame becomes the new keyframe.
+        new_keyframe: bool,
+    },
+    /// No pose for this frame; `reset` when tracking is declared lost and the frame becomes the keyframe.
+    Failed {
+        /// Restart from this frame.
+        reset: bool,
+    },
+}
+
+/// Keyframe policy and odometry chain.
+#[derive(Debug, Clone)]
+pub struct OdometryTracker {
+    policy: KeyframePolicy,
+    has_keyframe: bool,
+    keyframe_id: u64,
+    odom_from_keyframe: Isometry3<f64>,
+    frames_since_keyframe: u32,
+    failures: u32,
+}
+
+impl OdometryTracker {
+    /// A tracker with no keyframe; odometry starts at the identity.
+    pub fn new(policy: KeyframePolicy) -> Self {
+        Self {
+            policy,
+            has_keyframe: false,
+            keyframe_id: 0,
+            odom_from_keyframe: Isometry3::identity(),
+            frames_since_keyframe: 0,
+            failures: 0,
+        }
+    }
+
+    /// Id of the current keyframe (increments with every new keyframe; 0 before the first).
+    pub fn keyframe_id(&self) -> u64 {
+        self.keyframe_id
+    }
+
+    /// True when a keyframe exists to match against.
+    pub fn has_keyframe(&self) -> bool {
+        self.has_keyframe
+    }
+
+    /// Pose of the current keyframe in the odometry frame.
+    pub fn odom_from_keyframe(&self) -> Isometry3<f64> {
+        self.odom_from_keyframe
+    }
+
+    /// Forgets the keyframe (e.g. time went backwards); the odometry pose is kept.
+    pub fn reset(&mut self) {
+        self.has_keyframe = false;
+    }
+
+    /// Feeds the outcome of matching the current frame against the keyframe (`None` = no keyframe or no
+    /// pose): `(pose of current in keyframe, inliers, median parallax in degrees)`.
+    pub fn step(&mut self, result: Option<(Isometry3<f64>, usize, f64)>) -> Step {
+        if !self.has_keyframe {
+            self.make_keyframe(self.odom_from_keyframe);
+            return Step::Initialise;
+        }
+        match result {
+            Some((keyframe_from_current, inliers, parallax_deg)) => {
+                self.failures = 0;
+                self.frames_since_keyframe += 1;
+                let odom_from_current = self.odom_from_keyframe * keyframe_from_current;
+                let p = &self.policy;
+                let new_keyframe = inliers < p.min_inliers
+                    || parallax_deg >= p.max_parallax_deg
+                    || (p.max_frames > 0 && self.frames_since_keyframe >= p.max_frames);
+                if new_keyframe {
+                    self.make_keyframe(odom_from_current);
+                }
+                Step::Tracked {
+                    odom_from_current,
+                    new_keyframe,
+                }
+            }
+            None => {
+                self.failures += 1;
+                let reset = self.failures >= self.policy.max_failures;
+                if reset {
+                    // Pose of the current frame unknown: hold the last keyframe's pose.
+                    self.make_keyframe(self.odom_from_keyframe);
+                }
+                Step::Failed { reset }
+            }
+        }
+    }
+
+    fn make_keyframe(&mut self, odom_from_keyframe: Isometry3<f64>) {
+        self.has_keyframe = true;
+        self.keyframe_id += 1;
+        self.odom_from_keyframe = odom_from_keyframe;
+        self.frames_since_keyframe = 0;
+        self.failures = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::PoseQuality;
+    use nalgebra::Rotation3;
+
+    fn rel(r: Matrix3<f64>, t: Vector3<f64>) -> RelativePose {
+        RelativePose {
+            rotation: r,
+            translation: t,
+            inliers: vec![],
+            num_inliers: 0,
+            covariance: Matrix6::identity() * 1e-4,
+            quality: PoseQuality::default(),
+        }
+    }
+
+    #[test]
+    fn pose_is_the_inverse_point_transform() {
+        let r = *Rotation3::from_euler_angles(0.1, -0.2, 0.3).matrix();
+        let t = Vector3::new(0.6, 0.0, 0.8);
+        let iso = pose_b_in_a(&r, &t);
+        // A point in a's frame maps to b's frame with (R, t); iso maps b's frame back to a's.
+        let xa = Vector3::new(0.3, -1.0, 4.0);
+        let xb = r * xa + t;
+        let back = iso.transform_point(&xb.into());
+        assert!((back.coords - xa).norm() < 1e-12);
+        // Camera b's centre in a's frame is -Rᵀt.
+        assert!((iso.translation.vector + r.transpose() * t).norm() < 1e-12);
+    }
+
+    #[test]
+    fn covariance_is_symmetric_psd_and_rotated() {
+        let r = *Rotation3::from_euler_angles(0.0, 0.5, 0.0).matrix();
+        let c = covariance_b_in_a(&rel(r, Vector3::new(0.0, 0.0, 1.0)));
+        let m = Matrix6::from_row_slice(&c);
+        assert!((m - m.transpose()).norm() < 1e-15);
+        assert!(m.symmetric_eigenvalues().iter().all(|&e| e > -1e-12));
+        // Rotation part: Rᵀ Σθ R with Σθ isotropic stays isotropic.
+        assert!((m[(3, 3)] - 1e-4).abs() < 1e-12);
+    }
+
+    #[test]
+    fn keyframe_policy_and_chaining() {
+        let policy = KeyframePolicy {
+            min_inliers: 50,
+            max_parallax_deg: 5.0,
+            max_frames: 0,
+            max_failures: 2,
+        };
+        let mut tr = OdometryTracker::new(policy);
+        assert_eq!(tr.step(None), Step::Initialise);
+        assert_eq!(tr.keyframe_id(), 1);
+        let step = Isometry3::translation(0.0, 0.0, 1.0);
+        // Good frame, small parallax: keep the keyframe.
+        match tr.step(Some((step, 200, 1.0))) {
+            Step::Tracked {
+                new_keyframe,
+                odom_from_current,
+            } => {
+                assert!(!new_keyframe);
+                assert!((odom_from_current.translation.z - 1.0).abs() < 1e-12);
+            }
+            s => panic!("{s:?}"),
+        }
+        // Large parallax: new keyframe at z = 1; next step chains to z = 2.
+        assert!(matches!(
+            tr.step(Some((step, 200, 6.0))),
+            Step::Tracked {
+                new_keyframe: true,
+                ..
+            }
+        ));
+        assert_eq!(tr.keyframe_id(), 2);
+        match tr.step(Some((step, 200, 1.0))) {
+            Step::Tracked {
+                odom_from_current, ..
+            } => {
+                assert!((odom_from_current.translation.z - 2.0).abs() < 1e-12)
+            }
+            s => panic!("{s:?}"),
+        }
+        // Few inliers: new keyframe.
+        assert!(matches!(
+            tr.step(Some((step, 10, 1.0))),
+            Step::Tracked {
+                new_keyframe: true,
+                ..
+            }
+        ));
+        // Two failures: reset, pose held.
+        assert_eq!(tr.step(None), Step::Failed { reset: false });
+        assert_eq!(tr.step(None), Step::Failed { reset: true });
+        assert!((tr.odom_from_keyframe().translation.z - 2.0).abs() < 1e-12);
+    }
+}

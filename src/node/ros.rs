@@ -1,0 +1,1254 @@
+//! The r2r node (feature `ros`): subscriptions, the worker that runs the pipeline, publishers, the `match`
+//! service, diagnostics and the `log` → ROS logging bridge.
+//!
+//! Threads: rcl is spun on one thread (`spin_once` loop); small tokio tasks drain each subscription stream
+//! into an [`Inbox`] that holds at most the latest frame (or latest stereo pair) and a short service queue;
+//! one worker thread owns the pipeline and processes whatever is newest. A frame that is overwritten before
+//! the worker takes it is counted as dropped (latest-frame-wins): queues never grow, and latency stays one
+//! frame at most however slow the pipeline is. The r2r subscription channels themselves hold at most 10
+//! messages and are drained immediately.
+//!
+//! Bad input never stops the node: each cause is counted, logged once and then rate-limited (see
+//! [`super::stats`]), and the next good frame is processed normally.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use nalgebra::Isometry3;
+use r2r::builtin_interfaces::msg::Time;
+use r2r::diagnostic_msgs::msg::{DiagnosticArray, DiagnosticStatus, KeyValue};
+use r2r::geometry_msgs::msg::{
+    PoseWithCovariance, PoseWithCovarianceStamped, Twist, TwistWithCovariance,
+};
+use r2r::matcha_msgs::msg::Correspondences;
+use r2r::matcha_msgs::srv::Match;
+use r2r::nav_msgs::msg::Odometry;
+use r2r::sensor_msgs::msg::{CameraInfo, CompressedImage, Image};
+use r2r::std_msgs::msg::Header;
+use r2r::{ParameterValue, QosProfile};
+
+use super::config::{Mode, NodeConfig, Reliability, Transport};
+use super::convert::{self, BadInput, ImageMsg, PairOutput};
+use super::keyframes::{covariance_b_in_a, pose_b_in_a, OdometryTracker, Step};
+use super::map::{global_descriptor, KeyframeMap};
+use super::stats::Stats;
+use super::sync::{Side, StereoSync};
+use crate::config::MatchaConfig;
+use crate::features::Features;
+use crate::geometry::PinholeCamera;
+use crate::image::RgbImage;
+use crate::pipeline::Pipeline;
+
+/// Errors that stop the node at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// rcl / r2r failure.
+    #[error("ROS: {0}")]
+    Ros(#[from] r2r::Error),
+    /// Invalid parameters.
+    #[error("{0}")]
+    Parameters(String),
+    /// The keyframe map cannot be used.
+    #[error(transparent)]
+    Map(#[from] super::map::MapError),
+    /// Runtime (threads, signals).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+const NODE_NAME: &str = "matcha_node";
+const SERVICE_QUEUE: usize = 4;
+
+// ------------------------------------------------------------------------------------------------ logging
+
+struct RosLogger {
+    name: String,
+}
+
+impl log::Log for RosLogger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::max_level()
+    }
+    fn log(&self, r: &log::Record) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let sev = match r.level() {
+            log::Level::Error => r2r::LogSeverity::Error,
+            log::Level::Warn => r2r::LogSeverity::Warn,
+            log::Level::Info => r2r::LogSeverity::Info,
+            log::Level::Debug | log::Level::Trace => r2r::LogSeverity::Debug,
+        };
+        // r2r builds C strings: strip NULs (messages may quote input data).
+        let msg = format!("{}", r.args()).replace('\0', "?");
+        let file = r.file().unwrap_or("").replace('\0', "?");
+        r2r::log(&msg, &self.name, &file, r.line().unwrap_or(0), sev);
+    }
+    fn flush(&self) {}
+}
+
+/// Routes the `log` crate to ROS logging (rcutils: console + log files) under the logger `name`.
+/// Level from `RUST_LOG` (error, warn, info, debug, trace; default info).
+pub fn init_logging(name: &str) {
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<log::LevelFilter>().ok())
+        .unwrap_or(log::LevelFilter::Info);
+    if log::set_boxed_logger(Box::new(RosLogger {
+        name: name.to_string(),
+    }))
+    .is_ok()
+    {
+        log::set_max_level(level);
+    }
+}
+
+// ------------------------------------------------------------------------------------------------ params
+
+fn param_to_json(v: &ParameterValue) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        ParameterValue::NotSet => J::Null,
+        ParameterValue::Bool(b) => J::from(*b),
+        ParameterValue::Integer(i) => J::from(*i),
+        ParameterValue::Double(d) => J::from(*d),
+        ParameterValue::String(s) => J::from(s.clone()),
+        ParameterValue::BoolArray(a) => J::from(a.clone()),
+        ParameterValue::ByteArray(a) => J::from(a.clone()),
+        ParameterValue::IntegerArray(a) => J::from(a.clone()),
+        ParameterValue::DoubleArray(a) => J::from(a.clone()),
+        ParameterValue::StringArray(a) => J::from(a.clone()),
+    }
+}
+
+/// Builds the configuration from the node's parameters (`--params-file` and `-p`, flat dotted names).
+/// Parameters outside the config sections (`use_sim_time`, `qos_overrides.*`, ...) are ignored.
+pub fn config_from_params(
+    params: &[(String, ParameterValue)],
+) -> Result<(MatchaConfig, NodeConfig), NodeError> {
+    const SECTIONS: [&str; 5] = ["engine", "matcher", "pose", "runtime", "node"];
+    let flat: Vec<(&str, serde_json::Value)> = params
+        .iter()
+        .filter(|(k, _)| SECTIONS.contains(&k.split('.').next().unwrap_or("")))
+        .map(|(k, v)| (k.as_str(), param_to_json(v)))
+        .collect();
+    let tree =
+        super::config::params_to_tree(flat).map_err(|e| NodeError::Parameters(e.to_string()))?;
+    let cfg: MatchaConfig = serde_json::from_value(tree)
+        .map_err(|e| NodeError::Parameters(format!("invalid parameters: {e}")))?;
+    cfg.validate()
+        .map_err(|e| NodeError::Parameters(e.to_string()))?;
+    let node =
+        NodeConfig::from_value(&cfg.node).map_err(|e| NodeError::Parameters(e.to_string()))?;
+    Ok((cfg, node))
+}
+
+// ------------------------------------------------------------------------------------------------ shared state
+
+struct Frame {
+    msg: ImageMsg,
+    received: Instant,
+}
+
+enum Job {
+    Mono(Frame),
+    Stereo(Frame, Frame),
+    Service(r2r::ServiceRequest<Match::Service>),
+}
+
+#[derive(Default)]
+struct Inbox {
+    latest: Option<Job>,
+    service: VecDeque<r2r::ServiceRequest<Match::Service>>,
+    shutdown: bool,
+}
+
+struct Shared {
+    inbox: Mutex<Inbox>,
+    wake: Condvar,
+    stats: Mutex<Stats>,
+    camera_info: Mutex<[Option<CameraInfo>; 2]>,
+    sync: Mutex<StereoSync<Frame>>,
+    last_stamp: Mutex<[Option<i64>; 2]>,
+    reset_requested: AtomicBool,
+    status: Mutex<(u8, String)>,
+}
+
+impl Shared {
+    fn problem(&self, b: &BadInput) {
+        let log = self
+            .stats
+            .lock()
+            .ok()
+            .and_then(|mut s| s.problem(b.cause, &b.message));
+        if let Some(text) = log {
+            log::warn!("{text}");
+        }
+    }
+
+    fn put(&self, job: Job) {
+        if let Ok(mut inbox) = self.inbox.lock() {
+            let replaced = match &inbox.latest {
+                Some(Job::Stereo(..)) => 2,
+                Some(_) => 1,
+                None => 0,
+            };
+            inbox.latest = Some(job);
+            if replaced > 0 {
+                if let Ok(mut s) = self.stats.lock() {
+                    s.dropped += replaced;
+                }
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// Checks that stamps of `side` do not go backwards; on a jump back, asks the worker to reset.
+    fn check_stamp(&self, side: usize, stamp: i64) {
+        if let Ok(mut last) = self.last_stamp.lock() {
+            if let Some(prev) = last[side] {
+                if stamp < prev {
+                    self.problem(&BadInput::new(
+                        "stamp_backwards",
+                        format!(
+                            "stamp went backwards by {:.3} s (bag restarted?): keyframe and stereo queues reset",
+                            (prev - stamp) as f64 * 1e-9
+                        ),
+                    ));
+                    self.reset_requested.store(true, Ordering::SeqCst);
+                    if let Ok(mut sync) = self.sync.lock() {
+                        sync.clear();
+                    }
+                }
+            }
+            last[side] = Some(stamp);
+        }
+    }
+
+    fn on_image(&self, side: Side, mode: Mode, msg: ImageMsg) {
+        let frame = Frame {
+            received: Instant::now(),
+            msg,
+        };
+        if let Ok(mut s) = self.stats.lock() {
+            s.received += 1;
+        }
+        let stamp = convert::time_ns(&frame.msg.header().stamp);
+        let idx = if side == Side::Left { 0 } else { 1 };
+        self.check_stamp(idx, stamp);
+        if mode != Mode::Stereo {
+            self.put(Job::Mono(frame));
+            return;
+        }
+        let pair = match self.sync.lock() {
+            Ok(mut sync) => {
+                let before = sync.dropped();
+                let pair = sync.push(side, stamp, frame);
+                let lost = sync.dropped() - before;
+                if lost > 0 {
+                    if let Ok(mut s) = self.stats.lock() {
+                        s.dropped += lost;
+                    }
+                }
+                pair
+            }
+            Err(_) => None,
+        };
+        if let Some(((_, l), (_, r))) = pair {
+            self.put(Job::Stereo(l, r));
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------ publishers
+
+struct Outputs {
+    correspondences: r2r::Publisher<Correspondences>,
+    relative_pose: r2r::Publisher<PoseWithCovarianceStamped>,
+    odometry: r2r::Publisher<Odometry>,
+    debug: Option<r2r::Publisher<Image>>,
+}
+
+impl Outputs {
+    fn debug_wanted(&self) -> bool {
+        self.debug
+            .as_ref()
+            .and_then(|p| p.get_inter_process_subscription_count().ok())
+            .is_some_and(|n| n > 0)
+    }
+}
+
+// ------------------------------------------------------------------------------------------------ worker
+
+struct Decoded {
+    header: Header,
+    image: RgbImage,
+    camera: PinholeCamera,
+    received: Instant,
+}
+
+struct Keyframe {
+    header: Header,
+    features: Features,
+    camera: PinholeCamera,
+    image: Option<RgbImage>,
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    cfg: MatchaConfig,
+    node: NodeConfig,
+    out: Outputs,
+    pipeline: Option<Pipeline>,
+    last_pipeline_try: Option<Instant>,
+    matcher_name: String,
+    tracker: OdometryTracker,
+    keyframe: Option<Keyframe>,
+    map: Option<KeyframeMap>,
+    map_dirty: usize,
+    last_processed: Option<Instant>,
+}
+
+fn zero_time() -> Time {
+    Time { sec: 0, nanosec: 0 }
+}
+
+impl Worker {
+    fn ensure_pipeline(&mut self) -> bool {
+        if self.pipeline.is_some() {
+            return true;
+        }
+        let due = self
+            .last_pipeline_try
+            .is_none_or(|t| t.elapsed().as_secs_f64() >= self.node.pipeline_retry_s);
+        if !due {
+            return false;
+        }
+        self.last_pipeline_try = Some(Instant::now());
+        match Pipeline::new(&self.cfg) {
+            Ok(p) => {
+                log::info!(
+                    "pipeline ready: descriptor '{}', matcher '{}'",
+                    p.descriptor_name(),
+                    self.matcher_name
+                );
+                if let Ok(mut st) = self.shared.status.lock() {
+                    *st = (0, "ok".into());
+                }
+                self.pipeline = Some(p);
+                self.load_map();
+                true
+            }
+            Err(e) => {
+                let msg = format!("{e} (retrying every {} s)", self.node.pipeline_retry_s);
+                self.shared
+                    .problem(&BadInput::new("pipeline_unavailable", msg.clone()));
+                if let Ok(mut st) = self.shared.status.lock() {
+                    *st = (2, msg);
+                }
+                false
+            }
+        }
+    }
+
+    fn load_map(&mut self) {
+        if self.node.mode != Mode::Relocalization || self.map.is_some() {
+            return;
+        }
+        let Some(p) = &self.pipeline else { return };
+        let name = p.descriptor_name().to_string();
+        let path = PathBuf::from(&self.node.relocalization.map_path);
+        if path.exists() {
+            // dimension is checked against the first extraction (unknown before); load lazily by name
+            match std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v.get("dim").and_then(|d| d.as_u64()))
+            {
+                Some(dim) => match KeyframeMap::load(&path, &name, dim as usize) {
+                    Ok(m) => {
+                        log::info!(
+                            "loaded keyframe map {} ({} keyframes)",
+                            path.display(),
+                            m.keyframes.len()
+                        );
+                        self.map = Some(m);
+                    }
+                    Err(e) => self
+                        .shared
+                        .problem(&BadInput::new("map_unusable", e.to_string())),
+                },
+                None => self.shared.problem(&BadInput::new(
+                    "map_unusable",
+                    format!("{} is not a keyframe map", path.display()),
+                )),
+            }
+        } else if self.node.relocalization.build_map {
+            log::info!("no map at {}: building a new one", path.display());
+        } else {
+            self.shared.problem(&BadInput::new(
+                "map_unusable",
+                format!(
+                    "{} does not exist (set node.relocalization.build_map to make one)",
+                    path.display()
+                ),
+            ));
+        }
+    }
+
+    fn save_map(&mut self) {
+        if !self.node.relocalization.build_map || self.map_dirty == 0 {
+            return;
+        }
+        if let Some(m) = &self.map {
+            let path = PathBuf::from(&self.node.relocalization.map_path);
+            match m.save(&path) {
+                Ok(()) => {
+                    log::info!(
+                        "saved keyframe map {} ({} keyframes)",
+                        path.display(),
+                        m.keyframes.len()
+                    );
+                    self.map_dirty = 0;
+                }
+                Err(e) => log::error!("{e}"),
+            }
+        }
+    }
+
+    fn decode(&self, f: &Frame, cam_idx: usize) -> Result<Decoded, BadInput> {
+        let image = convert::decode_image(&f.msg, self.node.max_image_pixels)?;
+        let info = self
+            .shared
+            .camera_info
+            .lock()
+            .ok()
+            .and_then(|c| c[cam_idx].clone())
+            .ok_or_else(|| {
+                let topic = if cam_idx == 0 {
+                    &self.node.topics.camera_info
+                } else {
+                    &self.node.topics.right_camera_info
+                };
+                BadInput::new(
+                    "no_camera_info",
+                    format!("no CameraInfo received yet on '{topic}': frame skipped"),
+                )
+            })?;
+        let camera = convert::camera_from_info(&info, image.width(), image.height())?;
+        Ok(Decoded {
+            header: f.msg.header().clone(),
+            image,
+            camera,
+            received: f.received,
+        })
+    }
+
+    fn run(mut self) {
+        loop {
+            let job = {
+                let Ok(mut inbox) = self.shared.inbox.lock() else {
+                    return;
+                };
+                loop {
+                    if inbox.shutdown {
+                        drop(inbox);
+                        self.save_map();
+                        return;
+                    }
+                    if let Some(req) = inbox.service.pop_front() {
+                        break Job::Service(req);
+                    }
+                    if let Some(j) = inbox.latest.take() {
+                        break j;
+                    }
+                    inbox = match self
+                        .shared
+                        .wake
+                        .wait_timeout(inbox, Duration::from_millis(500))
+                    {
+                        Ok((g, _)) => g,
+                        Err(_) => return,
+                    };
+                }
+            };
+            if self.shared.reset_requested.swap(false, Ordering::SeqCst) {
+                self.tracker.reset();
+                self.keyframe = None;
+            }
+            match job {
+                Job::Service(req) => self.serve(req),
+                Job::Mono(f) | Job::Stereo(f, _) if !self.rate_ok() => {
+                    drop(f);
+                    if let Ok(mut s) = self.shared.stats.lock() {
+                        s.dropped += 1;
+                    }
+                }
+                Job::Mono(f) => {
+                    if !self.ensure_pipeline() {
+                        continue;
+                    }
+                    let r = match self.node.mode {
+                        Mode::Relocalization => self.relocalize(&f),
+                        _ => self.odometry(&f),
+                    };
+                    self.finish(r);
+                }
+                Job::Stereo(l, r) => {
+                    if !self.ensure_pipeline() {
+                        continue;
+                    }
+                    let res = self.stereo(&l, &r);
+                    self.finish(res);
+                }
+            }
+        }
+    }
+
+    fn rate_ok(&mut self) -> bool {
+        if self.node.max_rate_hz <= 0.0 {
+            return true;
+        }
+        let period = 1.0 / self.node.max_rate_hz;
+        if self
+            .last_processed
+            .is_some_and(|t| t.elapsed().as_secs_f64() < period * 0.95)
+        {
+            return false;
+        }
+        self.last_processed = Some(Instant::now());
+        true
+    }
+
+    fn finish(&mut self, r: Result<(), BadInput>) {
+        if let Err(b) = r {
+            self.shared.problem(&b);
+        }
+    }
+
+    fn publish_pair(
+        &self,
+        o: &PairOutput<'_>,
+        received: Instant,
+        images: Option<(&RgbImage, &RgbImage)>,
+    ) -> Correspondences {
+        let ms = received.elapsed().as_secs_f32() * 1e3;
+        let msg = convert::correspondences_msg(o, ms);
+        if let Err(e) = self.out.correspondences.publish(&msg) {
+            log::error!("publish correspondences: {e}");
+        }
+        if msg.pose_valid {
+            let pose = PoseWithCovarianceStamped {
+                header: Header {
+                    stamp: o.header.stamp.clone(),
+                    frame_id: o.reference_frame_id.clone(),
+                },
+                pose: msg.relative_pose.clone(),
+            };
+            if let Err(e) = self.out.relative_pose.publish(&pose) {
+                log::error!("publish relative_pose: {e}");
+            }
+        }
+        if let Some((a, b)) = images {
+            if let Some(p) = &self.out.debug {
+                if let Err(e) = p.publish(&convert::debug_image(a, b, &msg)) {
+                    log::error!("publish debug image: {e}");
+                }
+            }
+        }
+        if let Ok(mut s) = self.shared.stats.lock() {
+            s.processed += 1;
+            s.latency(f64::from(received.elapsed().as_secs_f32() * 1e3));
+            s.last_matches = o.matches.matches.len();
+            s.last_inliers = msg.num_inliers as usize;
+            if msg.pose_valid {
+                s.poses += 1;
+            }
+        }
+        msg
+    }
+
+    fn extract(&mut self, img: &RgbImage) -> Result<Features, BadInput> {
+        let p = self
+            .pipeline
+            .as_mut()
+            .ok_or_else(|| BadInput::new("pipeline_unavailable", "no pipeline"))?;
+        p.extract(img)
+            .map_err(|e| BadInput::new("pipeline_error", e.to_string()))
+    }
+
+    fn odometry(&mut self, f: &Frame) -> Result<(), BadInput> {
+        let d = self.decode(f, 0)?;
+        let feats = self.extract(&d.image)?;
+        let want_debug = self.out.debug_wanted();
+        let Some(kf) = self.keyframe.take() else {
+            self.tracker.step(None);
+            self.publish_odometry(&d.header, &self.tracker.odom_from_keyframe(), None);
+            if let Ok(mut s) = self.shared.stats.lock() {
+                s.processed += 1;
+            }
+            self.keyframe = Some(Keyframe {
+                header: d.header,
+                features: feats,
+                camera: d.camera,
+                image: want_debug.then_some(d.image),
+            });
+            return Ok(());
+        };
+        let p = self
+            .pipeline
+            .as_mut()
+            .ok_or_else(|| BadInput::new("pipeline_unavailable", "no pipeline"))?;
+        let names = (p.descriptor_name().to_string(), self.matcher_name.clone());
+        let pair = p
+            .match_pair(&kf.features, &kf.camera, &feats, &d.camera)
+            .map_err(|e| BadInput::new("pipeline_error", e.to_string()));
+        let pair = match pair {
+            Ok(p) => p,
+            Err(e) => {
+                self.keyframe = Some(kf);
+                return Err(e);
+            }
+        };
+        let (iso, cov) = match &pair.pose {
+            Ok(rp) => (
+                Some(pose_b_in_a(&rp.rotation, &rp.translation)),
+                covariance_b_in_a(rp),
+            ),
+            Err(_) => (None, [0.0; 36]),
+        };
+        let out = PairOutput {
+            header: d.header.clone(),
+            reference_stamp: kf.header.stamp.clone(),
+            reference_frame_id: kf.header.frame_id.clone(),
+            keyframe_id: self.tracker.keyframe_id(),
+            features: (&kf.features, &feats),
+            matches: &pair.matches,
+            pose: pair.pose.as_ref().map_err(|e| e.to_string()),
+            pose_b_in_a: iso,
+            covariance: cov,
+            metric: false,
+            names: (&names.0, &names.1),
+        };
+        let images = match (&kf.image, want_debug) {
+            (Some(a), true) => Some((a, &d.image)),
+            _ => None,
+        };
+        self.publish_pair(&out, d.received, images);
+        let step = self.tracker.step(match (&pair.pose, iso) {
+            (Ok(rp), Some(iso)) => Some((iso, rp.num_inliers, rp.quality.median_parallax_deg)),
+            _ => None,
+        });
+        let replace = match &step {
+            Step::Tracked {
+                odom_from_current,
+                new_keyframe,
+            } => {
+                self.publish_odometry(&d.header, odom_from_current, Some(&cov));
+                *new_keyframe
+            }
+            Step::Failed { reset } => *reset,
+            Step::Initialise => true,
+        };
+        self.keyframe = Some(if replace {
+            Keyframe {
+                header: d.header,
+                features: feats,
+                camera: d.camera,
+                image: want_debug.then_some(d.image),
+            }
+        } else {
+            kf
+        });
+        Ok(())
+    }
+
+    fn publish_odometry(
+        &self,
+        header: &Header,
+        odom_from_current: &Isometry3<f64>,
+        cov: Option<&[f64; 36]>,
+    ) {
+        let mut twist_cov = vec![0.0; 36];
+        for i in 0..6 {
+            twist_cov[i * 6 + i] = 1e6; // not estimated
+        }
+        let msg = Odometry {
+            header: Header {
+                stamp: header.stamp.clone(),
+                frame_id: self.node.odom_frame_id.clone(),
+            },
+            child_frame_id: header.frame_id.clone(),
+            pose: PoseWithCovariance {
+                pose: convert::pose_msg(odom_from_current),
+                covariance: cov.map_or(vec![0.0; 36], |c| c.to_vec()),
+            },
+            twist: TwistWithCovariance {
+                twist: Twist::default(),
+                covariance: twist_cov,
+            },
+        };
+        if let Err(e) = self.out.odometry.publish(&msg) {
+            log::error!("publish odometry: {e}");
+        }
+    }
+
+    fn stereo(&mut self, l: &Frame, r: &Frame) -> Result<(), BadInput> {
+        let a = self.decode(l, 0)?;
+        let b = self.decode(r, 1)?;
+        let baseline = self
+            .shared
+            .camera_info
+            .lock()
+            .ok()
+            .and_then(|c| c[1].as_ref().and_then(convert::baseline_from_p));
+        let fa = self.extract(&a.image)?;
+        let fb = self.extract(&b.image)?;
+        let want_debug = self.out.debug_wanted();
+        let p = self
+            .pipeline
+            .as_mut()
+            .ok_or_else(|| BadInput::new("pipeline_unavailable", "no pipeline"))?;
+        let names = (p.descriptor_name().to_string(), self.matcher_name.clone());
+        let pair = p
+            .match_pair(&fa, &a.camera, &fb, &b.camera)
+            .map_err(|e| BadInput::new("pipeline_error", e.to_string()))?;
+        let (iso, cov) = match &pair.pose {
+            Ok(rp) => {
+                let mut iso = pose_b_in_a(&rp.rotation, &rp.translation);
+                let mut cov = covariance_b_in_a(rp);
+                if let Some(bl) = baseline {
+                    // Unit translation → metres: scale the translation block of the covariance, S·C·S.
+                    iso.translation.vector *= bl;
+                    let s = |i: usize| if i < 3 { bl } else { 1.0 };
+                    for (i, v) in cov.iter_mut().enumerate() {
+                        *v *= s(i / 6) * s(i % 6);
+                    }
+                }
+                (Some(iso), cov)
+            }
+            Err(_) => (None, [0.0; 36]),
+        };
+        let out = PairOutput {
+            header: b.header.clone(),
+            reference_stamp: a.header.stamp.clone(),
+            reference_frame_id: a.header.frame_id.clone(),
+            keyframe_id: 0,
+            features: (&fa, &fb),
+            matches: &pair.matches,
+            pose: pair.pose.as_ref().map_err(|e| e.to_string()),
+            pose_b_in_a: iso,
+            covariance: cov,
+            metric: baseline.is_some(),
+            names: (&names.0, &names.1),
+        };
+        let received = a.received.min(b.received);
+        self.publish_pair(&out, received, want_debug.then_some((&a.image, &b.image)));
+        Ok(())
+    }
+
+    fn relocalize(&mut self, f: &Frame) -> Result<(), BadInput> {
+        let d = self.decode(f, 0)?;
+        let feats = self.extract(&d.image)?;
+        let p = self
+            .pipeline
+            .as_mut()
+            .ok_or_else(|| BadInput::new("pipeline_unavailable", "no pipeline"))?;
+        let names = (p.descriptor_name().to_string(), self.matcher_name.clone());
+        if self.map.is_none() && self.node.relocalization.build_map {
+            self.map = Some(KeyframeMap::new(&names.0, feats.descriptor_dim()));
+        }
+        let Some(map) = self.map.as_ref() else {
+            return Err(BadInput::new(
+                "map_unusable",
+                "no keyframe map loaded: frame skipped",
+            ));
+        };
+        if map.dim != feats.descriptor_dim() {
+            return Err(BadInput::new(
+                "map_unusable",
+                format!(
+                    "map descriptors are {}-D, extractor gives {}-D",
+                    map.dim,
+                    feats.descriptor_dim()
+                ),
+            ));
+        }
+        let rc = &self.node.relocalization;
+        let global = global_descriptor(&feats.descriptors);
+        let candidates = map.retrieve(&global, rc.candidates, rc.min_global_similarity);
+        let mut best: Option<(usize, crate::pipeline::PairResult, Features)> = None;
+        for (idx, _) in candidates {
+            let kf = &map.keyframes[idx];
+            let Some(kf_feats) = kf.features(map.dim) else {
+                continue;
+            };
+            let res = match p.match_pair(&kf_feats, &kf.camera, &feats, &d.camera) {
+                Ok(r) => r,
+                Err(e) => return Err(BadInput::new("pipeline_error", e.to_string())),
+            };
+            let inl =
+                |r: &crate::pipeline::PairResult| r.pose.as_ref().map_or(0, |p| p.num_inliers);
+            if best.as_ref().is_none_or(|(_, b, _)| inl(&res) > inl(b)) {
+                best = Some((idx, res, kf_feats));
+            }
+        }
+        let best_inliers = best
+            .as_ref()
+            .map_or(0, |(_, r, _)| r.pose.as_ref().map_or(0, |p| p.num_inliers));
+        if let Some((idx, res, kf_feats)) = &best {
+            let kf = &map.keyframes[*idx];
+            let (iso, cov) = match &res.pose {
+                Ok(rp) => (
+                    Some(pose_b_in_a(&rp.rotation, &rp.translation)),
+                    covariance_b_in_a(rp),
+                ),
+                Err(_) => (None, [0.0; 36]),
+            };
+            let out = PairOutput {
+                header: d.header.clone(),
+                reference_stamp: Time {
+                    sec: (kf.stamp_ns.div_euclid(1_000_000_000)) as i32,
+                    nanosec: kf.stamp_ns.rem_euclid(1_000_000_000) as u32,
+                },
+                reference_frame_id: format!("matcha_keyframe_{}", kf.id),
+                keyframe_id: kf.id,
+                features: (kf_feats, &feats),
+                matches: &res.matches,
+                pose: res.pose.as_ref().map_err(|e| e.to_string()),
+                pose_b_in_a: iso,
+                covariance: cov,
+                metric: false,
+                names: (&names.0, &names.1),
+            };
+            self.publish_pair(&out, d.received, None);
+        } else if let Ok(mut s) = self.shared.stats.lock() {
+            s.processed += 1;
+        }
+        if self.node.relocalization.build_map
+            && best_inliers < self.node.relocalization.new_keyframe_max_inliers
+        {
+            if let Some(map) = self.map.as_mut() {
+                let id = map.add(
+                    &feats,
+                    d.camera,
+                    convert::time_ns(&d.header.stamp),
+                    &d.header.frame_id,
+                );
+                log::info!("map: added keyframe {id} (best match had {best_inliers} inliers)");
+                self.map_dirty += 1;
+                if self.map_dirty >= 10 {
+                    self.save_map();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn serve(&mut self, req: r2r::ServiceRequest<Match::Service>) {
+        let resp = match self.serve_inner(&req.message) {
+            Ok(c) => Match::Response {
+                success: true,
+                message: String::new(),
+                correspondences: c,
+            },
+            Err(b) => {
+                self.shared.problem(&b);
+                Match::Response {
+                    success: false,
+                    message: format!("{}: {}", b.cause, b.message),
+                    correspondences: Correspondences::default(),
+                }
+            }
+        };
+        if let Err(e) = req.respond(resp) {
+            log::error!("match service: cannot respond: {e}");
+        }
+    }
+
+    fn serve_inner(&mut self, m: &Match::Request) -> Result<Correspondences, BadInput> {
+        let received = Instant::now();
+        if !self.ensure_pipeline() {
+            return Err(BadInput::new(
+                "pipeline_unavailable",
+                "the pipeline could not be created (see diagnostics)",
+            ));
+        }
+        let max = self.node.max_image_pixels;
+        let ia = convert::decode_image(&ImageMsg::Raw(m.image_a.clone()), max)?;
+        let ib = convert::decode_image(&ImageMsg::Raw(m.image_b.clone()), max)?;
+        let ca = convert::camera_from_info(&m.camera_info_a, ia.width(), ia.height())?;
+        let cb = convert::camera_from_info(&m.camera_info_b, ib.width(), ib.height())?;
+        let fa = self.extract(&ia)?;
+        let fb = self.extract(&ib)?;
+        let p = self
+            .pipeline
+            .as_mut()
+            .ok_or_else(|| BadInput::new("pipeline_unavailable", "no pipeline"))?;
+        let names = (p.descriptor_name().to_string(), self.matcher_name.clone());
+        let pair = p
+            .match_pair(&fa, &ca, &fb, &cb)
+            .map_err(|e| BadInput::new("pipeline_error", e.to_string()))?;
+        let (iso, cov) = match &pair.pose {
+            Ok(rp) => (
+                Some(pose_b_in_a(&rp.rotation, &rp.translation)),
+                covariance_b_in_a(rp),
+            ),
+            Err(_) => (None, [0.0; 36]),
+        };
+        let out = PairOutput {
+            header: m.image_b.header.clone(),
+            reference_stamp: m.image_a.header.stamp.clone(),
+            reference_frame_id: m.image_a.header.frame_id.clone(),
+            keyframe_id: 0,
+            features: (&fa, &fb),
+            matches: &pair.matches,
+            pose: pair.pose.as_ref().map_err(|e| e.to_string()),
+            pose_b_in_a: iso,
+            covariance: cov,
+            metric: false,
+            names: (&names.0, &names.1),
+        };
+        Ok(convert::correspondences_msg(
+            &out,
+            received.elapsed().as_secs_f32() * 1e3,
+        ))
+    }
+}
+
+// ------------------------------------------------------------------------------------------------ run
+
+fn qos(node: &NodeConfig) -> QosProfile {
+    let base = match node.qos.reliability {
+        Reliability::BestEffort => QosProfile::sensor_data(),
+        Reliability::Reliable => QosProfile::default(),
+    };
+    base.keep_last(node.qos.depth as usize)
+}
+
+fn subscribe_images(
+    node: &mut r2r::Node,
+    shared: &Arc<Shared>,
+    cfg: &NodeConfig,
+    topic: &str,
+    side: Side,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<(), NodeError> {
+    let mode = cfg.mode;
+    match cfg.transport {
+        Transport::Raw => {
+            let mut s = node.subscribe::<Image>(topic, qos(cfg))?;
+            let sh = shared.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(m) = s.next().await {
+                    sh.on_image(side, mode, ImageMsg::Raw(m));
+                }
+            }));
+        }
+        Transport::Compressed => {
+            let topic = format!("{topic}/compressed");
+            let mut s = node.subscribe::<CompressedImage>(&topic, qos(cfg))?;
+            let sh = shared.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(m) = s.next().await {
+                    sh.on_image(side, mode, ImageMsg::Compressed(m));
+                }
+            }));
+        }
+    }
+    Ok(())
+}
+
+fn diagnostics(shared: &Shared, node_name: &str, cfg: &NodeConfig, stamp: Time) -> DiagnosticArray {
+    let kv = |k: &str, v: String| KeyValue {
+        key: k.into(),
+        value: v,
+    };
+    let (level, message) = shared
+        .status
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or((2, "poisoned".into()));
+    let mut values = Vec::new();
+    let mut level = level;
+    let mut message = message;
+    if let Ok(mut s) = shared.stats.lock() {
+        let rate = s.take_rate();
+        values.push(kv("mode", format!("{:?}", cfg.mode).to_lowercase()));
+        values.push(kv("rate_hz", format!("{rate:.2}")));
+        values.push(kv("received", s.received.to_string()));
+        values.push(kv("processed", s.processed.to_string()));
+        values.push(kv("dropped", s.dropped.to_string()));
+        values.push(kv("poses", s.poses.to_string()));
+        values.push(kv("last_matches", s.last_matches.to_string()));
+        values.push(kv("last_inliers", s.last_inliers.to_string()));
+        if let Some((p50, p99)) = s.latency_percentiles() {
+            values.push(kv("latency_median_ms", format!("{p50:.1}")));
+            values.push(kv("latency_p99_ms", format!("{p99:.1}")));
+        }
+        values.push(kv("uptime_s", format!("{:.0}", s.uptime_s())));
+        let mut errors = 0;
+        for (cause, count, last) in s.causes() {
+            values.push(kv(&format!("errors.{cause}"), count.to_string()));
+            values.push(kv(&format!("errors.{cause}.last"), last.to_string()));
+            errors += count;
+        }
+        if level == 0 && errors > 0 {
+            level = 1;
+            message = format!("{errors} inputs rejected (see errors.*)");
+        }
+    }
+    DiagnosticArray {
+        header: Header {
+            stamp,
+            frame_id: String::new(),
+        },
+        status: vec![DiagnosticStatus {
+            level,
+            name: format!("{node_name}: matcha"),
+            message,
+            hardware_id: String::new(),
+            values,
+        }],
+    }
+}
+
+/// Runs the node until SIGINT/SIGTERM. Reads the parameters (`--ros-args`), creates subscriptions,
+/// publishers and the `match` service, and processes frames.
+pub fn run() -> Result<(), NodeError> {
+    init_logging(NODE_NAME);
+    let ctx = r2r::Context::create()?;
+    let mut node = r2r::Node::create(ctx, NODE_NAME, "")?;
+    let params: Vec<(String, ParameterValue)> = node
+        .params
+        .lock()
+        .map(|p| {
+            p.iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let (cfg, ncfg) = config_from_params(&params)?;
+    let node_name = node
+        .fully_qualified_name()
+        .unwrap_or_else(|_| NODE_NAME.into());
+    log::info!(
+        "{node_name}: mode {:?}, extractor {:?}, matcher {:?}, input '{}' ({:?}, {:?} QoS depth {})",
+        ncfg.mode,
+        cfg.engine.extractor,
+        cfg.matcher.matcher,
+        ncfg.topics.image,
+        ncfg.transport,
+        ncfg.qos.reliability,
+        ncfg.qos.depth
+    );
+    let matcher_name = serde_json::to_value(cfg.matcher.matcher)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let _guard = rt.enter();
+
+    let shared = Arc::new(Shared {
+        inbox: Mutex::new(Inbox::default()),
+        wake: Condvar::new(),
+        stats: Mutex::new(Stats::new(Duration::from_secs_f64(ncfg.log_throttle_s))),
+        camera_info: Mutex::new([None, None]),
+        sync: Mutex::new(StereoSync::new(
+            (ncfg.stereo.sync_tolerance_s * 1e9) as i64,
+            ncfg.stereo.max_pending,
+        )),
+        last_stamp: Mutex::new([None, None]),
+        reset_requested: AtomicBool::new(false),
+        status: Mutex::new((1, "starting: pipeline not created yet".into())),
+    });
+
+    let mut tasks = Vec::new();
+    let t = &ncfg.topics;
+    subscribe_images(&mut node, &shared, &ncfg, &t.image, Side::Left, &mut tasks)?;
+    let infos: Vec<(&str, usize)> = if ncfg.mode == Mode::Stereo {
+        subscribe_images(
+            &mut node,
+            &shared,
+            &ncfg,
+            &t.right_image,
+            Side::Right,
+            &mut tasks,
+        )?;
+        vec![(&t.camera_info, 0), (&t.right_camera_info, 1)]
+    } else {
+        vec![(&t.camera_info, 0)]
+    };
+    for (topic, idx) in infos {
+        let mut s = node.subscribe::<CameraInfo>(topic, qos(&ncfg))?;
+        let sh = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(m) = s.next().await {
+                if let Ok(mut c) = sh.camera_info.lock() {
+                    c[idx] = Some(m);
+                }
+            }
+        }));
+    }
+    let out_qos = QosProfile::default().keep_last(ncfg.qos.depth as usize);
+    let out = Outputs {
+        correspondences: node
+            .create_publisher::<Correspondences>(&t.correspondences, out_qos.clone())?,
+        relative_pose: node
+            .create_publisher::<PoseWithCovarianceStamped>(&t.relative_pose, out_qos.clone())?,
+        odometry: node.create_publisher::<Odometry>(&t.odometry, out_qos.clone())?,
+        debug: if ncfg.debug_image {
+            Some(node.create_publisher::<Image>(
+                &t.debug_image,
+                QosProfile::sensor_data().keep_last(1),
+            )?)
+        } else {
+            None
+        },
+    };
+    let diag_pub = node
+        .create_publisher::<DiagnosticArray>(&t.diagnostics, QosProfile::default().keep_last(10))?;
+    let mut service =
+        node.create_service::<Match::Service>(&t.match_service, QosProfile::services_default())?;
+    {
+        let sh = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(req) = service.next().await {
+                let rejected = match sh.inbox.lock() {
+                    Ok(mut inbox) if inbox.service.len() < SERVICE_QUEUE => {
+                        inbox.service.push_back(req);
+                        None
+                    }
+                    _ => Some(req),
+                };
+                if let Some(req) = rejected {
+                    let resp = Match::Response {
+                        success: false,
+                        message: format!("busy: {SERVICE_QUEUE} requests already queued"),
+                        correspondences: Correspondences::default(),
+                    };
+                    if let Err(e) = req.respond(resp) {
+                        log::error!("match service: cannot respond: {e}");
+                    }
+                } else {
+                    sh.wake.notify_one();
+                }
+            }
+        }));
+    }
+    {
+        let sh = shared.clone();
+        let ncfg2 = ncfg.clone();
+        let name = node_name.clone();
+        let period = Duration::from_secs_f64(ncfg.diagnostics_period_s);
+        tasks.push(tokio::spawn(async move {
+            let mut clock = r2r::Clock::create(r2r::ClockType::SystemTime).ok();
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let now = clock
+                    .as_mut()
+                    .and_then(|c| c.get_now().ok())
+                    .map(|d| r2r::Clock::to_builtin_time(&d))
+                    .unwrap_or_else(zero_time);
+                if let Err(e) = diag_pub.publish(&diagnostics(&sh, &name, &ncfg2, now)) {
+                    log::debug!("publish diagnostics: {e}");
+                }
+            }
+        }));
+    }
+
+    let worker = Worker {
+        shared: shared.clone(),
+        tracker: OdometryTracker::new(ncfg.keyframe.clone()),
+        cfg,
+        node: ncfg,
+        out,
+        pipeline: None,
+        last_pipeline_try: None,
+        matcher_name,
+        keyframe: None,
+        map: None,
+        map_dirty: 0,
+        last_processed: None,
+    };
+    // Create the pipeline before the first frame (a failure is logged, counted and retried).
+    let worker_thread = std::thread::Builder::new()
+        .name("matcha-worker".into())
+        .spawn(move || {
+            let mut w = worker;
+            w.ensure_pipeline();
+            w.run()
+        })?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let spin_stop = stop.clone();
+    let spinner = std::thread::Builder::new()
+        .name("matcha-spin".into())
+        .spawn(move || {
+            while !spin_stop.load(Ordering::SeqCst) {
+                node.spin_once(Duration::from_millis(20));
+            }
+        })?;
+
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        Ok::<(), std::io::Error>(())
+    })?;
+    log::info!("shutting down");
+    if let Ok(mut inbox) = shared.inbox.lock() {
+        inbox.shutdown = true;
+    }
+    shared.wake.notify_all();
+    let _ = worker_thread.join();
+    stop.store(true, Ordering::SeqCst);
+    let _ = spinner.join();
+    for t in tasks {
+        t.abort();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_map_onto_the_config_and_bad_values_are_rejected() {
+        let p = |k: &str, v: ParameterValue| (k.to_string(), v);
+        let (cfg, node) = config_from_params(&[
+            p("use_sim_time", ParameterValue::Bool(false)),
+            p("node.mode", ParameterValue::String("stereo".into())),
+            p("node.stereo.sync_tolerance_s", ParameterValue::Double(0.01)),
+            p("pose.threshold_px", ParameterValue::Integer(2)),
+        ])
+        .unwrap();
+        assert_eq!(node.mode, Mode::Stereo);
+        assert_eq!(node.stereo.sync_tolerance_s, 0.01);
+        assert_eq!(cfg.pose.threshold_px, 2.0);
+        let e = config_from_params(&[p("node.mode", ParameterValue::String("sideways".into()))])
+            .unwrap_err();
+        assert!(e.to_string().contains("sideways"), "{e}");
+        let e = config_from_params(&[p("pose.threshold_px", ParameterValue::Double(-1.0))])
+            .unwrap_err();
+        assert!(e.to_string().contains("pose.threshold_px"), "{e}");
+        let e = config_from_params(&[p(
+            "engine.max_keypoints",
+            ParameterValue::String("many".into()),
+        )])
+        .unwrap_err();
+        assert!(e.to_string().contains("many"), "{e}");
+    }
+}
