@@ -7,7 +7,9 @@
 //! coordinates (OpenCV). This module knows nothing of images, ONNX or ROS.
 
 pub mod camera;
+pub mod five_point;
 pub mod metrics;
+mod sturm;
 
 pub use camera::{CameraError, Distortion, PinholeCamera};
 
