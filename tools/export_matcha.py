@@ -65,16 +65,38 @@ class _Half(torch.nn.Module):
 
 
 def _export(module: torch.nn.Module, args: tuple, path: Path, in_names, out_names, dynamic=None, dynamo=False):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        kw = dict(input_names=in_names, output_names=out_names, opset_version=OPSET, dynamo=dynamo)
-        if dynamic:
-            kw["dynamic_axes"] = dynamic
-        torch.onnx.export(module, args, str(path), **kw)
-    files = [path]
-    # the exporter writes external data beside the model when the graph exceeds protobuf's 2 GB
-    files += sorted(p for p in path.parent.iterdir() if p.name != path.name and p.name.startswith(path.name))
-    return files
+    """torch.onnx.export into a scratch directory, then re-save as ``path`` (+ one ``path.data`` file when
+    the graph exceeds protobuf's 2 GB; the exporter itself writes one file per tensor)."""
+    import shutil
+
+    import onnx
+
+    tmp = path.parent / f".tmp-{path.stem}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kw = dict(input_names=in_names, output_names=out_names, opset_version=OPSET, dynamo=dynamo)
+            if dynamic:
+                kw["dynamic_axes"] = dynamic
+            if dynamo:
+                kw["external_data"] = True
+            torch.onnx.export(module, args, str(tmp / path.name), **kw)
+        model = onnx.load(str(tmp / path.name), load_external_data=True)
+        data = path.with_name(path.name + ".data")
+        for p in (path, data):
+            if p.exists():
+                p.unlink()
+        big = sum(t.ByteSize() for t in model.graph.initializer) > 1_800_000_000
+        if big:
+            onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data.name, size_threshold=1024)
+            return [path, data]
+        onnx.save_model(model, str(path))
+        return [path]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def example_inputs(cfg: MatchaConfig, h: int, w: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -166,11 +188,8 @@ def export_all(cfg: MatchaConfig, args, h: int, w: int, out: Path, winfo: dict, 
                                 ["image", "prompt_embeds", "noise", "posterior_noise"], ["feat_c", "feat_f"],
                                 dynamo=args.dynamo)
         timings["dift_s"] = round(time.time() - t, 2)
-        feat_c, feat_f = dift.float()(*dargs) if not args.fp16 else (None, None)
-        if feat_c is None:  # shapes only are needed for tracing the next stages
-            s = shapes["fusion"]["inputs"]
-            feat_c, feat_f = torch.zeros(s[0][1]), torch.zeros(s[1][1])
-        fin = [feat_c, feat_f]
+        s = shapes["fusion"]["inputs"]  # only shapes are needed to trace the next stages
+        fin = [torch.zeros(s[0][1]), torch.zeros(s[1][1])]
         if dino is not None:
             t = time.time()
             gh, gw = padded_size(h, w, cfg.dino.patch_size)
@@ -273,7 +292,14 @@ def fixtures(cfg: MatchaConfig, args, out: Path, manifest: dict) -> dict:
         names = [o.name for o in sess.get_outputs()]
         return dict(zip(names, sess.run(names, feeds)))
 
+    n_kp = int(arrays["keypoints"].shape[1])
+    shape_errors: list[str] = []
+
     def cmp(stage: str, got: dict[str, np.ndarray], tag: str):
+        for o in manifest["stages"][stage]["outputs"]:
+            want = [n_kp if d == "N" else d for d in o["shape"]]
+            if list(got[o["name"]].shape) != want:
+                shape_errors.append(f"{stage}.{o['name']}: {list(got[o['name']].shape)} != manifest {want}")
         for k, v in got.items():
             r = arrays[k]
             diffs.setdefault(f"{stage}{tag}", {})[k] = float(np.max(np.abs(v - r)))
@@ -299,7 +325,9 @@ def fixtures(cfg: MatchaConfig, args, out: Path, manifest: dict) -> dict:
     cmp("fusion", o_f, "_chained")
     cmp("sample", run("sample", {"descriptors": o_f["descriptors"], "keypoints": a["keypoints"]}), "_chained")
     ort_s = time.time() - t
-    report = {"max_abs_diff": diffs, "ort_seconds": round(ort_s, 2),
+    if shape_errors:
+        raise SystemExit("ONNX output shapes differ from the manifest: " + "; ".join(shape_errors))
+    report = {"max_abs_diff": diffs, "ort_seconds": round(ort_s, 2), "shapes_match_manifest": True,
               "ref_max_abs": {k: float(np.max(np.abs(v))) for k, v in arrays.items()}}
     with open(out / "parity.json", "w") as f:
         json.dump(report, f, indent=1)
