@@ -28,6 +28,10 @@ PLANES = [
     (np.array([0, -1.8, 0]), np.array([0, 1.0, 0]), np.array([1.0, 0, 0]), np.array([0, 0, 1.0]), (12.0, 12.0)),
     (np.array([-2.5, 0, 0]), np.array([1.0, 0, 0]), np.array([0, 0, 1.0]), np.array([0, 1.0, 0]), (12.0, 9.0)),
     (np.array([2.5, 0, 0]), np.array([-1.0, 0, 0]), np.array([0, 0, 1.0]), np.array([0, 1.0, 0]), (12.0, 9.0)),
+    # free-standing panels at intermediate depths (so no single plane dominates the view)
+    (np.array([-1.0, 0.3, 3.0]), np.array([0, 0, -1.0]), np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), (1.4, 1.8)),
+    (np.array([1.1, -0.3, 4.0]), np.array([-0.5, 0, -0.866]), np.array([0.866, 0, -0.5]), np.array([0, 1.0, 0]),
+     (1.6, 1.6)),
 ]
 
 PREFERRED = ["graf1.png", "building.jpg", "aero1.jpg", "home.jpg", "fruits.jpg", "baboon.jpg", "lena.jpg",

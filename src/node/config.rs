@@ -407,6 +407,17 @@ mod tests {
     }
 
     #[test]
+    fn bundled_yaml_node_section_equals_the_defaults() {
+        let text = include_str!("../../config/matcha.yaml");
+        let cfg =
+            crate::config::MatchaConfig::from_yaml_str(text).expect("config/matcha.yaml parses");
+        assert_eq!(
+            NodeConfig::from_value(&cfg.node).unwrap(),
+            NodeConfig::default()
+        );
+    }
+
+    #[test]
     fn flat_params_become_a_tree() {
         let tree = params_to_tree([
             ("node.mode", json!("stereo")),

