@@ -427,11 +427,14 @@ def _texture(name: str) -> np.ndarray:
 
 
 class Rect:
-    """A textured rectangle: p(s, t) = o + s * u + t * v, s, t in [0, 1]; the texture is repeated ``rep`` times."""
+    """A textured parallelogram: p(s, t) = o + s * u + t * v, s, t in [0, 1]; the texture repeats ``rep`` times."""
 
     def __init__(self, o, u, v, tex: str, rep=(1, 1), texels_per_m: float = 200.0):
         self.o, self.u, self.v = (np.asarray(x, np.float64) for x in (o, u, v))
         self.n = np.cross(self.u, self.v)
+        # dual basis: q = s u + t v  <=>  s = q . du, t = q . dv (exact for any parallelogram, not only rectangles)
+        self.du = np.cross(self.v, self.n) / (self.u @ np.cross(self.v, self.n))
+        self.dv = np.cross(self.n, self.u) / (self.v @ np.cross(self.n, self.u))
         self.tex_name, self.rep = tex, rep
         img = _texture(tex)
         # prefilter the texture to about the texel density the renderer needs (no aliasing from minification)
@@ -448,18 +451,6 @@ class Rect:
             img = img[(ih - ch) // 2:(ih - ch) // 2 + ch]
         interp = cv2.INTER_AREA if img.shape[1] > tw else cv2.INTER_CUBIC
         self.img = np.clip(cv2.resize(img, (tw, th), interpolation=interp), 0, 1)
-
-    def intersect(self, C: np.ndarray, d: np.ndarray):
-        """Ray C + lam * d (d: N x 3) -> lam (inf where missed), s, t."""
-        den = d @ self.n
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lam = ((self.o - C) @ self.n) / den
-        p = C[None] + lam[:, None] * d
-        q = p - self.o
-        s = q @ self.u / (self.u @ self.u)
-        t = q @ self.v / (self.v @ self.v)
-        ok = np.isfinite(lam) & (lam > 1e-6) & (s >= 0) & (s <= 1) & (t >= 0) & (t <= 1)
-        return np.where(ok, lam, np.inf), s, t
 
     def sample(self, s: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Bilinear lookup with wrap-around (repeated texture); texel centres at integer coordinates."""
@@ -529,11 +520,11 @@ def cast(scene: list, Rwc: np.ndarray, C: np.ndarray, uv: np.ndarray):
     d = rays_c[:, 0:1] * M[0] + rays_c[:, 1:2] * M[1] + M[2]              # world directions R^T K^-1 (u, v, 1)
     n_r = len(scene)
     Nn = np.stack([r.n for r in scene], 1)                                # 3 x n_r
-    U = np.stack([r.u / (r.u @ r.u) for r in scene], 1)
-    V = np.stack([r.v / (r.v @ r.v) for r in scene], 1)
+    U = np.stack([r.du for r in scene], 1)
+    V = np.stack([r.dv for r in scene], 1)
     num = np.array([r.n @ (r.o - C) for r in scene])
-    cu = np.array([(C - r.o) @ (r.u / (r.u @ r.u)) for r in scene])
-    cv_ = np.array([(C - r.o) @ (r.v / (r.v @ r.v)) for r in scene])
+    cu = np.array([(C - r.o) @ r.du for r in scene])
+    cv_ = np.array([(C - r.o) @ r.dv for r in scene])
     def dot(m):  # d @ m without BLAS (N x 3 @ 3 x k is slow through BLAS)
         return d[:, 0:1] * m[0] + d[:, 1:2] * m[1] + d[:, 2:3] * m[2]
 

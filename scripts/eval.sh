@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Relative-pose accuracy evaluation on sets with real ground truth.
+#
+#   1. builds the eval sets (tools/eval_sets.py: chessboard, motorcycle, rendered) under $MATCHA_CACHE/eval/<set>/
+#      (idempotent: rebuilt only when tools/eval_sets.py changes)
+#   2. runs the Python baselines (tools/eval_baselines.py: SIFT+PoseLib, XFeat+PoseLib) on each set into
+#      $MATCHA_CACHE/eval/results/<set>-<method>.json (skipped when newer than the manifest and the script)
+#   3. runs `matcha eval` on each set with those baselines; reports go to $MATCHA_CACHE/eval/report/<set>/
+#
+# Options: --sets a,b   (default chessboard,motorcycle,rendered)   --methods sift,xfeat   --force (recompute all)
+#          --no-matcha  (stop after the baselines)
+# Needs: the venv from scripts/setup.sh and Debian's opencv-doc (apt-get install opencv-doc).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+# shellcheck source=scripts/env.sh
+. "$REPO/scripts/env.sh"
+
+SETS="chessboard,motorcycle,rendered"
+METHODS="sift,xfeat"
+FORCE=0
+RUN_MATCHA=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --sets) SETS="$2"; shift ;;
+    --methods) METHODS="$2"; shift ;;
+    --force) FORCE=1 ;;
+    --no-matcha) RUN_MATCHA=0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "unknown option: $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+PY="$MATCHA_VENV/bin/python"
+if [ ! -x "$PY" ]; then
+  echo "no Python venv at $MATCHA_VENV: run scripts/setup.sh first" >&2
+  exit 1
+fi
+EVAL="$MATCHA_CACHE/eval"
+RESULTS="$EVAL/results"
+mkdir -p "$RESULTS"
+
+force_flag=()
+[ "$FORCE" = 1 ] && force_flag=(--force)
+"$PY" tools/eval_sets.py --sets "$SETS" --out "$EVAL" "${force_flag[@]}"
+
+IFS=',' read -r -a set_list <<<"$SETS"
+IFS=',' read -r -a method_list <<<"$METHODS"
+for s in "${set_list[@]}"; do
+  manifest="$EVAL/$s/manifest.json"
+  for m in "${method_list[@]}"; do
+    out="$RESULTS/$s-$m.json"
+    if [ "$FORCE" = 0 ] && [ -f "$out" ] && [ "$out" -nt "$manifest" ] && [ "$out" -nt tools/eval_baselines.py ]; then
+      echo "[eval] $out is up to date"
+      continue
+    fi
+    "$PY" tools/eval_baselines.py --manifest "$manifest" --method "$m" --out "$out"
+  done
+done
+
+if [ "$RUN_MATCHA" = 1 ]; then
+  for s in "${set_list[@]}"; do
+    baselines=()
+    for m in "${method_list[@]}"; do baselines+=(--baseline "$RESULTS/$s-$m.json"); done
+    mkdir -p "$EVAL/report/$s"
+    cargo run --release -j 2 -- eval --manifest "$EVAL/$s/manifest.json" "${baselines[@]}" --out "$EVAL/report/$s"
+  done
+fi
