@@ -17,7 +17,7 @@ NO mean/std, NCHW float32.
 Outputs in --out (default $MATCHA_CACHE/engines/matcha-<config>-<mode>-<H>x<W>-e<E>-<prec>-<key>, or
 $MATCHA_CACHE/matcha-fixtures/<config>-<mode> with --fixtures):
   dift.onnx (+ dift.onnx.data when > 2 GB), dinov2.onnx (not for light), fusion.onnx, sample.onnx,
-  null_prompt_embeds.npy, manifest.json.  --fixtures also writes ref/*.npy (every stage's PyTorch output
+  null_prompt_embeds.f32 (raw little-endian float32, C order, shape in the manifest), manifest.json.  --fixtures also writes ref/*.npy (every stage's PyTorch output
   on a fixed image/noise/keypoints) and prints ONNX Runtime vs PyTorch differences per stage.
 """
 from __future__ import annotations
@@ -42,6 +42,7 @@ from matcha.weights import build_models, sha256_file  # noqa: E402
 
 MANIFEST_FORMAT = 1
 OPSET = 18
+PROMPT_FILE = "null_prompt_embeds.f32"
 STAGE_FILES = {"dift": "dift.onnx", "dinov2": "dinov2.onnx", "fusion": "fusion.onnx", "sample": "sample.onnx"}
 
 
@@ -173,7 +174,7 @@ def export_all(cfg: MatchaConfig, args, h: int, w: int, out: Path, winfo: dict, 
     if tuple(pe.shape) != want:
         raise SystemExit(f"prompt embedding has shape {tuple(pe.shape)}, expected {want}")
     out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "null_prompt_embeds.npy", pe.numpy().astype(np.float32))
+    pe.numpy().astype("<f4").tofile(out / PROMPT_FILE)
     t_build = time.time() - t0
 
     ex = example_inputs(cfg, h, w, args.seed)
@@ -240,7 +241,7 @@ def export_all(cfg: MatchaConfig, args, h: int, w: int, out: Path, winfo: dict, 
             "ensemble_size": e,
             "noise": f"noise and posterior_noise: i.i.d. standard normal [{2 * e},4,H/8,W/8]; rows 0..{e - 1} feed "
                      f"the t={cfg.dift.t_c} pass, rows {e}..{2 * e - 1} the t={cfg.dift.t_f} pass",
-            "prompt_embeds": {"file": "null_prompt_embeds.npy", "sha256": sha256_file(str(out / "null_prompt_embeds.npy")),
+            "prompt_embeds": {"file": PROMPT_FILE, "sha256": sha256_file(str(out / PROMPT_FILE)), "dtype": "float32le",
                               "shape": list(want), "prompt": ""},
         },
         "keypoint_sampling": "grid_sample bilinear, align_corners=True, zeros padding: feature x = "
@@ -271,7 +272,8 @@ def fixtures(cfg: MatchaConfig, args, out: Path, manifest: dict) -> dict:
     dift, dino, fusion = build_models(cfg, random_init=args.random_init, seed=args.seed, dinov2=args.dinov2,
                                       sd_dir=args.sd21, matcha=args.matcha)
     ex = example_inputs(cfg, h, w, args.seed)
-    ex["prompt_embeds"] = torch.from_numpy(np.load(out / "null_prompt_embeds.npy"))
+    shape = manifest["dift"]["prompt_embeds"]["shape"]
+    ex["prompt_embeds"] = torch.from_numpy(np.fromfile(out / PROMPT_FILE, dtype="<f4").reshape(shape).copy())
     pipe = MatchaPipeline(cfg, dift, dino, fusion).eval()
     with torch.no_grad():
         ref = pipe(ex["image"], ex["prompt_embeds"], ex["noise"], ex["posterior_noise"])
