@@ -65,8 +65,9 @@ def bilinear(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
     x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
     fx, fy = (x - x0)[:, None], (y - y0)[:, None]
     im = img.reshape(img.shape[0], img.shape[1], -1).astype(np.float64)
-    return ((1 - fy) * ((1 - fx) * im[y0, x0] + fx * im[y0, x0 + 1])
-            + fy * ((1 - fx) * im[y0 + 1, x0] + fx * im[y0 + 1, x0 + 1]))
+    x1, y1 = np.minimum(x0 + 1, im.shape[1] - 1), np.minimum(y0 + 1, im.shape[0] - 1)
+    return ((1 - fy) * ((1 - fx) * im[y0, x0] + fx * im[y0, x1])
+            + fy * ((1 - fx) * im[y1, x0] + fx * im[y1, x1]))
 
 
 # ------------------------------------------------------------------------------------------------------------------
