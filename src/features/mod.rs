@@ -87,6 +87,7 @@ pub trait FeatureExtractor: Send {
 
 pub mod disk;
 pub mod keypoints;
+pub mod matcha;
 pub mod preprocess;
 pub mod sampling;
 pub mod xfeat;

@@ -1,0 +1,668 @@
+//! MATCHA (Xue et al., CVPR 2025, "MATCHA: Towards Matching Anything"): DISK keypoints described by one
+//! dense descriptor map F_m that fuses diffusion (DIFT / Stable Diffusion 2.1) and DINOv2 features.
+//!
+//! # Method
+//! The image, resized to the engine's fixed input size (sides multiples of 32, RGB in `[0, 1]`, no mean/std),
+//! goes through three ONNX engines exported by `tools/export_matcha.py`:
+//! 1. `dift`: the VAE encodes the image once; a posterior latent is drawn per ensemble member, DDIM noise is
+//!    added at t = 261 and t = 1, the SD 2.1 UNet runs (null-prompt text embedding) up to up block 1 resp. 2,
+//!    and the members are averaged: F_h (1/16) and F_l (1/8).
+//! 2. `dinov2`: DINOv2 ViT-L/14 patch tokens, L2-normalised (absent in MATCHA-Light).
+//! 3. `fusion`: the attention fusion network turns F_h/F_l into F_s (semantic) and F_g (geometric), which are
+//!    merged with DINOv2 into F_m (1024-d geometric mode, 1280-d semantic, 512-d light) at 1/8 resolution.
+//!
+//! Descriptors are F_m sampled at the keypoints with bilinear `grid_sample(align_corners=True)` as the
+//! official `sample_descriptor`, then L2-normalised. The official pipeline rounds the image up to a multiple
+//! of 32 and runs DISK on that resized image; we run DISK on the original image (keypoints stay in original
+//! pixels, as [`Features`] requires) and map them into the engine input with the resize's own mapping
+//! `x_in = (x + 0.5)·W_in/W − 0.5` before sampling. For images whose size equals the engine size (the
+//! official setting) both are identical.
+//!
+//! # Randomness
+//! DIFT's noise (`noise` and `posterior_noise`, `2E × 4 × H/8 × W/8`, rows `0..E` for t = 261) is an INPUT of
+//! the exported graph. We draw it once per extractor from [`MatchaOptions::seed`] (standard normal via
+//! Box–Muller on `StdRng`) and reuse it for every image: descriptors are then a deterministic function of
+//! the image, and two images of a pair see the same noise (the official code draws fresh noise per call;
+//! with E = 8 the ensemble average makes the difference small).
+//!
+//! # Engines and manifest
+//! The engines directory holds `manifest.json` (format 1), which names every stage file with its sha256,
+//! input/output names and shapes, the input size and the descriptor dimension. [`MatchaEngines::load`]
+//! validates all of it against what ONNX Runtime reports for each loaded engine (and, if asked, the
+//! hashes), so a stale or mismatched export fails at start-up with a message instead of producing garbage.
+//!
+//! This module does not detect keypoints itself (DISK does, see [`super::disk`]) and does not match.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array2, Array3, ArrayD, ArrayView2, Ix4, IxDyn};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+
+use super::disk::{Disk, DiskOptions};
+use super::preprocess::{resize_bilinear, rgb_tensor};
+use super::sampling::{l2_normalize_rows, sample_map, GridConvention, Interpolation};
+use super::{FeatureError, FeatureExtractor, Features};
+use crate::image::RgbImage;
+use crate::runtime::{Engine, RuntimeConfig};
+
+/// Manifest file name inside a MATCHA engines directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// Manifest format this code understands.
+pub const MANIFEST_FORMAT: u32 = 1;
+const NAME: &str = "matcha";
+
+/// MATCHA settings (the `engine.matcha` section of the config).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatchaOptions {
+    /// Directory with `manifest.json` and the stage engines; relative paths are relative to the runtime's
+    /// engines directory.
+    pub engines_dir: PathBuf,
+    /// Seed of the DIFT noise (drawn once, reused for every image).
+    pub seed: u64,
+    /// Check the sha256 of every engine file against the manifest at load (reads each file once: a few
+    /// seconds for the 3.5 GB fp32 SD 2.1 graph).
+    pub verify_hashes: bool,
+}
+
+impl Default for MatchaOptions {
+    fn default() -> Self {
+        Self {
+            engines_dir: PathBuf::from("matcha"),
+            seed: 0,
+            verify_hashes: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct FileRef {
+    file: String,
+    sha256: String,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct TensorInfo {
+    name: String,
+    /// Integers, or the string "N" for a dynamic dimension.
+    shape: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct StageInfo {
+    file: String,
+    sha256: String,
+    #[serde(default)]
+    external_data: Vec<FileRef>,
+    inputs: Vec<TensorInfo>,
+    outputs: Vec<TensorInfo>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct InputSize {
+    height: usize,
+    width: usize,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct PromptInfo {
+    file: String,
+    sha256: String,
+    shape: Vec<usize>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct DiftInfo {
+    ensemble_size: usize,
+    prompt_embeds: PromptInfo,
+}
+
+/// The parts of `manifest.json` the runtime uses (written by `tools/export_matcha.py`).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Manifest {
+    format: u32,
+    model: String,
+    /// `geometric`, `semantic` or `light`.
+    pub mode: String,
+    /// Channels of F_m.
+    pub descriptor_dim: usize,
+    /// F_m is at 1/`descriptor_stride` of the input.
+    pub descriptor_stride: usize,
+    input: InputSize,
+    dift: DiftInfo,
+    stages: BTreeMap<String, StageInfo>,
+}
+
+fn invalid(dir: &Path, reason: impl Into<String>) -> FeatureError {
+    FeatureError::BadOutput {
+        extractor: NAME.into(),
+        reason: format!(
+            "engines in {}: {} (re-export with tools/export_matcha.py)",
+            dir.display(),
+            reason.into()
+        ),
+    }
+}
+
+impl Manifest {
+    /// Parses and checks the manifest's internal consistency (not the engine files).
+    pub fn parse(text: &str, dir: &Path) -> Result<Self, FeatureError> {
+        let m: Manifest = serde_json::from_str(text)
+            .map_err(|e| invalid(dir, format!("bad manifest.json: {e}")))?;
+        if m.format != MANIFEST_FORMAT || m.model != NAME {
+            return Err(invalid(
+                dir,
+                format!(
+                    "manifest is model '{}' format {}, expected '{NAME}' format {MANIFEST_FORMAT}",
+                    m.model, m.format
+                ),
+            ));
+        }
+        let (h, w) = (m.input.height, m.input.width);
+        if h == 0 || w == 0 || h % 32 != 0 || w % 32 != 0 {
+            return Err(invalid(
+                dir,
+                format!("input size {h}x{w} is not a multiple of 32"),
+            ));
+        }
+        if m.descriptor_stride != 8 || m.dift.ensemble_size == 0 || m.descriptor_dim == 0 {
+            return Err(invalid(
+                dir,
+                "descriptor_stride must be 8, ensemble_size and descriptor_dim > 0",
+            ));
+        }
+        let needs_dino = match m.mode.as_str() {
+            "geometric" | "semantic" => true,
+            "light" => false,
+            other => return Err(invalid(dir, format!("unknown mode '{other}'"))),
+        };
+        for stage in ["dift", "fusion"] {
+            if !m.stages.contains_key(stage) {
+                return Err(invalid(dir, format!("stage '{stage}' missing")));
+            }
+        }
+        if m.stages.contains_key("dinov2") != needs_dino {
+            return Err(invalid(
+                dir,
+                format!("mode '{}' and the dinov2 stage disagree", m.mode),
+            ));
+        }
+        let want_desc = [1, m.descriptor_dim, h / 8, w / 8];
+        let desc = m.stages["fusion"]
+            .outputs
+            .iter()
+            .find(|t| t.name == "descriptors");
+        if desc.map(|t| dims(&t.shape)) != Some(Some(want_desc.to_vec())) {
+            return Err(invalid(
+                dir,
+                format!("fusion output 'descriptors' is not {want_desc:?}"),
+            ));
+        }
+        if m.dift.prompt_embeds.shape.len() != 3 || m.dift.prompt_embeds.shape[0] != 1 {
+            return Err(invalid(dir, "prompt_embeds shape must be [1, L, C]"));
+        }
+        Ok(m)
+    }
+
+    /// Engine input size `(height, width)`.
+    pub fn input_size(&self) -> (usize, usize) {
+        (self.input.height, self.input.width)
+    }
+
+    /// DIFT ensemble size E.
+    pub fn ensemble_size(&self) -> usize {
+        self.dift.ensemble_size
+    }
+}
+
+/// Fixed dimensions of a manifest shape (`None` if one is dynamic).
+fn dims(shape: &[serde_json::Value]) -> Option<Vec<usize>> {
+    shape
+        .iter()
+        .map(|v| v.as_u64().map(|d| d as usize))
+        .collect()
+}
+
+fn sha256_file(path: &Path) -> Result<String, std::io::Error> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn check_hash(dir: &Path, file: &str, want: &str) -> Result<(), FeatureError> {
+    let path = dir.join(file);
+    let got = sha256_file(&path).map_err(|e| invalid(dir, format!("cannot read {file}: {e}")))?;
+    if got != want {
+        return Err(invalid(
+            dir,
+            format!("{file} has sha256 {got}, manifest says {want}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads raw little-endian `f32` values and checks their count.
+fn read_f32_file(path: &Path, count: usize) -> Result<Vec<f32>, std::io::Error> {
+    let bytes = std::fs::read(path)?;
+    if bytes.len() != count * 4 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} bytes, expected {} ({count} float32)",
+                bytes.len(),
+                count * 4
+            ),
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+/// `n` standard-normal samples from `seed` (Box–Muller on `StdRng`; deterministic for a given rand version).
+pub fn standard_normal(seed: u64, n: usize) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out = Vec::with_capacity(n + 1);
+    while out.len() < n {
+        // u1 in (0, 1] so ln(u1) is finite
+        let u1: f64 = 1.0 - rng.random::<f64>();
+        let u2: f64 = rng.random::<f64>();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let a = std::f64::consts::TAU * u2;
+        out.push((r * a.cos()) as f32);
+        out.push((r * a.sin()) as f32);
+    }
+    out.truncate(n);
+    out
+}
+
+/// The MATCHA engines (dense part): image → F_m, and F_m sampled at keypoints.
+pub struct MatchaEngines {
+    manifest: Manifest,
+    dift: Engine,
+    dino: Option<Engine>,
+    fusion: Engine,
+    prompt: ArrayD<f32>,
+    noise: ArrayD<f32>,
+    posterior_noise: ArrayD<f32>,
+}
+
+impl std::fmt::Debug for MatchaEngines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MatchaEngines")
+            .field("mode", &self.manifest.mode)
+            .field("input", &self.manifest.input_size())
+            .field("descriptor_dim", &self.manifest.descriptor_dim)
+            .finish()
+    }
+}
+
+fn check_engine(dir: &Path, engine: &Engine, stage: &StageInfo) -> Result<(), FeatureError> {
+    let compare = |kind: &str, specs: &[crate::runtime::TensorSpec], want: &[TensorInfo]| {
+        for t in want {
+            let spec = specs.iter().find(|s| s.name == t.name).ok_or_else(|| {
+                invalid(
+                    dir,
+                    format!("{}: {kind} '{}' not in the engine", stage.file, t.name),
+                )
+            })?;
+            let ok = spec.shape.len() == t.shape.len()
+                && spec
+                    .shape
+                    .iter()
+                    .zip(&t.shape)
+                    .all(|(&have, want)| match want.as_u64() {
+                        Some(d) => have == d as i64,
+                        None => have < 0,
+                    });
+            if !ok {
+                return Err(invalid(
+                    dir,
+                    format!(
+                        "{}: {kind} '{}' is {:?}, manifest says {:?}",
+                        stage.file, t.name, spec.shape, t.shape
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    };
+    compare("input", engine.inputs(), &stage.inputs)?;
+    compare("output", engine.outputs(), &stage.outputs)
+}
+
+impl MatchaEngines {
+    /// Loads and validates the engines in `dir` (see the module doc).
+    pub fn load(
+        dir: &Path,
+        runtime: &RuntimeConfig,
+        seed: u64,
+        verify_hashes: bool,
+    ) -> Result<Self, FeatureError> {
+        let mpath = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&mpath).map_err(|e| {
+            invalid(
+                dir,
+                format!(
+                    "cannot read {}: {e}; export with tools/export_matcha.py",
+                    mpath.display()
+                ),
+            )
+        })?;
+        let manifest = Manifest::parse(&text, dir)?;
+        if verify_hashes {
+            for st in manifest.stages.values() {
+                check_hash(dir, &st.file, &st.sha256)?;
+                for x in &st.external_data {
+                    check_hash(dir, &x.file, &x.sha256)?;
+                }
+            }
+            check_hash(
+                dir,
+                &manifest.dift.prompt_embeds.file,
+                &manifest.dift.prompt_embeds.sha256,
+            )?;
+        }
+        let load = |stage: &str| -> Result<Engine, FeatureError> {
+            let info = &manifest.stages[stage];
+            let engine = Engine::load(&dir.join(&info.file), runtime)?;
+            check_engine(dir, &engine, info)?;
+            Ok(engine)
+        };
+        let dift = load("dift")?;
+        let fusion = load("fusion")?;
+        let dino = if manifest.stages.contains_key("dinov2") {
+            Some(load("dinov2")?)
+        } else {
+            None
+        };
+        let pshape = manifest.dift.prompt_embeds.shape.clone();
+        let pvals = read_f32_file(
+            &dir.join(&manifest.dift.prompt_embeds.file),
+            pshape.iter().product(),
+        )
+        .map_err(|e| invalid(dir, format!("{}: {e}", manifest.dift.prompt_embeds.file)))?;
+        let prompt = ArrayD::from_shape_vec(IxDyn(&pshape), pvals)
+            .map_err(|e| invalid(dir, e.to_string()))?;
+        let (h, w) = manifest.input_size();
+        let nshape = [2 * manifest.dift.ensemble_size, 4, h / 8, w / 8];
+        let n: usize = nshape.iter().product();
+        let all = standard_normal(seed, 2 * n);
+        let noise = ArrayD::from_shape_vec(IxDyn(&nshape), all[..n].to_vec())
+            .map_err(|e| invalid(dir, e.to_string()))?;
+        let posterior_noise = ArrayD::from_shape_vec(IxDyn(&nshape), all[n..].to_vec())
+            .map_err(|e| invalid(dir, e.to_string()))?;
+        log::info!(
+            "MATCHA engines from {}: mode {}, input {h}x{w}, ensemble {}, descriptor {}-d",
+            dir.display(),
+            manifest.mode,
+            manifest.dift.ensemble_size,
+            manifest.descriptor_dim
+        );
+        Ok(Self {
+            manifest,
+            dift,
+            dino,
+            fusion,
+            prompt,
+            noise,
+            posterior_noise,
+        })
+    }
+
+    /// The validated manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Replaces the DIFT noise (e.g. with a reference's); shapes must equal the current ones.
+    pub fn set_noise(
+        &mut self,
+        noise: ArrayD<f32>,
+        posterior_noise: ArrayD<f32>,
+    ) -> Result<(), FeatureError> {
+        if noise.shape() != self.noise.shape()
+            || posterior_noise.shape() != self.posterior_noise.shape()
+        {
+            return Err(FeatureError::BadImage {
+                extractor: NAME.into(),
+                reason: format!(
+                    "noise shapes {:?}/{:?}, expected {:?}",
+                    noise.shape(),
+                    posterior_noise.shape(),
+                    self.noise.shape()
+                ),
+            });
+        }
+        self.noise = noise;
+        self.posterior_noise = posterior_noise;
+        Ok(())
+    }
+
+    /// F_m (`D × H/8 × W/8` of the engine input) for an image of any size (resized bilinearly to the input).
+    pub fn descriptor_map(&mut self, image: &RgbImage) -> Result<Array3<f32>, FeatureError> {
+        let (h, w) = self.manifest.input_size();
+        let tensor = resize_bilinear(&rgb_tensor(image, 1.0 / 255.0), h, w).into_dyn();
+        let mut o = self.dift.run(
+            &[
+                ("image", tensor.view()),
+                ("prompt_embeds", self.prompt.view()),
+                ("noise", self.noise.view()),
+                ("posterior_noise", self.posterior_noise.view()),
+            ],
+            &["feat_c", "feat_f"],
+        )?;
+        let bad = |reason: String| FeatureError::BadOutput {
+            extractor: NAME.into(),
+            reason,
+        };
+        let feat_f = o
+            .pop()
+            .ok_or_else(|| bad("dift returned no feat_f".into()))?;
+        let feat_c = o
+            .pop()
+            .ok_or_else(|| bad("dift returned no feat_c".into()))?;
+        let dino = match self.dino.as_mut() {
+            Some(engine) => engine.run(&[("image", tensor.view())], &["dino"])?.pop(),
+            None => None,
+        };
+        let mut inputs = vec![("feat_c", feat_c.view()), ("feat_f", feat_f.view())];
+        if let Some(d) = dino.as_ref() {
+            inputs.push(("dino", d.view()));
+        }
+        let fm = self
+            .fusion
+            .run(&inputs, &["descriptors"])?
+            .pop()
+            .ok_or_else(|| bad("fusion returned no descriptors".into()))?;
+        let fm = fm
+            .into_dimensionality::<Ix4>()
+            .map_err(|e| bad(e.to_string()))?;
+        let want = (1, self.manifest.descriptor_dim, h / 8, w / 8);
+        if fm.dim() != want {
+            return Err(bad(format!(
+                "descriptors {:?}, expected {want:?}",
+                fm.shape()
+            )));
+        }
+        Ok(fm.index_axis_move(ndarray::Axis(0), 0))
+    }
+
+    /// Samples F_m at `keypoints` given in pixels of an image of `image_size` `[width, height]` (mapped
+    /// into the engine input as its bilinear resize does), then L2-normalises: `N × D`.
+    pub fn sample(
+        &self,
+        fmap: &Array3<f32>,
+        keypoints: &[[f32; 2]],
+        image_size: [u32; 2],
+    ) -> Array2<f32> {
+        let (h, w) = self.manifest.input_size();
+        let sx = w as f32 / image_size[0].max(1) as f32;
+        let sy = h as f32 / image_size[1].max(1) as f32;
+        let pts: Vec<[f32; 2]> = keypoints
+            .iter()
+            .map(|p| [(p[0] + 0.5) * sx - 0.5, (p[1] + 0.5) * sy - 0.5])
+            .collect();
+        let conv = GridConvention {
+            image_size: [w as f64, h as f64],
+            align_corners: true,
+        };
+        let mut d = sample_map(fmap.view(), &pts, &conv, Interpolation::Bilinear);
+        l2_normalize_rows(&mut d);
+        d
+    }
+}
+
+/// The MATCHA extractor: DISK keypoints + F_m descriptors.
+pub struct Matcha {
+    disk: Disk,
+    engines: MatchaEngines,
+}
+
+impl Matcha {
+    /// Loads DISK (`disk.onnx` in the runtime's engines directory) and the MATCHA engines.
+    pub fn new(
+        runtime: &RuntimeConfig,
+        options: &MatchaOptions,
+        disk: DiskOptions,
+    ) -> Result<Self, FeatureError> {
+        let dir = if options.engines_dir.is_absolute() {
+            options.engines_dir.clone()
+        } else {
+            runtime.engines_dir.join(&options.engines_dir)
+        };
+        let engines = MatchaEngines::load(&dir, runtime, options.seed, options.verify_hashes)?;
+        Ok(Self {
+            disk: Disk::new(runtime, disk)?,
+            engines,
+        })
+    }
+
+    /// The dense part (for callers that bring their own keypoints).
+    pub fn engines_mut(&mut self) -> &mut MatchaEngines {
+        &mut self.engines
+    }
+
+    /// Describes given keypoints (original-image pixels).
+    pub fn describe(
+        &mut self,
+        image: &RgbImage,
+        keypoints: ArrayView2<'_, f32>,
+    ) -> Result<Array2<f32>, FeatureError> {
+        if keypoints.ncols() != 2 {
+            return Err(FeatureError::BadImage {
+                extractor: NAME.into(),
+                reason: format!("keypoints must be N x 2, got {:?}", keypoints.shape()),
+            });
+        }
+        let pts: Vec<[f32; 2]> = keypoints.rows().into_iter().map(|r| [r[0], r[1]]).collect();
+        let fmap = self.engines.descriptor_map(image)?;
+        Ok(self
+            .engines
+            .sample(&fmap, &pts, [image.width(), image.height()]))
+    }
+}
+
+impl FeatureExtractor for Matcha {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn descriptor_dim(&self) -> usize {
+        self.engines.manifest.descriptor_dim
+    }
+
+    fn min_image_side(&self) -> u32 {
+        self.disk.min_image_side()
+    }
+
+    fn extract(&mut self, image: &RgbImage) -> Result<Features, FeatureError> {
+        let kp = self.disk.extract(image)?;
+        let fmap = self.engines.descriptor_map(image)?;
+        let descriptors = self.engines.sample(&fmap, &kp.keypoints, kp.image_size);
+        Ok(Features {
+            keypoints: kp.keypoints,
+            scores: kp.scores,
+            descriptors,
+            image_size: kp.image_size,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest_json(mode: &str, with_dino: bool) -> String {
+        let dino = if with_dino {
+            r#","dinov2":{"file":"dinov2.onnx","sha256":"x","inputs":[],"outputs":[]}"#
+        } else {
+            ""
+        };
+        format!(
+            r#"{{"format":1,"model":"matcha","mode":"{mode}","descriptor_dim":64,"descriptor_stride":8,
+            "input":{{"height":96,"width":160}},
+            "dift":{{"ensemble_size":2,"prompt_embeds":{{"file":"p.f32","sha256":"x","shape":[1,77,32]}}}},
+            "stages":{{"dift":{{"file":"dift.onnx","sha256":"x","inputs":[],"outputs":[]}},
+            "fusion":{{"file":"fusion.onnx","sha256":"x","inputs":[],
+              "outputs":[{{"name":"descriptors","shape":[1,64,12,20]}}]}}{dino}}}}}"#
+        )
+    }
+
+    #[test]
+    fn manifest_validation() {
+        let dir = Path::new("/nonexistent");
+        let m = Manifest::parse(&manifest_json("geometric", true), dir).unwrap();
+        assert_eq!(m.input_size(), (96, 160));
+        assert_eq!(m.ensemble_size(), 2);
+        assert!(Manifest::parse(&manifest_json("light", false), dir).is_ok());
+        // mode / stage mismatch, unknown mode, wrong model, wrong size, wrong descriptor shape
+        assert!(Manifest::parse(&manifest_json("geometric", false), dir).is_err());
+        assert!(Manifest::parse(&manifest_json("light", true), dir).is_err());
+        assert!(Manifest::parse(&manifest_json("fancy", true), dir).is_err());
+        let j = manifest_json("geometric", true);
+        assert!(
+            Manifest::parse(&j.replace(r#""model":"matcha""#, r#""model":"xfeat""#), dir).is_err()
+        );
+        assert!(Manifest::parse(&j.replace(r#""height":96"#, r#""height":100"#), dir).is_err());
+        assert!(Manifest::parse(&j.replace("[1,64,12,20]", "[1,64,12,21]"), dir).is_err());
+        assert!(Manifest::parse("{", dir).is_err());
+    }
+
+    #[test]
+    fn noise_is_deterministic_standard_normal() {
+        let a = standard_normal(7, 100_001);
+        assert_eq!(a.len(), 100_001);
+        assert_eq!(a, standard_normal(7, 100_001));
+        assert_ne!(a[..10], standard_normal(8, 10)[..]);
+        let n = a.len() as f64;
+        let mean = a.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = a.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        assert!(mean.abs() < 0.01, "mean {mean}");
+        assert!((var - 1.0).abs() < 0.02, "var {var}");
+        assert!(a.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn raw_f32_reader_checks_length() {
+        let dir = std::env::temp_dir().join(format!("matcha-f32-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("x.f32");
+        let vals = [1.5f32, -2.0, 3.25];
+        std::fs::write(
+            &p,
+            vals.iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        )
+        .unwrap();
+        assert_eq!(read_f32_file(&p, 3).unwrap(), vals);
+        assert!(read_f32_file(&p, 4).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
