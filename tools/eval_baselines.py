@@ -220,9 +220,17 @@ def report(manifest: dict, results: dict) -> str:
     fails = sum(not np.isfinite(e) for e in errs)
     med = float(np.median(errs)) if errs else float("nan")
     times = [sum(r["time_ms"].values()) for r in results["pairs"] if "time_ms" in r]
-    return (f"{results['method']} on {manifest.get('name')}: {len(errs)} pairs, AUC@5/10/20 = "
+    line = (f"{results['method']} on {manifest.get('name')}: {len(errs)} pairs, AUC@5/10/20 = "
             f"{100 * auc[0]:.1f}/{100 * auc[1]:.1f}/{100 * auc[2]:.1f}, median error {med:.2f} deg, "
             f"{fails} failures, median time {np.median(times) if times else float('nan'):.0f} ms/pair")
+    kinds = sorted({gt[r["id"]].get("kind", "") for r in results["pairs"] if r["id"] in gt})
+    if len(kinds) > 1:
+        for k in kinds:
+            ek = [pose_error_deg(r, gt[r["id"]]) for r in results["pairs"] if gt.get(r["id"], {}).get("kind") == k]
+            a = pose_auc(ek)
+            line += (f"\n  {k}: {len(ek)} pairs, AUC@5/10/20 = {100 * a[0]:.1f}/{100 * a[1]:.1f}/{100 * a[2]:.1f}, "
+                     f"median error {np.median(ek):.2f} deg")
+    return line
 
 
 def main(argv=None) -> int:
