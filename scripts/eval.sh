@@ -5,7 +5,7 @@
 #      (idempotent: rebuilt only when tools/eval_sets.py changes)
 #   2. runs the Python baselines (tools/eval_baselines.py: SIFT+PoseLib, XFeat+PoseLib) on each set into
 #      $MATCHA_CACHE/eval/results/<set>-<method>.json (skipped when newer than the manifest and the script)
-#   3. runs `matcha eval` on each set with those baselines; reports go to $MATCHA_CACHE/eval/report/<set>/
+#   3. runs `matcha eval` on all sets with those baselines; tables and plots go to $MATCHA_CACHE/eval/report/
 #
 # Options: --sets a,b   (default chessboard,motorcycle,rendered)   --methods sift,xfeat   --force (recompute all)
 #          --no-matcha  (stop after the baselines)
@@ -61,10 +61,12 @@ for s in "${set_list[@]}"; do
 done
 
 if [ "$RUN_MATCHA" = 1 ]; then
+  # one call for all sets: `matcha eval` assigns each baseline file to the set whose pair ids it carries
+  args=()
   for s in "${set_list[@]}"; do
-    baselines=()
-    for m in "${method_list[@]}"; do baselines+=(--baseline "$RESULTS/$s-$m.json"); done
-    mkdir -p "$EVAL/report/$s"
-    cargo run --release -j 2 -- eval --manifest "$EVAL/$s/manifest.json" "${baselines[@]}" --out "$EVAL/report/$s"
+    args+=(--manifest "$EVAL/$s/manifest.json")
+    for m in "${method_list[@]}"; do args+=(--baseline "$RESULTS/$s-$m.json"); done
   done
+  mkdir -p "$EVAL/report"
+  cargo run --release -j 2 -- eval "${args[@]}" --out "$EVAL/report"
 fi
