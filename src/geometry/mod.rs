@@ -6,12 +6,16 @@
 //! PoseLib), with `t` of unit length (monocular scale is unobservable). Pixel centres are at integer
 //! coordinates (OpenCV). This module knows nothing of images, ONNX or ROS.
 
+pub mod bench;
 pub mod camera;
+pub mod essential;
 pub mod five_point;
 pub mod metrics;
+pub mod relative_pose;
 mod sturm;
 
 pub use camera::{CameraError, Distortion, PinholeCamera};
+pub use relative_pose::estimate_relative_pose;
 
 use nalgebra::{Matrix3, Matrix6, Vector3};
 
@@ -103,6 +107,25 @@ pub enum NoPose {
     /// The configuration cannot determine a pose (collinear points, zero motion, duplicates, ...).
     #[error("degenerate configuration: {0}")]
     Degenerate(String),
+    /// A camera's parameters are invalid (non-finite or non-positive focal length, ...).
+    #[error("invalid camera: {0}")]
+    InvalidCamera(String),
+    /// An option is out of range (threshold, confidence).
+    #[error("invalid RANSAC options: {0}")]
+    InvalidOptions(String),
+    /// Nearly all inliers are explained by a rotation alone (zero motion or pure rotation): the translation
+    /// direction is unobservable.
+    #[error(
+        "no parallax: {:.0}% of the inliers fit a pure rotation (median parallax {median_parallax_deg:.3}°); \
+         the translation direction is unobservable",
+        rotation_only_fraction * 100.0
+    )]
+    NoParallax {
+        /// Fraction of inliers within twice the threshold of the rotation-only prediction.
+        rotation_only_fraction: f64,
+        /// Median triangulation angle of the inliers, degrees.
+        median_parallax_deg: f64,
+    },
     /// No hypothesis reached `min_inliers` inliers.
     #[error("no consensus: best hypothesis had {best_inliers} inliers (need {need})")]
     NoConsensus {

@@ -1,0 +1,385 @@
+//! Synthetic relative-pose problems and a timing/accuracy benchmark of the estimator.
+//!
+//! The problem sets follow the project's reference protocol: a 640×480 pinhole camera with f = 525 px,
+//! points 2–10 m deep, a rotation of 5–20° about a random axis, a unit baseline in a random direction,
+//! N correspondences of which a fraction are uniform outliers, Gaussian pixel noise on the inliers, and a
+//! 1 px threshold. Everything is generated from a seed with a fixed generator, so the same seed gives the
+//! same sets on every machine and in every language that reads them back ([`write_sets_json`]).
+//!
+//! [`run_benchmark`] times [`estimate_relative_pose`] and any number of other methods given as closures on
+//! the same sets, and returns one [`BenchRow`] per method (median/p90 time, median pose error, failures);
+//! [`format_table`] prints them side by side with ratios against a reference method. External methods
+//! (PoseLib, OpenCV via `tools/pose_reference.py`) can be merged in as rows measured elsewhere.
+//!
+//! This module measures; it does not decide what is fast enough.
+
+use std::time::Instant;
+
+use nalgebra::{Matrix3, Rotation3, Unit, Vector3};
+
+use super::camera::PinholeCamera;
+use super::metrics::pose_error_max_deg;
+use super::relative_pose::estimate_relative_pose;
+use super::RansacOptions;
+
+/// Parameters of the synthetic problem sets.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SyntheticConfig {
+    /// Image width, pixels.
+    pub width: f64,
+    /// Image height, pixels.
+    pub height: f64,
+    /// Focal length, pixels.
+    pub focal: f64,
+    /// Depth range of the points, metres.
+    pub depth: (f64, f64),
+    /// Rotation angle range, degrees.
+    pub rotation_deg: (f64, f64),
+    /// Baseline length (monocular scale: any positive value).
+    pub baseline: f64,
+    /// Correspondences per instance.
+    pub num_points: usize,
+    /// Fraction of outliers.
+    pub outlier_ratio: f64,
+    /// Standard deviation of the pixel noise on inliers (both images).
+    pub noise_px: f64,
+    /// Number of instances.
+    pub instances: usize,
+    /// Seed.
+    pub seed: u64,
+}
+
+impl Default for SyntheticConfig {
+    fn default() -> Self {
+        Self {
+            width: 640.0,
+            height: 480.0,
+            focal: 525.0,
+            depth: (2.0, 10.0),
+            rotation_deg: (5.0, 20.0),
+            baseline: 1.0,
+            num_points: 2000,
+            outlier_ratio: 0.5,
+            noise_px: 0.5,
+            instances: 20,
+            seed: 2025,
+        }
+    }
+}
+
+/// One synthetic problem: correspondences and the ground truth `x_b = R·x_a + t` (unit `t`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SyntheticInstance {
+    /// Camera of both views.
+    pub camera: PinholeCamera,
+    /// Pixels in image a.
+    pub points_a: Vec<[f64; 2]>,
+    /// Pixels in image b.
+    pub points_b: Vec<[f64; 2]>,
+    /// Which correspondences are true (before noise).
+    pub is_inlier: Vec<bool>,
+    /// Ground-truth rotation (row-major).
+    pub r_gt: [[f64; 3]; 3],
+    /// Ground-truth unit translation.
+    pub t_gt: [f64; 3],
+}
+
+impl SyntheticInstance {
+    /// Ground truth as nalgebra types.
+    pub fn ground_truth(&self) -> (Matrix3<f64>, Vector3<f64>) {
+        let r = Matrix3::from_fn(|i, j| self.r_gt[i][j]);
+        (r, Vector3::from(self.t_gt))
+    }
+}
+
+/// Seeded SplitMix64 with uniform and Gaussian draws (the generator `tools/pose_reference.py` does not need:
+/// it reads the sets from JSON).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `[0, 1)`.
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Uniform in `[lo, hi)`.
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.uniform()
+    }
+    /// Standard normal (Box-Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.uniform().max(1e-300);
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+    /// Uniform unit vector.
+    pub fn unit_vector(&mut self) -> Vector3<f64> {
+        loop {
+            let v = Vector3::new(
+                self.range(-1.0, 1.0),
+                self.range(-1.0, 1.0),
+                self.range(-1.0, 1.0),
+            );
+            let n = v.norm();
+            if n > 1e-3 && n <= 1.0 {
+                return v / n;
+            }
+        }
+    }
+}
+
+/// Generates the synthetic sets of `cfg` (deterministic).
+pub fn generate_sets(cfg: &SyntheticConfig) -> Vec<SyntheticInstance> {
+    let mut rng = Rng::new(cfg.seed);
+    let camera = PinholeCamera {
+        fx: cfg.focal,
+        fy: cfg.focal,
+        cx: cfg.width / 2.0,
+        cy: cfg.height / 2.0,
+        distortion: super::camera::Distortion::none(),
+    };
+    let inside = |p: [f64; 2]| {
+        p[0] >= 0.0 && p[0] <= cfg.width - 1.0 && p[1] >= 0.0 && p[1] <= cfg.height - 1.0
+    };
+    (0..cfg.instances)
+        .map(|_| {
+            let axis = Unit::new_normalize(rng.unit_vector());
+            let angle = rng
+                .range(cfg.rotation_deg.0, cfg.rotation_deg.1)
+                .to_radians();
+            let r = Rotation3::from_axis_angle(&axis, angle).into_inner();
+            // Mostly sideways/forward motion, random direction.
+            let t = rng.unit_vector() * cfg.baseline;
+            let n_out = (cfg.num_points as f64 * cfg.outlier_ratio).round() as usize;
+            let n_in = cfg.num_points - n_out;
+            let mut pa = Vec::with_capacity(cfg.num_points);
+            let mut pb = Vec::with_capacity(cfg.num_points);
+            let mut is_in = Vec::with_capacity(cfg.num_points);
+            let mut tries = 0usize;
+            while pa.len() < n_in && tries < 1_000_000 {
+                tries += 1;
+                let u = [
+                    rng.range(0.0, cfg.width - 1.0),
+                    rng.range(0.0, cfg.height - 1.0),
+                ];
+                let z = rng.range(cfg.depth.0, cfg.depth.1);
+                let xa = camera.normalize(u);
+                let pa3 = Vector3::new(xa[0] * z, xa[1] * z, z);
+                let pb3 = r * pa3 + t;
+                let Some(v) = camera.project([pb3.x, pb3.y, pb3.z]) else {
+                    continue;
+                };
+                if !inside(v) {
+                    continue;
+                }
+                let na = [
+                    u[0] + cfg.noise_px * rng.normal(),
+                    u[1] + cfg.noise_px * rng.normal(),
+                ];
+                let nb = [
+                    v[0] + cfg.noise_px * rng.normal(),
+                    v[1] + cfg.noise_px * rng.normal(),
+                ];
+                pa.push(na);
+                pb.push(nb);
+                is_in.push(true);
+            }
+            for _ in 0..n_out {
+                pa.push([
+                    rng.range(0.0, cfg.width - 1.0),
+                    rng.range(0.0, cfg.height - 1.0),
+                ]);
+                pb.push([
+                    rng.range(0.0, cfg.width - 1.0),
+                    rng.range(0.0, cfg.height - 1.0),
+                ]);
+                is_in.push(false);
+            }
+            // Shuffle so that inliers and outliers are interleaved.
+            for i in (1..pa.len()).rev() {
+                let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+                pa.swap(i, j);
+                pb.swap(i, j);
+                is_in.swap(i, j);
+            }
+            let tn = t.normalize();
+            SyntheticInstance {
+                camera,
+                points_a: pa,
+                points_b: pb,
+                is_inlier: is_in,
+                r_gt: std::array::from_fn(|i| std::array::from_fn(|j| r[(i, j)])),
+                t_gt: [tn.x, tn.y, tn.z],
+            }
+        })
+        .collect()
+}
+
+/// Writes the sets as JSON (`{"threshold_px", "instances": [...]}`) for `tools/pose_reference.py`.
+pub fn write_sets_json(
+    path: &std::path::Path,
+    sets: &[SyntheticInstance],
+    threshold_px: f64,
+    repetitions: usize,
+) -> std::io::Result<()> {
+    let v = serde_json::json!({
+        "threshold_px": threshold_px,
+        "repetitions": repetitions,
+        "instances": sets,
+    });
+    std::fs::write(path, serde_json::to_vec(&v).map_err(std::io::Error::other)?)
+}
+
+/// Timing and accuracy of one method over all instances and repetitions.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BenchRow {
+    /// Method name.
+    pub method: String,
+    /// Median wall time per call, microseconds.
+    pub median_us: f64,
+    /// 90th percentile wall time per call, microseconds.
+    pub p90_us: f64,
+    /// Median pose error (max of rotation and translation-direction error), degrees; failures count as ∞.
+    pub median_err_deg: f64,
+    /// Calls that returned no pose.
+    pub failures: usize,
+    /// Calls timed.
+    pub calls: usize,
+}
+
+/// A method under test: returns `(R, t)` of `x_b = R·x_a + t` or `None`.
+pub type Method<'a> =
+    Box<dyn FnMut(&SyntheticInstance) -> Option<(Matrix3<f64>, Vector3<f64>)> + 'a>;
+
+/// Percentile (nearest rank on the sorted data), `q ∈ [0, 1]`.
+pub fn percentile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let k = ((s.len() - 1) as f64 * q).round() as usize;
+    s[k.min(s.len() - 1)]
+}
+
+/// Times each method on every instance `repetitions` times, interleaved (instance-major, then method) so
+/// that machine-load drift affects all methods alike.
+pub fn run_benchmark(
+    sets: &[SyntheticInstance],
+    repetitions: usize,
+    methods: &mut [(String, Method<'_>)],
+) -> Vec<BenchRow> {
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); methods.len()];
+    let mut errs: Vec<Vec<f64>> = vec![Vec::new(); methods.len()];
+    let mut fails = vec![0usize; methods.len()];
+    for inst in sets {
+        let (rg, tg) = inst.ground_truth();
+        for _ in 0..repetitions {
+            for (m, (_, f)) in methods.iter_mut().enumerate() {
+                let t0 = Instant::now();
+                let out = f(inst);
+                times[m].push(t0.elapsed().as_secs_f64() * 1e6);
+                match out {
+                    Some((r, t)) => errs[m].push(pose_error_max_deg(&r, &t, &rg, &tg)),
+                    None => {
+                        fails[m] += 1;
+                        errs[m].push(f64::INFINITY);
+                    }
+                }
+            }
+        }
+    }
+    methods
+        .iter()
+        .enumerate()
+        .map(|(m, (name, _))| BenchRow {
+            method: name.clone(),
+            median_us: percentile(&times[m], 0.5),
+            p90_us: percentile(&times[m], 0.9),
+            median_err_deg: percentile(&errs[m], 0.5),
+            failures: fails[m],
+            calls: times[m].len(),
+        })
+        .collect()
+}
+
+/// Our estimator as a benchmark method.
+pub fn ours(options: RansacOptions) -> Method<'static> {
+    Box::new(move |inst: &SyntheticInstance| {
+        estimate_relative_pose(
+            &inst.points_a,
+            &inst.points_b,
+            &inst.camera,
+            &inst.camera,
+            None,
+            &options,
+        )
+        .ok()
+        .map(|p| (p.rotation, p.translation))
+    })
+}
+
+/// A Markdown table of the rows with time and error ratios against the row named `reference` (if present).
+pub fn format_table(rows: &[BenchRow], reference: &str) -> String {
+    let refrow = rows.iter().find(|r| r.method == reference);
+    let mut s = String::from(
+        "| method | median µs | p90 µs | median error ° | failures | time / ref | error / ref |\n|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let (tr, er) = match refrow {
+            Some(b) => (
+                format!("{:.2}", r.median_us / b.median_us),
+                format!("{:.2}", r.median_err_deg / b.median_err_deg),
+            ),
+            None => ("–".into(), "–".into()),
+        };
+        s += &format!(
+            "| {} | {:.0} | {:.0} | {:.4} | {}/{} | {} | {} |\n",
+            r.method, r.median_us, r.p90_us, r.median_err_deg, r.failures, r.calls, tr, er
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_are_deterministic_and_consistent() {
+        let cfg = SyntheticConfig {
+            num_points: 200,
+            instances: 3,
+            noise_px: 0.0,
+            ..Default::default()
+        };
+        let a = generate_sets(&cfg);
+        let b = generate_sets(&cfg);
+        assert_eq!(a[2].points_b, b[2].points_b);
+        for inst in &a {
+            assert_eq!(inst.points_a.len(), 200);
+            assert_eq!(inst.is_inlier.iter().filter(|&&x| x).count(), 100);
+            let (r, t) = inst.ground_truth();
+            let e = super::super::essential::essential_from_pose(&r, &t);
+            for i in (0..200).filter(|&i| inst.is_inlier[i]) {
+                let xa = inst.camera.normalize(inst.points_a[i]);
+                let xb = inst.camera.normalize(inst.points_b[i]);
+                let res =
+                    Vector3::new(xb[0], xb[1], 1.0).dot(&(e * Vector3::new(xa[0], xa[1], 1.0)));
+                assert!(res.abs() < 1e-12);
+            }
+        }
+    }
+}

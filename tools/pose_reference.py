@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Independent references for matcha's geometry layer (PoseLib and OpenCV).
+
+Two sub-commands:
+
+  bench SETS.json OUT.json
+      Reads the synthetic sets written by the Rust benchmark (`matcha::geometry::bench::write_sets_json`),
+      times PoseLib `estimate_relative_pose` (defaults, and success_prob 0.999 / min_iterations 100) and
+      OpenCV `findEssentialMat(USAC_MAGSAC) + recoverPose` on exactly the same correspondences, interleaved
+      instance by instance, and writes one row per method {method, median_us, p90_us, median_err_deg, ...}
+      plus the per-call poses.
+
+  reference OUT_DIR
+      Writes the small reference files the Rust tests read (committed under tests/data/geometry/):
+        pose_poselib.json   correspondences (generated here with numpy, seeded) + PoseLib's pose + ground truth
+        undistort_opencv.json   pixels + cv2.undistortPoints for a plumb_bob camera
+
+Run with the project venv (`${MATCHA_CACHE:-$HOME/.cache/matcha}/venv/bin/python`); versions pinned in
+tools/requirements.txt (poselib==2.0.5, opencv-python-headless, numpy).
+"""
+
+import json
+import sys
+import time
+
+import cv2
+import numpy as np
+import poselib
+
+
+def rot_err_deg(r_est, r_gt):
+    c = (np.trace(r_est.T @ r_gt) - 1.0) / 2.0
+    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
+
+
+def trans_err_deg(t_est, t_gt):
+    n = np.linalg.norm(t_est) * np.linalg.norm(t_gt)
+    if n == 0 or not np.isfinite(n):
+        return 90.0
+    a = float(np.degrees(np.arccos(np.clip(np.dot(t_est, t_gt) / n, -1.0, 1.0))))
+    return min(a, 180.0 - a)
+
+
+def pose_err(r, t, r_gt, t_gt):
+    return max(rot_err_deg(r, r_gt), trans_err_deg(t, t_gt))
+
+
+def camera_dict(cam, width=640, height=480):
+    return {"model": "PINHOLE", "width": width, "height": height,
+            "params": [cam["fx"], cam["fy"], cam["cx"], cam["cy"]]}
+
+
+def run_poselib(pa, pb, cam, thr, fast=False):
+    ransac = {"max_epipolar_error": thr}
+    if fast:
+        ransac.update({"success_prob": 0.999, "min_iterations": 100})
+    pose, info = poselib.estimate_relative_pose(pa, pb, camera_dict(cam), camera_dict(cam), ransac, {})
+    return np.asarray(pose.R), np.asarray(pose.t), info
+
+
+def run_opencv(pa, pb, cam, thr):
+    k = np.array([[cam["fx"], 0, cam["cx"]], [0, cam["fy"], cam["cy"]], [0, 0, 1.0]])
+    e, mask = cv2.findEssentialMat(pa, pb, k, method=cv2.USAC_MAGSAC, prob=0.999, threshold=thr)
+    if e is None or e.shape != (3, 3):
+        return None
+    _, r, t, _ = cv2.recoverPose(e, pa, pb, k, mask=mask)
+    return r, t.ravel()
+
+
+def bench(sets_path, out_path):
+    cv2.setNumThreads(1)
+    data = json.load(open(sets_path))
+    thr = data["threshold_px"]
+    reps = data["repetitions"]
+    methods = {
+        "PoseLib (defaults)": lambda pa, pb, cam: run_poselib(pa, pb, cam, thr)[:2],
+        "PoseLib (p=0.999, min_it=100)": lambda pa, pb, cam: run_poselib(pa, pb, cam, thr, fast=True)[:2],
+        "OpenCV USAC_MAGSAC+recoverPose": lambda pa, pb, cam: run_opencv(pa, pb, cam, thr),
+    }
+    times = {m: [] for m in methods}
+    errs = {m: [] for m in methods}
+    fails = {m: 0 for m in methods}
+    poses = {m: [] for m in methods}
+    for inst in data["instances"]:
+        pa = np.ascontiguousarray(inst["points_a"], dtype=np.float64)
+        pb = np.ascontiguousarray(inst["points_b"], dtype=np.float64)
+        cam = inst["camera"]
+        r_gt = np.array(inst["r_gt"])
+        t_gt = np.array(inst["t_gt"])
+        for _ in range(reps):
+            for name, f in methods.items():
+                t0 = time.perf_counter()
+                out = f(pa, pb, cam)
+                times[name].append((time.perf_counter() - t0) * 1e6)
+                if out is None:
+                    fails[name] += 1
+                    errs[name].append(float("inf"))
+                    poses[name].append(None)
+                else:
+                    r, t = out
+                    errs[name].append(pose_err(np.asarray(r), np.asarray(t), r_gt, t_gt))
+                    poses[name].append({"R": np.asarray(r).tolist(), "t": np.asarray(t).tolist()})
+    rows = []
+    for name in methods:
+        ts = np.sort(times[name])
+        es = np.sort(errs[name])
+        rows.append({
+            "method": name,
+            "median_us": float(ts[int(round((len(ts) - 1) * 0.5))]),
+            "p90_us": float(ts[int(round((len(ts) - 1) * 0.9))]),
+            "median_err_deg": float(es[int(round((len(es) - 1) * 0.5))]),
+            "failures": fails[name],
+            "calls": len(ts),
+        })
+    json.dump({"rows": rows, "poses": poses,
+               "versions": {"poselib": poselib.__version__, "opencv": cv2.__version__, "numpy": np.__version__}},
+              open(out_path, "w"))
+
+
+def synthetic(rng, n, outlier_ratio, noise, f=525.0, w=640, h=480):
+    """One synthetic relative-pose problem (numpy RNG; independent of the Rust generator)."""
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    angle = np.radians(rng.uniform(5, 20))
+    r = cv2.Rodrigues(axis * angle)[0]
+    t = rng.normal(size=3)
+    t /= np.linalg.norm(t)
+    k = np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1.0]])
+    n_in = n - int(round(n * outlier_ratio))
+    pa, pb = [], []
+    while len(pa) < n_in:
+        u = np.array([rng.uniform(0, w - 1), rng.uniform(0, h - 1)])
+        z = rng.uniform(2, 10)
+        xa = np.linalg.solve(k, np.array([u[0], u[1], 1.0])) * z
+        xb = r @ xa + t
+        if xb[2] <= 0:
+            continue
+        v = (k @ (xb / xb[2]))[:2]
+        if not (0 <= v[0] <= w - 1 and 0 <= v[1] <= h - 1):
+            continue
+        pa.append(u + noise * rng.normal(size=2))
+        pb.append(v + noise * rng.normal(size=2))
+    for _ in range(n - n_in):
+        pa.append(np.array([rng.uniform(0, w - 1), rng.uniform(0, h - 1)]))
+        pb.append(np.array([rng.uniform(0, w - 1), rng.uniform(0, h - 1)]))
+    perm = rng.permutation(n)
+    return np.array(pa)[perm], np.array(pb)[perm], r, t
+
+
+def reference(out_dir):
+    import os
+    os.makedirs(out_dir, exist_ok=True)
+    rng = np.random.default_rng(20251)
+    cam = {"fx": 525.0, "fy": 525.0, "cx": 320.0, "cy": 240.0}
+    cases = []
+    for i, (n, out, noise) in enumerate([(400, 0.3, 0.5), (400, 0.5, 0.5), (600, 0.6, 1.0), (300, 0.2, 0.3),
+                                          (500, 0.5, 0.5), (800, 0.7, 0.5)]):
+        pa, pb, r, t = synthetic(rng, n, out, noise)
+        pr, pt, info = run_poselib(pa, pb, cam, 1.0)
+        cases.append({
+            "camera": cam, "threshold_px": 1.0, "noise_px": noise,
+            "points_a": np.round(pa, 6).tolist(), "points_b": np.round(pb, 6).tolist(),
+            "r_gt": r.tolist(), "t_gt": t.tolist(),
+            "r_poselib": pr.tolist(), "t_poselib": pt.tolist(), "inliers_poselib": int(info["num_inliers"]),
+        })
+    json.dump({"generator": "tools/pose_reference.py reference", "poselib": poselib.__version__,
+               "cases": cases}, open(os.path.join(out_dir, "pose_poselib.json"), "w"))
+
+    # Undistortion reference: cv2.undistortPoints (iterative, run to convergence) on a plumb_bob camera.
+    k = np.array([[520.0, 0, 318.2], [0, 515.0, 243.9], [0, 0, 1.0]])
+    d = np.array([-0.28, 0.07, 0.0012, -0.0009, -0.01])
+    px = np.array([[u, v] for u in np.linspace(20, 620, 13) for v in np.linspace(20, 460, 9)], dtype=np.float64)
+    und = cv2.undistortPointsIter(px.reshape(-1, 1, 2), k, d, None, None,
+                                  (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 200, 1e-15)).reshape(-1, 2)
+    json.dump({"generator": "tools/pose_reference.py reference", "opencv": cv2.__version__,
+               "k": [k[0, 0], k[1, 1], k[0, 2], k[1, 2]], "d": d.tolist(),
+               "pixels": px.tolist(), "normalized": und.tolist()},
+              open(os.path.join(out_dir, "undistort_opencv.json"), "w"))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "bench":
+        bench(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 3 and sys.argv[1] == "reference":
+        reference(sys.argv[2])
+    else:
+        print(__doc__)
+        sys.exit(2)
