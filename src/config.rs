@@ -61,8 +61,8 @@ pub struct ExtractorConfig {
     /// Downscale images whose longer side exceeds this before extraction (keypoints are mapped back);
     /// 0 = never.
     pub max_image_side: u32,
-    /// MATCHA extractor settings (used when `extractor: matcha`); see `features::matcha`.
-    pub matcha: serde_json::Value,
+    /// MATCHA extractor settings (used when `extractor: matcha`).
+    pub matcha: crate::features::matcha::MatchaOptions,
 }
 
 impl Default for ExtractorConfig {
@@ -72,7 +72,7 @@ impl Default for ExtractorConfig {
             max_keypoints: 2048,
             detection_threshold: None,
             max_image_side: 1280,
-            matcha: serde_json::Value::Null,
+            matcha: crate::features::matcha::MatchaOptions::default(),
         }
     }
 }

@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod eval;
 pub mod features;
 pub mod geometry;
 pub mod image;

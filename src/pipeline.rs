@@ -1,1 +1,251 @@
-//! (being written)
+//! The pipeline: one extractor, one matcher and the robust pose estimator wired together for an image pair
+//! or a stream, with timings. The CLI, the ROS node, the benchmarks and the tests all go through here.
+//!
+//! Inputs are 8-bit RGB images and pinhole cameras in the pixels of those images; outputs are
+//! [`Features`], [`Matches`] and a pose result. Images larger than `engine.max_image_side` are downscaled
+//! for extraction and their keypoints mapped back, so callers never deal with engine sizes.
+//! This module knows nothing of ROS or ONNX types.
+
+use std::time::Instant;
+
+use crate::config::{ExtractorKind, MatchaConfig, MatcherKind};
+use crate::features::disk::{Disk, DiskOptions};
+use crate::features::matcha::Matcha;
+use crate::features::xfeat::{XFeat, XFeatOptions};
+use crate::features::{FeatureError, FeatureExtractor, Features};
+use crate::geometry::{estimate_relative_pose, NoPose, PinholeCamera, RansacOptions, RelativePose};
+use crate::image::RgbImage;
+use crate::matching::lightglue::LightGlue;
+use crate::matching::mnn::MutualNearestNeighbor;
+use crate::matching::{MatchError, Matcher, Matches};
+
+/// Errors of the pipeline (all layers).
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Configuration problem.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Extraction failed or the image was rejected.
+    #[error(transparent)]
+    Feature(#[from] FeatureError),
+    /// Matching failed.
+    #[error(transparent)]
+    Match(#[from] MatchError),
+    /// Something the configuration asks for is not available in this build.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Result of matching two feature sets and estimating their relative pose.
+#[derive(Debug, Clone)]
+pub struct PairResult {
+    /// Putative correspondences (before geometric verification).
+    pub matches: Matches,
+    /// The pose (with its inlier mask over `matches`), or why there is none.
+    pub pose: Result<RelativePose, NoPose>,
+    /// Matching time, milliseconds.
+    pub match_ms: f64,
+    /// Pose estimation time, milliseconds.
+    pub pose_ms: f64,
+}
+
+/// Extractor + matcher + pose estimator.
+pub struct Pipeline {
+    extractor: Box<dyn FeatureExtractor>,
+    matcher: Box<dyn Matcher>,
+    ransac: RansacOptions,
+    max_image_side: u32,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("extractor", &self.extractor.name())
+            .field("matcher", &self.matcher.name())
+            .field("ransac", &self.ransac)
+            .finish()
+    }
+}
+
+/// Builds the extractor named by the configuration.
+pub fn build_extractor(config: &MatchaConfig) -> Result<Box<dyn FeatureExtractor>, PipelineError> {
+    let e = &config.engine;
+    Ok(match e.extractor {
+        ExtractorKind::Xfeat => Box::new(XFeat::new(
+            &config.runtime,
+            XFeatOptions {
+                max_keypoints: e.max_keypoints,
+                detection_threshold: e.detection_threshold.unwrap_or(0.05),
+            },
+        )?),
+        ExtractorKind::Disk => Box::new(Disk::new(
+            &config.runtime,
+            DiskOptions {
+                max_keypoints: e.max_keypoints,
+                detection_threshold: e.detection_threshold.unwrap_or(0.0),
+                nms_window: 5,
+                resize_long_side: None,
+            },
+        )?),
+        ExtractorKind::Matcha => Box::new(Matcha::new(
+            &config.runtime,
+            &e.matcha,
+            DiskOptions {
+                max_keypoints: e.max_keypoints,
+                detection_threshold: e.detection_threshold.unwrap_or(0.0),
+                nms_window: 5,
+                resize_long_side: None,
+            },
+        )?),
+    })
+}
+
+/// Builds the matcher named by the configuration.
+pub fn build_matcher(config: &MatchaConfig) -> Result<Box<dyn Matcher>, PipelineError> {
+    match config.matcher.matcher {
+        MatcherKind::Mnn => Ok(Box::new(MutualNearestNeighbor {
+            options: config.matcher.mnn.clone(),
+        })),
+        MatcherKind::Lightglue => {
+            let extractor = match config.engine.extractor {
+                ExtractorKind::Xfeat => "xfeat",
+                ExtractorKind::Disk | ExtractorKind::Matcha => "disk",
+            };
+            if config.engine.extractor == ExtractorKind::Matcha {
+                return Err(PipelineError::Unsupported(
+                    "matcher 'lightglue' has no engine for MATCHA descriptors; use matcher 'mnn'".into(),
+                ));
+            }
+            Ok(Box::new(LightGlue::new(
+                &config.runtime,
+                extractor,
+                config.matcher.lightglue_threshold,
+            )?))
+        }
+    }
+}
+
+impl Pipeline {
+    /// Builds the pipeline: loads the engines named by `config` (validated first).
+    pub fn new(config: &MatchaConfig) -> Result<Self, PipelineError> {
+        config.validate()?;
+        Ok(Self {
+            extractor: build_extractor(config)?,
+            matcher: build_matcher(config)?,
+            ransac: config.pose.clone(),
+            max_image_side: config.engine.max_image_side,
+        })
+    }
+
+    /// Builds a pipeline from parts (tests, benchmarks, custom engines).
+    pub fn from_parts(
+        extractor: Box<dyn FeatureExtractor>,
+        matcher: Box<dyn Matcher>,
+        ransac: RansacOptions,
+        max_image_side: u32,
+    ) -> Self {
+        Self {
+            extractor,
+            matcher,
+            ransac,
+            max_image_side,
+        }
+    }
+
+    /// Name of the descriptor (published with correspondences).
+    pub fn descriptor_name(&self) -> &str {
+        self.extractor.name()
+    }
+
+    /// Name of the matcher.
+    pub fn matcher_name(&self) -> &str {
+        self.matcher.name()
+    }
+
+    /// The pose estimator options.
+    pub fn ransac_options(&self) -> &RansacOptions {
+        &self.ransac
+    }
+
+    /// Extracts features; keypoints are in the pixels of `image` whatever resizing happens inside.
+    pub fn extract(&mut self, image: &RgbImage) -> Result<Features, PipelineError> {
+        let (w, h) = image.dimensions();
+        let min = self.extractor.min_image_side();
+        if w < min || h < min {
+            return Err(FeatureError::BadImage {
+                extractor: self.extractor.name().to_string(),
+                reason: format!("{w}×{h} is smaller than the network stride ({min} px per side)"),
+            }
+            .into());
+        }
+        let longest = w.max(h);
+        if self.max_image_side == 0 || longest <= self.max_image_side {
+            return Ok(self.extractor.extract(image)?);
+        }
+        let s = self.max_image_side as f64 / longest as f64;
+        let (sw, sh) = (
+            ((w as f64 * s).round() as u32).max(min),
+            ((h as f64 * s).round() as u32).max(min),
+        );
+        let small = ::image::imageops::resize(image, sw, sh, ::image::imageops::FilterType::Triangle);
+        let mut f = self.extractor.extract(&small)?;
+        // Pixel-centre-at-integer convention: x = (x' + 0.5)·(w/w') − 0.5.
+        let (fx, fy) = (w as f32 / sw as f32, h as f32 / sh as f32);
+        for k in &mut f.keypoints {
+            k[0] = (k[0] + 0.5) * fx - 0.5;
+            k[1] = (k[1] + 0.5) * fy - 0.5;
+        }
+        f.image_size = [w, h];
+        Ok(f)
+    }
+
+    /// Matches `a` to `b` and estimates the pose of b relative to a (`x_b = R·x_a + t`).
+    pub fn match_pair(
+        &mut self,
+        a: &Features,
+        camera_a: &PinholeCamera,
+        b: &Features,
+        camera_b: &PinholeCamera,
+    ) -> Result<PairResult, PipelineError> {
+        let t0 = Instant::now();
+        let matches = self.matcher.match_features(a, b)?;
+        let t1 = Instant::now();
+        let pose = estimate_pose_from_matches(a, camera_a, b, camera_b, &matches, &self.ransac);
+        let t2 = Instant::now();
+        Ok(PairResult {
+            matches,
+            pose,
+            match_ms: (t1 - t0).as_secs_f64() * 1e3,
+            pose_ms: (t2 - t1).as_secs_f64() * 1e3,
+        })
+    }
+}
+
+/// Runs the robust estimator on matched keypoints (match scores give the PROSAC order).
+pub fn estimate_pose_from_matches(
+    a: &Features,
+    camera_a: &PinholeCamera,
+    b: &Features,
+    camera_b: &PinholeCamera,
+    matches: &Matches,
+    options: &RansacOptions,
+) -> Result<RelativePose, NoPose> {
+    let mut pa = Vec::with_capacity(matches.matches.len());
+    let mut pb = Vec::with_capacity(matches.matches.len());
+    let mut prio = Vec::with_capacity(matches.matches.len());
+    for m in &matches.matches {
+        let (Some(ka), Some(kb)) = (a.keypoints.get(m.a as usize), b.keypoints.get(m.b as usize)) else {
+            return Err(NoPose::Degenerate(format!(
+                "match ({}, {}) indexes past the keypoints ({}, {})",
+                m.a,
+                m.b,
+                a.len(),
+                b.len()
+            )));
+        };
+        pa.push([ka[0] as f64, ka[1] as f64]);
+        pb.push([kb[0] as f64, kb[1] as f64]);
+        prio.push(m.score);
+    }
+    estimate_relative_pose(&pa, &pb, camera_a, camera_b, Some(&prio), options)
+}

@@ -1,1 +1,389 @@
-fn main(){}
+//! `matcha` command line: match two images and estimate their relative pose, evaluate accuracy on data sets
+//! with ground truth, and run the benchmarks.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use matcha::config::{ExtractorKind, MatchaConfig, MatcherKind};
+use matcha::geometry::{Distortion, PinholeCamera};
+use matcha::pipeline::Pipeline;
+
+mod bench;
+
+#[derive(Parser, Debug)]
+#[command(name = "matcha", version, about = "Keypoint correspondences and relative pose between images")]
+struct Cli {
+    /// Configuration file (ROS 2 parameter YAML, e.g. config/matcha.yaml); built-in defaults otherwise.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Feature extractor (overrides the config).
+    #[arg(long, global = true)]
+    extractor: Option<Extractor>,
+    /// Matcher (overrides the config).
+    #[arg(long, global = true)]
+    matcher: Option<MatcherArg>,
+    /// Maximum keypoints per image (overrides the config).
+    #[arg(long, global = true)]
+    max_keypoints: Option<usize>,
+    /// Directory of the exported engines (overrides the config).
+    #[arg(long, global = true)]
+    engines: Option<PathBuf>,
+    /// CPU threads for the engines (overrides the config).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Extractor {
+    Xfeat,
+    Disk,
+    Matcha,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum MatcherArg {
+    Mnn,
+    Lightglue,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Match two images and estimate the pose of camera b relative to camera a.
+    ///
+    /// JSON output (`--json`) uses the point transform x_b = R·x_a + t (OpenCV convention), |t| = 1;
+    /// "R" and "t" are null when no pose could be estimated (exit code 0: that is a result).
+    Match {
+        /// First image (a).
+        image_a: PathBuf,
+        /// Second image (b).
+        image_b: PathBuf,
+        /// Intrinsics of image a (and b unless --intrinsics-b): fx,fy,cx,cy in pixels.
+        #[arg(long, value_parser = parse_intrinsics)]
+        intrinsics: [f64; 4],
+        /// Intrinsics of image b: fx,fy,cx,cy.
+        #[arg(long, value_parser = parse_intrinsics)]
+        intrinsics_b: Option<[f64; 4]>,
+        /// plumb_bob distortion of image a (and b unless --distortion-b): k1,k2,p1,p2[,k3].
+        #[arg(long, value_parser = parse_distortion)]
+        distortion: Option<Distortion>,
+        /// plumb_bob distortion of image b.
+        #[arg(long, value_parser = parse_distortion)]
+        distortion_b: Option<Distortion>,
+        /// Print one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Write a picture of the matches (inliers green, outliers red).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Relative-pose accuracy (AUC@5/10/20°) on data sets with ground truth, with baselines side by side.
+    Eval {
+        /// Data-set manifests (written by tools/eval_sets.py).
+        #[arg(long = "manifest", required = true)]
+        manifests: Vec<PathBuf>,
+        /// Baseline result files (tools/eval_baselines.py), matched to sets by file name `<set>.<method>.json`
+        /// or by pair ids.
+        #[arg(long = "baseline")]
+        baselines: Vec<PathBuf>,
+        /// Our methods to run: extractor+matcher pairs.
+        #[arg(long = "method", default_values_t = ["xfeat+mnn".to_string(), "disk+mnn".to_string()])]
+        methods: Vec<String>,
+        /// Output folder for the tables (markdown, JSON) and recall-curve plots (SVG).
+        #[arg(long, default_value = "out/eval")]
+        out: PathBuf,
+    },
+    /// Benchmarks (figures printed side by side with their anchors).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn parse_numbers(s: &str, what: &str, lens: &[usize]) -> Result<Vec<f64>, String> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|x| x.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{what} must be comma-separated numbers ({e})"))?;
+    if !lens.contains(&v.len()) {
+        return Err(format!("{what} needs {lens:?} numbers, got {}", v.len()));
+    }
+    if v.iter().any(|x| !x.is_finite()) {
+        return Err(format!("{what} must be finite numbers"));
+    }
+    Ok(v)
+}
+
+fn parse_intrinsics(s: &str) -> Result<[f64; 4], String> {
+    let v = parse_numbers(s, "intrinsics fx,fy,cx,cy", &[4])?;
+    let cam = PinholeCamera::new(v[0], v[1], v[2], v[3]).map_err(|e| e.to_string())?;
+    let _ = cam;
+    Ok([v[0], v[1], v[2], v[3]])
+}
+
+fn parse_distortion(s: &str) -> Result<Distortion, String> {
+    let v = parse_numbers(s, "distortion k1,k2,p1,p2[,k3]", &[4, 5])?;
+    Distortion::from_slice(&v).map_err(|e| e.to_string())
+}
+
+fn camera(k: [f64; 4], d: Option<Distortion>) -> Result<PinholeCamera> {
+    let cam = PinholeCamera::new(k[0], k[1], k[2], k[3]).context("bad intrinsics")?;
+    Ok(match d {
+        Some(d) => cam.with_distortion(d).context("bad distortion")?,
+        None => cam,
+    })
+}
+
+fn load_config(cli: &Cli) -> Result<MatchaConfig> {
+    let mut cfg = match &cli.config {
+        Some(p) => MatchaConfig::load(p)?,
+        None => MatchaConfig::default(),
+    };
+    if let Some(e) = cli.extractor {
+        cfg.engine.extractor = match e {
+            Extractor::Xfeat => ExtractorKind::Xfeat,
+            Extractor::Disk => ExtractorKind::Disk,
+            Extractor::Matcha => ExtractorKind::Matcha,
+        };
+    }
+    if let Some(m) = cli.matcher {
+        cfg.matcher.matcher = match m {
+            MatcherArg::Mnn => MatcherKind::Mnn,
+            MatcherArg::Lightglue => MatcherKind::Lightglue,
+        };
+    }
+    if let Some(k) = cli.max_keypoints {
+        cfg.engine.max_keypoints = k;
+    }
+    if let Some(e) = &cli.engines {
+        cfg.runtime.engines_dir = e.clone();
+    } else if cli.config.is_none() {
+        cfg.runtime.engines_dir = default_engines_dir();
+    }
+    if let Some(t) = cli.threads {
+        cfg.runtime.threads = t;
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// `engines/` next to the working directory if it has a manifest, else `$MATCHA_CACHE/engines`.
+fn default_engines_dir() -> PathBuf {
+    let local = PathBuf::from("engines");
+    if local.join("manifest.json").exists() {
+        return local;
+    }
+    matcha::runtime::default_library_path()
+        .ancestors()
+        .nth(3)
+        .map(|cache| cache.join("engines"))
+        .unwrap_or(local)
+}
+
+fn load_image(path: &Path) -> Result<matcha::image::RgbImage> {
+    Ok(matcha::image::load(path)?)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_match(
+    cfg: &MatchaConfig,
+    image_a: &Path,
+    image_b: &Path,
+    cam_a: PinholeCamera,
+    cam_b: PinholeCamera,
+    json: bool,
+    out: Option<&Path>,
+) -> Result<()> {
+    let img_a = load_image(image_a)?;
+    let img_b = load_image(image_b)?;
+    let t_load = Instant::now();
+    let mut pipeline = Pipeline::new(cfg)?;
+    let load_ms = t_load.elapsed().as_secs_f64() * 1e3;
+    let t0 = Instant::now();
+    let fa = pipeline
+        .extract(&img_a)
+        .with_context(|| format!("extracting features of {}", image_a.display()))?;
+    let t1 = Instant::now();
+    let fb = pipeline
+        .extract(&img_b)
+        .with_context(|| format!("extracting features of {}", image_b.display()))?;
+    let t2 = Instant::now();
+    let res = pipeline.match_pair(&fa, &cam_a, &fb, &cam_b)?;
+    let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+    if let Some(path) = out {
+        let inliers = res.pose.as_ref().ok().map(|p| p.inliers.as_slice());
+        let pic = matcha::viz::draw_matches(&img_a, &fa, &img_b, &fb, &res.matches, inliers, 2000);
+        pic.save(path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let (r, t, inliers, reason) = match &res.pose {
+        Ok(p) => (
+            serde_json::json!([0, 1, 2].map(|i| [0, 1, 2].map(|j| p.rotation[(i, j)]))),
+            serde_json::json!([p.translation.x, p.translation.y, p.translation.z]),
+            p.num_inliers,
+            serde_json::Value::Null,
+        ),
+        Err(e) => (
+            serde_json::Value::Null,
+            serde_json::Value::Null,
+            0,
+            serde_json::json!(e.to_string()),
+        ),
+    };
+    if json {
+        let mut obj = serde_json::json!({
+            "keypoints": [fa.len(), fb.len()],
+            "matches": res.matches.matches.len(),
+            "inliers": inliers,
+            "R": r,
+            "t": t,
+            "descriptor": pipeline.descriptor_name(),
+            "matcher": pipeline.matcher_name(),
+            "time_ms": {
+                "load_engines": load_ms,
+                "extract_a": ms(t0, t1),
+                "extract_b": ms(t1, t2),
+                "match": res.match_ms,
+                "pose": res.pose_ms,
+            },
+        });
+        if let Ok(p) = &res.pose {
+            obj["quality"] = serde_json::to_value(p.quality)?;
+        } else {
+            obj["no_pose_reason"] = reason;
+        }
+        println!("{}", serde_json::to_string(&obj)?);
+    } else {
+        println!(
+            "{} keypoints in a, {} in b ({}), {} matches ({})",
+            fa.len(),
+            fb.len(),
+            pipeline.descriptor_name(),
+            res.matches.matches.len(),
+            pipeline.matcher_name()
+        );
+        match &res.pose {
+            Ok(p) => {
+                println!("pose (x_b = R·x_a + t, |t| = 1): {} inliers", p.num_inliers);
+                for i in 0..3 {
+                    println!(
+                        "  R[{i}] = [{:+.6}, {:+.6}, {:+.6}]   t[{i}] = {:+.6}",
+                        p.rotation[(i, 0)],
+                        p.rotation[(i, 1)],
+                        p.rotation[(i, 2)],
+                        p.translation[i]
+                    );
+                }
+            }
+            Err(e) => println!("no pose: {e}"),
+        }
+        println!(
+            "time: extract {:.1} + {:.1} ms, match {:.1} ms, pose {:.1} ms",
+            ms(t0, t1),
+            ms(t1, t2),
+            res.match_ms,
+            res.pose_ms
+        );
+        if let Some(p) = out {
+            println!("matches drawn to {}", p.display());
+        }
+    }
+    Ok(())
+}
+
+fn method_config(base: &MatchaConfig, method: &str) -> Result<MatchaConfig> {
+    let (e, m) = method
+        .split_once('+')
+        .with_context(|| format!("method '{method}' must be extractor+matcher, e.g. xfeat+mnn"))?;
+    let mut cfg = base.clone();
+    cfg.engine.extractor = match e {
+        "xfeat" => ExtractorKind::Xfeat,
+        "disk" => ExtractorKind::Disk,
+        "matcha" => ExtractorKind::Matcha,
+        other => bail!("unknown extractor '{other}' in method '{method}'"),
+    };
+    cfg.matcher.matcher = match m {
+        "mnn" => MatcherKind::Mnn,
+        "lightglue" => MatcherKind::Lightglue,
+        other => bail!("unknown matcher '{other}' in method '{method}'"),
+    };
+    Ok(cfg)
+}
+
+fn run_eval(cfg: &MatchaConfig, manifests: &[PathBuf], baselines: &[PathBuf], methods: &[String], out: &Path) -> Result<()> {
+    use matcha::eval::{plot_recall_curves, run_pipeline, score, table, Manifest, MethodResults};
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let baseline_results: Vec<MethodResults> = baselines
+        .iter()
+        .map(|p| MethodResults::load(p))
+        .collect::<Result<_, _>>()?;
+    let mut report = String::from("# Relative pose accuracy (pose error = max(rotation, translation direction); failures = ∞)\n\n");
+    let mut all = serde_json::Map::new();
+    for mpath in manifests {
+        let manifest = Manifest::load(mpath)?;
+        let ids: std::collections::HashSet<&str> = manifest.pairs.iter().map(|p| p.id.as_str()).collect();
+        let mut scores = Vec::new();
+        for method in methods {
+            let mcfg = method_config(cfg, method)?;
+            let mut pipeline = Pipeline::new(&mcfg).with_context(|| format!("building method {method}"))?;
+            eprintln!("[eval] {}: running {method} on {} pairs", manifest.name, manifest.pairs.len());
+            let res = run_pipeline(&manifest, &mut pipeline, &format!("matcha {method}"))?;
+            std::fs::write(
+                out.join(format!("{}.{}.json", manifest.name, method.replace('+', "_"))),
+                serde_json::to_string_pretty(&res)?,
+            )?;
+            scores.push(score(&manifest, &res));
+        }
+        for b in &baseline_results {
+            // A baseline file belongs to this set when its pair ids are this set's.
+            if !b.pairs.is_empty() && b.pairs.iter().all(|p| ids.contains(p.id.as_str())) {
+                scores.push(score(&manifest, b));
+            }
+        }
+        let t = table(&manifest.name, manifest.pairs.len(), &scores);
+        println!("{t}");
+        report += &t;
+        report += "\n";
+        plot_recall_curves(&out.join(format!("{}.svg", manifest.name)), &manifest.name, &scores)?;
+        all.insert(manifest.name.clone(), serde_json::to_value(&scores)?);
+    }
+    std::fs::write(out.join("eval.md"), &report)?;
+    std::fs::write(out.join("eval.json"), serde_json::to_string_pretty(&all)?)?;
+    eprintln!("[eval] tables and plots written to {}", out.display());
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let cfg = load_config(&cli)?;
+    match &cli.command {
+        Command::Match {
+            image_a,
+            image_b,
+            intrinsics,
+            intrinsics_b,
+            distortion,
+            distortion_b,
+            json,
+            out,
+        } => {
+            let cam_a = camera(*intrinsics, distortion.clone())?;
+            let cam_b = camera(
+                intrinsics_b.unwrap_or(*intrinsics),
+                distortion_b.clone().or_else(|| if intrinsics_b.is_some() { None } else { distortion.clone() }),
+            )?;
+            run_match(&cfg, image_a, image_b, cam_a, cam_b, *json, out.as_deref())
+        }
+        Command::Eval {
+            manifests,
+            baselines,
+            methods,
+            out,
+        } => run_eval(&cfg, manifests, baselines, methods, out),
+        Command::Bench(b) => bench::run(&cfg, b),
+    }
+}

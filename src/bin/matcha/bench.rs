@@ -1,0 +1,222 @@
+//! `matcha bench …`: speed benchmarks that print our figures side by side with their anchors and ratios.
+//!
+//! * `extract`: the XFeat engine at 640×480 through our `ort` runtime vs onnxruntime-python on the same
+//!   model and input, 1 and 2 threads, plus our full extraction (engine + keypoint selection + sampling).
+//! * `stream`: end to end on a moving camera (each frame extracted once, matched to the previous frame,
+//!   pose estimated), frames/s against the 30 Hz goal, per-stage times and peak memory.
+//! * `pose`: the robust pose solver against PoseLib, OpenCV and kornia-3d (see `benches/pose_solver.rs`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use ndarray::Array4;
+
+use matcha::config::MatchaConfig;
+use matcha::features::xfeat::{XFeat, XFeatOptions};
+use matcha::features::FeatureExtractor;
+use matcha::geometry::PinholeCamera;
+use matcha::pipeline::Pipeline;
+use matcha::runtime::{Engine, RuntimeConfig};
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// XFeat at 640×480: our runtime vs onnxruntime-python, 1 and 2 threads.
+    Extract {
+        /// Timed runs per configuration (after 5 warm-up runs).
+        #[arg(long, default_value_t = 30)]
+        runs: usize,
+        /// Python interpreter with onnxruntime (default: $MATCHA_VENV/bin/python).
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// Photo to use (resized to 640×480); default $MATCHA_CACHE/data/graf1.png.
+        #[arg(long)]
+        photo: Option<PathBuf>,
+    },
+    /// End-to-end stream at 640×480 with the configured pipeline.
+    Stream {
+        /// Number of frames.
+        #[arg(long, default_value_t = 300)]
+        frames: usize,
+        /// Photo the moving camera looks at; default $MATCHA_CACHE/data/graf1.png.
+        #[arg(long)]
+        photo: Option<PathBuf>,
+    },
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("MATCHA_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/matcha")))
+        .unwrap_or_else(|| PathBuf::from(".cache/matcha"))
+}
+
+fn default_photo(p: &Option<PathBuf>) -> PathBuf {
+    p.clone().unwrap_or_else(|| cache_dir().join("data/graf1.png"))
+}
+
+fn median_p90(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let q = |f: f64| v[((v.len() - 1) as f64 * f).round() as usize];
+    (q(0.5), q(0.9))
+}
+
+pub fn run(cfg: &MatchaConfig, cmd: &BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Extract { runs, python, photo } => bench_extract(cfg, *runs, python.clone(), &default_photo(photo)),
+        BenchCommand::Stream { frames, photo } => bench_stream(cfg, *frames, &default_photo(photo)),
+    }
+}
+
+fn photo_640x480(path: &Path) -> Result<matcha::image::RgbImage> {
+    let img = matcha::image::load(path).with_context(|| format!("bench photo {}", path.display()))?;
+    Ok(::image::imageops::resize(&img, 640, 480, ::image::imageops::FilterType::Triangle))
+}
+
+fn python_anchor(python: &Path, model: &Path, input: &Path, threads: usize, runs: usize) -> Result<(f64, f64)> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/bench_ort_python.py");
+    let out = Command::new(python)
+        .arg(&script)
+        .args(["--model".as_ref(), model.as_os_str()])
+        .args(["--input".as_ref(), input.as_os_str()])
+        .args(["--threads", &threads.to_string(), "--runs", &runs.to_string()])
+        .output()
+        .with_context(|| format!("running {} {}", python.display(), script.display()))?;
+    if !out.status.success() {
+        bail!("python anchor failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("python anchor output")?;
+    Ok((
+        v["median_ms"].as_f64().context("median_ms")?,
+        v["p90_ms"].as_f64().context("p90_ms")?,
+    ))
+}
+
+fn bench_extract(cfg: &MatchaConfig, runs: usize, python: Option<PathBuf>, photo: &Path) -> Result<()> {
+    let image = photo_640x480(photo)?;
+    let input: Array4<f32> = matcha::features::preprocess::rgb_tensor(&image, 1.0 / 255.0);
+    let tmp = std::env::temp_dir().join(format!("matcha-bench-input-{}.f32", std::process::id()));
+    let bytes: Vec<u8> = input.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(&tmp, bytes)?;
+    let python = python.unwrap_or_else(|| {
+        std::env::var_os("MATCHA_VENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| cache_dir().join("venv"))
+            .join("bin/python")
+    });
+    let model = cfg.runtime.engines_dir.join(matcha::features::xfeat::ENGINE_FILE);
+    println!("XFeat engine, 1×3×480×640, median of {runs} runs after 5 warm-ups (ms); photo {}", photo.display());
+    println!("| threads | ort-rs engine | onnxruntime-python | ratio (ours/python) | ort-rs full extraction (engine + NMS + sampling) |");
+    println!("|---|---|---|---|---|");
+    for threads in [1usize, 2] {
+        let rt = RuntimeConfig {
+            threads,
+            ..cfg.runtime.clone()
+        };
+        let mut engine = Engine::load(&model, &rt)?;
+        let mut times = Vec::with_capacity(runs);
+        for i in 0..runs + 5 {
+            let t = Instant::now();
+            engine.run(&[("image", input.view().into_dyn())], &["descriptors", "heatmap", "reliability"])?;
+            if i >= 5 {
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        let (ours, ours90) = median_p90(times);
+        let (py, py90) = python_anchor(&python, &model, &tmp, threads, runs)?;
+        let mut xfeat = XFeat::new(
+            &rt,
+            XFeatOptions {
+                max_keypoints: cfg.engine.max_keypoints,
+                detection_threshold: 0.05,
+            },
+        )?;
+        let mut full = Vec::with_capacity(runs);
+        for i in 0..runs + 5 {
+            let t = Instant::now();
+            xfeat.extract(&image)?;
+            if i >= 5 {
+                full.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        let (f50, f90) = median_p90(full);
+        println!(
+            "| {threads} | {ours:.2} (p90 {ours90:.2}) | {py:.2} (p90 {py90:.2}) | {:.3} | {f50:.2} (p90 {f90:.2}) |",
+            ours / py
+        );
+    }
+    let _ = std::fs::remove_file(&tmp);
+    Ok(())
+}
+
+/// Peak resident memory of this process (VmHWM), MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn bench_stream(cfg: &MatchaConfig, frames: usize, photo: &Path) -> Result<()> {
+    if frames < 2 {
+        bail!("--frames must be at least 2");
+    }
+    let base = matcha::image::load(photo).with_context(|| format!("bench photo {}", photo.display()))?;
+    let base = ::image::imageops::resize(&base, 960, 720, ::image::imageops::FilterType::Triangle);
+    // A camera panning over the photo: 640×480 windows moving on a smooth closed path (decoded beforehand,
+    // as a camera driver would hand over raw frames).
+    let seq: Vec<_> = (0..frames)
+        .map(|k| {
+            let a = k as f64 * 0.02;
+            let x = (160.0 + 150.0 * a.sin()).round() as u32;
+            let y = (120.0 + 110.0 * (1.3 * a).cos()).round() as u32;
+            ::image::imageops::crop_imm(&base, x.min(320), y.min(240), 640, 480).to_image()
+        })
+        .collect();
+    let cam = PinholeCamera::new(525.0, 525.0, 319.5, 239.5)?;
+    let mut pipeline = Pipeline::new(cfg)?;
+    let rss_before = peak_rss_mib().unwrap_or(0.0);
+    let (mut ext, mut mat, mut pose, mut total) = (vec![], vec![], vec![], vec![]);
+    let mut poses = 0usize;
+    let t_all = Instant::now();
+    let mut prev = None;
+    for frame in &seq {
+        let t0 = Instant::now();
+        let f = pipeline.extract(frame)?;
+        let t1 = Instant::now();
+        ext.push((t1 - t0).as_secs_f64() * 1e3);
+        if let Some(p) = &prev {
+            let r = pipeline.match_pair(p, &cam, &f, &cam)?;
+            mat.push(r.match_ms);
+            pose.push(r.pose_ms);
+            poses += r.pose.is_ok() as usize;
+        }
+        total.push(t0.elapsed().as_secs_f64() * 1e3);
+        prev = Some(f);
+    }
+    let wall = t_all.elapsed().as_secs_f64();
+    let fps = frames as f64 / wall;
+    let (e50, e90) = median_p90(ext);
+    let (m50, m90) = median_p90(mat);
+    let (p50, p90) = median_p90(pose);
+    let (t50, t90) = median_p90(total);
+    println!(
+        "End-to-end stream, {frames} frames 640×480, {} + {}, {} keypoints max, {} threads",
+        pipeline.descriptor_name(),
+        pipeline.matcher_name(),
+        cfg.engine.max_keypoints,
+        cfg.runtime.threads
+    );
+    println!("| stage | median ms | p90 ms |\n|---|---|---|");
+    println!("| extract | {e50:.2} | {e90:.2} |\n| match | {m50:.2} | {m90:.2} |\n| pose | {p50:.2} | {p90:.2} |\n| frame total | {t50:.2} | {t90:.2} |");
+    println!(
+        "\n| measure | ours | goal | ratio |\n|---|---|---|---|\n| frames/s | {fps:.1} | 30.0 | {:.2} |\n| poses found | {poses}/{} | | |\n| peak RSS | {:.0} MiB (before the loop {:.0} MiB) | | |",
+        fps / 30.0,
+        frames - 1,
+        peak_rss_mib().unwrap_or(0.0),
+        rss_before
+    );
+    Ok(())
+}

@@ -1,0 +1,411 @@
+//! Relative-pose accuracy evaluation on image pairs with ground truth: data-set manifests, running a
+//! pipeline over them, scoring any method's poses the same way (pose error = max of rotation and
+//! translation-direction angle, failures infinite, AUC@5/10/20°), tables and the recall-curve plot.
+//!
+//! Baselines computed elsewhere (OpenCV SIFT + PoseLib, XFeat-Python + PoseLib, written by
+//! `tools/eval_baselines.py`) are read as result files and scored by the same code as ours, so the numbers are
+//! comparable by construction. The data sets themselves are built by `tools/eval_sets.py`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use nalgebra::{Matrix3, Vector3};
+use plotters::prelude::*;
+
+use crate::geometry::metrics::{pose_auc, pose_error_deg};
+use crate::geometry::{Distortion, PinholeCamera};
+use crate::pipeline::{Pipeline, PipelineError};
+
+/// AUC thresholds, degrees.
+pub const AUC_THRESHOLDS: [f64; 3] = [5.0, 10.0, 20.0];
+
+/// Errors of the evaluation.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// File problem.
+    #[error("{path}: {reason}")]
+    File {
+        /// File.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Pipeline failure (engine, image).
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+/// Intrinsics of one image in a manifest.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct CameraSpec {
+    /// Focal length x, pixels.
+    pub fx: f64,
+    /// Focal length y, pixels.
+    pub fy: f64,
+    /// Principal point x, pixels (pixel centres at integers).
+    pub cx: f64,
+    /// Principal point y, pixels.
+    pub cy: f64,
+    /// plumb_bob `[k1, k2, p1, p2, k3]` (any prefix; empty = none).
+    #[serde(default)]
+    pub dist: Vec<f64>,
+}
+
+impl CameraSpec {
+    /// The camera model.
+    pub fn camera(&self) -> Result<PinholeCamera, String> {
+        let cam = PinholeCamera::new(self.fx, self.fy, self.cx, self.cy).map_err(|e| e.to_string())?;
+        if self.dist.iter().all(|&d| d == 0.0) {
+            return Ok(cam);
+        }
+        let d = Distortion::from_slice(&self.dist).map_err(|e| e.to_string())?;
+        cam.with_distortion(d).map_err(|e| e.to_string())
+    }
+}
+
+/// One pair with ground truth `x_b = R·x_a + t`.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct PairSpec {
+    /// Unique id within the set.
+    pub id: String,
+    /// Image a, relative to the manifest's folder.
+    pub image_a: PathBuf,
+    /// Image b.
+    pub image_b: PathBuf,
+    /// Intrinsics of a.
+    pub camera_a: CameraSpec,
+    /// Intrinsics of b.
+    pub camera_b: CameraSpec,
+    /// Ground-truth rotation (rows).
+    #[serde(rename = "R")]
+    pub r: [[f64; 3]; 3],
+    /// Ground-truth translation (any scale).
+    pub t: [f64; 3],
+}
+
+/// A data set.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct Manifest {
+    /// Set name.
+    pub name: String,
+    /// What it is.
+    #[serde(default)]
+    pub description: String,
+    /// The pairs.
+    pub pairs: Vec<PairSpec>,
+    /// Folder of the manifest (image paths are relative to it).
+    #[serde(skip)]
+    pub root: PathBuf,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EvalError> {
+    let text = std::fs::read_to_string(path).map_err(|e| EvalError::File {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| EvalError::File {
+        path: path.into(),
+        reason: e.to_string(),
+    })
+}
+
+impl Manifest {
+    /// Reads a `manifest.json`.
+    pub fn load(path: &Path) -> Result<Self, EvalError> {
+        let mut m: Manifest = read_json(path)?;
+        m.root = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(m)
+    }
+}
+
+/// One method's estimate for one pair (`None` pose = failure).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct PairEstimate {
+    /// Pair id.
+    pub id: String,
+    /// Estimated rotation, or null.
+    #[serde(rename = "R")]
+    pub r: Option<[[f64; 3]; 3]>,
+    /// Estimated translation, or null.
+    pub t: Option<[f64; 3]>,
+    /// Putative matches.
+    #[serde(default)]
+    pub num_matches: usize,
+    /// Inliers of the pose.
+    #[serde(default)]
+    pub num_inliers: usize,
+    /// Stage times, milliseconds.
+    #[serde(default)]
+    pub time_ms: HashMap<String, f64>,
+}
+
+/// All estimates of one method on one set.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct MethodResults {
+    /// Method name.
+    pub method: String,
+    /// Per-pair estimates.
+    pub pairs: Vec<PairEstimate>,
+}
+
+impl MethodResults {
+    /// Reads a result file of `tools/eval_baselines.py`.
+    pub fn load(path: &Path) -> Result<Self, EvalError> {
+        read_json(path)
+    }
+}
+
+/// Scores of one method on one set.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MethodScore {
+    /// Method name.
+    pub method: String,
+    /// AUC at [`AUC_THRESHOLDS`], percent.
+    pub auc: Vec<f64>,
+    /// Per-pair pose errors (degrees, infinity = failure), in manifest order.
+    pub errors: Vec<f64>,
+    /// Pairs with a pose.
+    pub successes: usize,
+    /// Median inliers.
+    pub median_inliers: f64,
+    /// Median total time per pair, ms (0 if unknown).
+    pub median_time_ms: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// Scores `results` against the ground truth of `manifest` (pairs missing from `results` are failures).
+pub fn score(manifest: &Manifest, results: &MethodResults) -> MethodScore {
+    let by_id: HashMap<&str, &PairEstimate> = results.pairs.iter().map(|p| (p.id.as_str(), p)).collect();
+    let mut errors = Vec::with_capacity(manifest.pairs.len());
+    let mut inliers = Vec::new();
+    let mut times = Vec::new();
+    for pair in &manifest.pairs {
+        let r_gt = Matrix3::from_fn(|i, j| pair.r[i][j]);
+        let t_gt = Vector3::from(pair.t);
+        let est = by_id.get(pair.id.as_str());
+        let err = match est.and_then(|e| e.r.zip(e.t)) {
+            Some((r, t)) => {
+                let (er, et) = pose_error_deg(&Matrix3::from_fn(|i, j| r[i][j]), &Vector3::from(t), &r_gt, &t_gt);
+                er.max(et)
+            }
+            None => f64::INFINITY,
+        };
+        errors.push(err);
+        if let Some(e) = est {
+            inliers.push(e.num_inliers as f64);
+            let total: f64 = e.time_ms.values().sum();
+            if total > 0.0 {
+                times.push(total);
+            }
+        }
+    }
+    MethodScore {
+        method: results.method.clone(),
+        auc: pose_auc(&errors, &AUC_THRESHOLDS).iter().map(|a| 100.0 * a).collect(),
+        successes: errors.iter().filter(|e| e.is_finite()).count(),
+        errors,
+        median_inliers: median(inliers),
+        median_time_ms: median(times),
+    }
+}
+
+/// Runs `pipeline` on every pair of `manifest` (features of an image are computed once and reused).
+pub fn run_pipeline(
+    manifest: &Manifest,
+    pipeline: &mut Pipeline,
+    method: &str,
+) -> Result<MethodResults, EvalError> {
+    let mut cache: HashMap<PathBuf, (crate::features::Features, f64)> = HashMap::new();
+    let mut pairs = Vec::new();
+    for pair in &manifest.pairs {
+        let mut extract = |rel: &Path| -> Result<(crate::features::Features, f64), EvalError> {
+            let path = manifest.root.join(rel);
+            if let Some(hit) = cache.get(&path) {
+                return Ok(hit.clone());
+            }
+            let image = crate::image::load(&path).map_err(|e| EvalError::File {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            let t0 = std::time::Instant::now();
+            let f = pipeline.extract(&image)?;
+            let ms = t0.elapsed().as_secs_f64() * 1e3;
+            cache.insert(path, (f.clone(), ms));
+            Ok((f, ms))
+        };
+        let (fa, ta) = extract(&pair.image_a)?;
+        let (fb, tb) = extract(&pair.image_b)?;
+        let bad_cam = |e: String| EvalError::File {
+            path: manifest.root.join("manifest.json"),
+            reason: format!("pair {}: {e}", pair.id),
+        };
+        let cam_a = pair.camera_a.camera().map_err(bad_cam)?;
+        let cam_b = pair.camera_b.camera().map_err(bad_cam)?;
+        let res = pipeline.match_pair(&fa, &cam_a, &fb, &cam_b)?;
+        let (r, t, inl) = match &res.pose {
+            Ok(p) => (
+                Some([0, 1, 2].map(|i| [0, 1, 2].map(|j| p.rotation[(i, j)]))),
+                Some([p.translation.x, p.translation.y, p.translation.z]),
+                p.num_inliers,
+            ),
+            Err(_) => (None, None, 0),
+        };
+        pairs.push(PairEstimate {
+            id: pair.id.clone(),
+            r,
+            t,
+            num_matches: res.matches.matches.len(),
+            num_inliers: inl,
+            time_ms: HashMap::from([
+                ("extract".to_string(), ta + tb),
+                ("match".to_string(), res.match_ms),
+                ("pose".to_string(), res.pose_ms),
+            ]),
+        });
+    }
+    Ok(MethodResults {
+        method: method.to_string(),
+        pairs,
+    })
+}
+
+/// Markdown table of the scores of several methods on one set.
+pub fn table(set: &str, pairs: usize, scores: &[MethodScore]) -> String {
+    let mut s = format!(
+        "### {set} ({pairs} pairs)\n\n| method | AUC@5° | AUC@10° | AUC@20° | poses | median inliers | median ms/pair |\n|---|---|---|---|---|---|---|\n"
+    );
+    for m in scores {
+        s += &format!(
+            "| {} | {:.1} | {:.1} | {:.1} | {}/{} | {:.0} | {:.1} |\n",
+            m.method, m.auc[0], m.auc[1], m.auc[2], m.successes, pairs, m.median_inliers, m.median_time_ms
+        );
+    }
+    s
+}
+
+/// Writes an SVG plot of the cumulative pose-error curves (recall vs error up to 20°) of each method; the
+/// area under each curve up to τ, divided by τ, is the AUC@τ.
+pub fn plot_recall_curves(path: &Path, title: &str, scores: &[MethodScore]) -> Result<(), EvalError> {
+    let err = |e: String| EvalError::File {
+        path: path.into(),
+        reason: e,
+    };
+    let root = SVGBackend::new(path, (720, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..20.0, 0.0..1.0)
+        .map_err(|e| err(e.to_string()))?;
+    chart
+        .configure_mesh()
+        .x_desc("pose error (deg)")
+        .y_desc("recall")
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    for (k, m) in scores.iter().enumerate() {
+        let color = Palette99::pick(k).to_rgba();
+        let mut e: Vec<f64> = m.errors.iter().copied().filter(|x| x.is_finite()).collect();
+        e.sort_by(f64::total_cmp);
+        let n = m.errors.len().max(1) as f64;
+        let mut pts = vec![(0.0, 0.0)];
+        for (i, x) in e.iter().enumerate().filter(|(_, x)| **x <= 20.0) {
+            pts.push((*x, i as f64 / n));
+            pts.push((*x, (i + 1) as f64 / n));
+        }
+        let last = pts.last().map(|p| p.1).unwrap_or(0.0);
+        pts.push((20.0, last));
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+            .map_err(|e| err(e.to_string()))?
+            .label(format!(
+                "{} ({:.1}/{:.1}/{:.1})",
+                m.method, m.auc[0], m.auc[1], m.auc[2]
+            ))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    root.present().map_err(|e| err(e.to_string()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        let cam = CameraSpec {
+            fx: 500.0,
+            fy: 500.0,
+            cx: 320.0,
+            cy: 240.0,
+            dist: vec![],
+        };
+        let pair = |id: &str, t: [f64; 3]| PairSpec {
+            id: id.into(),
+            image_a: "a.png".into(),
+            image_b: "b.png".into(),
+            camera_a: cam.clone(),
+            camera_b: cam.clone(),
+            r: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+            t,
+        };
+        Manifest {
+            name: "toy".into(),
+            description: String::new(),
+            pairs: vec![pair("p0", [1.0, 0.0, 0.0]), pair("p1", [0.0, 1.0, 0.0])],
+            root: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn scores_exact_flipped_and_missing_estimates() {
+        let m = manifest();
+        // p0 exact but with flipped translation sign (folded → 0°); p1 missing → failure.
+        let res = MethodResults {
+            method: "x".into(),
+            pairs: vec![PairEstimate {
+                id: "p0".into(),
+                r: Some(m.pairs[0].r),
+                t: Some([-2.0, 0.0, 0.0]),
+                num_matches: 10,
+                num_inliers: 8,
+                time_ms: HashMap::new(),
+            }],
+        };
+        let s = score(&m, &res);
+        assert_eq!(s.successes, 1);
+        assert_eq!(s.errors[0], 0.0);
+        assert!(s.errors[1].is_infinite());
+        // Half the pairs perfect → AUC 50% at every threshold.
+        for a in &s.auc {
+            assert!((a - 50.0).abs() < 1e-9, "{a}");
+        }
+        let t = table("toy", 2, &[s.clone()]);
+        assert!(t.contains("| x | 50.0 | 50.0 | 50.0 | 1/2 |"), "{t}");
+        let dir = std::env::temp_dir().join(format!("matcha-eval-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        plot_recall_curves(&dir.join("c.svg"), "toy", &[s]).unwrap();
+        assert!(std::fs::read_to_string(dir.join("c.svg")).unwrap().contains("<svg"));
+    }
+}

@@ -1,0 +1,41 @@
+"""Anchor for `matcha bench extract`: time onnxruntime-python's session.run on the same model and input.
+
+Prints one JSON object: {"median_ms": .., "p90_ms": .., "threads": .., "runs": ..}.
+The input is a raw little-endian float32 file of shape 1x3x480x640 written by the Rust side.
+"""
+import argparse
+import json
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--input", required=True)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--shape", default="1,3,480,640")
+    args = ap.parse_args()
+    shape = tuple(int(s) for s in args.shape.split(","))
+    x = np.fromfile(args.input, dtype="<f4").reshape(shape)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = args.threads
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(args.model, so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    times = []
+    for i in range(args.runs + 5):
+        t = time.perf_counter()
+        sess.run(None, {name: x})
+        if i >= 5:
+            times.append((time.perf_counter() - t) * 1e3)
+    times.sort()
+    q = lambda f: times[round((len(times) - 1) * f)]
+    print(json.dumps({"median_ms": q(0.5), "p90_ms": q(0.9), "threads": args.threads, "runs": args.runs}))
+
+
+if __name__ == "__main__":
+    main()
