@@ -347,6 +347,10 @@ def test_stereo_and_service(a, textures, poses):
             left = scene.render(textures, R, c)
             right = scene.render(textures, R, c + R @ np.array([baseline, 0, 0]))
             s = t0 + (i + 1) * 100_000_000
+            # CameraInfo with every frame, as camera drivers do (a single early message may be lost)
+            cl.publish(camera_info(s, "left_optical"))
+            cr.publish(camera_info(s, "right_optical", baseline))
+            time.sleep(0.2)
             pl.publish(compressed_msg(left, s, "left_optical"))
             pr.publish(compressed_msg(right, s + 1_000_000, "right_optical"))  # 1 ms apart: a pair
             m = peer.wait_for(peer.corr, lambda mm, s=s: ns_of(mm.header.stamp) == s + 1_000_000)

@@ -157,7 +157,7 @@ struct Frame {
 enum Job {
     Mono(Frame),
     Stereo(Frame, Frame),
-    Service(r2r::ServiceRequest<Match::Service>),
+    Service(Box<r2r::ServiceRequest<Match::Service>>),
 }
 
 #[derive(Default)]
@@ -461,7 +461,7 @@ impl Worker {
                         return;
                     }
                     if let Some(req) = inbox.service.pop_front() {
-                        break Job::Service(req);
+                        break Job::Service(Box::new(req));
                     }
                     if let Some(j) = inbox.latest.take() {
                         break j;
@@ -481,7 +481,7 @@ impl Worker {
                 self.keyframe = None;
             }
             match job {
-                Job::Service(req) => self.serve(req),
+                Job::Service(req) => self.serve(*req),
                 Job::Mono(f) | Job::Stereo(f, _) if !self.rate_ok() => {
                     drop(f);
                     if let Ok(mut s) = self.shared.stats.lock() {
