@@ -679,7 +679,12 @@ def build(name: str, out: Path, force: bool = False) -> Path:
         shutil.rmtree(root)
     root.mkdir(parents=True)
     t0 = time.perf_counter()
-    BUILDERS[name](root)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # calibrateCamera's parallel reductions differ in the last bits between runs otherwise
+    try:
+        BUILDERS[name](root)
+    finally:
+        cv2.setNumThreads(threads)
     print(f"[eval_sets] built {name} in {time.perf_counter() - t0:.1f} s -> {mpath}", file=sys.stderr)
     return mpath
 
