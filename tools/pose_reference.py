@@ -170,8 +170,8 @@ def reference(out_dir):
     k = np.array([[520.0, 0, 318.2], [0, 515.0, 243.9], [0, 0, 1.0]])
     d = np.array([-0.28, 0.07, 0.0012, -0.0009, -0.01])
     px = np.array([[u, v] for u in np.linspace(20, 620, 13) for v in np.linspace(20, 460, 9)], dtype=np.float64)
-    und = cv2.undistortPointsIter(px.reshape(-1, 1, 2), k, d, None, None,
-                                  (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 200, 1e-15)).reshape(-1, 2)
+    und = cv2.undistortPoints(px.reshape(-1, 1, 2), k, d, R=None, P=None,
+                              criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 200, 1e-15)).reshape(-1, 2)
     json.dump({"generator": "tools/pose_reference.py reference", "opencv": cv2.__version__,
                "k": [k[0, 0], k[1, 1], k[0, 2], k[1, 2]], "d": d.tolist(),
                "pixels": px.tolist(), "normalized": und.tolist()},

@@ -766,11 +766,11 @@ pub fn estimate_relative_pose(
     };
     let (mut r, mut t) = (best.r, best.t);
     let mut idx = scorer.inlier_indices(&to_array(&essential_from_pose(&r, &t)), 1.0);
-    for _ in 0..2 {
+    for _ in 0..5 {
         let (r2, t2) = refiner.refine(r, t, &idx, 30);
         let idx2 = scorer.inlier_indices(&to_array(&essential_from_pose(&r2, &t2)), 1.0);
-        if idx2.len() + idx.len() / 100 < idx.len() {
-            break; // refinement lost support: keep the RANSAC pose
+        if idx2.len() < idx.len() {
+            break; // refinement lost support: keep the previous pose (monotone in support)
         }
         r = r2;
         t = t2;
@@ -1000,13 +1000,16 @@ struct Best {
 
 /// LO step: refit the candidate's pose on its inliers and keep the refit while it scores better.
 fn local_optimisation(scorer: &Scorer<'_>, refiner: &Refiner<'_>, cand: &mut Best) {
-    for _ in 0..3 {
+    // Inlier sets taken at a shrinking multiple of the threshold (Lebeda et al. 2012): the looser first set
+    // pulls in the true inliers the minimal-sample model missed.
+    let mut failures = 0;
+    for scale in [2.0, 1.5, 1.0, 1.0, 1.0, 1.0] {
         let (r, t) = (cand.r, cand.t);
-        let idx = scorer.inlier_indices(&to_array(&essential_from_pose(&r, &t)), 1.0);
+        let idx = scorer.inlier_indices(&to_array(&essential_from_pose(&r, &t)), scale);
         if idx.len() < SAMPLE {
             return;
         }
-        let (r2, t2) = refiner.refine(r, t, &idx, 8);
+        let (r2, t2) = refiner.refine(r, t, &idx, 10);
         let (score, inliers) = scorer.score_full(&to_array(&essential_from_pose(&r2, &t2)));
         if score < cand.score {
             *cand = Best {
@@ -1015,8 +1018,11 @@ fn local_optimisation(scorer: &Scorer<'_>, refiner: &Refiner<'_>, cand: &mut Bes
                 score,
                 inliers,
             };
-        } else {
-            return;
+        } else if scale <= 1.0 {
+            failures += 1;
+            if failures >= 1 {
+                return;
+            }
         }
     }
 }
@@ -1306,6 +1312,49 @@ mod tests {
             instances: 1,
             num_points: 300,
             ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod jac_tests {
+    use super::*;
+
+    #[test]
+    fn jacobian_matches_finite_differences() {
+        let pts = Points {
+            xa: vec![0.1, -0.3],
+            ya: vec![0.2, 0.25],
+            xb: vec![0.12, -0.28],
+            yb: vec![0.18, 0.3],
+            orig: vec![0, 1],
+        };
+        let w = PixelWeights::new(500.0, 520.0, 480.0, 510.0);
+        let refiner = Refiner {
+            pts: &pts,
+            w,
+            cauchy: None,
+        };
+        let r = Rotation3::from_euler_angles(0.1, -0.05, 0.2).into_inner();
+        let t = Vector3::new(0.3, 0.1, 0.9).normalize();
+        let e = to_array(&essential_from_pose(&r, &t));
+        let de = Refiner::derivatives(&r, &t);
+        for i in 0..2 {
+            let (s, j) = refiner.residual_jacobian(&e, &de, pts.get(i)).unwrap();
+            for k in 0..5 {
+                let h = 1e-7;
+                let mut step = Vector5::zeros();
+                step[k] = h;
+                let (r2, t2) = Refiner::apply(&r, &t, &step);
+                let e2 = to_array(&essential_from_pose(&r2, &t2));
+                let (s2, _) = refiner.residual_jacobian(&e2, &de, pts.get(i)).unwrap();
+                let num = (s2 - s) / h;
+                assert!(
+                    (num - j[k]).abs() < 1e-4 * (1.0 + num.abs()),
+                    "point {i} param {k}: {num} vs {}",
+                    j[k]
+                );
+            }
         }
     }
 }
