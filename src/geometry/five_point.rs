@@ -20,6 +20,11 @@
 //! This module solves one minimal problem; it knows nothing of RANSAC, pixels or cheirality (see
 //! [`crate::geometry::essential`]).
 
+// `!(x > y)` is deliberate throughout: it is true for NaN, which must take the rejecting branch.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+// Fixed-size numeric kernels read best with explicit indices.
+#![allow(clippy::needless_range_loop)]
+
 use nalgebra::Matrix3;
 
 /// Monomials of the cubic constraints, in Nistér's order:

@@ -9,6 +9,9 @@
 //!
 //! This module does not estimate anything; it only compares.
 
+// `!(x > y)` is deliberate throughout: it is true for NaN, which must take the rejecting branch.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 use nalgebra::{Matrix3, Vector3};
 
 /// Rotation and translation-direction errors in degrees: `(rotation, translation)`. The translation angle is

@@ -35,6 +35,9 @@
 //!
 //! This module does not match features or decide which frames to pair.
 
+// `!(x > y)` is deliberate throughout: it is true for NaN, which must take the rejecting branch.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 use nalgebra::{Matrix3, Matrix5, Matrix6, Rotation3, Vector3, Vector5};
 
 use super::camera::PinholeCamera;

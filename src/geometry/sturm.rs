@@ -10,6 +10,9 @@
 //! Everything is fixed-size; the only failure mode is losing a root that is (numerically) a multiple root,
 //! which for the 5-point problem means a degenerate configuration anyway.
 
+// Fixed-size numeric kernels read best with explicit indices.
+#![allow(clippy::needless_range_loop)]
+
 const MAX_DEG: usize = 10;
 
 /// Real roots of `Σ coeffs[i]·zⁱ` (ascending powers, degree ≤ 10) written to `out`, ascending; returns their
