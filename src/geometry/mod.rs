@@ -61,8 +61,9 @@ pub struct RelativePose {
     pub inliers: Vec<bool>,
     /// Number of `true` entries in [`Self::inliers`].
     pub num_inliers: usize,
-    /// 6×6 covariance of the pose, tangent-space order: rotation vector (rad, 3) then translation (3, unit
-    /// vector; its component along `t` is unobservable and given a large variance). Derived from the
+    /// 6×6 covariance of the pose, tangent-space order: rotation vector `ω` (rad, 3; left perturbation
+    /// `R ← Exp(ω)·R`) then translation (3, unit vector; its component along `t` is unobservable and given the
+    /// variance [`relative_pose::UNOBSERVABLE_VARIANCE`]). Derived from the
     /// Gauss-Newton normal equations of the refined inlier problem, scaled by the residual variance.
     pub covariance: Matrix6<f64>,
     /// Quality measures of the estimate.
