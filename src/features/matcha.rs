@@ -11,6 +11,9 @@
 //! 3. `fusion`: the attention fusion network turns F_h/F_l into F_s (semantic) and F_g (geometric), which are
 //!    merged with DINOv2 into F_m (1024-d geometric mode, 1280-d semantic, 512-d light) at 1/8 resolution.
 //!
+//! The stages are chained through ONNX Runtime IO bindings ([`Engine::run_bound`]): on a GPU provider the
+//! intermediate F_h, F_l and DINOv2 tokens never leave device memory; only the image goes in and F_m comes out.
+//!
 //! Descriptors are F_m sampled at the keypoints with bilinear `grid_sample(align_corners=True)` as the
 //! official `sample_descriptor`, then L2-normalised. The official pipeline rounds the image up to a multiple
 //! of 32 and runs DISK on that resized image; we run DISK on the original image (keypoints stay in original
@@ -46,7 +49,7 @@ use super::preprocess::{resize_bilinear, rgb_tensor};
 use super::sampling::{l2_normalize_rows, sample_map, GridConvention, Interpolation};
 use super::{FeatureError, FeatureExtractor, Features};
 use crate::image::RgbImage;
-use crate::runtime::{Engine, RuntimeConfig};
+use crate::runtime::{BoundInput, Engine, Placement, RuntimeConfig};
 
 /// Manifest file name inside a MATCHA engines directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -398,13 +401,14 @@ impl MatchaEngines {
         let posterior_noise = ArrayD::from_shape_vec(IxDyn(&nshape), all[n..].to_vec())
             .map_err(|e| invalid(dir, e.to_string()))?;
         log::info!(
-            "MATCHA engines from {}: mode {}, input {h}x{w}, ensemble {}, descriptor {}-d",
+            "MATCHA engines from {}: mode {}, input {h}x{w}, ensemble {}, descriptor {}-d; dift {}",
             dir.display(),
             manifest.mode,
             manifest.dift.ensemble_size,
-            manifest.descriptor_dim
+            manifest.descriptor_dim,
+            dift.provider_summary()
         );
-        Ok(Self {
+        let mut engines = Self {
             manifest,
             dift,
             dino,
@@ -412,7 +416,29 @@ impl MatchaEngines {
             prompt,
             noise,
             posterior_noise,
-        })
+        };
+        engines.bind_dift_constants()?;
+        Ok(engines)
+    }
+
+    /// Binds the prompt embedding and the noise to the DIFT engine once (on the GPU they stay on the device).
+    fn bind_dift_constants(&mut self) -> Result<(), FeatureError> {
+        self.dift
+            .bind_constant("prompt_embeds", self.prompt.view())?;
+        self.dift.bind_constant("noise", self.noise.view())?;
+        self.dift
+            .bind_constant("posterior_noise", self.posterior_noise.view())?;
+        Ok(())
+    }
+
+    /// Providers of the engines, one line per stage (for start-up logs and diagnostics).
+    pub fn provider_summary(&self) -> String {
+        let mut lines = vec![format!("dift: {}", self.dift.provider_summary())];
+        if let Some(d) = &self.dino {
+            lines.push(format!("dinov2: {}", d.provider_summary()));
+        }
+        lines.push(format!("fusion: {}", self.fusion.provider_summary()));
+        lines.join("; ")
     }
 
     /// The validated manifest.
@@ -441,26 +467,25 @@ impl MatchaEngines {
         }
         self.noise = noise;
         self.posterior_noise = posterior_noise;
-        Ok(())
+        self.bind_dift_constants()
     }
 
     /// F_m (`D × H/8 × W/8` of the engine input) for an image of any size (resized bilinearly to the input).
+    ///
+    /// The stages are chained through IO bindings: DIFT's F_h/F_l and DINOv2's tokens stay on the engines'
+    /// device (GPU memory with TensorRT/CUDA) and feed the fusion engine there; only the image goes in and F_m
+    /// comes out. The prompt embedding and the noise were bound once at load.
     pub fn descriptor_map(&mut self, image: &RgbImage) -> Result<Array3<f32>, FeatureError> {
         let (h, w) = self.manifest.input_size();
         let tensor = resize_bilinear(&rgb_tensor(image, 1.0 / 255.0), h, w).into_dyn();
-        let mut o = self.dift.run(
-            &[
-                ("image", tensor.view()),
-                ("prompt_embeds", self.prompt.view()),
-                ("noise", self.noise.view()),
-                ("posterior_noise", self.posterior_noise.view()),
-            ],
-            &["feat_c", "feat_f"],
-        )?;
         let bad = |reason: String| FeatureError::BadOutput {
             extractor: NAME.into(),
             reason,
         };
+        let mut o = self.dift.run_bound(
+            &[("image", BoundInput::Host(tensor.view()))],
+            &[("feat_c", Placement::Device), ("feat_f", Placement::Device)],
+        )?;
         let feat_f = o
             .pop()
             .ok_or_else(|| bad("dift returned no feat_f".into()))?;
@@ -468,18 +493,27 @@ impl MatchaEngines {
             .pop()
             .ok_or_else(|| bad("dift returned no feat_c".into()))?;
         let dino = match self.dino.as_mut() {
-            Some(engine) => engine.run(&[("image", tensor.view())], &["dino"])?.pop(),
+            Some(engine) => engine
+                .run_bound(
+                    &[("image", BoundInput::Host(tensor.view()))],
+                    &[("dino", Placement::Device)],
+                )?
+                .pop(),
             None => None,
         };
-        let mut inputs = vec![("feat_c", feat_c.view()), ("feat_f", feat_f.view())];
+        let mut inputs = vec![
+            ("feat_c", BoundInput::Tensor(&feat_c)),
+            ("feat_f", BoundInput::Tensor(&feat_f)),
+        ];
         if let Some(d) = dino.as_ref() {
-            inputs.push(("dino", d.view()));
+            inputs.push(("dino", BoundInput::Tensor(d)));
         }
         let fm = self
             .fusion
-            .run(&inputs, &["descriptors"])?
+            .run_bound(&inputs, &[("descriptors", Placement::Host)])?
             .pop()
-            .ok_or_else(|| bad("fusion returned no descriptors".into()))?;
+            .ok_or_else(|| bad("fusion returned no descriptors".into()))?
+            .to_host()?;
         let fm = fm
             .into_dimensionality::<Ix4>()
             .map_err(|e| bad(e.to_string()))?;
