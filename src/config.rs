@@ -58,6 +58,8 @@ pub struct ExtractorConfig {
     pub max_keypoints: usize,
     /// Detection threshold; `None` = the extractor's reference default (XFeat 0.05, DISK 0.0).
     pub detection_threshold: Option<f32>,
+    /// Refine keypoints to sub-pixel positions (XFeat; DISK keeps integer positions like its reference).
+    pub subpixel: bool,
     /// Downscale images whose longer side exceeds this before extraction (keypoints are mapped back);
     /// 0 = never.
     pub max_image_side: u32,
@@ -71,6 +73,7 @@ impl Default for ExtractorConfig {
             extractor: ExtractorKind::Xfeat,
             max_keypoints: 2048,
             detection_threshold: None,
+            subpixel: true,
             max_image_side: 1280,
             matcha: crate::features::matcha::MatchaOptions::default(),
         }

@@ -76,6 +76,7 @@ pub fn build_extractor(config: &MatchaConfig) -> Result<Box<dyn FeatureExtractor
             XFeatOptions {
                 max_keypoints: e.max_keypoints,
                 detection_threshold: e.detection_threshold.unwrap_or(0.05),
+                subpixel: e.subpixel,
             },
         )?),
         ExtractorKind::Disk => Box::new(Disk::new(

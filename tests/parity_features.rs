@@ -73,6 +73,7 @@ fn xfeat_matches_python_reference_on_real_photos() {
         XFeatOptions {
             max_keypoints: 4096,
             detection_threshold: 0.05,
+            subpixel: false,
         },
     )
     .expect("xfeat engine loads");

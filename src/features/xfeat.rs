@@ -13,6 +13,11 @@
 //!    `InterpolateSparse2d`'s grid `2·x/(W−1) − 1` with `align_corners=False`;
 //! 4. top-k by score; descriptors sampled bicubically the same way and L2-normalised;
 //! 5. keypoints scaled back by the resize ratios.
+//!
+//! One addition, off in the parity test and on by default ([`XFeatOptions::subpixel`]): the reference
+//! reports keypoints on the integer pixel grid, which caps the precision of the relative pose at small
+//! baselines. We refine each kept maximum with the vertex of a 1-D parabola through the heatmap along x and
+//! along y (offset clamped to ±0.5 px), the usual sub-pixel step of detectors (SIFT, ALIKED's soft-argmax).
 
 use ndarray::{s, Array2, ArrayD, Ix4};
 
@@ -41,6 +46,8 @@ pub struct XFeatOptions {
     pub max_keypoints: usize,
     /// Minimum heatmap value of a keypoint (reference default 0.05).
     pub detection_threshold: f32,
+    /// Refine keypoints to sub-pixel positions on the heatmap (off = the reference's integer grid).
+    pub subpixel: bool,
 }
 
 /// The XFeat extractor.
@@ -67,6 +74,29 @@ impl XFeat {
 fn as4(a: ArrayD<f32>, what: &str) -> Result<ndarray::Array4<f32>, FeatureError> {
     a.into_dimensionality::<Ix4>()
         .map_err(|e| XFeat::bad_output(format!("{what}: {e}")))
+}
+
+/// Vertex of the parabola through three samples `(−1, a), (0, b), (1, c)`, clamped to ±0.5.
+fn parabola_offset(a: f32, b: f32, c: f32) -> f32 {
+    let denom = a - 2.0 * b + c;
+    if denom < -1e-12 {
+        (0.5 * (a - c) / denom).clamp(-0.5, 0.5)
+    } else {
+        0.0
+    }
+}
+
+/// Sub-pixel position of a heatmap maximum at integer `p` (unchanged at the border).
+fn refine_subpixel(heat: ndarray::ArrayView2<'_, f32>, p: [f32; 2]) -> [f32; 2] {
+    let (h, w) = heat.dim();
+    let (x, y) = (p[0] as usize, p[1] as usize);
+    if x == 0 || y == 0 || x + 1 >= w || y + 1 >= h {
+        return p;
+    }
+    let v = heat[[y, x]];
+    let dx = parabola_offset(heat[[y, x - 1]], v, heat[[y, x + 1]]);
+    let dy = parabola_offset(heat[[y - 1, x]], v, heat[[y + 1, x]]);
+    [p[0] + dx, p[1] + dy]
 }
 
 impl FeatureExtractor for XFeat {
@@ -129,7 +159,17 @@ impl FeatureExtractor for XFeat {
             .into_iter()
             .filter(|&i| scores[i] > 0.0)
             .collect();
-        let kept_pts: Vec<[f32; 2]> = keep.iter().map(|&i| pts[i]).collect();
+        let heat2 = heat.index_axis(ndarray::Axis(0), 0);
+        let kept_pts: Vec<[f32; 2]> = keep
+            .iter()
+            .map(|&i| {
+                if self.options.subpixel {
+                    refine_subpixel(heat2, pts[i])
+                } else {
+                    pts[i]
+                }
+            })
+            .collect();
         let mut desc: Array2<f32> = sample_map(
             descriptors.slice(s![0, .., .., ..]),
             &kept_pts,
@@ -143,5 +183,26 @@ impl FeatureExtractor for XFeat {
             descriptors: desc,
             image_size: [w, h],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subpixel_recovers_parabola_vertex() {
+        // Samples of 1 − (x − 0.3)² at −1, 0, 1 → vertex at +0.3.
+        let f = |x: f32| 1.0 - (x - 0.3) * (x - 0.3);
+        assert!((parabola_offset(f(-1.0), f(0.0), f(1.0)) - 0.3).abs() < 1e-6);
+        assert_eq!(parabola_offset(1.0, 1.0, 1.0), 0.0); // flat: no move
+        assert_eq!(parabola_offset(0.0, 1.0, 5.0), 0.5); // clamped
+        let heat = ndarray::Array2::from_shape_fn((5, 5), |(y, x)| {
+            let (dx, dy) = (x as f32 - 2.2, y as f32 - 1.9);
+            1.0 - dx * dx - dy * dy
+        });
+        let r = refine_subpixel(heat.view(), [2.0, 2.0]);
+        assert!((r[0] - 2.2).abs() < 1e-5 && (r[1] - 1.9).abs() < 1e-5, "{r:?}");
+        assert_eq!(refine_subpixel(heat.view(), [0.0, 2.0]), [0.0, 2.0]);
     }
 }

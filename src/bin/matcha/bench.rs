@@ -131,6 +131,7 @@ fn bench_extract(cfg: &MatchaConfig, runs: usize, python: Option<PathBuf>, photo
             XFeatOptions {
                 max_keypoints: cfg.engine.max_keypoints,
                 detection_threshold: 0.05,
+                subpixel: cfg.engine.subpixel,
             },
         )?;
         let mut full = Vec::with_capacity(runs);
