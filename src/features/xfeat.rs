@@ -196,7 +196,8 @@ mod tests {
         let f = |x: f32| 1.0 - (x - 0.3) * (x - 0.3);
         assert!((parabola_offset(f(-1.0), f(0.0), f(1.0)) - 0.3).abs() < 1e-6);
         assert_eq!(parabola_offset(1.0, 1.0, 1.0), 0.0); // flat: no move
-        assert_eq!(parabola_offset(0.0, 1.0, 5.0), 0.5); // clamped
+        assert_eq!(parabola_offset(0.0, 1.0, 1.2), 0.5); // vertex beyond the neighbour: clamped
+        assert_eq!(parabola_offset(0.0, 1.0, 5.0), 0.0); // not a maximum: no move
         let heat = ndarray::Array2::from_shape_fn((5, 5), |(y, x)| {
             let (dx, dy) = (x as f32 - 2.2, y as f32 - 1.9);
             1.0 - dx * dx - dy * dy
