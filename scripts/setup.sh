@@ -149,10 +149,21 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------------------------
-step "7/7 main job"
+step "7/7 main job: match a real stereo pair, then pose accuracy against ground truth on three real sets"
 if [ "$DO_MAIN" = 1 ]; then
-  # MAIN JOB: the lead adds here: cargo build --release && ./target/release/matcha match <bundled pair> ...
-  info "no main job yet"
+  "$MATCHA_VENV/bin/python" tools/eval_sets.py --out "$MATCHA_CACHE/eval"
+  cargo build --release -j 2 --bin matcha
+  mkdir -p out
+  E="$MATCHA_CACHE/eval"
+  # Middlebury Motorcycle (scikit-image), rectified stereo: ground truth R = I, t along -x.
+  ./target/release/matcha match "$E/motorcycle/images/im0.png" "$E/motorcycle/images/im1.png" \
+      --intrinsics 994.97775,994.97775,310.818,254.50175 --intrinsics-b 994.97775,994.97775,341.90375,254.50175 \
+      --out out/motorcycle_matches.png
+  ./target/release/matcha eval --method xfeat+mnn --out out/eval \
+      --manifest "$E/chessboard/manifest.json" --manifest "$E/motorcycle/manifest.json" \
+      --manifest "$E/rendered/manifest.json"
+  info "match picture: out/motorcycle_matches.png; accuracy tables and recall curves: out/eval/"
+  info "baselines side by side (SIFT + PoseLib, XFeat-Python + PoseLib): scripts/eval.sh"
 else
   info "skipped (--no-main)"
 fi

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The one command that runs every test of matcha (README "Run all tests"; .ci/run calls exactly this).
+#
+#   1. scripts/setup.sh --no-main: system packages, pinned venv, onnxruntime library, exported models,
+#      Python reference outputs (all cached under $MATCHA_CACHE, redone only when their inputs change)
+#   2. test fixtures: tiny random-weight MATCHA engines + PyTorch stage outputs, the evaluation sets (cached)
+#   3. cargo fmt --check, cargo clippy -D warnings (default features, and cuda+tensorrt: must compile here)
+#   4. cargo test (unit, integration and parity tests; doc tests)
+#   5. pytest tools/ (exporters, MATCHA model definitions incl. the full-size export, eval sets and baselines)
+#   6. scripts/test_ros.sh: the ROS 2 node against a real rclpy peer in a loopback-only network namespace
+#
+# Every stage runs even if an earlier one failed; the exit code is non-zero if any failed, and the last line
+# sums the test counts of all runners. Nothing is skipped silently: a missing prerequisite fails the test
+# that needs it with a message naming the fix.
+set -uo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+LOG="$(mktemp -t matcha-test.XXXXXX)"
+failed=()
+
+stage() {
+  local name="$1"
+  shift
+  printf '\n==> [test] %s\n' "$name"
+  if ! "$@" 2>&1 | tee -a "$LOG"; then
+    failed+=("$name")
+    printf '==> [test] FAILED: %s\n' "$name"
+  fi
+}
+
+stage "setup (cached)" scripts/setup.sh --no-main
+# shellcheck source=scripts/env.sh
+. scripts/env.sh
+PY="$MATCHA_VENV/bin/python"
+
+fixtures() {
+  for mode in geometric semantic light; do
+    "$PY" tools/export_matcha.py --random-init --config tiny --mode "$mode" --height 96 --width 160 --fixtures
+  done
+  "$PY" tools/eval_sets.py --out "$MATCHA_CACHE/eval"
+}
+stage "test fixtures (cached)" fixtures
+stage "cargo fmt --check" cargo fmt --all -- --check
+stage "cargo clippy" cargo clippy -j 2 --all-targets -- -D warnings
+stage "cargo clippy (cuda, tensorrt)" cargo clippy -j 2 --all-targets --features cuda,tensorrt -- -D warnings
+stage "cargo test" cargo test -j 2 --all-targets
+stage "cargo test --doc" cargo test -j 2 --doc
+stage "pytest tools/" "$PY" -m pytest -q -rs tools
+stage "ROS 2 node" scripts/test_ros.sh
+
+passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$LOG" | awk '{s += $4} END {print s + 0}')
+cfail=$(grep -Eo '[0-9]+ failed;' "$LOG" | awk '{s += $1} END {print s + 0}')
+py_passed=$(grep -Eo '^[=]* ?[0-9]+ passed' "$LOG" | grep -Eo '[0-9]+' | awk '{s += $1} END {print s + 0}')
+py_failed=$(grep -Eo '[0-9]+ failed, ' "$LOG" | grep -Eo '[0-9]+' | awk '{s += $1} END {print s + 0}')
+rm -f "$LOG"
+echo
+if [ "${#failed[@]}" -gt 0 ]; then
+  printf '[test] failed stages: %s\n' "${failed[*]}"
+  total_failed=$((cfail + py_failed))
+  [ "$total_failed" -gt 0 ] || total_failed=${#failed[@]}
+  echo "tests: $((passed + py_passed)) passed, $total_failed failed"
+  exit 1
+fi
+echo "tests: $((passed + py_passed)) passed, 0 failed"
