@@ -134,8 +134,13 @@ impl MatchaConfig {
         let value: serde_json::Value =
             serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         let tree = unwrap_ros_parameters(value);
-        let tree = if tree.is_null() { serde_json::json!({}) } else { tree };
-        let config: Self = serde_json::from_value(tree).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let tree = if tree.is_null() {
+            serde_json::json!({})
+        } else {
+            tree
+        };
+        let config: Self =
+            serde_json::from_value(tree).map_err(|e| ConfigError::Parse(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -173,20 +178,29 @@ impl MatchaConfig {
             return bad("pose.confidence", "must be in (0, 1)");
         }
         if p.max_iterations == 0 || p.min_iterations > p.max_iterations {
-            return bad("pose.max_iterations", "must be > 0 and >= pose.min_iterations");
+            return bad(
+                "pose.max_iterations",
+                "must be > 0 and >= pose.min_iterations",
+            );
         }
         if p.min_inliers < 5 {
             return bad("pose.min_inliers", "must be >= 5 (the minimal sample)");
         }
         let m = &self.matcher;
         if !(m.mnn.ratio > 0.0 && m.mnn.ratio <= 1.0) {
-            return bad("matcher.mnn.ratio", "must be in (0, 1] (1 disables the ratio test)");
+            return bad(
+                "matcher.mnn.ratio",
+                "must be in (0, 1] (1 disables the ratio test)",
+            );
         }
         if !(0.0..=1.0).contains(&m.lightglue_threshold) {
             return bad("matcher.lightglue_threshold", "must be in [0, 1]");
         }
         if self.runtime.providers.is_empty() {
-            return bad("runtime.providers", "list at least one of tensorrt, cuda, cpu");
+            return bad(
+                "runtime.providers",
+                "list at least one of tensorrt, cuda, cpu",
+            );
         }
         Ok(())
     }
@@ -223,13 +237,16 @@ mod tests {
 
     #[test]
     fn bare_tree_and_errors() {
-        let cfg = MatchaConfig::from_yaml_str("engine: {extractor: disk, max_keypoints: 100}").unwrap();
+        let cfg =
+            MatchaConfig::from_yaml_str("engine: {extractor: disk, max_keypoints: 100}").unwrap();
         assert_eq!(cfg.engine.extractor, ExtractorKind::Disk);
         assert_eq!(cfg.engine.max_keypoints, 100);
         assert!(MatchaConfig::from_yaml_str("").is_ok());
         let typo = MatchaConfig::from_yaml_str("engine: {extracter: disk}");
         assert!(matches!(typo, Err(ConfigError::Parse(m)) if m.contains("extracter")));
         let range = MatchaConfig::from_yaml_str("pose: {threshold_px: -1}");
-        assert!(matches!(range, Err(ConfigError::Invalid { key, .. }) if key == "pose.threshold_px"));
+        assert!(
+            matches!(range, Err(ConfigError::Invalid { key, .. }) if key == "pose.threshold_px")
+        );
     }
 }

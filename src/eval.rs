@@ -54,7 +54,8 @@ pub struct CameraSpec {
 impl CameraSpec {
     /// The camera model.
     pub fn camera(&self) -> Result<PinholeCamera, String> {
-        let cam = PinholeCamera::new(self.fx, self.fy, self.cx, self.cy).map_err(|e| e.to_string())?;
+        let cam =
+            PinholeCamera::new(self.fx, self.fy, self.cx, self.cy).map_err(|e| e.to_string())?;
         if self.dist.iter().all(|&d| d == 0.0) {
             return Ok(cam);
         }
@@ -187,7 +188,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Scores `results` against the ground truth of `manifest` (pairs missing from `results` are failures).
 pub fn score(manifest: &Manifest, results: &MethodResults) -> MethodScore {
-    let by_id: HashMap<&str, &PairEstimate> = results.pairs.iter().map(|p| (p.id.as_str(), p)).collect();
+    let by_id: HashMap<&str, &PairEstimate> =
+        results.pairs.iter().map(|p| (p.id.as_str(), p)).collect();
     let mut errors = Vec::with_capacity(manifest.pairs.len());
     let mut inliers = Vec::new();
     let mut times = Vec::new();
@@ -197,7 +199,12 @@ pub fn score(manifest: &Manifest, results: &MethodResults) -> MethodScore {
         let est = by_id.get(pair.id.as_str());
         let err = match est.and_then(|e| e.r.zip(e.t)) {
             Some((r, t)) => {
-                let (er, et) = pose_error_deg(&Matrix3::from_fn(|i, j| r[i][j]), &Vector3::from(t), &r_gt, &t_gt);
+                let (er, et) = pose_error_deg(
+                    &Matrix3::from_fn(|i, j| r[i][j]),
+                    &Vector3::from(t),
+                    &r_gt,
+                    &t_gt,
+                );
                 er.max(et)
             }
             None => f64::INFINITY,
@@ -213,7 +220,10 @@ pub fn score(manifest: &Manifest, results: &MethodResults) -> MethodScore {
     }
     MethodScore {
         method: results.method.clone(),
-        auc: pose_auc(&errors, &AUC_THRESHOLDS).iter().map(|a| 100.0 * a).collect(),
+        auc: pose_auc(&errors, &AUC_THRESHOLDS)
+            .iter()
+            .map(|a| 100.0 * a)
+            .collect(),
         successes: errors.iter().filter(|e| e.is_finite()).count(),
         errors,
         median_inliers: median(inliers),
@@ -289,7 +299,14 @@ pub fn table(set: &str, pairs: usize, scores: &[MethodScore]) -> String {
     for m in scores {
         s += &format!(
             "| {} | {:.1} | {:.1} | {:.1} | {}/{} | {:.0} | {:.1} |\n",
-            m.method, m.auc[0], m.auc[1], m.auc[2], m.successes, pairs, m.median_inliers, m.median_time_ms
+            m.method,
+            m.auc[0],
+            m.auc[1],
+            m.auc[2],
+            m.successes,
+            pairs,
+            m.median_inliers,
+            m.median_time_ms
         );
     }
     s
@@ -297,7 +314,11 @@ pub fn table(set: &str, pairs: usize, scores: &[MethodScore]) -> String {
 
 /// Writes an SVG plot of the cumulative pose-error curves (recall vs error up to 20°) of each method; the
 /// area under each curve up to τ, divided by τ, is the AUC@τ.
-pub fn plot_recall_curves(path: &Path, title: &str, scores: &[MethodScore]) -> Result<(), EvalError> {
+pub fn plot_recall_curves(
+    path: &Path,
+    title: &str,
+    scores: &[MethodScore],
+) -> Result<(), EvalError> {
     let err = |e: String| EvalError::File {
         path: path.into(),
         reason: e,
@@ -336,7 +357,9 @@ pub fn plot_recall_curves(path: &Path, title: &str, scores: &[MethodScore]) -> R
                 "{} ({:.1}/{:.1}/{:.1})",
                 m.method, m.auc[0], m.auc[1], m.auc[2]
             ))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()
@@ -406,6 +429,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("matcha-eval-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         plot_recall_curves(&dir.join("c.svg"), "toy", &[s]).unwrap();
-        assert!(std::fs::read_to_string(dir.join("c.svg")).unwrap().contains("<svg"));
+        assert!(std::fs::read_to_string(dir.join("c.svg"))
+            .unwrap()
+            .contains("<svg"));
     }
 }

@@ -114,7 +114,8 @@ pub fn build_matcher(config: &MatchaConfig) -> Result<Box<dyn Matcher>, Pipeline
             };
             if config.engine.extractor == ExtractorKind::Matcha {
                 return Err(PipelineError::Unsupported(
-                    "matcher 'lightglue' has no engine for MATCHA descriptors; use matcher 'mnn'".into(),
+                    "matcher 'lightglue' has no engine for MATCHA descriptors; use matcher 'mnn'"
+                        .into(),
                 ));
             }
             Ok(Box::new(LightGlue::new(
@@ -188,7 +189,8 @@ impl Pipeline {
             ((w as f64 * s).round() as u32).max(min),
             ((h as f64 * s).round() as u32).max(min),
         );
-        let small = ::image::imageops::resize(image, sw, sh, ::image::imageops::FilterType::Triangle);
+        let small =
+            ::image::imageops::resize(image, sw, sh, ::image::imageops::FilterType::Triangle);
         let mut f = self.extractor.extract(&small)?;
         // Pixel-centre-at-integer convention: x = (x' + 0.5)·(w/w') − 0.5.
         let (fx, fy) = (w as f32 / sw as f32, h as f32 / sh as f32);
@@ -235,7 +237,8 @@ pub fn estimate_pose_from_matches(
     let mut pb = Vec::with_capacity(matches.matches.len());
     let mut prio = Vec::with_capacity(matches.matches.len());
     for m in &matches.matches {
-        let (Some(ka), Some(kb)) = (a.keypoints.get(m.a as usize), b.keypoints.get(m.b as usize)) else {
+        let (Some(ka), Some(kb)) = (a.keypoints.get(m.a as usize), b.keypoints.get(m.b as usize))
+        else {
             return Err(NoPose::Degenerate(format!(
                 "match ({}, {}) indexes past the keypoints ({}, {})",
                 m.a,

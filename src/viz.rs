@@ -34,10 +34,19 @@ pub fn draw_matches(
         draw_hollow_circle_mut(&mut canvas, (k[0] as i32, k[1] as i32), 2, KEYPOINT);
     }
     for k in &features_b.keypoints {
-        draw_hollow_circle_mut(&mut canvas, (k[0] as i32 + wa as i32, k[1] as i32), 2, KEYPOINT);
+        draw_hollow_circle_mut(
+            &mut canvas,
+            (k[0] as i32 + wa as i32, k[1] as i32),
+            2,
+            KEYPOINT,
+        );
     }
     let n = matches.matches.len();
-    let step = if max_lines == 0 { usize::MAX } else { n.div_ceil(max_lines).max(1) };
+    let step = if max_lines == 0 {
+        usize::MAX
+    } else {
+        n.div_ceil(max_lines).max(1)
+    };
     // Outliers first so inliers are drawn on top.
     for pass_inliers in [false, true] {
         for (i, m) in matches.matches.iter().enumerate().step_by(step) {
@@ -52,7 +61,12 @@ pub fn draw_matches(
                 continue;
             };
             let color = if is_inlier { INLIER } else { OUTLIER };
-            draw_line_segment_mut(&mut canvas, (ka[0], ka[1]), (kb[0] + wa as f32, kb[1]), color);
+            draw_line_segment_mut(
+                &mut canvas,
+                (ka[0], ka[1]),
+                (kb[0] + wa as f32, kb[1]),
+                color,
+            );
         }
     }
     canvas
@@ -72,7 +86,18 @@ mod tests {
         let mut fb = Features::empty(2, [20, 12]);
         fb.keypoints = vec![[2.0, 2.0], [2.0, 8.0]];
         let m = Matches {
-            matches: vec![Match { a: 0, b: 0, score: 1.0 }, Match { a: 1, b: 1, score: 1.0 }],
+            matches: vec![
+                Match {
+                    a: 0,
+                    b: 0,
+                    score: 1.0,
+                },
+                Match {
+                    a: 1,
+                    b: 1,
+                    score: 1.0,
+                },
+            ],
         };
         let out = draw_matches(&a, &fa, &b, &fb, &m, Some(&[true, false]), 100);
         assert_eq!(out.dimensions(), (40, 12));

@@ -46,13 +46,16 @@ fn compare(name: &str, ours: &Features, reference: &Reference) {
     let mut max_score_rel = 0f32;
     for r in 0..n_ref {
         let k = reference.keypoints.row(r);
-        let Some(&i) = index.get(&key(k[0], k[1])) else { continue };
+        let Some(&i) = index.get(&key(k[0], k[1])) else {
+            continue;
+        };
         found += 1;
         let d = (&ours.descriptors.row(i) - &reference.descriptors.row(r)).mapv(f32::abs);
         max_desc = max_desc.max(d.iter().copied().fold(0.0, f32::max));
         let s_ref = reference.scores[r];
         // Ratio of the score difference to its allowance (≤ 1 passes).
-        max_score_rel = max_score_rel.max((ours.scores[i] - s_ref).abs() / (1e-3 * s_ref.abs() + 5e-3));
+        max_score_rel =
+            max_score_rel.max((ours.scores[i] - s_ref).abs() / (1e-3 * s_ref.abs() + 5e-3));
     }
     let frac = found as f64 / n_ref as f64;
     println!(
@@ -60,10 +63,17 @@ fn compare(name: &str, ours: &Features, reference: &Reference) {
         ours.len(),
         100.0 * frac
     );
-    assert!(frac >= 0.99, "{name}: only {:.2}% of the reference keypoints found", 100.0 * frac);
+    assert!(
+        frac >= 0.99,
+        "{name}: only {:.2}% of the reference keypoints found",
+        100.0 * frac
+    );
     assert!((ours.len() as f64 - n_ref as f64).abs() <= 0.01 * n_ref as f64);
     assert!(max_desc <= 1e-3, "{name}: descriptor difference {max_desc}");
-    assert!(max_score_rel <= 1.0, "{name}: score difference {max_score_rel} × allowance");
+    assert!(
+        max_score_rel <= 1.0,
+        "{name}: score difference {max_score_rel} × allowance"
+    );
 }
 
 #[test]
@@ -78,8 +88,14 @@ fn xfeat_matches_python_reference_on_real_photos() {
     )
     .expect("xfeat engine loads");
     for name in ["left01", "graf1", "motorcycle_left"] {
-        let ours = xfeat.extract(&common::photo(&format!("{name}.png"))).unwrap();
-        compare(&format!("xfeat/{name}"), &ours, &reference(&format!("xfeat_{name}")));
+        let ours = xfeat
+            .extract(&common::photo(&format!("{name}.png")))
+            .unwrap();
+        compare(
+            &format!("xfeat/{name}"),
+            &ours,
+            &reference(&format!("xfeat_{name}")),
+        );
     }
 }
 
@@ -97,7 +113,13 @@ fn disk_matches_python_reference_on_real_photos() {
     .expect("disk engine loads");
     // left01 (640×480) is enlarged to 1024×768 by the reference: plain bilinear, reproduced exactly.
     for name in ["left01", "right01"] {
-        let ours = disk.extract(&common::photo(&format!("{name}.png"))).unwrap();
-        compare(&format!("disk/{name}"), &ours, &reference(&format!("disk_{name}")));
+        let ours = disk
+            .extract(&common::photo(&format!("{name}.png")))
+            .unwrap();
+        compare(
+            &format!("disk/{name}"),
+            &ours,
+            &reference(&format!("disk_{name}")),
+        );
     }
 }

@@ -71,9 +71,15 @@ impl Disk {
             Some(side) if side != pw.max(ph) => {
                 // Same rounding as kornia's resize(side="long"): the other side is int(side / aspect).
                 let (w, h) = if pw >= ph {
-                    (side as usize, (side as f64 * ph as f64 / pw as f64) as usize)
+                    (
+                        side as usize,
+                        (side as f64 * ph as f64 / pw as f64) as usize,
+                    )
                 } else {
-                    ((side as f64 * pw as f64 / ph as f64) as usize, side as usize)
+                    (
+                        (side as f64 * pw as f64 / ph as f64) as usize,
+                        side as usize,
+                    )
                 };
                 tensor = resize_bilinear(&tensor, h.max(1), w.max(1));
                 (w.max(1), h.max(1))
@@ -82,14 +88,18 @@ impl Disk {
         };
         let scale = [w as f32 / pw as f32, h as f32 / ph as f32];
         let input = pad_to_multiple(&tensor, STRIDE);
-        let mut out = self
-            .engine
-            .run(&[(INPUT, input.view().into_dyn())], &[OUT_HEATMAP, OUT_DESCRIPTORS])?;
+        let mut out = self.engine.run(
+            &[(INPUT, input.view().into_dyn())],
+            &[OUT_HEATMAP, OUT_DESCRIPTORS],
+        )?;
         let bad = |reason: String| FeatureError::BadOutput {
             extractor: "disk".into(),
             reason,
         };
-        let as4 = |a: ArrayD<f32>| a.into_dimensionality::<Ix4>().map_err(|e| bad(e.to_string()));
+        let as4 = |a: ArrayD<f32>| {
+            a.into_dimensionality::<Ix4>()
+                .map_err(|e| bad(e.to_string()))
+        };
         let desc = as4(out.pop().unwrap_or_default())?;
         let heat = as4(out.pop().unwrap_or_default())?;
         let (ph, pw) = (input.dim().2, input.dim().3);
@@ -126,7 +136,9 @@ impl FeatureExtractor for Disk {
         if (w as usize) < STRIDE || (h as usize) < STRIDE {
             return Err(FeatureError::BadImage {
                 extractor: "disk".into(),
-                reason: format!("{w}×{h} is smaller than the network stride ({STRIDE} px per side)"),
+                reason: format!(
+                    "{w}×{h} is smaller than the network stride ({STRIDE} px per side)"
+                ),
             });
         }
         let (heat, desc, scale) = self.dense(image)?;
@@ -136,7 +148,10 @@ impl FeatureExtractor for Disk {
             self.options.detection_threshold,
             NmsRule::StrictMaxInterior,
         );
-        let scores: Vec<f32> = cand.iter().map(|p| heat[[p[1] as usize, p[0] as usize]]).collect();
+        let scores: Vec<f32> = cand
+            .iter()
+            .map(|p| heat[[p[1] as usize, p[0] as usize]])
+            .collect();
         let keep = top_k(&scores, self.options.max_keypoints);
         let mut descriptors = Array2::<f32>::zeros((keep.len(), DIM));
         for (row, &i) in keep.iter().enumerate() {
@@ -151,7 +166,10 @@ impl FeatureExtractor for Disk {
                 .iter()
                 .map(|&i| {
                     let [x, y] = cand[i];
-                    [(x as f32 + 0.5) / scale[0] - 0.5, (y as f32 + 0.5) / scale[1] - 0.5]
+                    [
+                        (x as f32 + 0.5) / scale[0] - 0.5,
+                        (y as f32 + 0.5) / scale[1] - 0.5,
+                    ]
                 })
                 .collect(),
             scores: keep.iter().map(|&i| scores[i]).collect(),

@@ -34,7 +34,10 @@ fn line_max(src: &[f32], dst: &mut [f32], r: usize) {
     for (i, d) in dst.iter_mut().enumerate() {
         let lo = i.saturating_sub(r);
         let hi = (i + r + 1).min(n);
-        *d = src[lo..hi].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        *d = src[lo..hi]
+            .iter()
+            .copied()
+            .fold(f32::NEG_INFINITY, f32::max);
     }
 }
 
@@ -63,7 +66,12 @@ fn window_max(map: ArrayView2<'_, f32>, r: usize) -> Vec<f32> {
 
 /// Non-maximum suppression: positions `[x, y]` (row-major order) of pixels that survive `rule` in a window of
 /// `window` pixels (odd) and whose score is `> threshold`. NaN scores never survive.
-pub fn nms(map: ArrayView2<'_, f32>, window: usize, threshold: f32, rule: NmsRule) -> Vec<[u32; 2]> {
+pub fn nms(
+    map: ArrayView2<'_, f32>,
+    window: usize,
+    threshold: f32,
+    rule: NmsRule,
+) -> Vec<[u32; 2]> {
     let (h, w) = map.dim();
     let r = window / 2;
     let maxima = window_max(map, r);
@@ -82,7 +90,8 @@ pub fn nms(map: ArrayView2<'_, f32>, window: usize, threshold: f32, rule: NmsRul
                     }
                 }
                 NmsRule::StrictMaxInterior => {
-                    if x < r || y < r || x + r >= w || y + r >= h || tie_in_window(map, x, y, r, v) {
+                    if x < r || y < r || x + r >= w || y + r >= h || tie_in_window(map, x, y, r, v)
+                    {
                         continue;
                     }
                 }
@@ -168,7 +177,10 @@ mod tests {
                     }
                 }
                 let r_ = r as usize;
-                let interior = x as usize >= r_ && y as usize >= r_ && (x as usize) + r_ < w && (y as usize) + r_ < h;
+                let interior = x as usize >= r_
+                    && y as usize >= r_
+                    && (x as usize) + r_ < w
+                    && (y as usize) + r_ < h;
                 let mut ties = 0;
                 for yy in (y - r).max(0)..(y + r + 1).min(h as i64) {
                     for xx in (x - r).max(0)..(x + r + 1).min(w as i64) {
@@ -193,12 +205,21 @@ mod tests {
         let mut state = 12345u64;
         for _ in 0..20 {
             let map = Array2::from_shape_fn((17, 23), |_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((state >> 33) % 7) as f32 / 7.0 // few levels → many ties
             });
-            for rule in [NmsRule::EqualsMax, NmsRule::FirstArgmax, NmsRule::StrictMaxInterior] {
+            for rule in [
+                NmsRule::EqualsMax,
+                NmsRule::FirstArgmax,
+                NmsRule::StrictMaxInterior,
+            ] {
                 for window in [3, 5] {
-                    assert_eq!(nms(map.view(), window, 0.1, rule), brute(&map, window, 0.1, rule));
+                    assert_eq!(
+                        nms(map.view(), window, 0.1, rule),
+                        brute(&map, window, 0.1, rule)
+                    );
                 }
             }
         }

@@ -84,7 +84,10 @@ mod tests {
         assert_eq!(y.iter().copied().collect::<Vec<_>>(), vec![0.5, 2.5]);
         let x = Array4::from_shape_vec((1, 1, 1, 2), vec![0.0, 1.0]).unwrap();
         let y = resize_bilinear(&x, 1, 4);
-        assert_eq!(y.iter().copied().collect::<Vec<_>>(), vec![0.0, 0.25, 0.75, 1.0]);
+        assert_eq!(
+            y.iter().copied().collect::<Vec<_>>(),
+            vec![0.0, 0.25, 0.75, 1.0]
+        );
     }
 
     #[test]

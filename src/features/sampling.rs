@@ -142,8 +142,17 @@ mod tests {
             image_size: [5.0, 4.0],
             align_corners: true,
         };
-        for mode in [Interpolation::Nearest, Interpolation::Bilinear, Interpolation::Bicubic] {
-            let s = sample_map(map.view(), &[[2.0, 1.0], [4.0, 3.0], [0.0, 0.0]], &conv, mode);
+        for mode in [
+            Interpolation::Nearest,
+            Interpolation::Bilinear,
+            Interpolation::Bicubic,
+        ] {
+            let s = sample_map(
+                map.view(),
+                &[[2.0, 1.0], [4.0, 3.0], [0.0, 0.0]],
+                &conv,
+                mode,
+            );
             assert!((s[[0, 0]] - 12.0).abs() < 1e-5, "{mode:?}: {}", s[[0, 0]]);
             assert!((s[[1, 0]] - 34.0).abs() < 1e-5, "{mode:?}: {}", s[[1, 0]]);
             assert!((s[[2, 0]] - 0.0).abs() < 1e-5, "{mode:?}: {}", s[[2, 0]]);

@@ -117,10 +117,15 @@ impl FeatureExtractor for XFeat {
         if w < STRIDE || h < STRIDE {
             return Err(FeatureError::BadImage {
                 extractor: "xfeat".into(),
-                reason: format!("{w}×{h} is smaller than the network stride ({STRIDE} px per side)"),
+                reason: format!(
+                    "{w}×{h} is smaller than the network stride ({STRIDE} px per side)"
+                ),
             });
         }
-        let (rw, rh) = ((w / STRIDE * STRIDE) as usize, (h / STRIDE * STRIDE) as usize);
+        let (rw, rh) = (
+            (w / STRIDE * STRIDE) as usize,
+            (h / STRIDE * STRIDE) as usize,
+        );
         let ratio = [w as f32 / rw as f32, h as f32 / rh as f32];
         let input = resize_bilinear(&rgb_tensor(image, 1.0 / 255.0), rh, rw);
         let mut out = self.engine.run(
@@ -144,16 +149,30 @@ impl FeatureExtractor for XFeat {
             self.options.detection_threshold,
             NmsRule::EqualsMax,
         );
-        let pts: Vec<[f32; 2]> = candidates.iter().map(|p| [p[0] as f32, p[1] as f32]).collect();
+        let pts: Vec<[f32; 2]> = candidates
+            .iter()
+            .map(|p| [p[0] as f32, p[1] as f32])
+            .collect();
         let grid = GridConvention {
             image_size: [rw as f64, rh as f64],
             align_corners: false,
         };
         let near = sample_map(heat, &pts, &grid, Interpolation::Nearest);
-        let rel = sample_map(reliability.slice(s![0, .., .., ..]), &pts, &grid, Interpolation::Bilinear);
+        let rel = sample_map(
+            reliability.slice(s![0, .., .., ..]),
+            &pts,
+            &grid,
+            Interpolation::Bilinear,
+        );
         // The reference marks (0, 0) as batch padding (score −1), which drops a real keypoint there too.
         let scores: Vec<f32> = (0..pts.len())
-            .map(|i| if pts[i] == [0.0, 0.0] { -1.0 } else { near[[i, 0]] * rel[[i, 0]] })
+            .map(|i| {
+                if pts[i] == [0.0, 0.0] {
+                    -1.0
+                } else {
+                    near[[i, 0]] * rel[[i, 0]]
+                }
+            })
             .collect();
         let keep: Vec<usize> = top_k(&scores, self.options.max_keypoints)
             .into_iter()
@@ -178,7 +197,10 @@ impl FeatureExtractor for XFeat {
         );
         l2_normalize_rows(&mut desc);
         Ok(Features {
-            keypoints: kept_pts.iter().map(|p| [p[0] * ratio[0], p[1] * ratio[1]]).collect(),
+            keypoints: kept_pts
+                .iter()
+                .map(|p| [p[0] * ratio[0], p[1] * ratio[1]])
+                .collect(),
             scores: keep.iter().map(|&i| scores[i]).collect(),
             descriptors: desc,
             image_size: [w, h],
@@ -203,7 +225,10 @@ mod tests {
             1.0 - dx * dx - dy * dy
         });
         let r = refine_subpixel(heat.view(), [2.0, 2.0]);
-        assert!((r[0] - 2.2).abs() < 1e-5 && (r[1] - 1.9).abs() < 1e-5, "{r:?}");
+        assert!(
+            (r[0] - 2.2).abs() < 1e-5 && (r[1] - 1.9).abs() < 1e-5,
+            "{r:?}"
+        );
         assert_eq!(refine_subpixel(heat.view(), [0.0, 2.0]), [0.0, 2.0]);
     }
 }

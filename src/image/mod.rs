@@ -46,7 +46,9 @@ pub enum ImageError {
         height: u32,
     },
     /// Raw buffer encoding not supported.
-    #[error("unsupported image encoding '{0}' (supported: mono8, mono16, rgb8, bgr8, rgba8, bgra8)")]
+    #[error(
+        "unsupported image encoding '{0}' (supported: mono8, mono16, rgb8, bgr8, rgba8, bgra8)"
+    )]
     UnsupportedEncoding(String),
     /// Raw buffer does not hold `height × step` bytes or `step` is smaller than a row.
     #[error("raw image layout mismatch: {0}")]
@@ -216,24 +218,57 @@ mod tests {
         assert_eq!(img.get_pixel(0, 0).0, [255; 3]);
         assert_eq!(img.get_pixel(1, 0).0, [1; 3]);
         let rgba = [10u8, 20, 30, 40];
-        assert_eq!(from_raw("rgba8", 1, 1, 4, false, &rgba).unwrap().get_pixel(0, 0).0, [10, 20, 30]);
+        assert_eq!(
+            from_raw("rgba8", 1, 1, 4, false, &rgba)
+                .unwrap()
+                .get_pixel(0, 0)
+                .0,
+            [10, 20, 30]
+        );
         let bgra = [10u8, 20, 30, 40];
-        assert_eq!(from_raw("bgra8", 1, 1, 4, false, &bgra).unwrap().get_pixel(0, 0).0, [30, 20, 10]);
+        assert_eq!(
+            from_raw("bgra8", 1, 1, 4, false, &bgra)
+                .unwrap()
+                .get_pixel(0, 0)
+                .0,
+            [30, 20, 10]
+        );
     }
 
     #[test]
     fn raw_errors_are_reported() {
-        assert!(matches!(from_raw("yuv422", 2, 2, 4, false, &[0; 8]), Err(ImageError::UnsupportedEncoding(_))));
-        assert!(matches!(from_raw("rgb8", 2, 2, 5, false, &[0; 12]), Err(ImageError::Layout(_))));
-        assert!(matches!(from_raw("rgb8", 2, 2, 6, false, &[0; 11]), Err(ImageError::Layout(_))));
-        assert!(matches!(from_raw("rgb8", 0, 2, 6, false, &[]), Err(ImageError::BadSize { .. })));
-        assert!(matches!(from_raw("mono8", 100_000, 1, 100_000, false, &[]), Err(ImageError::BadSize { .. })));
+        assert!(matches!(
+            from_raw("yuv422", 2, 2, 4, false, &[0; 8]),
+            Err(ImageError::UnsupportedEncoding(_))
+        ));
+        assert!(matches!(
+            from_raw("rgb8", 2, 2, 5, false, &[0; 12]),
+            Err(ImageError::Layout(_))
+        ));
+        assert!(matches!(
+            from_raw("rgb8", 2, 2, 6, false, &[0; 11]),
+            Err(ImageError::Layout(_))
+        ));
+        assert!(matches!(
+            from_raw("rgb8", 0, 2, 6, false, &[]),
+            Err(ImageError::BadSize { .. })
+        ));
+        assert!(matches!(
+            from_raw("mono8", 100_000, 1, 100_000, false, &[]),
+            Err(ImageError::BadSize { .. })
+        ));
     }
 
     #[test]
     fn decode_errors_are_reported() {
-        assert!(matches!(decode_compressed(&[]), Err(ImageError::Decode { .. })));
-        assert!(matches!(decode_compressed(b"not an image at all"), Err(ImageError::Decode { .. })));
+        assert!(matches!(
+            decode_compressed(&[]),
+            Err(ImageError::Decode { .. })
+        ));
+        assert!(matches!(
+            decode_compressed(b"not an image at all"),
+            Err(ImageError::Decode { .. })
+        ));
         let missing = load(Path::new("/nonexistent/x.png"));
         assert!(matches!(missing, Err(ImageError::Io { .. })));
     }
@@ -241,8 +276,16 @@ mod tests {
     #[test]
     fn decodes_gray16_png() {
         let mut buf = Vec::new();
-        let img = ::image::ImageBuffer::<::image::Luma<u16>, Vec<u16>>::from_pixel(3, 2, ::image::Luma([65535]));
-        img.write_to(&mut std::io::Cursor::new(&mut buf), ::image::ImageFormat::Png).unwrap();
+        let img = ::image::ImageBuffer::<::image::Luma<u16>, Vec<u16>>::from_pixel(
+            3,
+            2,
+            ::image::Luma([65535]),
+        );
+        img.write_to(
+            &mut std::io::Cursor::new(&mut buf),
+            ::image::ImageFormat::Png,
+        )
+        .unwrap();
         let rgb = decode_compressed(&buf).unwrap();
         assert_eq!(rgb.dimensions(), (3, 2));
         assert_eq!(rgb.get_pixel(2, 1).0, [255; 3]);

@@ -29,7 +29,11 @@ pub struct LightGlue {
 
 impl LightGlue {
     /// Loads the LightGlue engine that fits `extractor`'s descriptors.
-    pub fn new(runtime: &RuntimeConfig, extractor: &str, threshold: f32) -> Result<Self, MatchError> {
+    pub fn new(
+        runtime: &RuntimeConfig,
+        extractor: &str,
+        threshold: f32,
+    ) -> Result<Self, MatchError> {
         let engine = Engine::load(&runtime.engines_dir.join(engine_file(extractor)), runtime)?;
         Ok(Self { engine, threshold })
     }
@@ -43,7 +47,13 @@ pub fn filter_log_assignment(scores: &Array2<f32>, threshold: f32) -> Vec<Match>
     }
     let (m, n) = (m1 - 1, n1 - 1);
     let argmax = |it: &mut dyn Iterator<Item = (usize, f32)>| {
-        it.fold((0usize, f32::NEG_INFINITY), |best, (i, v)| if v > best.1 { (i, v) } else { best })
+        it.fold((0usize, f32::NEG_INFINITY), |best, (i, v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
     };
     let col_best: Vec<usize> = (0..n)
         .map(|j| argmax(&mut (0..m).map(|i| (i, scores[[i, j]]))).0)
@@ -84,7 +94,9 @@ impl Matcher for LightGlue {
         let (ka, kb) = (keypoint_tensor(a), keypoint_tensor(b));
         let da = a.descriptors.clone().insert_axis(ndarray::Axis(0));
         let db = b.descriptors.clone().insert_axis(ndarray::Axis(0));
-        let size = |f: &Features| Array2::from_shape_vec((1, 2), vec![f.image_size[0] as f32, f.image_size[1] as f32]);
+        let size = |f: &Features| {
+            Array2::from_shape_vec((1, 2), vec![f.image_size[0] as f32, f.image_size[1] as f32])
+        };
         let (sa, sb) = (
             size(a).map_err(|e| bad(e.to_string()))?,
             size(b).map_err(|e| bad(e.to_string()))?,
@@ -138,10 +150,18 @@ mod tests {
         let s = Array2::from_shape_vec(
             (4, 3),
             vec![
-                ln(0.8), ln(0.01), ln(0.1), //
-                ln(0.6), ln(0.02), ln(0.1), // row 1's best is col 0, but col 0's best is row 0
-                ln(0.01), ln(0.05), ln(0.9), // row 2's best is col 1 with p = 0.05 < threshold
-                ln(0.1), ln(0.1), 0.0,
+                ln(0.8),
+                ln(0.01),
+                ln(0.1), //
+                ln(0.6),
+                ln(0.02),
+                ln(0.1), // row 1's best is col 0, but col 0's best is row 0
+                ln(0.01),
+                ln(0.05),
+                ln(0.9), // row 2's best is col 1 with p = 0.05 < threshold
+                ln(0.1),
+                ln(0.1),
+                0.0,
             ],
         )
         .unwrap();
@@ -150,7 +170,10 @@ mod tests {
         assert_eq!((m[0].a, m[0].b), (0, 0));
         assert!((m[0].score - 0.8).abs() < 1e-6);
         let lax = filter_log_assignment(&s, 0.01);
-        assert_eq!(lax.iter().map(|m| (m.a, m.b)).collect::<Vec<_>>(), vec![(0, 0), (2, 1)]);
+        assert_eq!(
+            lax.iter().map(|m| (m.a, m.b)).collect::<Vec<_>>(),
+            vec![(0, 0), (2, 1)]
+        );
         assert!(filter_log_assignment(&Array2::zeros((1, 5)), 0.1).is_empty());
     }
 

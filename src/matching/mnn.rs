@@ -43,7 +43,11 @@ pub struct MutualNearestNeighbor {
 const BLOCK_ROWS: usize = 1024;
 
 /// Mutual nearest neighbours between row-normalised descriptor matrices `a` (`N × D`) and `b` (`M × D`).
-pub fn mutual_nearest_neighbors(a: &Array2<f32>, b: &Array2<f32>, options: &MnnOptions) -> Vec<Match> {
+pub fn mutual_nearest_neighbors(
+    a: &Array2<f32>,
+    b: &Array2<f32>,
+    options: &MnnOptions,
+) -> Vec<Match> {
     let (n, m) = (a.nrows(), b.nrows());
     if n == 0 || m == 0 {
         return Vec::new();
@@ -80,10 +84,16 @@ pub fn mutual_nearest_neighbors(a: &Array2<f32>, b: &Array2<f32>, options: &MnnO
         .iter()
         .enumerate()
         .filter_map(|(i, &(j, best, second))| {
-            if !best.is_finite() || col_best[j as usize].0 != i as u32 || best < options.min_similarity {
+            if !best.is_finite()
+                || col_best[j as usize].0 != i as u32
+                || best < options.min_similarity
+            {
                 return None;
             }
-            if options.ratio < 1.0 && second.is_finite() && dist(best) > options.ratio * dist(second) {
+            if options.ratio < 1.0
+                && second.is_finite()
+                && dist(best) > options.ratio * dist(second)
+            {
                 return None;
             }
             Some(Match {
@@ -121,8 +131,12 @@ mod tests {
         let s = a.dot(&b.t());
         let mut out = vec![];
         for i in 0..a.nrows() {
-            let j = (0..b.nrows()).max_by(|&x, &y| s[[i, x]].total_cmp(&s[[i, y]])).unwrap();
-            let ii = (0..a.nrows()).max_by(|&x, &y| s[[x, j]].total_cmp(&s[[y, j]])).unwrap();
+            let j = (0..b.nrows())
+                .max_by(|&x, &y| s[[i, x]].total_cmp(&s[[i, y]]))
+                .unwrap();
+            let ii = (0..a.nrows())
+                .max_by(|&x, &y| s[[x, j]].total_cmp(&s[[y, j]]))
+                .unwrap();
             if ii == i {
                 out.push((i as u32, j as u32));
             }
@@ -133,7 +147,9 @@ mod tests {
     fn random_unit(n: usize, d: usize, seed: u64) -> Array2<f32> {
         let mut st = seed;
         let mut x = Array2::from_shape_fn((n, d), |_| {
-            st = st.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            st = st
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((st >> 40) as f32 / (1u64 << 24) as f32) - 0.5
         });
         crate::features::sampling::l2_normalize_rows(&mut x);
@@ -178,6 +194,9 @@ mod tests {
         let fa = Features::empty(8, [10, 10]);
         let fb = Features::empty(16, [10, 10]);
         let err = MutualNearestNeighbor::default().match_features(&fa, &fb);
-        assert!(matches!(err, Err(MatchError::DimensionMismatch { a: 8, b: 16 })));
+        assert!(matches!(
+            err,
+            Err(MatchError::DimensionMismatch { a: 8, b: 16 })
+        ));
     }
 }

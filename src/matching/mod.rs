@@ -55,5 +55,5 @@ pub trait Matcher: Send {
     fn match_features(&mut self, a: &Features, b: &Features) -> Result<Matches, MatchError>;
 }
 
-pub mod mnn;
 pub mod lightglue;
+pub mod mnn;

@@ -54,7 +54,8 @@ fn cache_dir() -> PathBuf {
 }
 
 fn default_photo(p: &Option<PathBuf>) -> PathBuf {
-    p.clone().unwrap_or_else(|| cache_dir().join("data/graf1.png"))
+    p.clone()
+        .unwrap_or_else(|| cache_dir().join("data/graf1.png"))
 }
 
 fn median_p90(mut v: Vec<f64>) -> (f64, f64) {
@@ -65,36 +66,66 @@ fn median_p90(mut v: Vec<f64>) -> (f64, f64) {
 
 pub fn run(cfg: &MatchaConfig, cmd: &BenchCommand) -> Result<()> {
     match cmd {
-        BenchCommand::Extract { runs, python, photo } => bench_extract(cfg, *runs, python.clone(), &default_photo(photo)),
+        BenchCommand::Extract {
+            runs,
+            python,
+            photo,
+        } => bench_extract(cfg, *runs, python.clone(), &default_photo(photo)),
         BenchCommand::Stream { frames, photo } => bench_stream(cfg, *frames, &default_photo(photo)),
     }
 }
 
 fn photo_640x480(path: &Path) -> Result<matcha::image::RgbImage> {
-    let img = matcha::image::load(path).with_context(|| format!("bench photo {}", path.display()))?;
-    Ok(::image::imageops::resize(&img, 640, 480, ::image::imageops::FilterType::Triangle))
+    let img =
+        matcha::image::load(path).with_context(|| format!("bench photo {}", path.display()))?;
+    Ok(::image::imageops::resize(
+        &img,
+        640,
+        480,
+        ::image::imageops::FilterType::Triangle,
+    ))
 }
 
-fn python_anchor(python: &Path, model: &Path, input: &Path, threads: usize, runs: usize) -> Result<(f64, f64)> {
+fn python_anchor(
+    python: &Path,
+    model: &Path,
+    input: &Path,
+    threads: usize,
+    runs: usize,
+) -> Result<(f64, f64)> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/bench_ort_python.py");
     let out = Command::new(python)
         .arg(&script)
         .args(["--model".as_ref(), model.as_os_str()])
         .args(["--input".as_ref(), input.as_os_str()])
-        .args(["--threads", &threads.to_string(), "--runs", &runs.to_string()])
+        .args([
+            "--threads",
+            &threads.to_string(),
+            "--runs",
+            &runs.to_string(),
+        ])
         .output()
         .with_context(|| format!("running {} {}", python.display(), script.display()))?;
     if !out.status.success() {
-        bail!("python anchor failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "python anchor failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("python anchor output")?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("python anchor output")?;
     Ok((
         v["median_ms"].as_f64().context("median_ms")?,
         v["p90_ms"].as_f64().context("p90_ms")?,
     ))
 }
 
-fn bench_extract(cfg: &MatchaConfig, runs: usize, python: Option<PathBuf>, photo: &Path) -> Result<()> {
+fn bench_extract(
+    cfg: &MatchaConfig,
+    runs: usize,
+    python: Option<PathBuf>,
+    photo: &Path,
+) -> Result<()> {
     let image = photo_640x480(photo)?;
     let input: Array4<f32> = matcha::features::preprocess::rgb_tensor(&image, 1.0 / 255.0);
     let tmp = std::env::temp_dir().join(format!("matcha-bench-input-{}.f32", std::process::id()));
@@ -106,8 +137,14 @@ fn bench_extract(cfg: &MatchaConfig, runs: usize, python: Option<PathBuf>, photo
             .unwrap_or_else(|| cache_dir().join("venv"))
             .join("bin/python")
     });
-    let model = cfg.runtime.engines_dir.join(matcha::features::xfeat::ENGINE_FILE);
-    println!("XFeat engine, 1×3×480×640, median of {runs} runs after 5 warm-ups (ms); photo {}", photo.display());
+    let model = cfg
+        .runtime
+        .engines_dir
+        .join(matcha::features::xfeat::ENGINE_FILE);
+    println!(
+        "XFeat engine, 1×3×480×640, median of {runs} runs after 5 warm-ups (ms); photo {}",
+        photo.display()
+    );
     println!("| threads | ort-rs engine | onnxruntime-python | ratio (ours/python) | ort-rs full extraction (engine + NMS + sampling) |");
     println!("|---|---|---|---|---|");
     for threads in [1usize, 2] {
@@ -119,7 +156,10 @@ fn bench_extract(cfg: &MatchaConfig, runs: usize, python: Option<PathBuf>, photo
         let mut times = Vec::with_capacity(runs);
         for i in 0..runs + 5 {
             let t = Instant::now();
-            engine.run(&[("image", input.view().into_dyn())], &["descriptors", "heatmap", "reliability"])?;
+            engine.run(
+                &[("image", input.view().into_dyn())],
+                &["descriptors", "heatmap", "reliability"],
+            )?;
             if i >= 5 {
                 times.push(t.elapsed().as_secs_f64() * 1e3);
             }
@@ -164,7 +204,8 @@ fn bench_stream(cfg: &MatchaConfig, frames: usize, photo: &Path) -> Result<()> {
     if frames < 2 {
         bail!("--frames must be at least 2");
     }
-    let base = matcha::image::load(photo).with_context(|| format!("bench photo {}", photo.display()))?;
+    let base =
+        matcha::image::load(photo).with_context(|| format!("bench photo {}", photo.display()))?;
     let base = ::image::imageops::resize(&base, 960, 720, ::image::imageops::FilterType::Triangle);
     // A camera panning over the photo: 640×480 windows moving on a smooth closed path (decoded beforehand,
     // as a camera driver would hand over raw frames).

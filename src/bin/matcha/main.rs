@@ -14,7 +14,11 @@ use matcha::pipeline::Pipeline;
 mod bench;
 
 #[derive(Parser, Debug)]
-#[command(name = "matcha", version, about = "Keypoint correspondences and relative pose between images")]
+#[command(
+    name = "matcha",
+    version,
+    about = "Keypoint correspondences and relative pose between images"
+)]
 struct Cli {
     /// Configuration file (ROS 2 parameter YAML, e.g. config/matcha.yaml); built-in defaults otherwise.
     #[arg(long, global = true)]
@@ -313,7 +317,13 @@ fn method_config(base: &MatchaConfig, method: &str) -> Result<MatchaConfig> {
     Ok(cfg)
 }
 
-fn run_eval(cfg: &MatchaConfig, manifests: &[PathBuf], baselines: &[PathBuf], methods: &[String], out: &Path) -> Result<()> {
+fn run_eval(
+    cfg: &MatchaConfig,
+    manifests: &[PathBuf],
+    baselines: &[PathBuf],
+    methods: &[String],
+    out: &Path,
+) -> Result<()> {
     use matcha::eval::{plot_recall_curves, run_pipeline, score, table, Manifest, MethodResults};
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let baseline_results: Vec<MethodResults> = baselines
@@ -324,15 +334,25 @@ fn run_eval(cfg: &MatchaConfig, manifests: &[PathBuf], baselines: &[PathBuf], me
     let mut all = serde_json::Map::new();
     for mpath in manifests {
         let manifest = Manifest::load(mpath)?;
-        let ids: std::collections::HashSet<&str> = manifest.pairs.iter().map(|p| p.id.as_str()).collect();
+        let ids: std::collections::HashSet<&str> =
+            manifest.pairs.iter().map(|p| p.id.as_str()).collect();
         let mut scores = Vec::new();
         for method in methods {
             let mcfg = method_config(cfg, method)?;
-            let mut pipeline = Pipeline::new(&mcfg).with_context(|| format!("building method {method}"))?;
-            eprintln!("[eval] {}: running {method} on {} pairs", manifest.name, manifest.pairs.len());
+            let mut pipeline =
+                Pipeline::new(&mcfg).with_context(|| format!("building method {method}"))?;
+            eprintln!(
+                "[eval] {}: running {method} on {} pairs",
+                manifest.name,
+                manifest.pairs.len()
+            );
             let res = run_pipeline(&manifest, &mut pipeline, &format!("matcha {method}"))?;
             std::fs::write(
-                out.join(format!("{}.{}.json", manifest.name, method.replace('+', "_"))),
+                out.join(format!(
+                    "{}.{}.json",
+                    manifest.name,
+                    method.replace('+', "_")
+                )),
                 serde_json::to_string_pretty(&res)?,
             )?;
             scores.push(score(&manifest, &res));
@@ -347,7 +367,11 @@ fn run_eval(cfg: &MatchaConfig, manifests: &[PathBuf], baselines: &[PathBuf], me
         println!("{t}");
         report += &t;
         report += "\n";
-        plot_recall_curves(&out.join(format!("{}.svg", manifest.name)), &manifest.name, &scores)?;
+        plot_recall_curves(
+            &out.join(format!("{}.svg", manifest.name)),
+            &manifest.name,
+            &scores,
+        )?;
         all.insert(manifest.name.clone(), serde_json::to_value(&scores)?);
     }
     std::fs::write(out.join("eval.md"), &report)?;
@@ -374,7 +398,13 @@ fn main() -> Result<()> {
             let cam_a = camera(*intrinsics, distortion.clone())?;
             let cam_b = camera(
                 intrinsics_b.unwrap_or(*intrinsics),
-                distortion_b.clone().or_else(|| if intrinsics_b.is_some() { None } else { distortion.clone() }),
+                distortion_b.clone().or_else(|| {
+                    if intrinsics_b.is_some() {
+                        None
+                    } else {
+                        distortion.clone()
+                    }
+                }),
             )?;
             run_match(&cfg, image_a, image_b, cam_a, cam_b, *json, out.as_deref())
         }
