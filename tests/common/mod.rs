@@ -12,7 +12,9 @@ use matcha::runtime::{Provider, RuntimeConfig};
 pub fn cache_dir() -> PathBuf {
     std::env::var_os("MATCHA_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME must be set")).join(".cache/matcha"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").expect("HOME must be set")).join(".cache/matcha")
+        })
 }
 
 /// A file or folder under the cache that the test needs; panics with the fix when absent.
