@@ -409,7 +409,16 @@ fn build_session(
         if let Some(s) = statuses.iter_mut().find(|s| s.provider == *p) {
             match result {
                 Ok(()) => s.active = true,
-                Err(e) => s.reason = format!("ONNX Runtime could not register it: {e}"),
+                Err(e) => {
+                    let msg = e.to_string();
+                    let hint = if msg.contains("cannot open shared object file") {
+                        " (the provider libraries must sit next to libonnxruntime and their CUDA / cuDNN / \
+                         TensorRT libraries must be found by the loader: see docs/gpu.md)"
+                    } else {
+                        ""
+                    };
+                    s.reason = format!("ONNX Runtime could not register it: {}{hint}", msg.trim());
+                }
             }
         }
     }
