@@ -133,10 +133,10 @@ class Peer:
             self.pubs[topic] = self.node.create_publisher(typ, topic, qos)
         return self.pubs[topic]
 
-    def wait_matched(self, topics, timeout=20.0):
+    def wait_matched(self, topics, timeout=20.0, node=None):
         """Waits until the node subscribes to each of our publishers (discovery, not a fixed sleep)."""
         t0 = time.time()
-        while time.time() - t0 < timeout:
+        while time.time() - t0 < timeout and (node is None or node.alive()):
             if all(self.pubs[t].get_subscription_count() > 0 for t in topics) and \
                     self.node.count_publishers(f"{self.ns}/correspondences") > 0:
                 return True
@@ -182,6 +182,11 @@ class NodeProc:
         print("start:", " ".join(cmd), flush=True)
         self.p = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
 
+    def log_tail(self):
+        self.log.flush()
+        with open(self.log.name) as f:
+            return "node log:\n" + "".join(f.readlines()[-20:])
+
     def alive(self):
         return self.p.poll() is None
 
@@ -215,7 +220,9 @@ def test_odometry(a, textures, poses, frames):
     img_t, info_t = f"{ns}/cam/image_raw", f"{ns}/cam/camera_info"
     pi, pc = peer.pub(Image, img_t), peer.pub(CameraInfo, info_t)
     try:
-        check(peer.wait_matched([img_t, info_t]), "odometry: node subscribed to the remapped topics (-r)")
+        if not check(peer.wait_matched([img_t, info_t], node=node), "odometry: node subscribed to the remapped topics (-r)"):
+            print(node.log_tail())
+            return
         t0 = 1_700_000_000_000_000_000
         dt = 100_000_000
         stamps = [t0 + i * dt for i in range(len(frames))]
@@ -341,8 +348,10 @@ def test_stereo_and_service(a, textures, poses):
     pl, pr = peer.pub(CompressedImage, topics["l"]), peer.pub(CompressedImage, topics["r"])
     cl, cr = peer.pub(CameraInfo, f"{ns}/camera_info"), peer.pub(CameraInfo, f"{ns}/right/camera_info")
     try:
-        check(peer.wait_matched([topics["l"], topics["r"], f"{ns}/camera_info", f"{ns}/right/camera_info"]),
-              "stereo: node subscribed to both compressed topics and CameraInfos")
+        if not check(peer.wait_matched([topics["l"], topics["r"], f"{ns}/camera_info", f"{ns}/right/camera_info"],
+                                       node=node), "stereo: node subscribed to both compressed topics and CameraInfos"):
+            print(node.log_tail())
+            return
         t0 = 1_700_000_100_000_000_000
         cl.publish(camera_info(t0, "left_optical"))
         cr.publish(camera_info(t0, "right_optical", baseline))
@@ -422,7 +431,8 @@ def test_startup_rejects_invalid(a):
                      ("node.stereo.sync_tolerance_s:=5.0", "stereo.sync_tolerance_s"),
                      ("node.topics.image:='bad topic'", "topics.image")]:
         p = subprocess.run([a.node, "--ros-args"] + a.common + ["-p", arg], capture_output=True, text=True, timeout=30)
-        check(p.returncode == 1 and key in p.stderr, f"start-up: -p {arg} rejected naming '{key}' (rc={p.returncode})")
+        check(p.returncode == 1 and key in p.stderr,
+              f"start-up: -p {arg} rejected naming '{key}' (rc={p.returncode}: {p.stderr.strip()[:200]})")
 
 
 def test_pipeline_failure(a):
