@@ -8,9 +8,8 @@
 //! * [`NmsRule::StrictMaxInterior`] (DISK via kornia 0.9): a pixel is kept when it is strictly greater than
 //!   every other value of its full window; pixels closer than `window/2` to the border never survive.
 //!
-//! Windows are clipped at the border (padding never wins). The map is scanned with a separable running
-//! maximum (rows, then columns), so the cost is O(H·W) per map regardless of the window size.
-//! Candidates are returned in row-major order, which is the order of PyTorch's `nonzero`.
+//! Windows are clipped at the border (padding never wins). Only pixels above the threshold are compared with
+//! their window. Candidates are returned in row-major order, which is the order of PyTorch's `nonzero`.
 //!
 //! Sorting by score and truncating to top-k is [`top_k`]; the extractor decides how scores are computed.
 
@@ -28,44 +27,11 @@ pub enum NmsRule {
     StrictMaxInterior,
 }
 
-/// Sliding-window maximum along one line, window `2r+1`, clipped at the ends.
-fn line_max(src: &[f32], dst: &mut [f32], r: usize) {
-    let n = src.len();
-    for (i, d) in dst.iter_mut().enumerate() {
-        let lo = i.saturating_sub(r);
-        let hi = (i + r + 1).min(n);
-        *d = src[lo..hi]
-            .iter()
-            .copied()
-            .fold(f32::NEG_INFINITY, f32::max);
-    }
-}
-
-/// Window maximum of every pixel (window `(2r+1)²`, clipped at the border).
-fn window_max(map: ArrayView2<'_, f32>, r: usize) -> Vec<f32> {
-    let (h, w) = map.dim();
-    let mut rows = vec![0f32; h * w];
-    let mut line = vec![0f32; w.max(h)];
-    for y in 0..h {
-        let src: Vec<f32> = map.row(y).iter().copied().collect();
-        line_max(&src, &mut rows[y * w..(y + 1) * w], r);
-    }
-    let mut out = vec![0f32; h * w];
-    let mut col = vec![0f32; h];
-    for x in 0..w {
-        for y in 0..h {
-            col[y] = rows[y * w + x];
-        }
-        line_max(&col, &mut line[..h], r);
-        for y in 0..h {
-            out[y * w + x] = line[y];
-        }
-    }
-    out
-}
-
 /// Non-maximum suppression: positions `[x, y]` (row-major order) of pixels that survive `rule` in a window of
 /// `window` pixels (odd) and whose score is `> threshold`. NaN scores never survive.
+///
+/// Only pixels above the threshold are examined (a small fraction of a detection heatmap), each against its
+/// clipped window, so the cost is proportional to the number of candidates times the window area.
 pub fn nms(
     map: ArrayView2<'_, f32>,
     window: usize,
@@ -74,62 +40,69 @@ pub fn nms(
 ) -> Vec<[u32; 2]> {
     let (h, w) = map.dim();
     let r = window / 2;
-    let maxima = window_max(map, r);
+    let contiguous = map.as_slice();
+    let owned;
+    let data: &[f32] = match contiguous {
+        Some(d) => d,
+        None => {
+            owned = map.iter().copied().collect::<Vec<f32>>();
+            &owned
+        }
+    };
     let mut out = Vec::new();
     for y in 0..h {
-        for x in 0..w {
-            let v = map[[y, x]];
-            if !(v > threshold) || v != maxima[y * w + x] {
+        let row = &data[y * w..(y + 1) * w];
+        for (x, &v) in row.iter().enumerate() {
+            if !(v > threshold) {
                 continue;
             }
-            match rule {
-                NmsRule::EqualsMax => {}
-                NmsRule::FirstArgmax => {
-                    if earlier_tie(map, x, y, r, v) {
-                        continue;
-                    }
-                }
-                NmsRule::StrictMaxInterior => {
-                    if x < r || y < r || x + r >= w || y + r >= h || tie_in_window(map, x, y, r, v)
-                    {
-                        continue;
-                    }
-                }
+            if rule == NmsRule::StrictMaxInterior && (x < r || y < r || x + r >= w || y + r >= h) {
+                continue;
             }
-            out.push([x as u32, y as u32]);
+            if survives(data, w, h, x, y, r, v, rule) {
+                out.push([x as u32, y as u32]);
+            }
         }
     }
     out
 }
 
-/// Is there a position before `(x, y)` in row-major order, inside the window centred at `(x, y)`, with the
-/// same value?
-fn earlier_tie(map: ArrayView2<'_, f32>, x: usize, y: usize, r: usize, v: f32) -> bool {
-    let w = map.dim().1;
+/// Does `(x, y)` with value `v` survive `rule` against its clipped window?
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn survives(
+    data: &[f32],
+    w: usize,
+    h: usize,
+    x: usize,
+    y: usize,
+    r: usize,
+    v: f32,
+    rule: NmsRule,
+) -> bool {
     let (x0, x1) = (x.saturating_sub(r), (x + r + 1).min(w));
-    let y0 = y.saturating_sub(r);
-    for yy in y0..=y {
-        let x_end = if yy == y { x } else { x1 };
-        for xx in x0..x_end {
-            if map[[yy, xx]] == v {
-                return true;
-            }
-        }
-    }
-    false
-}
-
-/// Is there another position in the window centred at `(x, y)` with value `v`?
-fn tie_in_window(map: ArrayView2<'_, f32>, x: usize, y: usize, r: usize, v: f32) -> bool {
-    let (h, w) = map.dim();
     for yy in y.saturating_sub(r)..(y + r + 1).min(h) {
-        for xx in x.saturating_sub(r)..(x + r + 1).min(w) {
-            if (xx, yy) != (x, y) && map[[yy, xx]] == v {
-                return true;
+        let row = &data[yy * w + x0..yy * w + x1];
+        for (i, &q) in row.iter().enumerate() {
+            let xx = x0 + i;
+            if q > v {
+                return false;
+            }
+            if q == v && (xx, yy) != (x, y) {
+                match rule {
+                    NmsRule::EqualsMax => {}
+                    // A tie earlier in row-major order owns the window.
+                    NmsRule::FirstArgmax => {
+                        if (yy, xx) < (y, x) {
+                            return false;
+                        }
+                    }
+                    NmsRule::StrictMaxInterior => return false,
+                }
             }
         }
     }
-    false
+    true
 }
 
 /// Indices of the `k` highest scores, highest first (stable for ties: earlier index first). NaN scores

@@ -11,13 +11,17 @@ use crate::image::RgbImage;
 /// `1 × 3 × H × W` tensor of the RGB channels, each value multiplied by `scale` (e.g. `1/255`).
 pub fn rgb_tensor(image: &RgbImage, scale: f32) -> Array4<f32> {
     let (w, h) = image.dimensions();
-    let mut t = Array4::<f32>::zeros((1, 3, h as usize, w as usize));
-    for (x, y, p) in image.enumerate_pixels() {
-        for c in 0..3 {
-            t[[0, c, y as usize, x as usize]] = p.0[c] as f32 * scale;
-        }
+    let plane = w as usize * h as usize;
+    let mut data = vec![0f32; 3 * plane];
+    let (r, rest) = data.split_at_mut(plane);
+    let (g, b) = rest.split_at_mut(plane);
+    for (i, px) in image.as_raw().chunks_exact(3).enumerate() {
+        r[i] = px[0] as f32 * scale;
+        g[i] = px[1] as f32 * scale;
+        b[i] = px[2] as f32 * scale;
     }
-    t
+    Array4::from_shape_vec((1, 3, h as usize, w as usize), data)
+        .unwrap_or_else(|_| Array4::zeros((1, 3, 0, 0)))
 }
 
 /// One axis of PyTorch's bilinear, `align_corners=False` resampling: for each output index, the two source

@@ -61,6 +61,9 @@ fn cubic_weights(t: f64) -> [f64; 4] {
 }
 
 /// Samples a `C × h × w` map at `points` (pixels of the image described by `conv`); returns `N × C`.
+///
+/// The map is first laid out channel-last (one contiguous `C`-vector per map pixel) so that every tap of
+/// the interpolation kernel is one contiguous multiply-add over the channels.
 pub fn sample_map(
     map: ArrayView3<'_, f32>,
     points: &[[f32; 2]],
@@ -68,17 +71,24 @@ pub fn sample_map(
     mode: Interpolation,
 ) -> Array2<f32> {
     let (c, h, w) = map.dim();
+    let hwc = map
+        .permuted_axes([1, 2, 0])
+        .as_standard_layout()
+        .into_owned();
+    let hwc = hwc.as_slice().unwrap_or(&[]);
     let mut out = Array2::<f32>::zeros((points.len(), c));
     let (hi, wi) = (h as i64, w as i64);
-    let mut acc = vec![0f64; c];
+    let mut acc = vec![0f32; c];
     for (n, p) in points.iter().enumerate() {
         let ix = conv.map_coord(p[0] as f64, conv.image_size[0], w as f64);
         let iy = conv.map_coord(p[1] as f64, conv.image_size[1], h as f64);
         acc.iter_mut().for_each(|a| *a = 0.0);
-        let tap = |x: i64, y: i64, wt: f64, acc: &mut [f64]| {
+        let tap = |x: i64, y: i64, wt: f64, acc: &mut [f32]| {
             if x >= 0 && y >= 0 && x < wi && y < hi && wt != 0.0 {
-                for (ch, a) in acc.iter_mut().enumerate() {
-                    *a += wt * map[[ch, y as usize, x as usize]] as f64;
+                let base = (y as usize * w + x as usize) * c;
+                let wt = wt as f32;
+                for (a, v) in acc.iter_mut().zip(&hwc[base..base + c]) {
+                    *a += wt * v;
                 }
             }
         };
@@ -109,9 +119,7 @@ pub fn sample_map(
                 }
             }
         }
-        for (o, a) in out.row_mut(n).iter_mut().zip(&acc) {
-            *o = *a as f32;
-        }
+        out.row_mut(n).assign(&ndarray::ArrayView1::from(&acc[..]));
     }
     out
 }
