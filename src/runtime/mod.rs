@@ -248,6 +248,15 @@ impl Provider {
     fn is_gpu(self) -> bool {
         matches!(self, Provider::Tensorrt | Provider::Cuda)
     }
+
+    /// Whether this build can register the provider (cargo features `tensorrt` / `cuda`).
+    pub fn compiled_in(self) -> bool {
+        match self {
+            Provider::Tensorrt => cfg!(feature = "tensorrt"),
+            Provider::Cuda => cfg!(feature = "cuda"),
+            Provider::Cpu => true,
+        }
+    }
 }
 
 /// What happened to one provider of [`RuntimeConfig::providers`] when an engine was loaded.
@@ -670,7 +679,12 @@ impl Engine {
                 .collect::<Vec<_>>()
         );
         let summary = summarize(&providers);
-        if providers.iter().any(|s| !s.active && s.provider.is_gpu()) {
+        // a GPU provider this build has but that did not take is worth a warning; one the build lacks is a
+        // deliberate CPU build (the default config lists TensorRT and CUDA first)
+        if providers
+            .iter()
+            .any(|s| !s.active && s.provider.is_gpu() && s.provider.compiled_in())
+        {
             log::warn!("engine {name}: {summary}");
         } else {
             log::info!("engine {name}: {summary}");
