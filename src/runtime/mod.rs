@@ -893,14 +893,16 @@ impl Engine {
             .as_mut()
             .ok_or_else(|| fail("IO binding missing".into()))?;
         for (name, input) in inputs {
-            if let Some((_, t)) = staged.iter().find(|(n, _)| n == name) {
-                binding.bind_input(*name, t)
-            } else if let BoundInput::Tensor(t) = input {
-                binding.bind_input(*name, &t.value)
-            } else {
-                continue;
-            }
-            .map_err(|e| fail(format!("cannot bind input '{name}': {e}")))?;
+            let value = match (staged.iter().find(|(n, _)| n == name), input) {
+                (Some((_, t)), _) => t,
+                (None, BoundInput::Tensor(t)) => &t.value,
+                (None, BoundInput::Host(_)) => {
+                    return Err(fail(format!("input '{name}' was not staged")));
+                }
+            };
+            binding
+                .bind_input(*name, value)
+                .map_err(|e| fail(format!("cannot bind input '{name}': {e}")))?;
         }
         // fresh output buffers every run: earlier results handed out stay valid
         binding.clear_outputs();
