@@ -4,9 +4,10 @@
 #   2. the node's unit tests that need r2r (parameter mapping)   [pure node logic is in `cargo test --lib`]
 #   3. tests/ros_launch_test.py (launch file with stand-in launch/launch_ros modules)
 #   4. tests/ros_e2e_test.py inside a loopback-only network namespace (scripts/ros_netns.sh): real rclpy peer,
-#      rendered real-photo sequence with ground truth, bad inputs, stereo, match service, --ros-args.
+#      rendered real-photo sequence with ground truth, bad inputs, stereo, match service, --ros-args, keyframe
+#      switching with chained odometry vs ground truth, relocalization against a saved and reloaded map.
 # Needs the exported models ($MATCHA_CACHE/engines, scripts/setup.sh) and onnxruntime (scripts/env.sh).
-#   scripts/test_ros.sh [--only startup,odometry,stereo,pipeline]
+#   scripts/test_ros.sh [--only startup,odometry,stereo,pipeline,keyframes,relocalization]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"

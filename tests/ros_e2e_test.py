@@ -10,7 +10,12 @@ ground-truth camera poses, publishes it with its CameraInfo, and checks what the
   stereo     two topics (compressed transport) synchronised by stamp, metric baseline from P, unpaired frames
              dropped, and the `match` service on an explicit pair;
   start-up   invalid parameter values are rejected with a message naming the parameter;
-  pipeline   a pipeline that cannot be created (no models) is reported in diagnostics, the node keeps running.
+  pipeline   a pipeline that cannot be created (no models) is reported in diagnostics, the node keeps running;
+  keyframes  odometry with the default keyframe policy over a denser sequence: the keyframe switches, and the
+             chained nav_msgs/Odometry matches ground truth up to scale (orientation; unit step from each
+             keyframe along the true direction of travel);
+  relocalization  a keyframe map built from the sequence and saved on shutdown, the node restarted with it:
+             queries near mapped keyframes retrieve the right keyframe, pose within tolerance of ground truth.
 
 Usage: python3 tests/ros_e2e_test.py --node target/release/matcha_node [--params config/matcha.yaml]
 """
@@ -453,6 +458,191 @@ def test_pipeline_failure(a):
         peer.close()
 
 
+def odometry_consistency(stamps, poses, corr, odom):
+    """Checks the chained nav_msgs/Odometry against ground truth up to the monocular scale: the odometry frame is
+    the first frame's optical frame; each pose's orientation must match the ground-truth rotation from frame 0,
+    and its position must lie at unit distance from its keyframe's odometry position, in the ground-truth
+    direction of travel from that keyframe. Returns [(frame, keyframe, rot err deg, dir err deg, |step|)]."""
+    R0, c0 = poses[0]
+    out = []
+    for i, s in enumerate(stamps):
+        c, o = corr.get(s), odom.get(s)
+        if i == 0 or c is None or o is None or not c.pose_valid:
+            continue
+        ref_s = ns_of(c.reference_stamp)
+        if ref_s not in stamps or ref_s not in odom:
+            continue
+        ref = stamps.index(ref_s)
+        q = o.pose.pose.orientation
+        R = scene.quat_to_rot(q.x, q.y, q.z, q.w)
+        er = scene.rotation_error_deg(R, R0.T @ poses[i][0])
+        p = np.array([o.pose.pose.position.x, o.pose.pose.position.y, o.pose.pose.position.z])
+        pr = odom[ref_s].pose.pose.position
+        step = p - np.array([pr.x, pr.y, pr.z])
+        et = scene.direction_error_deg(step, R0.T @ (poses[i][1] - poses[ref][1]))
+        out.append((i, ref, er, et, float(np.linalg.norm(step))))
+    return out
+
+
+def test_keyframes(a):
+    """Odometry over a denser sequence with the default keyframe policy (parallax 3 deg, 100 inliers): the
+    keyframe switches several times and the chained odometry stays consistent with ground truth up to scale."""
+    ns = "/kf"
+    poses = scene.trajectory(16)
+    frames = scene.cached_render(poses, "demo")
+    node = NodeProc(a.node, ns, a.common + ["-p", "node.mode:=odometry", "-p", "node.diagnostics_period_s:=0.2"],
+                    os.path.join(a.logs, "node_keyframes.log"))
+    peer = Peer(ns)
+    img_t, info_t = f"{ns}/image", f"{ns}/camera_info"
+    pi, pc = peer.pub(Image, img_t), peer.pub(CameraInfo, info_t)
+    try:
+        if not check(peer.wait_matched([img_t, info_t], node=node), "keyframes: node subscribed"):
+            print(node.log_tail())
+            return
+        t0 = 1_700_000_200_000_000_000
+        stamps = [t0 + i * 100_000_000 for i in range(len(frames))]
+        pc.publish(camera_info(stamps[0]))
+        time.sleep(0.5)
+        for i, (f, s) in enumerate(zip(frames, stamps)):
+            pc.publish(camera_info(s))
+            pi.publish(image_msg(f, s))
+            got = peer.wait_for(peer.odom if i == 0 else peer.corr, lambda m, s=s: ns_of(m.header.stamp) == s)
+            check(got is not None, f"keyframes: answer for frame {i}")
+        peer.wait_for(peer.odom, lambda m: ns_of(m.header.stamp) == stamps[-1], timeout=5)
+        with peer.lock:
+            corr = {ns_of(m.header.stamp): m for m in peer.corr}
+            odom = {ns_of(m.header.stamp): m for m in peer.odom}
+        refs = sorted({stamps.index(ns_of(c.reference_stamp)) for c in corr.values()
+                       if ns_of(c.reference_stamp) in stamps})
+        ids = sorted({c.keyframe_id for c in corr.values()})
+        check(len(refs) >= 3 and len(ids) == len(refs),
+              f"keyframes: the keyframe switched {len(refs) - 1} times (keyframes at frames {refs}, ids {ids})")
+        rows = odometry_consistency(stamps, poses, corr, odom)
+        check(len(rows) == len(frames) - 1, f"keyframes: {len(rows)}/{len(frames) - 1} odometry poses checked")
+        print("odometry vs ground truth (frame, keyframe, rotation err deg, step direction err deg, |step|):")
+        for i, ref, er, et, n in rows:
+            print(f"    {i:2d} {ref:2d} {er:.3f} {et:.3f} {n:.6f}")
+        check(all(er < ROT_TOL_DEG for _, _, er, _, _ in rows),
+              f"keyframes: chained odometry orientation within {ROT_TOL_DEG} deg of ground truth "
+              f"(max {max((r[2] for r in rows), default=float('nan')):.3f})")
+        check(all(et < DIR_TOL_DEG for _, _, _, et, _ in rows),
+              f"keyframes: odometry step from each keyframe along the ground-truth direction of travel within "
+              f"{DIR_TOL_DEG} deg (max {max((r[3] for r in rows), default=float('nan')):.3f})")
+        check(all(abs(n - 1.0) < 1e-6 for *_, n in rows), "keyframes: each keyframe-to-frame step has unit length")
+        # whole run: the chained position points along the ground-truth displacement (the path is nearly
+        # straight, so unit steps per keyframe keep the direction although not the length)
+        last = odom.get(stamps[-1])
+        if check(last is not None, "keyframes: odometry for the last frame"):
+            p = last.pose.pose.position
+            et = scene.direction_error_deg(np.array([p.x, p.y, p.z]), poses[0][0].T @ (poses[-1][1] - poses[0][1]))
+            check(et < DIR_TOL_DEG, f"keyframes: overall direction of travel error {et:.2f} deg")
+    finally:
+        rc = node.stop()
+        peer.close()
+    check(rc == 0, f"keyframes: node exits cleanly (rc={rc})")
+
+
+def wait_processed(peer, ns, n, timeout=FRAME_TIMEOUT):
+    """Waits until the node's diagnostics report at least n processed frames."""
+    t_end = time.time() + timeout
+    while time.time() < t_end:
+        v, _ = peer.diag_value("processed", ns + "/matcha_node", timeout=1)
+        if v is not None and int(v) >= n:
+            return True
+    return False
+
+
+def test_relocalization(a, textures, poses, frames):
+    """Builds a keyframe map from the sequence (saved to disk on shutdown), restarts the node with that map and
+    checks that frames near mapped keyframes retrieve the right keyframe and a pose close to ground truth."""
+    import json
+    ns = "/reloc"
+    map_path = os.path.join(a.logs, "reloc_map.json")
+    if os.path.exists(map_path):
+        os.remove(map_path)
+    common = a.common + ["-p", "node.mode:=relocalization", "-p", f"node.relocalization.map_path:={map_path}",
+                         "-p", "node.diagnostics_period_s:=0.2"]
+    t0 = 1_700_000_300_000_000_000
+    stamps = [t0 + i * 100_000_000 for i in range(len(frames))]
+    img_t, info_t = f"{ns}/image", f"{ns}/camera_info"
+    # 1. mapping run: every frame becomes a keyframe (threshold above any inlier count)
+    node = NodeProc(a.node, ns, common + ["-p", "node.relocalization.build_map:=true",
+                                          "-p", "node.relocalization.new_keyframe_max_inliers:=1000000"],
+                    os.path.join(a.logs, "node_reloc_map.log"))
+    peer = Peer(ns)
+    pi, pc = peer.pub(Image, img_t), peer.pub(CameraInfo, info_t)
+    try:
+        if not check(peer.wait_matched([img_t, info_t], node=node), "relocalization: mapping node subscribed"):
+            print(node.log_tail())
+            return
+        pc.publish(camera_info(stamps[0]))
+        time.sleep(0.5)
+        for i, (f, s) in enumerate(zip(frames, stamps)):
+            pc.publish(camera_info(s))
+            pi.publish(image_msg(f, s))
+            check(wait_processed(peer, ns, i + 1), f"relocalization: mapping frame {i} processed")
+    finally:
+        rc = node.stop()
+        peer.close()
+    check(rc == 0, f"relocalization: mapping node exits cleanly (rc={rc})")
+    try:
+        with open(map_path) as fh:
+            m = json.load(fh)
+    except (OSError, ValueError) as e:
+        check(False, f"relocalization: map saved on shutdown ({e})")
+        return
+    kf_stamps = [k["stamp_ns"] for k in m["keyframes"]]
+    check(m["descriptor"] == "xfeat" and kf_stamps == stamps,
+          f"relocalization: map saved with {len(kf_stamps)} keyframes ({m['descriptor']}, {m['dim']}-D)")
+    ids = {k["stamp_ns"]: k["id"] for k in m["keyframes"]}
+
+    # 2. relocalization run with the saved map: queries near mapped keyframes, off the mapped trajectory
+    node = NodeProc(a.node, ns, common, os.path.join(a.logs, "node_reloc.log"))
+    peer = Peer(ns)
+    pi, pc = peer.pub(Image, img_t), peer.pub(CameraInfo, info_t)
+    try:
+        if not check(peer.wait_matched([img_t, info_t], node=node), "relocalization: node with the map subscribed"):
+            print(node.log_tail())
+            return
+        q0 = t0 + 10_000_000_000
+        pc.publish(camera_info(q0))
+        time.sleep(0.5)
+        # offsets mostly across the path (mapped keyframes are ~0.27 m apart along it): each query is clearly
+        # nearest to one keyframe, which must be the one retrieved
+        queries = [(len(frames) - 3, np.array([0.02, -0.10, 0.03]), (0.01, 0.03, -0.01)),
+                   (1, np.array([-0.02, 0.08, -0.03]), (-0.02, -0.03, 0.01))]
+        for j, (k, dc, (rx, ry, rz)) in enumerate(queries):
+            Rk, ck = poses[k]
+            q = (Rk @ scene.rot(rx, ry, rz), ck + Rk @ dc)
+            s = q0 + (j + 1) * 100_000_000
+            pc.publish(camera_info(s))
+            pi.publish(image_msg(scene.render(textures, *q), s))
+            c = peer.wait_for(peer.corr, lambda mm, s=s: ns_of(mm.header.stamp) == s)
+            if not check(c is not None, f"relocalization: query {j} (near keyframe of frame {k}) answered"):
+                print(node.log_tail())
+                continue
+            want = ids[stamps[k]]
+            check(c.keyframe_id == want and ns_of(c.reference_stamp) == stamps[k]
+                  and c.reference_frame_id == f"matcha_keyframe_{want}",
+                  f"relocalization: query {j} retrieved keyframe {c.keyframe_id} "
+                  f"({c.reference_frame_id}), expected {want} (frame {k}); {c.num_inliers} inliers")
+            if not check(c.pose_valid, f"relocalization: query {j} has a pose ({c.pose_status})"):
+                continue
+            ref = stamps.index(ns_of(c.reference_stamp)) if ns_of(c.reference_stamp) in stamps else k
+            gt_R, gt_p = scene.relative(poses[ref], q)
+            p = peer.wait_for(peer.poses, lambda mm, s=s: ns_of(mm.header.stamp) == s, timeout=2)
+            if check(p is not None and p.header.frame_id == c.reference_frame_id,
+                     f"relocalization: query {j} relative_pose published in the keyframe's frame"):
+                er, et, _ = pose_errors(p.pose.pose, gt_R, gt_p)
+                check(er < ROT_TOL_DEG and et < DIR_TOL_DEG,
+                      f"relocalization: query {j} pose vs ground truth: rotation error {er:.2f} deg, translation "
+                      f"direction error {et:.2f} deg (tolerances {ROT_TOL_DEG}, {DIR_TOL_DEG})")
+    finally:
+        rc = node.stop()
+        peer.close()
+    check(rc == 0, f"relocalization: node exits cleanly (rc={rc})")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--node", required=True)
@@ -467,14 +657,14 @@ def main():
     rclpy.init()
     textures = scene.load_textures()
     poses = scene.trajectory(a.frames)
-    t = time.time()
-    frames = [scene.render(textures, R, c) for R, c in poses]
-    print(f"rendered {len(frames)} frames in {time.time() - t:.1f} s", flush=True)
+    frames = list(scene.cached_render(poses, "e2e"))
     tests = {
         "startup": lambda: test_startup_rejects_invalid(a),
         "odometry": lambda: test_odometry(a, textures, poses, frames),
         "stereo": lambda: test_stereo_and_service(a, textures, poses),
         "pipeline": lambda: test_pipeline_failure(a),
+        "keyframes": lambda: test_keyframes(a),
+        "relocalization": lambda: test_relocalization(a, textures, poses, frames),
     }
     for name, fn in tests.items():
         if a.only and name not in a.only.split(","):

@@ -16,7 +16,6 @@ when at least --min-answered of the frames after the first got a pose and every 
 """
 
 import argparse
-import hashlib
 import os
 import sys
 import time
@@ -28,29 +27,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ros_scene as scene  # noqa: E402
 from ros_e2e_test import NodeProc, Peer, camera_info, image_msg, ns_of, pose_errors  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
-
-
-def cached_frames(poses, tag):
-    """Renders the frames of `poses` (uint8 N×H×W×3), cached in $MATCHA_CACHE/ros-frames by input hash."""
-    cache = os.path.join(os.environ.get("MATCHA_CACHE", os.path.expanduser("~/.cache/matcha")), "ros-frames")
-    h = hashlib.sha256()
-    with open(scene.__file__, "rb") as f:
-        h.update(f.read())
-    for R, c in poses:
-        h.update(np.asarray(R, np.float64).tobytes() + np.asarray(c, np.float64).tobytes())
-    textures = scene.load_textures()
-    for t in textures:
-        h.update(hashlib.sha256(t.tobytes()).digest())
-    path = os.path.join(cache, f"{tag}-{len(poses)}-{h.hexdigest()[:16]}.npy")
-    if os.path.isfile(path):
-        return np.load(path)
-    t0 = time.time()
-    frames = np.stack([scene.render(textures, R, c) for R, c in poses])
-    os.makedirs(cache, exist_ok=True)
-    np.save(path + ".tmp.npy", frames)
-    os.replace(path + ".tmp.npy", path)
-    print(f"rendered {len(frames)} frames in {time.time() - t0:.1f} s (cached in {path})", flush=True)
-    return frames
 
 
 def main():
@@ -69,7 +45,7 @@ def main():
     a = ap.parse_args()
 
     poses = scene.trajectory(a.frames)
-    frames = cached_frames(poses, "demo")
+    frames = scene.cached_render(poses, "demo")
     rclpy.init()
     node = None
     if a.node:

@@ -11,7 +11,9 @@ rotation and centre. The pose of camera b in camera a's frame is R_ab = R_wa^T R
 """
 
 import glob
+import hashlib
 import os
+import time
 
 import numpy as np
 from PIL import Image
@@ -100,6 +102,30 @@ def render(textures, R_wc, c, width=W, height=H, k=K):
         out[ok] = s[ok]
         best_t[ok] = t[ok]
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def cached_render(poses, tag):
+    """Renders the frames of `poses` (uint8 N×H×W×3), cached in $MATCHA_CACHE/ros-frames by the hash of this
+    file, the poses and the photos (rendering takes about a second per frame)."""
+    cache = os.path.join(os.environ.get("MATCHA_CACHE", os.path.expanduser("~/.cache/matcha")), "ros-frames")
+    h = hashlib.sha256()
+    with open(__file__, "rb") as f:
+        h.update(f.read())
+    for R, c in poses:
+        h.update(np.asarray(R, np.float64).tobytes() + np.asarray(c, np.float64).tobytes())
+    textures = load_textures()
+    for t in textures:
+        h.update(hashlib.sha256(t.tobytes()).digest())
+    path = os.path.join(cache, f"{tag}-{len(poses)}-{h.hexdigest()[:16]}.npy")
+    if os.path.isfile(path):
+        return np.load(path)
+    t0 = time.time()
+    frames = np.stack([render(textures, R, c) for R, c in poses])
+    os.makedirs(cache, exist_ok=True)
+    np.save(path + ".tmp.npy", frames)
+    os.replace(path + ".tmp.npy", path)
+    print(f"rendered {len(frames)} frames in {time.time() - t0:.1f} s (cached in {path})", flush=True)
+    return frames
 
 
 def relative(pose_a, pose_b):
