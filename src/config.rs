@@ -67,6 +67,17 @@ pub struct ExtractorConfig {
     pub matcha: crate::features::matcha::MatchaOptions,
 }
 
+impl ExtractorConfig {
+    /// Name of the configured extractor (as in the YAML).
+    pub fn extractor_name(&self) -> &'static str {
+        match self.extractor {
+            ExtractorKind::Xfeat => "xfeat",
+            ExtractorKind::Disk => "disk",
+            ExtractorKind::Matcha => "matcha",
+        }
+    }
+}
+
 impl Default for ExtractorConfig {
     fn default() -> Self {
         Self {
@@ -100,6 +111,16 @@ pub struct MatcherConfig {
     pub mnn: MnnOptions,
     /// Minimum match probability of LightGlue matches.
     pub lightglue_threshold: f32,
+}
+
+impl MatcherConfig {
+    /// Name of the configured matcher (as in the YAML).
+    pub fn matcher_name(&self) -> &'static str {
+        match self.matcher {
+            MatcherKind::Mnn => "mnn",
+            MatcherKind::Lightglue => "lightglue",
+        }
+    }
 }
 
 impl Default for MatcherConfig {

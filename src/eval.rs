@@ -424,7 +424,7 @@ mod tests {
         for a in &s.auc {
             assert!((a - 50.0).abs() < 1e-9, "{a}");
         }
-        let t = table("toy", 2, &[s.clone()]);
+        let t = table("toy", 2, std::slice::from_ref(&s));
         assert!(t.contains("| x | 50.0 | 50.0 | 50.0 | 1/2 |"), "{t}");
         let dir = std::env::temp_dir().join(format!("matcha-eval-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -171,35 +171,7 @@ impl Pipeline {
 
     /// Extracts features; keypoints are in the pixels of `image` whatever resizing happens inside.
     pub fn extract(&mut self, image: &RgbImage) -> Result<Features, PipelineError> {
-        let (w, h) = image.dimensions();
-        let min = self.extractor.min_image_side();
-        if w < min || h < min {
-            return Err(FeatureError::BadImage {
-                extractor: self.extractor.name().to_string(),
-                reason: format!("{w}×{h} is smaller than the network stride ({min} px per side)"),
-            }
-            .into());
-        }
-        let longest = w.max(h);
-        if self.max_image_side == 0 || longest <= self.max_image_side {
-            return Ok(self.extractor.extract(image)?);
-        }
-        let s = self.max_image_side as f64 / longest as f64;
-        let (sw, sh) = (
-            ((w as f64 * s).round() as u32).max(min),
-            ((h as f64 * s).round() as u32).max(min),
-        );
-        let small =
-            ::image::imageops::resize(image, sw, sh, ::image::imageops::FilterType::Triangle);
-        let mut f = self.extractor.extract(&small)?;
-        // Pixel-centre-at-integer convention: x = (x' + 0.5)·(w/w') − 0.5.
-        let (fx, fy) = (w as f32 / sw as f32, h as f32 / sh as f32);
-        for k in &mut f.keypoints {
-            k[0] = (k[0] + 0.5) * fx - 0.5;
-            k[1] = (k[1] + 0.5) * fy - 0.5;
-        }
-        f.image_size = [w, h];
-        Ok(f)
+        extract_with(self.extractor.as_mut(), self.max_image_side, image)
     }
 
     /// Matches `a` to `b` and estimates the pose of b relative to a (`x_b = R·x_a + t`).
@@ -222,6 +194,122 @@ impl Pipeline {
             pose_ms: (t2 - t1).as_secs_f64() * 1e3,
         })
     }
+}
+
+/// One frame's result in [`Pipeline::process_stream`].
+#[derive(Debug)]
+pub struct StreamStep {
+    /// Index of the frame in the input sequence.
+    pub index: usize,
+    /// Features of this frame (or why extraction failed; the stream goes on).
+    pub features: Result<Features, PipelineError>,
+    /// Extraction time of this frame, milliseconds (on the extraction thread).
+    pub extract_ms: f64,
+    /// Match and pose against the previous successfully extracted frame (`None` for the first one).
+    pub pair: Option<Result<PairResult, PipelineError>>,
+}
+
+impl Pipeline {
+    /// Processes a camera stream in two overlapping stages: a worker thread extracts frame `k + 1` while the
+    /// calling thread matches frame `k` to frame `k − 1` and estimates their pose. On two cores this nearly
+    /// doubles the throughput of the sequential loop (the extractor and the matcher/pose solver each keep
+    /// one core busy); latency per frame stays extract + match + pose. The hand-over channel holds one frame,
+    /// so memory stays bounded. Each frame is extracted exactly once; `on_step` sees frames in order.
+    pub fn process_stream<I, F>(&mut self, frames: I, camera: &PinholeCamera, mut on_step: F)
+    where
+        I: IntoIterator<Item = RgbImage> + Send,
+        I::IntoIter: Send,
+        F: FnMut(StreamStep),
+    {
+        let max_side = self.max_image_side;
+        let (tx, rx) =
+            std::sync::mpsc::sync_channel::<(usize, Result<Features, PipelineError>, f64)>(1);
+        let extractor = &mut self.extractor;
+        let matcher = &mut self.matcher;
+        let ransac = &self.ransac;
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                for (index, image) in frames.into_iter().enumerate() {
+                    let t0 = Instant::now();
+                    let f = extract_with(extractor.as_mut(), max_side, &image);
+                    let ms = t0.elapsed().as_secs_f64() * 1e3;
+                    if tx.send((index, f, ms)).is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut previous: Option<Features> = None;
+            for (index, features, extract_ms) in rx {
+                let pair = match (&previous, &features) {
+                    (Some(prev), Ok(cur)) => {
+                        let t0 = Instant::now();
+                        let r = matcher
+                            .match_features(prev, cur)
+                            .map_err(PipelineError::from)
+                            .map(|m| {
+                                let t1 = Instant::now();
+                                let pose = estimate_pose_from_matches(
+                                    prev, camera, cur, camera, &m, ransac,
+                                );
+                                PairResult {
+                                    matches: m,
+                                    pose,
+                                    match_ms: (t1 - t0).as_secs_f64() * 1e3,
+                                    pose_ms: t1.elapsed().as_secs_f64() * 1e3,
+                                }
+                            });
+                        Some(r)
+                    }
+                    _ => None,
+                };
+                if let Ok(f) = &features {
+                    previous = Some(f.clone());
+                }
+                on_step(StreamStep {
+                    index,
+                    features,
+                    extract_ms,
+                    pair,
+                });
+            }
+        });
+    }
+}
+
+/// Extraction with the large-image downscale of [`Pipeline::extract`] (shared by the stream worker).
+fn extract_with(
+    extractor: &mut dyn FeatureExtractor,
+    max_image_side: u32,
+    image: &RgbImage,
+) -> Result<Features, PipelineError> {
+    let (w, h) = image.dimensions();
+    let min = extractor.min_image_side();
+    if w < min || h < min {
+        return Err(FeatureError::BadImage {
+            extractor: extractor.name().to_string(),
+            reason: format!("{w}×{h} is smaller than the network stride ({min} px per side)"),
+        }
+        .into());
+    }
+    let longest = w.max(h);
+    if max_image_side == 0 || longest <= max_image_side {
+        return Ok(extractor.extract(image)?);
+    }
+    let s = max_image_side as f64 / longest as f64;
+    let (sw, sh) = (
+        ((w as f64 * s).round() as u32).max(min),
+        ((h as f64 * s).round() as u32).max(min),
+    );
+    let small = ::image::imageops::resize(image, sw, sh, ::image::imageops::FilterType::Triangle);
+    let mut f = extractor.extract(&small)?;
+    // Pixel-centre-at-integer convention: x = (x' + 0.5)·(w/w') − 0.5.
+    let (fx, fy) = (w as f32 / sw as f32, h as f32 / sh as f32);
+    for k in &mut f.keypoints {
+        k[0] = (k[0] + 0.5) * fx - 0.5;
+        k[1] = (k[1] + 0.5) * fy - 0.5;
+    }
+    f.image_size = [w, h];
+    Ok(f)
 }
 
 /// Runs the robust estimator on matched keypoints (match scores give the PROSAC order).

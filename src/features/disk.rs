@@ -46,6 +46,10 @@ pub struct DiskOptions {
     pub resize_long_side: Option<u32>,
 }
 
+/// Dense DISK outputs at the network resolution: heatmap (`h × w`), descriptor map (`128 × h × w`) and the
+/// scale `(w/W, h/H)` from the photo to the network input.
+pub type DenseDisk = (Array2<f32>, ndarray::Array3<f32>, [f32; 2]);
+
 /// The DISK extractor.
 pub struct Disk {
     engine: Engine,
@@ -61,10 +65,7 @@ impl Disk {
 
     /// Runs the network on the (optionally resized) image and returns the cropped heatmap (`h × w`) and
     /// descriptor map (`128 × h × w`) at the network resolution, and the scale `(w/W, h/H)`.
-    pub fn dense(
-        &mut self,
-        image: &RgbImage,
-    ) -> Result<(Array2<f32>, ndarray::Array3<f32>, [f32; 2]), FeatureError> {
+    pub fn dense(&mut self, image: &RgbImage) -> Result<DenseDisk, FeatureError> {
         let (pw, ph) = image.dimensions();
         let mut tensor = rgb_tensor(image, 1.0 / 255.0);
         let (w, h) = match self.options.resize_long_side {

@@ -53,7 +53,8 @@ pub fn nms(
     for y in 0..h {
         let row = &data[y * w..(y + 1) * w];
         for (x, &v) in row.iter().enumerate() {
-            if !(v > threshold) {
+            // `v > threshold` is false for NaN as well: NaN never survives.
+            if v.partial_cmp(&threshold) != Some(std::cmp::Ordering::Greater) {
                 continue;
             }
             if rule == NmsRule::StrictMaxInterior && (x < r || y < r || x + r >= w || y + r >= h) {

@@ -90,8 +90,7 @@ enum Command {
         /// Data-set manifests (written by tools/eval_sets.py).
         #[arg(long = "manifest", required = true)]
         manifests: Vec<PathBuf>,
-        /// Baseline result files (tools/eval_baselines.py), matched to sets by file name `<set>.<method>.json`
-        /// or by pair ids.
+        /// Baseline result files (tools/eval_baselines.py), assigned to the set whose pair ids they carry.
         #[arg(long = "baseline")]
         baselines: Vec<PathBuf>,
         /// Our methods to run: extractor+matcher pairs.
@@ -123,8 +122,7 @@ fn parse_numbers(s: &str, what: &str, lens: &[usize]) -> Result<Vec<f64>, String
 
 fn parse_intrinsics(s: &str) -> Result<[f64; 4], String> {
     let v = parse_numbers(s, "intrinsics fx,fy,cx,cy", &[4])?;
-    let cam = PinholeCamera::new(v[0], v[1], v[2], v[3]).map_err(|e| e.to_string())?;
-    let _ = cam;
+    PinholeCamera::new(v[0], v[1], v[2], v[3]).map_err(|e| e.to_string())?;
     Ok([v[0], v[1], v[2], v[3]])
 }
 
@@ -395,16 +393,16 @@ fn main() -> Result<()> {
             json,
             out,
         } => {
-            let cam_a = camera(*intrinsics, distortion.clone())?;
+            let cam_a = camera(*intrinsics, *distortion)?;
+            // Camera b inherits a's distortion only when it also inherits a's intrinsics.
+            let inherited = if intrinsics_b.is_some() {
+                None
+            } else {
+                *distortion
+            };
             let cam_b = camera(
                 intrinsics_b.unwrap_or(*intrinsics),
-                distortion_b.clone().or_else(|| {
-                    if intrinsics_b.is_some() {
-                        None
-                    } else {
-                        distortion.clone()
-                    }
-                }),
+                distortion_b.or(inherited),
             )?;
             run_match(&cfg, image_a, image_b, cam_a, cam_b, *json, out.as_deref())
         }
