@@ -140,7 +140,7 @@ pub struct Manifest {
 }
 
 fn invalid(dir: &Path, reason: impl Into<String>) -> FeatureError {
-    FeatureError::BadOutput {
+    FeatureError::EngineSetup {
         extractor: NAME.into(),
         reason: format!(
             "engines in {}: {} (re-export with tools/export_matcha.py)",
@@ -348,15 +348,8 @@ impl MatchaEngines {
         verify_hashes: bool,
     ) -> Result<Self, FeatureError> {
         let mpath = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&mpath).map_err(|e| {
-            invalid(
-                dir,
-                format!(
-                    "cannot read {}: {e}; export with tools/export_matcha.py",
-                    mpath.display()
-                ),
-            )
-        })?;
+        let text = std::fs::read_to_string(&mpath)
+            .map_err(|e| invalid(dir, format!("cannot read {}: {e}", mpath.display())))?;
         let manifest = Manifest::parse(&text, dir)?;
         if verify_hashes {
             for st in manifest.stages.values() {

@@ -63,6 +63,14 @@ pub enum FeatureError {
     /// The engine failed.
     #[error(transparent)]
     Runtime(#[from] crate::runtime::RuntimeError),
+    /// The engines are missing, stale or do not fit each other (manifest, sizes, hashes).
+    #[error("{extractor}: {reason}")]
+    EngineSetup {
+        /// Extractor name.
+        extractor: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
     /// The engine's outputs did not have the expected layout.
     #[error("{extractor}: unexpected engine output: {reason}")]
     BadOutput {

@@ -48,7 +48,7 @@ pub enum RuntimeError {
         reason: String,
     },
     /// The model file does not exist.
-    #[error("model file {path} not found: run `scripts/setup.sh` to export the engines (or set engine.engines_dir)")]
+    #[error("model file {path} not found: run `scripts/setup.sh` to export the engines (or set runtime.engines_dir / --engines)")]
     ModelMissing {
         /// Path tried.
         path: String,

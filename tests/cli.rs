@@ -1,0 +1,203 @@
+//! The `matcha` command line end to end: a real pair gives a pose in the documented JSON, identical images give
+//! `"R": null` with exit code 0, and every kind of bad input exits non-zero with a message naming the problem.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn matcha(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_matcha"))
+        .args([
+            "--engines",
+            common::engines_dir().to_str().unwrap(),
+            "--threads",
+            "1",
+        ])
+        .args(args)
+        .output()
+        .expect("matcha runs")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("matcha-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn data(name: &str) -> String {
+    common::need(&format!("data/{name}")).display().to_string()
+}
+
+const K: &str = "994.97775,994.97775,310.818,254.50175";
+const K_B: &str = "994.97775,994.97775,341.90375,254.50175";
+
+#[test]
+fn match_json_on_a_real_stereo_pair() {
+    let viz = tmp("viz.png");
+    let o = matcha(&[
+        "match",
+        &data("motorcycle_left.png"),
+        &data("motorcycle_right.png"),
+        "--intrinsics",
+        K,
+        "--intrinsics-b",
+        K_B,
+        "--json",
+        "--out",
+        viz.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).expect("one JSON object on stdout");
+    assert!(v["matches"].as_u64().unwrap() > 100);
+    assert!(v["inliers"].as_u64().unwrap() > 50);
+    let t: Vec<f64> = v["t"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    // Rectified stereo, b to the right of a: x_b = x_a − baseline·e_x → t ≈ (−1, 0, 0).
+    assert!(
+        t[0] < -0.99 && t[1].abs() < 0.1 && t[2].abs() < 0.1,
+        "t = {t:?}"
+    );
+    let r = &v["R"];
+    for i in 0..3 {
+        assert!((r[i][i].as_f64().unwrap() - 1.0).abs() < 1e-3);
+    }
+    for key in ["extract_a", "extract_b", "match", "pose"] {
+        assert!(v["time_ms"][key].as_f64().is_some(), "time_ms.{key}");
+    }
+    let pic = image::open(&viz).expect("match picture written");
+    assert_eq!(pic.width(), 741 * 2);
+}
+
+#[test]
+fn identical_images_give_no_pose_with_exit_zero() {
+    let img = data("left01.png");
+    let o = matcha(&[
+        "match",
+        &img,
+        &img,
+        "--intrinsics",
+        "534,534,320,240",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["R"].is_null() && v["t"].is_null(), "{v}");
+    assert!(v["no_pose_reason"].as_str().unwrap().len() > 5);
+}
+
+fn assert_fails(args: &[&str], needle: &str) {
+    let o = matcha(args);
+    assert!(!o.status.success(), "expected failure for {args:?}");
+    let e = stderr(&o);
+    assert!(
+        e.contains(needle),
+        "stderr for {args:?} lacks '{needle}': {e}"
+    );
+    assert!(!e.contains("panicked"), "{e}");
+}
+
+#[test]
+fn bad_inputs_exit_non_zero_with_a_message() {
+    let good = data("left01.png");
+    let empty = tmp("empty.png");
+    std::fs::write(&empty, b"").unwrap();
+    let garbage = tmp("garbage.png");
+    std::fs::write(&garbage, b"\x89PNG\r\n\x1a\nthis is not really a png").unwrap();
+    let tiny = tmp("tiny.png");
+    image::RgbImage::new(20, 20).save(&tiny).unwrap();
+    let (empty, garbage, tiny) = (
+        empty.to_str().unwrap(),
+        garbage.to_str().unwrap(),
+        tiny.to_str().unwrap(),
+    );
+    let k = "534,534,320,240";
+    assert_fails(
+        &["match", "/nonexistent.png", &good, "--intrinsics", k],
+        "cannot read image file",
+    );
+    assert_fails(&["match", empty, &good, "--intrinsics", k], "empty");
+    assert_fails(
+        &["match", garbage, &good, "--intrinsics", k],
+        "cannot decode",
+    );
+    assert_fails(
+        &["match", tiny, &good, "--intrinsics", k],
+        "smaller than the network stride",
+    );
+    assert_fails(
+        &["match", &good, &good, "--intrinsics", "534,-534,320,240"],
+        "focal length",
+    );
+    assert_fails(
+        &["match", &good, &good, "--intrinsics", "534,534,320"],
+        "needs",
+    );
+    assert_fails(
+        &["match", &good, &good, "--intrinsics", "a,b,c,d"],
+        "numbers",
+    );
+    assert_fails(
+        &["match", &good, &good, "--intrinsics", "534,534,NaN,240"],
+        "finite",
+    );
+}
+
+#[test]
+fn gray_rgba_and_16_bit_images_are_accepted() {
+    let src = image::open(Path::new(&data("left01.png"))).unwrap();
+    let g16 = tmp("g16.png");
+    image::DynamicImage::ImageLuma16(src.to_luma16())
+        .save(&g16)
+        .unwrap();
+    let rgba = tmp("rgba.png");
+    image::DynamicImage::ImageRgba8(src.to_rgba8())
+        .save(&rgba)
+        .unwrap();
+    let o = matcha(&[
+        "match",
+        g16.to_str().unwrap(),
+        rgba.to_str().unwrap(),
+        "--intrinsics",
+        "534,534,320,240",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn missing_or_corrupt_engines_are_reported() {
+    let dir = tmp("engines");
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = data("left01.png");
+    let run = |dir: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_matcha"))
+            .args([
+                "--engines",
+                dir.to_str().unwrap(),
+                "match",
+                &good,
+                &good,
+                "--intrinsics",
+                "534,534,320,240",
+            ])
+            .output()
+            .unwrap()
+    };
+    let o = run(&dir);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
+    std::fs::write(dir.join("xfeat.onnx"), b"definitely not an onnx model").unwrap();
+    let o = run(&dir);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("cannot load model"), "{}", stderr(&o));
+}
