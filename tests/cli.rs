@@ -201,3 +201,28 @@ fn missing_or_corrupt_engines_are_reported() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("cannot load model"), "{}", stderr(&o));
 }
+
+#[test]
+fn missing_or_invalid_onnxruntime_library_is_reported() {
+    let good = data("left01.png");
+    let not_a_library = tmp("libonnxruntime.so.txt");
+    std::fs::write(&not_a_library, b"not a shared library").unwrap();
+    for (lib, needle) in [
+        ("/nonexistent/libonnxruntime.so", "file does not exist"),
+        (
+            not_a_library.to_str().unwrap(),
+            "cannot load ONNX Runtime library",
+        ),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_matcha"))
+            .env("ORT_DYLIB_PATH", lib)
+            .args(["--engines", common::engines_dir().to_str().unwrap()])
+            .args(["match", &good, &good, "--intrinsics", "534,534,320,240"])
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        let e = stderr(&o);
+        assert!(e.contains(needle) && e.contains("ORT_DYLIB_PATH"), "{e}");
+        assert!(!e.contains("panicked"), "{e}");
+    }
+}
