@@ -198,6 +198,59 @@ mod tests {
         assert!((m[(3, 3)] - 1e-4).abs() < 1e-12);
     }
 
+    /// The propagated covariance equals J·C·Jᵀ with J taken by finite differences of [`pose_b_in_a`] under
+    /// the core's convention (left perturbation `R ← Exp(ω)·R`, then `t ← t + δt`; ω first), with the
+    /// published pose perturbed as ROS reads it: position first, then a rotation vector in the reference
+    /// frame (left perturbation of `R_ab`).
+    #[test]
+    fn covariance_matches_finite_differences_of_the_core_convention() {
+        let r = *Rotation3::from_euler_angles(0.2, -0.4, 0.7).matrix();
+        let t = Vector3::new(0.3, -0.5, 0.81).normalize();
+        let base = pose_b_in_a(&r, &t);
+        let h = 1e-6;
+        let mut j = Matrix6::<f64>::zeros();
+        for k in 0..6 {
+            let mut w = Vector3::zeros();
+            let mut dt = Vector3::zeros();
+            if k < 3 {
+                w[k] = h;
+            } else {
+                dt[k - 3] = h;
+            }
+            let rk = Rotation3::new(w).matrix() * r;
+            let p = pose_b_in_a(&rk, &(t + dt));
+            let dp = (p.translation.vector - base.translation.vector) / h;
+            let dphi = (p.rotation * base.rotation.inverse()).scaled_axis() / h;
+            for i in 0..3 {
+                j[(i, k)] = dp[i];
+                j[(3 + i, k)] = dphi[i];
+            }
+        }
+        // A full SPD covariance over (ω, t): every block of J matters.
+        let a = Matrix6::from_fn(|i, k| {
+            ((i * 7 + k * 3) % 5) as f64 * 1e-3 + if i == k { 1e-2 } else { 0.0 }
+        });
+        let mut pose = rel(r, t);
+        pose.covariance = a * a.transpose();
+        let got = Matrix6::from_row_slice(&covariance_b_in_a(&pose));
+        let want = j * pose.covariance * j.transpose();
+        let err = (got - want).abs().max() / want.abs().max();
+        assert!(err < 1e-5, "relative error {err}\n{got}\n{want}");
+        // With the core's variance 1e6 along t (scale unobservable), it ends up along the published position
+        // (= −Rᵀt), not on the rotation.
+        let tt = t * t.transpose() * 1e6;
+        for i in 0..3 {
+            for k in 0..3 {
+                pose.covariance[(3 + i, 3 + k)] += tt[(i, k)];
+            }
+        }
+        let got = Matrix6::from_row_slice(&covariance_b_in_a(&pose));
+        let dir = base.translation.vector.normalize();
+        let pos = got.fixed_view::<3, 3>(0, 0).into_owned();
+        assert!((dir.transpose() * pos * dir)[(0, 0)] > 0.99e6);
+        assert!(got.fixed_view::<3, 3>(3, 3).max() < 1.0);
+    }
+
     #[test]
     fn keyframe_policy_and_chaining() {
         let policy = KeyframePolicy {
