@@ -25,7 +25,7 @@ import rclpy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ros_scene as scene  # noqa: E402
-from ros_e2e_test import NodeProc, Peer, camera_info, image_msg, ns_of, pose_errors  # noqa: E402
+from ros_e2e_test import NodeProc, Peer, camera_info, image_msg, ns_of, pose_errors, publish_until  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 
@@ -65,12 +65,15 @@ def main():
         t0 = 1_700_000_000_000_000_000
         period = 1.0 / a.rate
         stamps = [t0 + int(i * period * 1e9) for i in range(len(frames))]
-        pc.publish(camera_info(stamps[0]))
-        time.sleep(0.3)
+        # the first frame is repeated until the node has it (first best-effort samples after discovery may be lost)
+        if not publish_until(pc, pi, camera_info(stamps[0]), image_msg(frames[0], stamps[0]),
+                             lambda t: peer.wait_for(peer.odom, lambda m: ns_of(m.header.stamp) == stamps[0], t)):
+            print("FAIL: the node did not take the first frame\n" + (node.log_tail() if node else ""))
+            return 1
         print(f"playing {len(frames)} frames 640x480 at {a.rate:g} Hz on {img_t} (fx=fy={scene.FX:g})", flush=True)
         start = time.monotonic()
-        for i, (f, s) in enumerate(zip(frames, stamps)):
-            delay = start + i * period - time.monotonic()
+        for i, (f, s) in list(enumerate(zip(frames, stamps)))[1:]:
+            delay = start + (i - 1) * period - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             pc.publish(camera_info(s))
