@@ -1,15 +1,19 @@
 //! Relative-pose benchmark: ours vs PoseLib and OpenCV (through `tools/pose_reference.py`) on the same
-//! synthetic sets (see `matcha::geometry::bench`).
+//! synthetic sets (see `matcha::geometry::bench`), and kornia-3d with `--features kornia-bench`.
+//!
+//! Fairness: the in-process methods (ours, kornia-3d) and the Python references run in alternating whole
+//! passes (A B A B …, `POSE_BENCH_REPS` passes each), so slow load drift on a shared machine hits both; within
+//! a pass the methods are interleaved per instance. The table gives each method's time and error as a ratio to
+//! PoseLib (defaults) from the same run.
 //!
 //! `cargo bench --bench pose_solver` — environment: `MATCHA_PYTHON` (a Python with poselib + opencv; default
 //! `${MATCHA_CACHE:-$HOME/.cache/matcha}/venv/bin/python`; the reference rows are skipped when it is missing),
-//! `POSE_BENCH_INSTANCES`, `POSE_BENCH_REPS` (defaults 20 and 5).
+//! `POSE_BENCH_INSTANCES`, `POSE_BENCH_REPS` (defaults 20 and 5). Also `matcha bench pose`.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use matcha::geometry::bench::{
-    format_table, generate_sets, ours, run_benchmark, write_sets_json, BenchRow, SyntheticConfig,
+    format_table, generate_sets, ours, run_interleaved, Method, PythonReference, SyntheticConfig,
 };
 use matcha::geometry::RansacOptions;
 
@@ -37,51 +41,47 @@ fn main() {
         instances: env_usize("POSE_BENCH_INSTANCES", 20),
         ..Default::default()
     };
-    let reps = env_usize("POSE_BENCH_REPS", 5);
+    let passes = env_usize("POSE_BENCH_REPS", 5);
     let sets = generate_sets(&cfg);
+    let threshold_px = 1.0;
     let opts = RansacOptions {
-        threshold_px: 1.0,
+        threshold_px,
         ..Default::default()
     };
 
-    let mut methods: Vec<(String, matcha::geometry::bench::Method<'_>)> =
-        vec![("matcha (ours)".into(), ours(opts))];
-    let mut rows = run_benchmark(&sets, reps, &mut methods);
+    #[allow(unused_mut)]
+    let mut methods: Vec<(String, Method<'_>)> = vec![("matcha (ours)".into(), ours(opts))];
+    #[cfg(feature = "kornia-bench")]
+    methods.push((
+        "kornia-3d 0.1.14 ransac_essential_5pt".into(),
+        matcha::geometry::bench::kornia(threshold_px, 0),
+    ));
 
     let py = python();
-    if py.exists() {
-        let dir = std::env::temp_dir().join(format!("matcha_pose_bench_{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let sets_path = dir.join("sets.json");
-        let out_path = dir.join("out.json");
-        write_sets_json(&sets_path, &sets, 1.0, reps).expect("write sets");
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/pose_reference.py");
-        let status = Command::new(&py)
-            .arg(script)
-            .arg("bench")
-            .arg(&sets_path)
-            .arg(&out_path)
-            .status();
-        match status {
-            Ok(s) if s.success() => {
-                let v: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(&out_path).expect("read")).expect("json");
-                let ext: Vec<BenchRow> = serde_json::from_value(v["rows"].clone()).expect("rows");
-                rows.extend(ext);
-            }
-            other => eprintln!("reference script failed: {other:?}"),
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-    } else {
+    let reference = PythonReference {
+        python: py.clone(),
+        script: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/pose_reference.py"),
+    };
+    if !py.exists() {
         eprintln!(
             "no Python at {} (set MATCHA_PYTHON): reference rows skipped",
             py.display()
         );
     }
+    let (rows, err) = run_interleaved(
+        &sets,
+        passes,
+        threshold_px,
+        &mut methods,
+        py.exists().then_some(&reference),
+    );
+    if let Some(e) = err {
+        eprintln!("reference rows missing: {e}");
+    }
     println!(
-        "{} instances × {} repetitions, N = {}, outliers {:.0}%, noise {} px, threshold 1 px\n",
+        "{} instances × {} alternating passes (ours | Python), N = {}, outliers {:.0}%, noise {} px, threshold 1 px\n",
         cfg.instances,
-        reps,
+        passes,
         cfg.num_points,
         cfg.outlier_ratio * 100.0,
         cfg.noise_px

@@ -123,7 +123,9 @@ def bench(sets_path, out_path):
             "failures": fails[name],
             "calls": len(ts),
         })
-    json.dump({"rows": rows, "poses": poses,
+    samples = [{"method": name, "times_us": times[name],
+                "errs_deg": [e if np.isfinite(e) else 1e300 for e in errs[name]]} for name in methods]
+    json.dump({"rows": rows, "samples": samples, "poses": poses,
                "versions": {"poselib": poselib.__version__, "opencv": cv2.__version__, "numpy": np.__version__}},
               open(out_path, "w"))
 

@@ -315,6 +315,197 @@ pub fn run_benchmark(
         .collect()
 }
 
+/// Raw measurements of one method, accumulated over passes (see [`run_interleaved`]).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Samples {
+    /// Method name.
+    pub method: String,
+    /// Wall time per call, microseconds.
+    pub times_us: Vec<f64>,
+    /// Pose error per call (max of rotation and translation-direction error), degrees; ∞ = failure.
+    pub errs_deg: Vec<f64>,
+}
+
+impl Samples {
+    /// Summary row (median/p90 time, median error, failures).
+    pub fn row(&self) -> BenchRow {
+        BenchRow {
+            method: self.method.clone(),
+            median_us: percentile(&self.times_us, 0.5),
+            p90_us: percentile(&self.times_us, 0.9),
+            median_err_deg: percentile(&self.errs_deg, 0.5),
+            failures: self.errs_deg.iter().filter(|e| !e.is_finite()).count(),
+            calls: self.times_us.len(),
+        }
+    }
+
+    fn merge_into(list: &mut Vec<Samples>, more: Samples) {
+        match list.iter_mut().find(|s| s.method == more.method) {
+            Some(s) => {
+                s.times_us.extend(more.times_us);
+                s.errs_deg.extend(more.errs_deg);
+            }
+            None => list.push(more),
+        }
+    }
+}
+
+/// Errors of the benchmark's external reference pass.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Writing the sets or reading the reference's output failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The reference script failed or wrote something unreadable.
+    #[error("reference script: {0}")]
+    Reference(String),
+}
+
+/// An external reference: `tools/pose_reference.py bench` run by `python` (PoseLib, OpenCV).
+#[derive(Debug, Clone)]
+pub struct PythonReference {
+    /// A Python with poselib and opencv.
+    pub python: std::path::PathBuf,
+    /// Path of `tools/pose_reference.py`.
+    pub script: std::path::PathBuf,
+}
+
+impl PythonReference {
+    /// One pass of every reference method over `sets` (one call per instance, interleaved per instance
+    /// inside the script).
+    pub fn pass(
+        &self,
+        sets: &[SyntheticInstance],
+        threshold_px: f64,
+    ) -> Result<Vec<Samples>, BenchError> {
+        let dir = std::env::temp_dir().join(format!(
+            "matcha_pose_bench_{}_{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let sets_path = dir.join("sets.json");
+        let out_path = dir.join("out.json");
+        let result = (|| {
+            write_sets_json(&sets_path, sets, threshold_px, 1)?;
+            let status = std::process::Command::new(&self.python)
+                .arg(&self.script)
+                .arg("bench")
+                .arg(&sets_path)
+                .arg(&out_path)
+                .status()?;
+            if !status.success() {
+                return Err(BenchError::Reference(format!("exit status {status}")));
+            }
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_path)?)
+                .map_err(|e| BenchError::Reference(e.to_string()))?;
+            let mut samples: Vec<Samples> = serde_json::from_value(v["samples"].clone())
+                .map_err(|e| BenchError::Reference(e.to_string()))?;
+            // JSON has no ∞: the script writes failures as 1e300.
+            for s in &mut samples {
+                for e in &mut s.errs_deg {
+                    if *e >= 1e299 {
+                        *e = f64::INFINITY;
+                    }
+                }
+            }
+            Ok(samples)
+        })();
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+}
+
+/// One pass: every method once per instance, methods interleaved per instance.
+pub fn run_pass(sets: &[SyntheticInstance], methods: &mut [(String, Method<'_>)]) -> Vec<Samples> {
+    let mut out: Vec<Samples> = methods
+        .iter()
+        .map(|(name, _)| Samples {
+            method: name.clone(),
+            ..Default::default()
+        })
+        .collect();
+    for inst in sets {
+        let (rg, tg) = inst.ground_truth();
+        for (m, (_, f)) in methods.iter_mut().enumerate() {
+            let t0 = Instant::now();
+            let res = f(inst);
+            out[m].times_us.push(t0.elapsed().as_secs_f64() * 1e6);
+            out[m]
+                .errs_deg
+                .push(res.map_or(f64::INFINITY, |(r, t)| pose_error_max_deg(&r, &t, &rg, &tg)));
+        }
+    }
+    out
+}
+
+/// The fair benchmark: `passes` alternating passes A (the in-process `methods`) and B (the external
+/// reference, if any) — A B A B … — so slow drifts of the machine's load hit both sides alike; within a pass
+/// the methods are interleaved per instance. Returns one row per method (ours first) and, when the reference
+/// failed, why (its rows are then missing).
+pub fn run_interleaved(
+    sets: &[SyntheticInstance],
+    passes: usize,
+    threshold_px: f64,
+    methods: &mut [(String, Method<'_>)],
+    reference: Option<&PythonReference>,
+) -> (Vec<BenchRow>, Option<BenchError>) {
+    let mut all: Vec<Samples> = Vec::new();
+    let mut error = None;
+    for _ in 0..passes.max(1) {
+        for s in run_pass(sets, methods) {
+            Samples::merge_into(&mut all, s);
+        }
+        if let (Some(r), None) = (reference, &error) {
+            match r.pass(sets, threshold_px) {
+                Ok(v) => v.into_iter().for_each(|s| Samples::merge_into(&mut all, s)),
+                Err(e) => error = Some(e),
+            }
+        }
+    }
+    (all.iter().map(Samples::row).collect(), error)
+}
+
+/// kornia-3d's `ransac_essential_5pt` (Nistér 5-point, plain RANSAC with adaptive stopping, Sampson error in
+/// pixels, no local optimisation or refinement) as a benchmark method; the pose is decomposed from its `E`
+/// with cheirality on its inliers. Only with the cargo feature `kornia-bench`.
+#[cfg(feature = "kornia-bench")]
+pub fn kornia(threshold_px: f64, seed: u64) -> Method<'static> {
+    use kornia_algebra::{Mat3F64, Vec2F64};
+    Box::new(move |inst: &SyntheticInstance| {
+        let c = &inst.camera;
+        let k = Mat3F64::from_cols_array(&[c.fx, 0.0, 0.0, 0.0, c.fy, 0.0, c.cx, c.cy, 1.0]);
+        let x1: Vec<Vec2F64> = inst
+            .points_a
+            .iter()
+            .map(|p| Vec2F64::new(p[0], p[1]))
+            .collect();
+        let x2: Vec<Vec2F64> = inst
+            .points_b
+            .iter()
+            .map(|p| Vec2F64::new(p[0], p[1]))
+            .collect();
+        let params = kornia_3d::pose::RansacParams {
+            max_iterations: 10_000,
+            threshold: threshold_px,
+            min_inliers: 15,
+            random_seed: Some(seed),
+            ..Default::default()
+        };
+        let res = kornia_3d::pose::ransac_essential_5pt(&x1, &x2, &k, &k, &params).ok()?;
+        let e = Matrix3::from_column_slice(&res.model.0.to_cols_array());
+        let pts: Vec<[f64; 4]> = (0..inst.points_a.len())
+            .filter(|&i| res.inliers.get(i).copied().unwrap_or(false))
+            .map(|i| {
+                let a = c.normalize(inst.points_a[i]);
+                let b = c.normalize(inst.points_b[i]);
+                [a[0], a[1], b[0], b[1]]
+            })
+            .collect();
+        super::essential::pose_from_essential(&e, &pts).map(|(r, t, _)| (r, t))
+    })
+}
+
 /// Our estimator as a benchmark method.
 pub fn ours(options: RansacOptions) -> Method<'static> {
     Box::new(move |inst: &SyntheticInstance| {

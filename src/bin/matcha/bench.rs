@@ -44,6 +44,19 @@ pub enum BenchCommand {
         #[arg(long)]
         photo: Option<PathBuf>,
     },
+    /// The pose solver on synthetic sets vs PoseLib/OpenCV (alternating passes; kornia-3d with the
+    /// `kornia-bench` feature).
+    Pose {
+        /// Synthetic instances.
+        #[arg(long, default_value_t = 20)]
+        instances: usize,
+        /// Alternating passes (ours | Python).
+        #[arg(long, default_value_t = 5)]
+        passes: usize,
+        /// Python interpreter with poselib and opencv (default: $MATCHA_VENV/bin/python).
+        #[arg(long)]
+        python: Option<PathBuf>,
+    },
 }
 
 fn cache_dir() -> PathBuf {
@@ -72,7 +85,59 @@ pub fn run(cfg: &MatchaConfig, cmd: &BenchCommand) -> Result<()> {
             photo,
         } => bench_extract(cfg, *runs, python.clone(), &default_photo(photo)),
         BenchCommand::Stream { frames, photo } => bench_stream(cfg, *frames, &default_photo(photo)),
+        BenchCommand::Pose {
+            instances,
+            passes,
+            python,
+        } => bench_pose(*instances, *passes, python.clone()),
     }
+}
+
+fn bench_pose(instances: usize, passes: usize, python: Option<PathBuf>) -> Result<()> {
+    use matcha::geometry::bench as gb;
+    let cfg = gb::SyntheticConfig {
+        instances,
+        ..Default::default()
+    };
+    let sets = gb::generate_sets(&cfg);
+    let opts = matcha::geometry::RansacOptions::default();
+    #[allow(unused_mut)]
+    let mut methods: Vec<(String, gb::Method<'_>)> =
+        vec![("matcha (ours)".into(), gb::ours(opts.clone()))];
+    #[cfg(feature = "kornia-bench")]
+    methods.push((
+        "kornia-3d ransac_essential_5pt".into(),
+        gb::kornia(opts.threshold_px, 0),
+    ));
+    let python = python.unwrap_or_else(|| {
+        std::env::var_os("MATCHA_VENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| cache_dir().join("venv"))
+            .join("bin/python")
+    });
+    let reference = gb::PythonReference {
+        python: python.clone(),
+        script: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/pose_reference.py"),
+    };
+    let (rows, err) = gb::run_interleaved(
+        &sets,
+        passes,
+        opts.threshold_px,
+        &mut methods,
+        python.exists().then_some(&reference),
+    );
+    if let Some(e) = err {
+        eprintln!("reference rows missing ({}): {e}", python.display());
+    }
+    println!(
+        "{instances} instances × {passes} alternating passes, N = {}, outliers {:.0}%, noise {} px, threshold {} px\n",
+        cfg.num_points,
+        cfg.outlier_ratio * 100.0,
+        cfg.noise_px,
+        opts.threshold_px
+    );
+    println!("{}", gb::format_table(&rows, "PoseLib (defaults)"));
+    Ok(())
 }
 
 fn photo_640x480(path: &Path) -> Result<matcha::image::RgbImage> {
