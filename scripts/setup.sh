@@ -8,7 +8,7 @@
 #   4. the onnxruntime shared library, taken from the PyPI `onnxruntime` wheel -> $ORT_DYLIB_PATH
 #   5. the ONNX models (tools/export_models.py, cached by the hash of their inputs) linked into engines/
 #   6. the reference outputs and test photos for the parity tests (tools/reference_features.py, cached)
-#   7. the main job (build and run matcha on a bundled pair)
+#   7. the main job: `matcha match` on a real stereo pair, `matcha eval` against ground truth, the ROS 2 node demo
 #
 # Options: --no-apt  --no-models  --no-references  --no-main   (skip those steps)
 # Cache locations: see scripts/env.sh (MATCHA_CACHE, default ~/.cache/matcha).
@@ -149,7 +149,7 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------------------------
-step "7/7 main job: match a real stereo pair, then pose accuracy against ground truth on three real sets"
+step "7/7 main job: match a real stereo pair, pose accuracy against ground truth on three real sets, the ROS 2 node on a real image sequence"
 if [ "$DO_MAIN" = 1 ]; then
   "$MATCHA_VENV/bin/python" tools/eval_sets.py --out "$MATCHA_CACHE/eval"
   cargo build --release -j 2 --bin matcha
@@ -163,6 +163,8 @@ if [ "$DO_MAIN" = 1 ]; then
       --manifest "$E/chessboard/manifest.json" --manifest "$E/motorcycle/manifest.json" \
       --manifest "$E/rendered/manifest.json"
   info "match picture: out/motorcycle_matches.png; accuracy tables and recall curves: out/eval/"
+  # ROS 2 node + player publishing a real-photo sequence: poses vs ground truth (PyPI wheels, loopback netns)
+  "$REPO/scripts/demo_ros.sh"
   info "baselines side by side (SIFT + PoseLib, XFeat-Python + PoseLib): scripts/eval.sh"
 else
   info "skipped (--no-main)"
