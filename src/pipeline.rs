@@ -67,6 +67,16 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
+/// DISK settings from the configuration (DISK itself, and MATCHA's keypoint detector).
+fn disk_options(e: &crate::config::ExtractorConfig) -> DiskOptions {
+    DiskOptions {
+        max_keypoints: e.max_keypoints,
+        detection_threshold: e.detection_threshold.unwrap_or(0.0),
+        nms_window: 5,
+        resize_long_side: None,
+    }
+}
+
 /// Builds the extractor named by the configuration.
 pub fn build_extractor(config: &MatchaConfig) -> Result<Box<dyn FeatureExtractor>, PipelineError> {
     let e = &config.engine;
@@ -79,25 +89,10 @@ pub fn build_extractor(config: &MatchaConfig) -> Result<Box<dyn FeatureExtractor
                 subpixel: e.subpixel,
             },
         )?),
-        ExtractorKind::Disk => Box::new(Disk::new(
-            &config.runtime,
-            DiskOptions {
-                max_keypoints: e.max_keypoints,
-                detection_threshold: e.detection_threshold.unwrap_or(0.0),
-                nms_window: 5,
-                resize_long_side: None,
-            },
-        )?),
-        ExtractorKind::Matcha => Box::new(Matcha::new(
-            &config.runtime,
-            &e.matcha,
-            DiskOptions {
-                max_keypoints: e.max_keypoints,
-                detection_threshold: e.detection_threshold.unwrap_or(0.0),
-                nms_window: 5,
-                resize_long_side: None,
-            },
-        )?),
+        ExtractorKind::Disk => Box::new(Disk::new(&config.runtime, disk_options(e))?),
+        ExtractorKind::Matcha => {
+            Box::new(Matcha::new(&config.runtime, &e.matcha, disk_options(e))?)
+        }
     })
 }
 

@@ -81,12 +81,7 @@ impl Matcher for LightGlue {
     }
 
     fn match_features(&mut self, a: &Features, b: &Features) -> Result<Matches, MatchError> {
-        if a.descriptor_dim() != b.descriptor_dim() {
-            return Err(MatchError::DimensionMismatch {
-                a: a.descriptor_dim(),
-                b: b.descriptor_dim(),
-            });
-        }
+        super::check_same_dimension(a, b)?;
         // The exported graph needs at least two keypoints per image.
         if a.len() < 2 || b.len() < 2 {
             return Ok(Matches::default());

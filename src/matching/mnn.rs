@@ -111,12 +111,7 @@ impl Matcher for MutualNearestNeighbor {
     }
 
     fn match_features(&mut self, a: &Features, b: &Features) -> Result<Matches, MatchError> {
-        if a.descriptor_dim() != b.descriptor_dim() {
-            return Err(MatchError::DimensionMismatch {
-                a: a.descriptor_dim(),
-                b: b.descriptor_dim(),
-            });
-        }
+        super::check_same_dimension(a, b)?;
         Ok(Matches {
             matches: mutual_nearest_neighbors(&a.descriptors, &b.descriptors, &self.options),
         })

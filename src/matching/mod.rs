@@ -47,6 +47,17 @@ pub enum MatchError {
     },
 }
 
+/// Both feature sets must come from the same descriptor: equal dimensions.
+pub fn check_same_dimension(a: &Features, b: &Features) -> Result<(), MatchError> {
+    if a.descriptor_dim() != b.descriptor_dim() {
+        return Err(MatchError::DimensionMismatch {
+            a: a.descriptor_dim(),
+            b: b.descriptor_dim(),
+        });
+    }
+    Ok(())
+}
+
 /// Anything that pairs up two feature sets.
 pub trait Matcher: Send {
     /// Short name (`"mnn"`, `"lightglue"`, ...).
