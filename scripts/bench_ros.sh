@@ -11,15 +11,7 @@
 # shared machine are noisy.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(dirname "$here")"
-cd "$repo"
-"$here/setup_ros.sh"
-# shellcheck disable=SC1091
-[ -f "$here/env.sh" ] && . "$here/env.sh"
-# shellcheck disable=SC1091
-. "$here/ros_env.sh"
-cargo build --release --features ros --bin matcha_node -j 2
-engines="${MATCHA_ENGINES:-$MATCHA_CACHE/engines}"
-[ -f "$engines/xfeat.onnx" ] || { echo "bench_ros.sh: no $engines/xfeat.onnx: run scripts/setup.sh first" >&2; exit 1; }
+# shellcheck source=scripts/ros_prepare.sh
+. "$here/ros_prepare.sh"
 "$here/ros_netns.sh" python3 tests/ros_bench.py --node target/release/matcha_node \
     --params config/matcha.yaml --engines "$engines" "$@"

@@ -10,16 +10,9 @@
 #   scripts/test_ros.sh [--only startup,odometry,stereo,pipeline,keyframes,relocalization]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(dirname "$here")"
-cd "$repo"
-"$here/setup_ros.sh"
-# shellcheck disable=SC1091
-[ -f "$here/env.sh" ] && . "$here/env.sh"
-# shellcheck disable=SC1091
-. "$here/ros_env.sh"
-cargo build --release --features ros --bin matcha_node -j 2
+# shellcheck source=scripts/ros_prepare.sh
+. "$here/ros_prepare.sh"
 cargo test --release --features ros --lib -j 2 node:: -- --quiet
 python3 tests/ros_launch_test.py
-engines="${MATCHA_ENGINES:-$MATCHA_CACHE/engines}"
 "$here/ros_netns.sh" python3 tests/ros_e2e_test.py --node target/release/matcha_node \
     --params config/matcha.yaml --engines "$engines" "$@"
