@@ -1,6 +1,6 @@
 """Anchor for `matcha bench extract`: time onnxruntime-python's session.run on the same model and input.
 
-Prints one JSON object: {"median_ms": .., "p90_ms": .., "threads": .., "runs": ..}.
+Prints one JSON object: {"median_ms": .., "p90_ms": .., "threads": .., "runs": .., "times_ms": [...]}.
 The input is a raw little-endian float32 file of shape 1x3x480x640 written by the Rust side.
 """
 import argparse
@@ -32,9 +32,10 @@ def main() -> None:
         sess.run(None, {name: x})
         if i >= 5:
             times.append((time.perf_counter() - t) * 1e3)
-    times.sort()
-    q = lambda f: times[round((len(times) - 1) * f)]
-    print(json.dumps({"median_ms": q(0.5), "p90_ms": q(0.9), "threads": args.threads, "runs": args.runs}))
+    ordered = sorted(times)
+    q = lambda f: ordered[round((len(ordered) - 1) * f)]
+    print(json.dumps({"median_ms": q(0.5), "p90_ms": q(0.9), "threads": args.threads, "runs": args.runs,
+                      "times_ms": times}))
 
 
 if __name__ == "__main__":

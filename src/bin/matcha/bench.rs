@@ -151,13 +151,14 @@ fn photo_640x480(path: &Path) -> Result<matcha::image::RgbImage> {
     ))
 }
 
+/// Timed runs of onnxruntime-python on the same model and input (after its own 5 warm-ups), milliseconds.
 fn python_anchor(
     python: &Path,
     model: &Path,
     input: &Path,
     threads: usize,
     runs: usize,
-) -> Result<(f64, f64)> {
+) -> Result<Vec<f64>> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/bench_ort_python.py");
     let out = Command::new(python)
         .arg(&script)
@@ -179,10 +180,12 @@ fn python_anchor(
     }
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).context("python anchor output")?;
-    Ok((
-        v["median_ms"].as_f64().context("median_ms")?,
-        v["p90_ms"].as_f64().context("p90_ms")?,
-    ))
+    v["times_ms"]
+        .as_array()
+        .context("times_ms")?
+        .iter()
+        .map(|t| t.as_f64().context("times_ms entry"))
+        .collect()
 }
 
 fn bench_extract(
@@ -207,7 +210,7 @@ fn bench_extract(
         .engines_dir
         .join(matcha::features::xfeat::ENGINE_FILE);
     println!(
-        "XFeat engine, 1×3×480×640, median of {runs} runs after 5 warm-ups (ms); photo {}",
+        "XFeat engine, 1×3×480×640, median of {runs} runs in 3 alternating rounds (ours, Python), after warm-ups (ms); photo {}",
         photo.display()
     );
     println!("| threads | ort-rs engine | onnxruntime-python | ratio (ours/python) | ort-rs full extraction (engine + NMS + sampling) |");
@@ -218,19 +221,29 @@ fn bench_extract(
             ..cfg.runtime.clone()
         };
         let mut engine = Engine::load(&model, &rt)?;
-        let mut times = Vec::with_capacity(runs);
-        for i in 0..runs + 5 {
-            let t = Instant::now();
+        for _ in 0..5 {
             engine.run(
                 &[("image", input.view().into_dyn())],
                 &["descriptors", "heatmap", "reliability"],
             )?;
-            if i >= 5 {
+        }
+        // Alternating rounds (ours, Python, ours, ...) so that load drift hits both runtimes alike.
+        const ROUNDS: usize = 3;
+        let per_round = runs.div_ceil(ROUNDS).max(1);
+        let (mut times, mut py_times) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+        for _ in 0..ROUNDS {
+            for _ in 0..per_round {
+                let t = Instant::now();
+                engine.run(
+                    &[("image", input.view().into_dyn())],
+                    &["descriptors", "heatmap", "reliability"],
+                )?;
                 times.push(t.elapsed().as_secs_f64() * 1e3);
             }
+            py_times.extend(python_anchor(&python, &model, &tmp, threads, per_round)?);
         }
         let (ours, ours90) = median_p90(times);
-        let (py, py90) = python_anchor(&python, &model, &tmp, threads, runs)?;
+        let (py, py90) = median_p90(py_times);
         let mut xfeat = XFeat::new(
             &rt,
             XFeatOptions {
