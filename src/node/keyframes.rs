@@ -20,7 +20,7 @@
 use nalgebra::{Isometry3, Matrix3, Matrix6, Translation3, UnitQuaternion, Vector3};
 
 use super::config::KeyframePolicy;
-use crate::geometry::RelativePose;
+use crate::geometry::{NoPose, RelativePose};
 
 /// Pose of camera b in camera a's frame, from the core's point transform `x_b = R·x_a + t`.
 pub fn pose_b_in_a(rotation: &Matrix3<f64>, translation: &Vector3<f64>) -> Isometry3<f64> {
@@ -46,6 +46,18 @@ pub fn covariance_b_in_a(pose: &RelativePose) -> [f64; 36] {
         }
     }
     out
+}
+
+/// The published form of a pose result: pose of b in a and its 6×6 covariance, or `(None, zeros)` without a
+/// pose.
+pub fn published_pose(pose: &Result<RelativePose, NoPose>) -> (Option<Isometry3<f64>>, [f64; 36]) {
+    match pose {
+        Ok(rp) => (
+            Some(pose_b_in_a(&rp.rotation, &rp.translation)),
+            covariance_b_in_a(rp),
+        ),
+        Err(_) => (None, [0.0; 36]),
+    }
 }
 
 /// What the tracker decided for one frame.

@@ -33,7 +33,7 @@ use r2r::{ParameterValue, QosProfile};
 
 use super::config::{Mode, NodeConfig, Reliability, Transport};
 use super::convert::{self, BadInput, ImageMsg, PairOutput};
-use super::keyframes::{covariance_b_in_a, pose_b_in_a, OdometryTracker, Step};
+use super::keyframes::{covariance_b_in_a, pose_b_in_a, published_pose, OdometryTracker, Step};
 use super::map::{global_descriptor, KeyframeMap};
 use super::stats::Stats;
 use super::sync::{Side, StereoSync};
@@ -614,13 +614,7 @@ impl Worker {
                 return Err(e);
             }
         };
-        let (iso, cov) = match &pair.pose {
-            Ok(rp) => (
-                Some(pose_b_in_a(&rp.rotation, &rp.translation)),
-                covariance_b_in_a(rp),
-            ),
-            Err(_) => (None, [0.0; 36]),
-        };
+        let (iso, cov) = published_pose(&pair.pose);
         let out = PairOutput {
             header: d.header.clone(),
             reference_stamp: kf.header.stamp.clone(),
@@ -802,13 +796,7 @@ impl Worker {
             .map_or(0, |(_, r, _)| r.pose.as_ref().map_or(0, |p| p.num_inliers));
         if let Some((idx, res, kf_feats)) = &best {
             let kf = &map.keyframes[*idx];
-            let (iso, cov) = match &res.pose {
-                Ok(rp) => (
-                    Some(pose_b_in_a(&rp.rotation, &rp.translation)),
-                    covariance_b_in_a(rp),
-                ),
-                Err(_) => (None, [0.0; 36]),
-            };
+            let (iso, cov) = published_pose(&res.pose);
             let out = PairOutput {
                 header: d.header.clone(),
                 reference_stamp: Time {
@@ -893,13 +881,7 @@ impl Worker {
         let pair = p
             .match_pair(&fa, &ca, &fb, &cb)
             .map_err(|e| BadInput::new("pipeline_error", e.to_string()))?;
-        let (iso, cov) = match &pair.pose {
-            Ok(rp) => (
-                Some(pose_b_in_a(&rp.rotation, &rp.translation)),
-                covariance_b_in_a(rp),
-            ),
-            Err(_) => (None, [0.0; 36]),
-        };
+        let (iso, cov) = published_pose(&pair.pose);
         let out = PairOutput {
             header: m.image_b.header.clone(),
             reference_stamp: m.image_a.header.stamp.clone(),
