@@ -60,6 +60,9 @@ pub struct ExtractorConfig {
     pub detection_threshold: Option<f32>,
     /// Refine keypoints to sub-pixel positions (XFeat; DISK keeps integer positions like its reference).
     pub subpixel: bool,
+    /// Engine precision (XFeat: `auto` = INT8 on the CPU, float32 on a GPU; the other extractors have
+    /// float32 engines only and accept `auto` or `fp32`).
+    pub precision: crate::features::xfeat::Precision,
     /// Downscale images whose longer side exceeds this before extraction (keypoints are mapped back);
     /// 0 = never.
     pub max_image_side: u32,
@@ -85,6 +88,7 @@ impl Default for ExtractorConfig {
             max_keypoints: 2048,
             detection_threshold: None,
             subpixel: true,
+            precision: crate::features::xfeat::Precision::Auto,
             max_image_side: 1280,
             matcha: crate::features::matcha::MatchaOptions::default(),
         }
@@ -185,6 +189,14 @@ impl MatchaConfig {
         };
         if self.engine.max_keypoints == 0 {
             return bad("engine.max_keypoints", "must be > 0");
+        }
+        if self.engine.precision == crate::features::xfeat::Precision::Int8
+            && self.engine.extractor != ExtractorKind::Xfeat
+        {
+            return bad(
+                "engine.precision",
+                "int8 exists for the xfeat extractor only (use auto or fp32)",
+            );
         }
         if let Some(t) = self.engine.detection_threshold {
             if !t.is_finite() {

@@ -87,6 +87,7 @@ pub fn build_extractor(config: &MatchaConfig) -> Result<Box<dyn FeatureExtractor
                 max_keypoints: e.max_keypoints,
                 detection_threshold: e.detection_threshold.unwrap_or(0.05),
                 subpixel: e.subpixel,
+                precision: e.precision,
             },
         )?),
         ExtractorKind::Disk => Box::new(Disk::new(&config.runtime, disk_options(e))?),

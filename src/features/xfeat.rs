@@ -28,8 +28,11 @@ use super::{FeatureError, FeatureExtractor, Features};
 use crate::image::RgbImage;
 use crate::runtime::{Engine, RuntimeConfig};
 
-/// Engine file name inside the engines directory.
+/// Engine file name inside the engines directory (float32).
 pub const ENGINE_FILE: &str = "xfeat.onnx";
+/// The INT8 engine (static quantization of [`ENGINE_FILE`], detection heads in float32; see
+/// `tools/export_models.py`).
+pub const ENGINE_FILE_INT8: &str = "xfeat_int8.onnx";
 const INPUT: &str = "image";
 const OUT_DESCRIPTORS: &str = "descriptors";
 const OUT_HEATMAP: &str = "heatmap";
@@ -48,19 +51,83 @@ pub struct XFeatOptions {
     pub detection_threshold: f32,
     /// Refine keypoints to sub-pixel positions on the heatmap (off = the reference's integer grid).
     pub subpixel: bool,
+    /// Which engine runs: float32 or INT8.
+    pub precision: Precision,
+}
+
+/// Numeric precision of the XFeat engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// INT8 when the engine runs on the CPU and `xfeat_int8.onnx` exists, float32 otherwise (GPU providers
+    /// run the float32 engine, TensorRT in fp16 when `runtime.tensorrt.fp16`).
+    #[default]
+    Auto,
+    /// Always the float32 engine.
+    Fp32,
+    /// Always the INT8 engine (an error when it is missing).
+    Int8,
 }
 
 /// The XFeat extractor.
 pub struct XFeat {
     engine: Engine,
     options: XFeatOptions,
+    int8: bool,
 }
 
 impl XFeat {
-    /// Loads `xfeat.onnx` from the engines directory.
+    /// Loads the engine that `options.precision` selects from the engines directory: `xfeat.onnx` or
+    /// `xfeat_int8.onnx` (see [`Precision`]).
     pub fn new(runtime: &RuntimeConfig, options: XFeatOptions) -> Result<Self, FeatureError> {
-        let engine = Engine::load(&runtime.engines_dir.join(ENGINE_FILE), runtime)?;
-        Ok(Self { engine, options })
+        let fp32_path = runtime.engines_dir.join(ENGINE_FILE);
+        let int8_path = runtime.engines_dir.join(ENGINE_FILE_INT8);
+        let (engine, int8) = match options.precision {
+            Precision::Fp32 => (Engine::load(&fp32_path, runtime)?, false),
+            Precision::Int8 => (Engine::load(&int8_path, runtime)?, true),
+            Precision::Auto if !int8_path.is_file() => {
+                log::warn!(
+                    "xfeat: {} not found, running the float32 engine (re-run scripts/setup.sh to export it)",
+                    int8_path.display()
+                );
+                (Engine::load(&fp32_path, runtime)?, false)
+            }
+            Precision::Auto => {
+                let may_use_gpu = runtime
+                    .providers
+                    .iter()
+                    .any(|p| p.is_gpu() && p.compiled_in());
+                if may_use_gpu {
+                    let engine = Engine::load(&fp32_path, runtime)?;
+                    if engine.active_providers().iter().any(|p| p.is_gpu()) {
+                        (engine, false)
+                    } else {
+                        log::info!(
+                            "xfeat: no GPU provider took; running the INT8 engine on the CPU"
+                        );
+                        drop(engine);
+                        (Engine::load(&int8_path, runtime)?, true)
+                    }
+                } else {
+                    (Engine::load(&int8_path, runtime)?, true)
+                }
+            }
+        };
+        log::info!(
+            "xfeat: {} engine ({})",
+            if int8 { "INT8" } else { "float32" },
+            engine.provider_summary()
+        );
+        Ok(Self {
+            engine,
+            options,
+            int8,
+        })
+    }
+
+    /// Whether the INT8 engine runs.
+    pub fn is_int8(&self) -> bool {
+        self.int8
     }
 
     fn bad_output(reason: String) -> FeatureError {

@@ -245,7 +245,8 @@ impl std::fmt::Display for Provider {
 }
 
 impl Provider {
-    fn is_gpu(self) -> bool {
+    /// Whether this is a GPU provider (TensorRT or CUDA).
+    pub fn is_gpu(self) -> bool {
         matches!(self, Provider::Tensorrt | Provider::Cuda)
     }
 

@@ -15,7 +15,7 @@ use clap::Subcommand;
 use ndarray::Array4;
 
 use matcha::config::MatchaConfig;
-use matcha::features::xfeat::{XFeat, XFeatOptions};
+use matcha::features::xfeat::{Precision, XFeat, XFeatOptions};
 use matcha::features::FeatureExtractor;
 use matcha::geometry::PinholeCamera;
 use matcha::pipeline::Pipeline;
@@ -205,17 +205,21 @@ fn bench_extract(
             .unwrap_or_else(|| cache_dir().join("venv"))
             .join("bin/python")
     });
-    let model = cfg
-        .runtime
-        .engines_dir
-        .join(matcha::features::xfeat::ENGINE_FILE);
     println!(
         "XFeat engine, 1×3×480×640, median of {runs} runs in 3 alternating rounds (ours, Python), after warm-ups (ms); photo {}",
         photo.display()
     );
-    println!("| threads | ort-rs engine | onnxruntime-python | ratio (ours/python) | ort-rs full extraction (engine + NMS + sampling) |");
-    println!("|---|---|---|---|---|");
-    for threads in [1usize, 2] {
+    println!("| engine | threads | ort-rs engine | onnxruntime-python | ratio (ours/python) | ort-rs full extraction (engine + NMS + sampling) |");
+    println!("|---|---|---|---|---|---|");
+    let mut variants = vec![(matcha::features::xfeat::ENGINE_FILE, Precision::Fp32)];
+    let int8 = matcha::features::xfeat::ENGINE_FILE_INT8;
+    if cfg.runtime.engines_dir.join(int8).is_file() {
+        variants.push((int8, Precision::Int8));
+    } else {
+        println!("({int8} not exported: INT8 rows skipped; run scripts/setup.sh)");
+    }
+    for ((file, precision), threads) in variants.iter().flat_map(|v| [1usize, 2].map(|t| (*v, t))) {
+        let model = cfg.runtime.engines_dir.join(file);
         let rt = RuntimeConfig {
             threads,
             ..cfg.runtime.clone()
@@ -250,6 +254,7 @@ fn bench_extract(
                 max_keypoints: cfg.engine.max_keypoints,
                 detection_threshold: 0.05,
                 subpixel: cfg.engine.subpixel,
+                precision,
             },
         )?;
         let mut full = Vec::with_capacity(runs);
@@ -262,7 +267,7 @@ fn bench_extract(
         }
         let (f50, f90) = median_p90(full);
         println!(
-            "| {threads} | {ours:.2} (p90 {ours90:.2}) | {py:.2} (p90 {py90:.2}) | {:.3} | {f50:.2} (p90 {f90:.2}) |",
+            "| {file} | {threads} | {ours:.2} (p90 {ours90:.2}) | {py:.2} (p90 {py90:.2}) | {:.3} | {f50:.2} (p90 {f90:.2}) |",
             ours / py
         );
     }
