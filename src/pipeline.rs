@@ -102,6 +102,7 @@ pub fn build_matcher(config: &MatchaConfig) -> Result<Box<dyn Matcher>, Pipeline
     match config.matcher.matcher {
         MatcherKind::Mnn => Ok(Box::new(MutualNearestNeighbor {
             options: config.matcher.mnn.clone(),
+            threads: config.runtime.threads.max(1),
         })),
         MatcherKind::Lightglue => {
             let extractor = match config.engine.extractor {
@@ -218,6 +219,8 @@ impl Pipeline {
         F: FnMut(StreamStep),
     {
         let max_side = self.max_image_side;
+        // the extraction thread keeps one core busy: the matcher gets the other one alone
+        let matcher_threads = self.matcher.set_threads(1);
         let (tx, rx) =
             std::sync::mpsc::sync_channel::<(usize, Result<Features, PipelineError>, f64)>(1);
         let extractor = &mut self.extractor;
@@ -269,6 +272,7 @@ impl Pipeline {
                 });
             }
         });
+        self.matcher.set_threads(matcher_threads);
     }
 }
 

@@ -101,9 +101,11 @@ fn xfeat_matches_python_reference_on_real_photos() {
 }
 
 /// The INT8 engine (the CPU default) against the float32 one on the same real photos, both through our
-/// post-processing with the default sub-pixel refinement. Stated tolerances (measured at export: 89% of the
-/// strongest float32 peaks within 1 px, median descriptor cosine 0.998): ≥ 75% of the float32 keypoints have an
-/// INT8 keypoint within 1 px, and there the median descriptor cosine is ≥ 0.98 and the 10th percentile ≥ 0.9.
+/// post-processing with the default sub-pixel refinement. The keypoint heatmap comes from float32 nodes in both
+/// (XFeat's keypoint head reads the normalised image, not the quantized backbone), so keypoints differ only
+/// where the INT8 reliability map reorders the top-k; descriptors are INT8 (cosine median 0.998 at export).
+/// Stated tolerances: ≥ 90% of the float32 keypoints have an INT8 keypoint within 1 px (measured 96-98%),
+/// and there the median descriptor cosine is ≥ 0.98 and the 10th percentile ≥ 0.9 (measured 0.998 / 0.98).
 /// Pose accuracy of the INT8 default is measured on the evaluation sets (`matcha eval`), not here.
 #[test]
 fn xfeat_int8_agrees_with_float32_on_real_photos() {
@@ -151,7 +153,7 @@ fn xfeat_int8_agrees_with_float32_on_real_photos() {
             a.len(),
             100.0 * repeat
         );
-        assert!(repeat >= 0.75, "{name}: only {:.1}% repeat", 100.0 * repeat);
+        assert!(repeat >= 0.9, "{name}: only {:.1}% repeat", 100.0 * repeat);
         assert!(
             median >= 0.98 && p10 >= 0.9,
             "{name}: cosine median {median}, p10 {p10}"

@@ -33,50 +33,182 @@ impl Default for MnnOptions {
 }
 
 /// The MNN matcher.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MutualNearestNeighbor {
     /// Options.
     pub options: MnnOptions,
+    /// CPU threads per call (the similarity rows are split among them).
+    pub threads: usize,
+}
+
+impl Default for MutualNearestNeighbor {
+    fn default() -> Self {
+        Self {
+            options: MnnOptions::default(),
+            threads: 1,
+        }
+    }
 }
 
 /// Rows of the similarity matrix computed per GEMM call.
 const BLOCK_ROWS: usize = 1024;
 
-/// Mutual nearest neighbours between row-normalised descriptor matrices `a` (`N × D`) and `b` (`M × D`).
+/// Lanes of the vectorised scans (one AVX-512 register of `f32`, two AVX2 registers).
+const LANES: usize = 16;
+
+/// Best value, its first index, and the second-best value of `row` (ties: the second equals the best).
+///
+/// Written lane-parallel (each lane keeps its own best and second over a strided subset, branch-free), so
+/// the compiler vectorises it; the lanes are merged at the end.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn best_two(row: &[f32]) -> (u32, f32, f32) {
+    let mut best = [f32::NEG_INFINITY; LANES];
+    let mut second = [f32::NEG_INFINITY; LANES];
+    let mut index = [0u32; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for (c, chunk) in chunks.enumerate() {
+        let base = (c * LANES) as u32;
+        for l in 0..LANES {
+            let v = chunk[l];
+            let better = v > best[l];
+            second[l] = second[l].max(v.min(best[l]));
+            index[l] = if better { base + l as u32 } else { index[l] };
+            best[l] = if better { v } else { best[l] };
+        }
+    }
+    // merge: the best lane (smallest index among equal values), then the second best over all the rest
+    let mut top = (0u32, f32::NEG_INFINITY);
+    for l in 0..LANES {
+        if best[l] > top.1 || (best[l] == top.1 && index[l] < top.0) {
+            top = (index[l], best[l]);
+        }
+    }
+    let mut sec = f32::NEG_INFINITY;
+    for l in 0..LANES {
+        sec = sec.max(second[l]);
+        if index[l] != top.0 || best[l] != top.1 {
+            sec = sec.max(best[l]);
+        }
+    }
+    let base = (row.len() - tail.len()) as u32;
+    for (k, &v) in tail.iter().enumerate() {
+        if v > top.1 {
+            sec = top.1;
+            top = (base + k as u32, v);
+        } else {
+            sec = sec.max(v);
+        }
+    }
+    (top.0, top.1, sec)
+}
+
+/// Column maxima over the rows seen so far: where `row` beats the column's best, row `i` becomes it (rows
+/// come in increasing order, so ties keep the first). Branch-free, vectorised by the compiler.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn update_column_best(row: &[f32], i: u32, col_val: &mut [f32], col_row: &mut [u32]) {
+    for ((&v, cv), cr) in row.iter().zip(col_val.iter_mut()).zip(col_row.iter_mut()) {
+        let better = v > *cv;
+        *cv = if better { v } else { *cv };
+        *cr = if better { i } else { *cr };
+    }
+}
+
+/// Per-row best/second-best and per-column best of the similarity rows `rows` of `a` against `b`.
+struct PartialScan {
+    /// `(best column, best, second best)` for each row of the range.
+    row_best: Vec<(u32, f32, f32)>,
+    /// Best similarity of each column over the range's rows, and that row (global index).
+    col_val: Vec<f32>,
+    col_row: Vec<u32>,
+}
+
+/// Scans rows `rows` of `A·Bᵀ` in blocks of [`BLOCK_ROWS`] (one single-threaded GEMM per block).
+fn scan_rows(a: &Array2<f32>, b: &Array2<f32>, rows: std::ops::Range<usize>) -> PartialScan {
+    let m = b.nrows();
+    let bt = b.t();
+    let mut out = PartialScan {
+        row_best: Vec::with_capacity(rows.len()),
+        col_val: vec![f32::NEG_INFINITY; m],
+        col_row: vec![0u32; m],
+    };
+    let mut sim = Array2::<f32>::zeros((BLOCK_ROWS.min(rows.len()), m));
+    for start in rows.clone().step_by(BLOCK_ROWS) {
+        let end = (start + BLOCK_ROWS).min(rows.end);
+        let mut block = sim.slice_mut(s![..end - start, ..]);
+        ndarray::linalg::general_mat_mul(1.0, &a.slice(s![start..end, ..]), &bt, 0.0, &mut block);
+        for (r, row) in block.rows().into_iter().enumerate() {
+            let row = row
+                .to_slice()
+                .expect("rows of a standard-layout block are contiguous");
+            out.row_best.push(best_two(row));
+            update_column_best(row, (start + r) as u32, &mut out.col_val, &mut out.col_row);
+        }
+    }
+    out
+}
+
+/// Mutual nearest neighbours between row-normalised descriptor matrices `a` (`N × D`) and `b` (`M × D`),
+/// on the calling thread.
 pub fn mutual_nearest_neighbors(
     a: &Array2<f32>,
     b: &Array2<f32>,
     options: &MnnOptions,
 ) -> Vec<Match> {
+    mutual_nearest_neighbors_threaded(a, b, options, 1)
+}
+
+/// [`mutual_nearest_neighbors`] with the rows of `a` split over `threads` scoped threads (each runs its
+/// own single-threaded GEMMs; the column maxima are merged in row order, so the result is identical for
+/// any thread count).
+pub fn mutual_nearest_neighbors_threaded(
+    a: &Array2<f32>,
+    b: &Array2<f32>,
+    options: &MnnOptions,
+    threads: usize,
+) -> Vec<Match> {
     let (n, m) = (a.nrows(), b.nrows());
     if n == 0 || m == 0 {
         return Vec::new();
     }
-    let bt = b.t();
-    let mut row_best = vec![(0u32, f32::NEG_INFINITY, f32::NEG_INFINITY); n];
-    let mut col_best = vec![(0u32, f32::NEG_INFINITY); m];
-    let mut sim = Array2::<f32>::zeros((BLOCK_ROWS.min(n), m));
-    for start in (0..n).step_by(BLOCK_ROWS) {
-        let end = (start + BLOCK_ROWS).min(n);
-        let mut block = sim.slice_mut(s![..end - start, ..]);
-        ndarray::linalg::general_mat_mul(1.0, &a.slice(s![start..end, ..]), &bt, 0.0, &mut block);
-        for (r, row) in block.rows().into_iter().enumerate() {
-            let i = start + r;
-            let (mut best_j, mut best, mut second) = (0u32, f32::NEG_INFINITY, f32::NEG_INFINITY);
-            for (j, &v) in row.iter().enumerate() {
-                if v > best {
-                    second = best;
-                    best = v;
-                    best_j = j as u32;
-                } else if v > second {
-                    second = v;
-                }
-                let c = &mut col_best[j];
-                if v > c.1 {
-                    *c = (i as u32, v);
-                }
+    // below ~256 rows per thread the spawn costs more than it saves
+    let threads = threads.clamp(1, n.div_ceil(256));
+    let chunk = n.div_ceil(threads);
+    let parts: Vec<PartialScan> = if threads == 1 {
+        vec![scan_rows(a, b, 0..n)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let rows = t * chunk..((t + 1) * chunk).min(n);
+                    scope.spawn(move || scan_rows(a, b, rows))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("MNN scan thread panicked"))
+                .collect()
+        })
+    };
+    let mut parts = parts.into_iter();
+    let first = parts.next().expect("at least one part");
+    let (mut row_best, mut col_val, mut col_row) = (first.row_best, first.col_val, first.col_row);
+    for p in parts {
+        row_best.extend(p.row_best);
+        // later parts hold later rows: strictly greater wins, so ties keep the first row
+        for j in 0..m {
+            if p.col_val[j] > col_val[j] {
+                col_val[j] = p.col_val[j];
+                col_row[j] = p.col_row[j];
             }
-            row_best[i] = (best_j, best, second);
         }
     }
     let dist = |s: f32| (2.0 - 2.0 * s).max(0.0).sqrt();
@@ -84,9 +216,7 @@ pub fn mutual_nearest_neighbors(
         .iter()
         .enumerate()
         .filter_map(|(i, &(j, best, second))| {
-            if !best.is_finite()
-                || col_best[j as usize].0 != i as u32
-                || best < options.min_similarity
+            if !best.is_finite() || col_row[j as usize] != i as u32 || best < options.min_similarity
             {
                 return None;
             }
@@ -110,10 +240,19 @@ impl Matcher for MutualNearestNeighbor {
         "mnn"
     }
 
+    fn set_threads(&mut self, threads: usize) -> usize {
+        std::mem::replace(&mut self.threads, threads.max(1))
+    }
+
     fn match_features(&mut self, a: &Features, b: &Features) -> Result<Matches, MatchError> {
         super::check_same_dimension(a, b)?;
         Ok(Matches {
-            matches: mutual_nearest_neighbors(&a.descriptors, &b.descriptors, &self.options),
+            matches: mutual_nearest_neighbors_threaded(
+                &a.descriptors,
+                &b.descriptors,
+                &self.options,
+                self.threads,
+            ),
         })
     }
 }
@@ -161,6 +300,13 @@ mod tests {
             .collect();
         assert_eq!(got, brute(&a, &b));
         assert!(!got.is_empty());
+        for threads in [2, 3, 7] {
+            let split = mutual_nearest_neighbors_threaded(&a, &b, &MnnOptions::default(), threads);
+            assert_eq!(
+                split,
+                mutual_nearest_neighbors(&a, &b, &MnnOptions::default())
+            );
+        }
     }
 
     #[test]
@@ -179,6 +325,38 @@ mod tests {
             ratio: 1.0,
         };
         assert!(mutual_nearest_neighbors(&a, &b, &strict).is_empty());
+    }
+
+    #[test]
+    fn best_two_matches_a_sequential_scan() {
+        let sequential = |row: &[f32]| {
+            let (mut j, mut b, mut s) = (0u32, f32::NEG_INFINITY, f32::NEG_INFINITY);
+            for (k, &v) in row.iter().enumerate() {
+                if v > b {
+                    s = b;
+                    b = v;
+                    j = k as u32;
+                } else if v > s {
+                    s = v;
+                }
+            }
+            (j, b, s)
+        };
+        let mut st = 7u64;
+        for len in [1usize, 2, 15, 16, 17, 33, 100, 1000] {
+            for trial in 0..20 {
+                // few distinct values so ties (within and across lanes) are common
+                let row: Vec<f32> = (0..len)
+                    .map(|_| {
+                        st = st
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        ((st >> 33) % if trial % 2 == 0 { 5 } else { 1000 }) as f32
+                    })
+                    .collect();
+                assert_eq!(best_two(&row), sequential(&row), "{row:?}");
+            }
+        }
     }
 
     #[test]

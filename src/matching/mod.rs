@@ -62,6 +62,12 @@ pub fn check_same_dimension(a: &Features, b: &Features) -> Result<(), MatchError
 pub trait Matcher: Send {
     /// Short name (`"mnn"`, `"lightglue"`, ...).
     fn name(&self) -> &str;
+    /// Sets the CPU threads one call may use and returns the previous setting (matchers on the CPU;
+    /// engine-backed matchers fix theirs at load, ignore this and return `threads`).
+    /// [`crate::pipeline::Pipeline::process_stream`] sets 1 while extraction runs beside the matcher.
+    fn set_threads(&mut self, threads: usize) -> usize {
+        threads
+    }
     /// Matches `a` against `b`.
     fn match_features(&mut self, a: &Features, b: &Features) -> Result<Matches, MatchError>;
 }

@@ -154,6 +154,9 @@ pub struct RuntimeConfig {
     pub providers: Vec<Provider>,
     /// Intra-op threads for the CPU provider (0 = ONNX Runtime's default: one per core).
     pub threads: usize,
+    /// Let ONNX Runtime's intra-op worker threads spin-wait for work between runs. Off by default: the
+    /// engines share the CPU with matching and the pose solver, which a spinning worker would slow down.
+    pub spin_wait: bool,
     /// Directory holding the exported `.onnx` engines and `manifest.json`.
     pub engines_dir: PathBuf,
     /// Path of `libonnxruntime.so`; empty = `ORT_DYLIB_PATH` or the setup script's default location.
@@ -167,6 +170,7 @@ impl Default for RuntimeConfig {
         Self {
             providers: vec![Provider::Tensorrt, Provider::Cuda, Provider::Cpu],
             threads: 2,
+            spin_wait: false,
             engines_dir: PathBuf::from("engines"),
             onnxruntime_library: PathBuf::new(),
             tensorrt: TensorRtOptions::default(),
@@ -369,7 +373,10 @@ fn session_builder(
             .with_intra_threads(config.threads)
             .map_err(|e| e.to_string())?;
     }
-    builder.with_inter_threads(1).map_err(|e| e.to_string())
+    builder
+        .with_inter_threads(1)
+        .and_then(|b| b.with_intra_op_spinning(config.spin_wait))
+        .map_err(|e| e.to_string())
 }
 
 /// Creates the session of `path`, registering the providers of `config` one by one and recording which took
