@@ -373,9 +373,9 @@ fn session_builder(
             .with_intra_threads(config.threads)
             .map_err(|e| e.to_string())?;
     }
+    let builder = builder.with_inter_threads(1).map_err(|e| e.to_string())?;
     builder
-        .with_inter_threads(1)
-        .and_then(|b| b.with_intra_op_spinning(config.spin_wait))
+        .with_intra_op_spinning(config.spin_wait)
         .map_err(|e| e.to_string())
 }
 
