@@ -318,6 +318,54 @@ fn draw_distinct(rng: &mut SplitMix64, n: usize, out: &mut [usize; SAMPLE], from
     }
 }
 
+/// Sum of robust costs. The Cauchy cost `c²·Σ ln(1 + s²/c²)` is taken as the logarithm of the running
+/// product of the factors `1 + s²/c²` (one logarithm per ~100 points instead of one per point: the
+/// logarithm dominated the refinement's time); factors too large to multiply safely get their own logarithm.
+#[derive(Debug, Clone, Copy)]
+struct CostSum {
+    /// `c²` of the Cauchy loss; `None` = plain squares.
+    c2: Option<f64>,
+    product: f64,
+    logs: f64,
+    plain: f64,
+}
+
+impl CostSum {
+    fn new(c2: Option<f64>) -> Self {
+        Self {
+            c2,
+            product: 1.0,
+            logs: 0.0,
+            plain: 0.0,
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, s2: f64) {
+        let Some(c2) = self.c2 else {
+            self.plain += s2;
+            return;
+        };
+        let factor = 1.0 + s2 / c2;
+        if factor < 1e100 {
+            self.product *= factor;
+            if self.product > 1e200 {
+                self.logs += self.product.ln();
+                self.product = 1.0;
+            }
+        } else {
+            self.logs += factor.ln(); // also NaN, which then poisons the total as before
+        }
+    }
+
+    fn total(&self) -> f64 {
+        match self.c2 {
+            Some(c2) => c2 * (self.logs + self.product.ln()),
+            None => self.plain,
+        }
+    }
+}
+
 /// Robust Levenberg-Marquardt over `(R, t)` on the Sampson error of the points `idx`.
 struct Refiner<'a> {
     pts: &'a Points,
@@ -409,28 +457,16 @@ impl Refiner<'_> {
         de
     }
 
-    #[inline]
-    fn rho(&self, s2: f64) -> (f64, f64) {
-        match self.cauchy {
-            Some(c) => {
-                let c2 = c * c;
-                (c2 * (s2 / c2).ln_1p(), 1.0 / (1.0 + s2 / c2))
-            }
-            None => (s2, 1.0),
-        }
-    }
-
     fn cost(&self, r: &Matrix3<f64>, t: &Vector3<f64>, idx: &[u32]) -> f64 {
         let e = to_array(&essential_from_pose(r, t));
-        idx.iter()
-            .map(|&i| {
-                let p = self.pts.get(i as usize);
-                self.rho(super::essential::sampson_sq(
-                    &e, &self.w, p[0], p[1], p[2], p[3],
-                ))
-                .0
-            })
-            .sum()
+        let mut cost = CostSum::new(self.cauchy.map(|c| c * c));
+        for &i in idx {
+            let p = self.pts.get(i as usize);
+            cost.push(super::essential::sampson_sq(
+                &e, &self.w, p[0], p[1], p[2], p[3],
+            ));
+        }
+        cost.total()
     }
 
     /// Normal equations at `(r, t)`: (Σ w·J·Jᵀ, Σ w·J·s, robust cost).
@@ -443,22 +479,41 @@ impl Refiner<'_> {
     ) -> (Matrix5<f64>, Vector5<f64>, f64) {
         let e = to_array(&essential_from_pose(r, t));
         let de = Self::derivatives(r, t);
-        let mut h = Matrix5::zeros();
+        // upper triangle of H, row-major: (0,0) (0,1) .. (0,4) (1,1) .. (4,4)
+        let mut upper = [0.0; 15];
         let mut g = Vector5::zeros();
-        let mut cost = 0.0;
+        let c2 = if robust {
+            self.cauchy.map(|c| c * c)
+        } else {
+            None
+        };
+        let mut cost = CostSum::new(c2);
         for &i in idx {
             if let Some((s, j)) = self.residual_jacobian(&e, &de, self.pts.get(i as usize)) {
-                let (c, wgt) = if robust {
-                    self.rho(s * s)
-                } else {
-                    (s * s, 1.0)
-                };
-                cost += c;
-                h += (wgt * j) * j.transpose();
-                g += (wgt * s) * j;
+                let s2 = s * s;
+                cost.push(s2);
+                let wgt = c2.map_or(1.0, |c2| 1.0 / (1.0 + s2 / c2));
+                let wj = wgt * j;
+                let mut k = 0;
+                for a in 0..5 {
+                    for b in a..5 {
+                        upper[k] += wj[a] * j[b];
+                        k += 1;
+                    }
+                }
+                g += wj * s;
             }
         }
-        (h, g, cost)
+        let mut h = Matrix5::zeros();
+        let mut k = 0;
+        for a in 0..5 {
+            for b in a..5 {
+                h[(a, b)] = upper[k];
+                h[(b, a)] = upper[k];
+                k += 1;
+            }
+        }
+        (h, g, cost.total())
     }
 
     fn apply(
@@ -1061,6 +1116,36 @@ fn count_distinct(a: &[[f64; 2]], b: &[[f64; 2]]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cost_sum_equals_the_sum_of_logarithms() {
+        let c2 = 2.25;
+        let values: Vec<f64> = (0..5000)
+            .map(|i| match i % 5 {
+                0 => 0.0,
+                1 => 1e-12 * i as f64,
+                2 => 0.37 * i as f64,
+                3 => 1e150, // an outlier too large for the product
+                _ => 1e40 * i as f64,
+            })
+            .collect();
+        let mut sum = CostSum::new(Some(c2));
+        let mut plain = CostSum::new(None);
+        for &v in &values {
+            sum.push(v);
+            plain.push(v);
+        }
+        let want: f64 = values.iter().map(|v| c2 * (v / c2).ln_1p()).sum();
+        assert!(
+            (sum.total() - want).abs() <= 1e-12 * want,
+            "{} vs {want}",
+            sum.total()
+        );
+        assert_eq!(plain.total(), values.iter().sum::<f64>());
+        let mut nan = CostSum::new(Some(c2));
+        nan.push(f64::NAN);
+        assert!(nan.total().is_nan());
+    }
     use crate::geometry::bench::{generate_sets, SyntheticConfig};
     use crate::geometry::metrics::pose_error_deg;
 

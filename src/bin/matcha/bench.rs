@@ -344,43 +344,46 @@ fn bench_stream(cfg: &MatchaConfig, frames: usize, photo: &Path) -> Result<()> {
     });
     drop(pipeline);
 
-    // 2. Two-stage (Pipeline::process_stream): extraction of frame k+1 on one core overlaps matching and
-    //    pose of frame k on the other; the engine gets one thread.
-    let mut cfg1 = cfg.clone();
-    cfg1.runtime.threads = 1;
-    let mut pipeline = Pipeline::new(&cfg1)?;
-    let (mut ext, mut mat, mut pose, mut lat) = (vec![], vec![], vec![], vec![]);
-    let mut poses = 0usize;
-    let mut failure = None;
-    let t_all = Instant::now();
-    pipeline.process_stream(seq.iter().cloned(), &cam, |step| {
-        ext.push(step.extract_ms);
-        match step.pair {
-            Some(Ok(r)) => {
-                mat.push(r.match_ms);
-                pose.push(r.pose_ms);
-                lat.push(step.extract_ms + r.match_ms + r.pose_ms);
-                poses += r.pose.is_ok() as usize;
+    // 2. Two-stage (Pipeline::process_stream): extraction of frame k+1 overlaps matching and pose of frame k
+    //    (the matcher gets one thread); with one engine thread the stages split the two cores, with two the
+    //    engine also takes the time the match+pose stage leaves idle.
+    for engine_threads in [1usize, 2] {
+        let mut cfg1 = cfg.clone();
+        cfg1.runtime.threads = engine_threads;
+        let mut pipeline = Pipeline::new(&cfg1)?;
+        let (mut ext, mut mat, mut pose, mut lat) = (vec![], vec![], vec![], vec![]);
+        let mut poses = 0usize;
+        let mut failure = None;
+        let t_all = Instant::now();
+        pipeline.process_stream(seq.iter().cloned(), &cam, |step| {
+            ext.push(step.extract_ms);
+            match step.pair {
+                Some(Ok(r)) => {
+                    mat.push(r.match_ms);
+                    pose.push(r.pose_ms);
+                    lat.push(step.extract_ms + r.match_ms + r.pose_ms);
+                    poses += r.pose.is_ok() as usize;
+                }
+                Some(Err(e)) => failure = Some(e.to_string()),
+                None => {}
             }
-            Some(Err(e)) => failure = Some(e.to_string()),
-            None => {}
+            if let Err(e) = step.features {
+                failure = Some(e.to_string());
+            }
+        });
+        if let Some(e) = failure {
+            bail!("stream failed: {e}");
         }
-        if let Err(e) = step.features {
-            failure = Some(e.to_string());
-        }
-    });
-    if let Some(e) = failure {
-        bail!("stream failed: {e}");
+        runs.push(StreamRun {
+            label: format!("two-stage (extract ∥ match+pose), {engine_threads} engine thread(s)"),
+            fps: frames as f64 / t_all.elapsed().as_secs_f64(),
+            extract: median_p90(ext),
+            matching: median_p90(mat),
+            pose: median_p90(pose),
+            latency: median_p90(lat),
+            poses,
+        });
     }
-    runs.push(StreamRun {
-        label: "two-stage (extract ∥ match+pose), 1 engine thread".into(),
-        fps: frames as f64 / t_all.elapsed().as_secs_f64(),
-        extract: median_p90(ext),
-        matching: median_p90(mat),
-        pose: median_p90(pose),
-        latency: median_p90(lat),
-        poses,
-    });
 
     println!(
         "End-to-end stream, {frames} frames 640×480 (camera panning over {}), {} + {}, at most {} keypoints",
