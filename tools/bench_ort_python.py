@@ -18,12 +18,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--shape", default="1,3,480,640")
+    ap.add_argument("--spin", type=int, choices=(0, 1), default=1,
+                    help="session.intra_op.allow_spinning (the Rust side passes its runtime.spin_wait)")
     args = ap.parse_args()
     shape = tuple(int(s) for s in args.shape.split(","))
     x = np.fromfile(args.input, dtype="<f4").reshape(shape)
     so = ort.SessionOptions()
     so.intra_op_num_threads = args.threads
     so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", str(args.spin))
     sess = ort.InferenceSession(args.model, so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     times = []

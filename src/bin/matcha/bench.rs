@@ -157,6 +157,7 @@ fn python_anchor(
     model: &Path,
     input: &Path,
     threads: usize,
+    spin_wait: bool,
     runs: usize,
 ) -> Result<Vec<f64>> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/bench_ort_python.py");
@@ -169,6 +170,8 @@ fn python_anchor(
             &threads.to_string(),
             "--runs",
             &runs.to_string(),
+            "--spin",
+            if spin_wait { "1" } else { "0" },
         ])
         .output()
         .with_context(|| format!("running {} {}", python.display(), script.display()))?;
@@ -206,8 +209,9 @@ fn bench_extract(
             .join("bin/python")
     });
     println!(
-        "XFeat engine, 1×3×480×640, median of {runs} runs in 3 alternating rounds (ours, Python), after warm-ups (ms); photo {}",
-        photo.display()
+        "XFeat engine, 1×3×480×640, median of {runs} runs in 3 alternating rounds (ours, Python), after warm-ups (ms); photo {}; both with worker spin-wait {}",
+        photo.display(),
+        if cfg.runtime.spin_wait { "on" } else { "off (runtime.spin_wait)" }
     );
     println!("| engine | threads | ort-rs engine | onnxruntime-python | ratio (ours/python) | ort-rs full extraction (engine + NMS + sampling) |");
     println!("|---|---|---|---|---|---|");
@@ -244,7 +248,14 @@ fn bench_extract(
                 )?;
                 times.push(t.elapsed().as_secs_f64() * 1e3);
             }
-            py_times.extend(python_anchor(&python, &model, &tmp, threads, per_round)?);
+            py_times.extend(python_anchor(
+                &python,
+                &model,
+                &tmp,
+                threads,
+                cfg.runtime.spin_wait,
+                per_round,
+            )?);
         }
         let (ours, ours90) = median_p90(times);
         let (py, py90) = median_p90(py_times);
