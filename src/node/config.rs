@@ -221,6 +221,13 @@ pub struct NodeConfig {
     pub debug_image: bool,
     /// Process at most this many frames per second (0 = as fast as they come; extra frames are dropped).
     pub max_rate_hz: f64,
+    /// Freshness bound, milliseconds: when the worker finishes a frame, the newest waiting frame is processed
+    /// only if it arrived at most this long before; an older one is skipped (counted in `skipped_stale`) and
+    /// the worker takes the next frame to arrive. Frames that arrive while the worker is idle are always
+    /// processed. 0 = only such fresh frames (image-to-pose latency ≈ processing time, lower rate when the
+    /// pipeline is slower than the camera); negative = no bound (always the newest frame: highest rate,
+    /// latency up to processing time + one camera period).
+    pub max_frame_wait_ms: f64,
     /// Reject images with more pixels than this (width × height).
     pub max_image_pixels: u64,
     /// Period of `/diagnostics` messages, seconds.
@@ -244,6 +251,7 @@ impl Default for NodeConfig {
             odom_frame_id: "odom".into(),
             debug_image: true,
             max_rate_hz: 0.0,
+            max_frame_wait_ms: 0.0,
             max_image_pixels: 4096 * 4096,
             diagnostics_period_s: 1.0,
             log_throttle_s: 10.0,
@@ -334,6 +342,12 @@ impl NodeConfig {
         }
         if !(self.max_rate_hz.is_finite() && self.max_rate_hz >= 0.0) {
             return bad("max_rate_hz", "must be >= 0 (0 = unlimited)");
+        }
+        if !self.max_frame_wait_ms.is_finite() {
+            return bad(
+                "max_frame_wait_ms",
+                "must be a number of milliseconds (negative = no bound)",
+            );
         }
         if self.max_image_pixels == 0 {
             return bad("max_image_pixels", "must be > 0");

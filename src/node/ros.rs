@@ -160,6 +160,34 @@ enum Job {
     Service(Box<r2r::ServiceRequest<Match::Service>>),
 }
 
+impl Job {
+    /// When the job became ready for the worker (a stereo pair: when its second image arrived).
+    fn ready_at(&self) -> Option<Instant> {
+        match self {
+            Job::Mono(f) => Some(f.received),
+            Job::Stereo(l, r) => Some(l.received.max(r.received)),
+            Job::Service(_) => None,
+        }
+    }
+
+    /// Images in the job (for the drop counters).
+    fn images(&self) -> u64 {
+        match self {
+            Job::Mono(_) => 1,
+            Job::Stereo(..) => 2,
+            Job::Service(_) => 0,
+        }
+    }
+}
+
+/// The freshness rule of `node.max_frame_wait_ms`: whether a frame that became ready at `ready` is too old
+/// for a worker that has been free since `free_since` (frames that arrived while it was idle never are).
+fn is_stale(ready: Instant, free_since: Instant, max_wait_ms: f64) -> bool {
+    max_wait_ms >= 0.0
+        && ready < free_since
+        && (free_since - ready).as_secs_f64() * 1e3 > max_wait_ms
+}
+
 #[derive(Default)]
 struct Inbox {
     latest: Option<Job>,
@@ -449,6 +477,7 @@ impl Worker {
     }
 
     fn run(mut self) {
+        let mut free_since = Instant::now();
         loop {
             let job = {
                 let Ok(mut inbox) = self.shared.inbox.lock() else {
@@ -464,7 +493,17 @@ impl Worker {
                         break Job::Service(Box::new(req));
                     }
                     if let Some(j) = inbox.latest.take() {
-                        break j;
+                        let stale = j.ready_at().is_some_and(|ready| {
+                            is_stale(ready, free_since, self.node.max_frame_wait_ms)
+                        });
+                        if !stale {
+                            break j;
+                        }
+                        if let Ok(mut s) = self.shared.stats.lock() {
+                            s.dropped += j.images();
+                            s.stale += j.images();
+                        }
+                        continue;
                     }
                     inbox = match self
                         .shared
@@ -482,10 +521,9 @@ impl Worker {
             }
             match job {
                 Job::Service(req) => self.serve(*req),
-                Job::Mono(f) | Job::Stereo(f, _) if !self.rate_ok() => {
-                    drop(f);
+                job @ (Job::Mono(_) | Job::Stereo(..)) if !self.rate_ok() => {
                     if let Ok(mut s) = self.shared.stats.lock() {
-                        s.dropped += 1;
+                        s.dropped += job.images();
                     }
                 }
                 Job::Mono(f) => {
@@ -506,6 +544,7 @@ impl Worker {
                     self.finish(res);
                 }
             }
+            free_since = Instant::now();
         }
     }
 
@@ -965,6 +1004,7 @@ fn diagnostics(shared: &Shared, node_name: &str, cfg: &NodeConfig, stamp: Time) 
         values.push(kv("received", s.received.to_string()));
         values.push(kv("processed", s.processed.to_string()));
         values.push(kv("dropped", s.dropped.to_string()));
+        values.push(kv("skipped_stale", s.stale.to_string()));
         values.push(kv("poses", s.poses.to_string()));
         values.push(kv("last_matches", s.last_matches.to_string()));
         values.push(kv("last_inliers", s.last_inliers.to_string()));
@@ -1206,6 +1246,19 @@ pub fn run() -> Result<(), NodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn freshness_rule() {
+        let t0 = Instant::now();
+        let ms = |v: u64| t0 + Duration::from_millis(v);
+        // arrived 12 ms before the worker became free
+        assert!(is_stale(ms(0), ms(12), 10.0));
+        assert!(!is_stale(ms(0), ms(12), 15.0));
+        assert!(!is_stale(ms(0), ms(12), -1.0)); // no bound
+                                                 // arrived while the worker was idle: never stale, even with a 0 ms bound
+        assert!(!is_stale(ms(20), ms(12), 0.0));
+        assert!(is_stale(ms(11), ms(12), 0.0));
+    }
 
     #[test]
     fn parameters_map_onto_the_config_and_bad_values_are_rejected() {

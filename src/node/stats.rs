@@ -31,8 +31,10 @@ pub struct Stats {
     /// Frames processed to a result.
     pub processed: u64,
     /// Frames dropped because a newer one arrived before they were processed (latest-frame-wins), or by
-    /// the rate limit, or unpaired in stereo.
+    /// the rate limit, or unpaired in stereo, or as stale (also counted in `stale`).
     pub dropped: u64,
+    /// Frames skipped because they had waited longer than `node.max_frame_wait_ms` for the worker.
+    pub stale: u64,
     /// Results with a valid pose.
     pub poses: u64,
     /// Inliers of the last result.
@@ -56,6 +58,7 @@ impl Stats {
             received: 0,
             processed: 0,
             dropped: 0,
+            stale: 0,
             poses: 0,
             last_inliers: 0,
             last_matches: 0,
