@@ -50,8 +50,15 @@ impl Default for MutualNearestNeighbor {
     }
 }
 
-/// Rows of the similarity matrix computed per GEMM call.
-const BLOCK_ROWS: usize = 1024;
+/// Size of one block of the similarity matrix (rows × M floats), bytes: small enough to stay in L2 and to
+/// come from the allocator's small-chunk pools (an 8 MB block per call made the node's RSS step up when a
+/// fresh thread's malloc arena grew), large enough that each GEMM call is efficient.
+const BLOCK_BYTES: usize = 1024 * 1024;
+
+/// Rows of the similarity matrix computed per GEMM call when matching against `m` descriptors.
+fn block_rows(m: usize) -> usize {
+    (BLOCK_BYTES / (4 * m.max(1))).clamp(16, 1024)
+}
 
 /// Lanes of the vectorised scans (one AVX-512 register of `f32`, two AVX2 registers).
 const LANES: usize = 16;
@@ -131,7 +138,7 @@ struct PartialScan {
     col_row: Vec<u32>,
 }
 
-/// Scans rows `rows` of `A·Bᵀ` in blocks of [`BLOCK_ROWS`] (one single-threaded GEMM per block).
+/// Scans rows `rows` of `A·Bᵀ` in blocks of [`block_rows`] (one single-threaded GEMM per block).
 fn scan_rows(a: &Array2<f32>, b: &Array2<f32>, rows: std::ops::Range<usize>) -> PartialScan {
     let m = b.nrows();
     let bt = b.t();
@@ -140,9 +147,10 @@ fn scan_rows(a: &Array2<f32>, b: &Array2<f32>, rows: std::ops::Range<usize>) -> 
         col_val: vec![f32::NEG_INFINITY; m],
         col_row: vec![0u32; m],
     };
-    let mut sim = Array2::<f32>::zeros((BLOCK_ROWS.min(rows.len()), m));
-    for start in rows.clone().step_by(BLOCK_ROWS) {
-        let end = (start + BLOCK_ROWS).min(rows.end);
+    let block = block_rows(m);
+    let mut sim = Array2::<f32>::zeros((block.min(rows.len()), m));
+    for start in rows.clone().step_by(block) {
+        let end = (start + block).min(rows.end);
         let mut block = sim.slice_mut(s![..end - start, ..]);
         ndarray::linalg::general_mat_mul(1.0, &a.slice(s![start..end, ..]), &bt, 0.0, &mut block);
         for (r, row) in block.rows().into_iter().enumerate() {
