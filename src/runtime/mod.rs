@@ -956,10 +956,19 @@ impl Engine {
             engine: engine.clone(),
             reason,
         };
-        let mut values = Vec::with_capacity(inputs.len());
+        let mut values: Vec<(String, ort::session::SessionInputValue<'_>)> =
+            Vec::with_capacity(inputs.len());
         for (name, arr) in inputs {
-            let tensor = host_tensor(arr).map_err(|e| fail(e.to_string()))?;
-            values.push((name.to_string(), tensor.into_dyn()));
+            // contiguous inputs are handed to ONNX Runtime in place (no copy, as onnxruntime-python does
+            // with a C-contiguous numpy array); others are copied into a standard-layout tensor
+            let value = if arr.is_standard_layout() {
+                ort::value::TensorRef::from_array_view(arr.view())
+                    .map_err(|e| fail(e.to_string()))?
+                    .into()
+            } else {
+                host_tensor(arr).map_err(|e| fail(e.to_string()))?.into()
+            };
+            values.push((name.to_string(), value));
         }
         let outputs = self.session.run(values).map_err(|e| fail(e.to_string()))?;
         let mut result = Vec::with_capacity(output_names.len());
