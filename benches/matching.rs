@@ -23,11 +23,18 @@ fn mnn(c: &mut Criterion) {
     let mut group = c.benchmark_group("mnn_2048x2048x64");
     let (a, b) = (random_unit(2048, 64, 1), random_unit(2048, 64, 2));
     for threads in [1usize, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("thread pool");
+        let pool = (threads > 1).then_some(&pool);
         group.bench_with_input(
             BenchmarkId::from_parameter(threads),
-            &threads,
-            |bench, &t| {
-                bench.iter(|| mutual_nearest_neighbors_threaded(&a, &b, &MnnOptions::default(), t))
+            &pool,
+            |bench, pool| {
+                bench.iter(|| {
+                    mutual_nearest_neighbors_threaded(&a, &b, &MnnOptions::default(), *pool)
+                })
             },
         );
     }

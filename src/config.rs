@@ -282,4 +282,20 @@ mod tests {
             matches!(range, Err(ConfigError::Invalid { key, .. }) if key == "pose.threshold_px")
         );
     }
+
+    #[test]
+    fn precision_values() {
+        use crate::features::xfeat::Precision;
+        assert_eq!(MatchaConfig::default().engine.precision, Precision::Auto);
+        let int8 = MatchaConfig::from_yaml_str("engine: {precision: int8}").unwrap();
+        assert_eq!(int8.engine.precision, Precision::Int8);
+        let fp32 =
+            MatchaConfig::from_yaml_str("engine: {extractor: disk, precision: fp32}").unwrap();
+        assert_eq!(fp32.engine.precision, Precision::Fp32);
+        // DISK and MATCHA have float32 engines only
+        let disk = MatchaConfig::from_yaml_str("engine: {extractor: disk, precision: int8}");
+        assert!(matches!(disk, Err(ConfigError::Invalid { key, .. }) if key == "engine.precision"));
+        let unknown = MatchaConfig::from_yaml_str("engine: {precision: fp16}");
+        assert!(matches!(unknown, Err(ConfigError::Parse(m)) if m.contains("fp16")));
+    }
 }

@@ -100,10 +100,10 @@ pub fn build_extractor(config: &MatchaConfig) -> Result<Box<dyn FeatureExtractor
 /// Builds the matcher named by the configuration.
 pub fn build_matcher(config: &MatchaConfig) -> Result<Box<dyn Matcher>, PipelineError> {
     match config.matcher.matcher {
-        MatcherKind::Mnn => Ok(Box::new(MutualNearestNeighbor {
-            options: config.matcher.mnn.clone(),
-            threads: config.runtime.threads.max(1),
-        })),
+        MatcherKind::Mnn => Ok(Box::new(MutualNearestNeighbor::new(
+            config.matcher.mnn.clone(),
+            config.runtime.threads.max(1),
+        ))),
         MatcherKind::Lightglue => {
             let extractor = match config.engine.extractor {
                 ExtractorKind::Xfeat => "xfeat",

@@ -37,16 +37,33 @@ impl Default for MnnOptions {
 pub struct MutualNearestNeighbor {
     /// Options.
     pub options: MnnOptions,
-    /// CPU threads per call (the similarity rows are split among them).
-    pub threads: usize,
+    threads: usize,
+    /// Worker threads when `threads > 1` (kept: creating threads per call made the node's RSS step up as
+    /// each new thread got a fresh malloc arena).
+    pool: Option<std::sync::Arc<rayon::ThreadPool>>,
 }
 
 impl Default for MutualNearestNeighbor {
     fn default() -> Self {
-        Self {
-            options: MnnOptions::default(),
+        Self::new(MnnOptions::default(), 1)
+    }
+}
+
+impl MutualNearestNeighbor {
+    /// A matcher using `threads` CPU threads per call (the similarity rows are split among them).
+    pub fn new(options: MnnOptions, threads: usize) -> Self {
+        let mut m = Self {
+            options,
             threads: 1,
-        }
+            pool: None,
+        };
+        m.set_threads(threads);
+        m
+    }
+
+    /// CPU threads per call.
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 }
 
@@ -171,40 +188,36 @@ pub fn mutual_nearest_neighbors(
     b: &Array2<f32>,
     options: &MnnOptions,
 ) -> Vec<Match> {
-    mutual_nearest_neighbors_threaded(a, b, options, 1)
+    mutual_nearest_neighbors_threaded(a, b, options, None)
 }
 
-/// [`mutual_nearest_neighbors`] with the rows of `a` split over `threads` scoped threads (each runs its
-/// own single-threaded GEMMs; the column maxima are merged in row order, so the result is identical for
-/// any thread count).
+/// [`mutual_nearest_neighbors`] with the rows of `a` split over the threads of `pool` (each runs its own
+/// single-threaded GEMMs; the column maxima are merged in row order, so the result is identical for any
+/// thread count). The pool's threads live as long as the pool: no thread is created per call.
 pub fn mutual_nearest_neighbors_threaded(
     a: &Array2<f32>,
     b: &Array2<f32>,
     options: &MnnOptions,
-    threads: usize,
+    pool: Option<&rayon::ThreadPool>,
 ) -> Vec<Match> {
+    use rayon::prelude::*;
     let (n, m) = (a.nrows(), b.nrows());
     if n == 0 || m == 0 {
         return Vec::new();
     }
-    // below ~256 rows per thread the spawn costs more than it saves
-    let threads = threads.clamp(1, n.div_ceil(256));
+    // below ~256 rows per thread the hand-over costs more than it saves
+    let threads = pool
+        .map_or(1, rayon::ThreadPool::current_num_threads)
+        .clamp(1, n.div_ceil(256));
     let chunk = n.div_ceil(threads);
-    let parts: Vec<PartialScan> = if threads == 1 {
-        vec![scan_rows(a, b, 0..n)]
-    } else {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    let rows = t * chunk..((t + 1) * chunk).min(n);
-                    scope.spawn(move || scan_rows(a, b, rows))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("MNN scan thread panicked"))
+    let parts: Vec<PartialScan> = match pool {
+        Some(pool) if threads > 1 => pool.install(|| {
+            (0..threads)
+                .into_par_iter()
+                .map(|t| scan_rows(a, b, t * chunk..((t + 1) * chunk).min(n)))
                 .collect()
-        })
+        }),
+        _ => vec![scan_rows(a, b, 0..n)],
     };
     let mut parts = parts.into_iter();
     let first = parts.next().expect("at least one part");
@@ -249,7 +262,21 @@ impl Matcher for MutualNearestNeighbor {
     }
 
     fn set_threads(&mut self, threads: usize) -> usize {
-        std::mem::replace(&mut self.threads, threads.max(1))
+        let threads = threads.max(1);
+        let previous = std::mem::replace(&mut self.threads, threads);
+        let pool_size = self.pool.as_ref().map(|p| p.current_num_threads());
+        if threads > 1 && pool_size != Some(threads) {
+            self.pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("matcha-mnn-{i}"))
+                .build()
+                .map_err(|e| {
+                    log::warn!("mnn: cannot start {threads} threads ({e}); matching on one")
+                })
+                .ok()
+                .map(std::sync::Arc::new);
+        }
+        previous
     }
 
     fn match_features(&mut self, a: &Features, b: &Features) -> Result<Matches, MatchError> {
@@ -259,7 +286,11 @@ impl Matcher for MutualNearestNeighbor {
                 &a.descriptors,
                 &b.descriptors,
                 &self.options,
-                self.threads,
+                if self.threads > 1 {
+                    self.pool.as_deref()
+                } else {
+                    None
+                },
             ),
         })
     }
@@ -309,12 +340,21 @@ mod tests {
         assert_eq!(got, brute(&a, &b));
         assert!(!got.is_empty());
         for threads in [2, 3, 7] {
-            let split = mutual_nearest_neighbors_threaded(&a, &b, &MnnOptions::default(), threads);
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let split =
+                mutual_nearest_neighbors_threaded(&a, &b, &MnnOptions::default(), Some(&pool));
             assert_eq!(
                 split,
                 mutual_nearest_neighbors(&a, &b, &MnnOptions::default())
             );
         }
+        let mut matcher = MutualNearestNeighbor::new(MnnOptions::default(), 2);
+        assert_eq!(matcher.threads(), 2);
+        assert_eq!(matcher.set_threads(1), 2);
+        assert_eq!(matcher.set_threads(2), 1);
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! into an [`Inbox`] that holds at most the latest frame (or latest stereo pair) and a short service queue;
 //! one worker thread owns the pipeline and processes whatever is newest. A frame that is overwritten before
 //! the worker takes it is counted as dropped (latest-frame-wins): queues never grow, and latency stays one
-//! frame at most however slow the pipeline is. The r2r subscription channels themselves hold at most 10
-//! messages and are drained immediately.
+//! frame at most however slow the pipeline is. With `node.max_frame_wait_ms` ([`is_stale`]) the worker also
+//! skips a frame that waited for it longer than that and takes the next arrival, so latency ≈ processing time.
+//! The r2r subscription channels themselves hold at most 10 messages and are drained immediately.
 //!
 //! Bad input never stops the node: each cause is counted, logged once and then rate-limited (see
 //! [`super::stats`]), and the next good frame is processed normally.
