@@ -43,7 +43,9 @@ def test_xfeat_wrapper_matches_original_forward():
     M1, K1, H1 = net(x)
     d, h, r = em.XFeatGraph(net)(x)
     assert torch.equal(d, F.normalize(M1, dim=1))
-    assert torch.equal(h, XFeat(weights=None).get_kpts_heatmap(K1))
+    # the graph spells the softmax out (max, exp, sum) so ONNX Runtime skips two transposes: equal to
+    # PyTorch's softmax up to float rounding, not bit for bit
+    torch.testing.assert_close(h, XFeat(weights=None).get_kpts_heatmap(K1), rtol=0, atol=1e-6)
     assert torch.equal(r, H1)
 
 
