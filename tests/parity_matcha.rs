@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use matcha::features::disk::DiskOptions;
 use matcha::features::matcha::{Matcha, MatchaEngines, MatchaOptions};
@@ -16,26 +16,6 @@ use matcha::features::FeatureExtractor;
 use matcha::image::RgbImage;
 use ndarray::{Array3, Array4, ArrayD};
 use ndarray_npy::read_npy;
-
-fn fixture(mode: &str) -> PathBuf {
-    let dir = common::cache_dir().join(format!("matcha-fixtures/tiny-{mode}"));
-    assert!(
-        dir.join("manifest.json").exists(),
-        "{} is missing: run `$MATCHA_CACHE/venv/bin/python tools/export_matcha.py --random-init --config tiny \
-         --mode {mode} --height 96 --width 160 --fixtures`",
-        dir.display()
-    );
-    dir
-}
-
-fn reference_image(dir: &Path) -> RgbImage {
-    let px: Array3<u8> = read_npy(dir.join("ref/image_u8.npy")).unwrap();
-    let (h, w, _) = px.dim();
-    RgbImage::from_fn(w as u32, h as u32, |x, y| {
-        let (x, y) = (x as usize, y as usize);
-        image::Rgb([px[[y, x, 0]], px[[y, x, 1]], px[[y, x, 2]]])
-    })
-}
 
 fn load_with_reference_noise(dir: &Path) -> MatchaEngines {
     let mut eng = MatchaEngines::load(dir, &common::cpu_runtime(), 0, true).unwrap();
@@ -50,10 +30,10 @@ fn max_abs_diff<'a>(a: impl Iterator<Item = &'a f32>, b: impl Iterator<Item = &'
 }
 
 fn parity(mode: &str, dim: usize) {
-    let dir = fixture(mode);
+    let dir = common::matcha_fixture(mode);
     let mut eng = load_with_reference_noise(&dir);
     assert_eq!(eng.manifest().descriptor_dim, dim);
-    let image = reference_image(&dir);
+    let image = common::matcha_reference_image(&dir);
     let fm = eng.descriptor_map(&image).unwrap();
     let want: Array4<f32> = read_npy(dir.join("ref/descriptors.npy")).unwrap();
     assert_eq!(fm.shape(), &want.shape()[1..]);
@@ -102,8 +82,8 @@ fn tiny_light_matches_pytorch() {
 
 #[test]
 fn noise_is_seeded_and_matters() {
-    let dir = fixture("light");
-    let image = reference_image(&dir);
+    let dir = common::matcha_fixture("light");
+    let image = common::matcha_reference_image(&dir);
     let rt = common::cpu_runtime();
     let a = MatchaEngines::load(&dir, &rt, 1, false)
         .unwrap()
@@ -123,9 +103,9 @@ fn noise_is_seeded_and_matters() {
 
 #[test]
 fn keypoints_of_a_resized_image_map_to_the_same_descriptors() {
-    let dir = fixture("light");
+    let dir = common::matcha_fixture("light");
     let mut eng = load_with_reference_noise(&dir);
-    let image = reference_image(&dir);
+    let image = common::matcha_reference_image(&dir);
     let (w, h) = image.dimensions();
     // nearest-neighbour 2x enlargement resized back by the bilinear resize gives the same input tensor
     let big = RgbImage::from_fn(2 * w, 2 * h, |x, y| *image.get_pixel(x / 2, y / 2));
@@ -144,7 +124,7 @@ fn keypoints_of_a_resized_image_map_to_the_same_descriptors() {
 
 #[test]
 fn tampered_manifest_is_rejected() {
-    let src = fixture("light");
+    let src = common::matcha_fixture("light");
     let dst = std::env::temp_dir().join(format!("matcha-tamper-{}", std::process::id()));
     std::fs::create_dir_all(&dst).unwrap();
     for e in std::fs::read_dir(&src).unwrap() {
@@ -176,7 +156,7 @@ fn tampered_manifest_is_rejected() {
 fn matcha_extractor_describes_disk_keypoints() {
     let rt = common::cpu_runtime();
     let opts = MatchaOptions {
-        engines_dir: fixture("geometric"),
+        engines_dir: common::matcha_fixture("geometric"),
         ..MatchaOptions::default()
     };
     let disk = DiskOptions {

@@ -7,15 +7,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use matcha::features::matcha::MatchaEngines;
 use matcha::features::preprocess::{resize_bilinear, rgb_tensor};
-use matcha::image::RgbImage;
 use matcha::runtime::{
     BoundInput, Device, Engine, Placement, Provider, RuntimeConfig, RuntimeError,
 };
-use ndarray::{Array1, Array2, Array3, ArrayD, IxDyn};
+use ndarray::{Array1, Array2, ArrayD, IxDyn};
 use ndarray_npy::read_npy;
 
 // ---- a minimal ONNX (protobuf) writer: just the fields these graphs use ----
@@ -409,35 +408,15 @@ fn requested_gpu_providers_that_did_not_take_are_reported() {
 
 // ---- MATCHA: the bound chain of MatchaEngines vs the stages run one by one on the host ----
 
-fn fixture(mode: &str) -> PathBuf {
-    let dir = common::cache_dir().join(format!("matcha-fixtures/tiny-{mode}"));
-    assert!(
-        dir.join("manifest.json").exists(),
-        "{} is missing: run `$MATCHA_CACHE/venv/bin/python tools/export_matcha.py --random-init --config tiny \
-         --mode {mode} --height 96 --width 160 --fixtures`",
-        dir.display()
-    );
-    dir
-}
-
-fn reference_image(dir: &Path) -> RgbImage {
-    let px: Array3<u8> = read_npy(dir.join("ref/image_u8.npy")).unwrap();
-    let (h, w, _) = px.dim();
-    RgbImage::from_fn(w as u32, h as u32, |x, y| {
-        let (x, y) = (x as usize, y as usize);
-        image::Rgb([px[[y, x, 0]], px[[y, x, 1]], px[[y, x, 2]]])
-    })
-}
-
 fn matcha_chain_is_bit_identical(mode: &str) {
-    let dir = fixture(mode);
+    let dir = common::matcha_fixture(mode);
     let rt = common::cpu_runtime();
     let noise: ArrayD<f32> = read_npy(dir.join("ref/noise.npy")).unwrap();
     let posterior: ArrayD<f32> = read_npy(dir.join("ref/posterior_noise.npy")).unwrap();
     let prompt: ArrayD<f32> = read_npy(dir.join("ref/prompt_embeds.npy")).unwrap();
     let mut eng = MatchaEngines::load(&dir, &rt, 0, false).unwrap();
     eng.set_noise(noise.clone(), posterior.clone()).unwrap();
-    let image = reference_image(&dir);
+    let image = common::matcha_reference_image(&dir);
     let bound = eng.descriptor_map(&image).unwrap();
 
     let (h, w) = eng.manifest().input_size();

@@ -4,9 +4,12 @@
 //! saying so (tests are never skipped silently).
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use matcha::image::RgbImage;
 use matcha::runtime::{Provider, RuntimeConfig};
+use ndarray::Array3;
+use ndarray_npy::read_npy;
 
 /// `$MATCHA_CACHE` or `~/.cache/matcha`.
 pub fn cache_dir() -> PathBuf {
@@ -48,4 +51,26 @@ pub fn cpu_runtime() -> RuntimeConfig {
 /// A real photo from `$MATCHA_CACHE/data`.
 pub fn photo(name: &str) -> matcha::image::RgbImage {
     matcha::image::load(&need(&format!("data/{name}"))).expect("test photo decodes")
+}
+
+/// The tiny random-initialised MATCHA fixture of `mode` (`tools/export_matcha.py --fixtures`).
+pub fn matcha_fixture(mode: &str) -> PathBuf {
+    let dir = cache_dir().join(format!("matcha-fixtures/tiny-{mode}"));
+    assert!(
+        dir.join("manifest.json").exists(),
+        "{} is missing: run `$MATCHA_CACHE/venv/bin/python tools/export_matcha.py --random-init --config tiny \
+         --mode {mode} --height 96 --width 160 --fixtures`",
+        dir.display()
+    );
+    dir
+}
+
+/// The photo a MATCHA fixture was computed on (`ref/image_u8.npy`, H × W × 3).
+pub fn matcha_reference_image(dir: &Path) -> RgbImage {
+    let px: Array3<u8> = read_npy(dir.join("ref/image_u8.npy")).unwrap();
+    let (h, w, _) = px.dim();
+    RgbImage::from_fn(w as u32, h as u32, |x, y| {
+        let (x, y) = (x as usize, y as usize);
+        image::Rgb([px[[y, x, 0]], px[[y, x, 1]], px[[y, x, 2]]])
+    })
 }
