@@ -17,6 +17,7 @@ def main() -> None:
     ap.add_argument("--input", required=True)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=20, help="untimed runs first")
     ap.add_argument("--shape", default="1,3,480,640")
     ap.add_argument("--spin", type=int, choices=(0, 1), default=1,
                     help="session.intra_op.allow_spinning (the Rust side passes its runtime.spin_wait)")
@@ -30,10 +31,10 @@ def main() -> None:
     sess = ort.InferenceSession(args.model, so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     times = []
-    for i in range(args.runs + 5):
+    for i in range(args.runs + args.warmup):
         t = time.perf_counter()
         sess.run(None, {name: x})
-        if i >= 5:
+        if i >= args.warmup:
             times.append((time.perf_counter() - t) * 1e3)
     ordered = sorted(times)
     q = lambda f: ordered[round((len(ordered) - 1) * f)]

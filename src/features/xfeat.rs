@@ -19,7 +19,7 @@
 //! baselines. We refine each kept maximum with the vertex of a 1-D parabola through the heatmap along x and
 //! along y (offset clamped to ±0.5 px), the usual sub-pixel step of detectors (SIFT, ALIKED's soft-argmax).
 
-use ndarray::{s, Array2, ArrayD, Ix4};
+use ndarray::{s, Array2, ArrayView4, ArrayViewD, Ix4};
 
 use super::keypoints::{nms, top_k, NmsRule};
 use super::preprocess::{resize_bilinear, rgb_tensor};
@@ -138,7 +138,7 @@ impl XFeat {
     }
 }
 
-fn as4(a: ArrayD<f32>, what: &str) -> Result<ndarray::Array4<f32>, FeatureError> {
+fn as4<'a>(a: ArrayViewD<'a, f32>, what: &str) -> Result<ArrayView4<'a, f32>, FeatureError> {
     a.into_dimensionality::<Ix4>()
         .map_err(|e| XFeat::bad_output(format!("{what}: {e}")))
 }
@@ -195,84 +195,128 @@ impl FeatureExtractor for XFeat {
         );
         let ratio = [w as f32 / rw as f32, h as f32 / rh as f32];
         let input = resize_bilinear(&rgb_tensor(image, 1.0 / 255.0), rh, rw);
-        let mut out = self.engine.run(
+        let options = &self.options;
+        // post-processing reads the outputs where ONNX Runtime left them (no copy)
+        self.engine.run_with(
             &[(INPUT, input.view().into_dyn())],
             &[OUT_DESCRIPTORS, OUT_HEATMAP, OUT_RELIABILITY],
-        )?;
-        let reliability = as4(out.pop().unwrap_or_default(), OUT_RELIABILITY)?;
-        let heatmap = as4(out.pop().unwrap_or_default(), OUT_HEATMAP)?;
-        let descriptors = as4(out.pop().unwrap_or_default(), OUT_DESCRIPTORS)?;
-        if heatmap.dim() != (1, 1, rh, rw) || descriptors.dim().1 != DIM {
-            return Err(Self::bad_output(format!(
-                "heatmap {:?} (expected [1, 1, {rh}, {rw}]), descriptors {:?} (expected [1, {DIM}, h, w])",
-                heatmap.shape(),
-                descriptors.shape()
-            )));
-        }
-        let heat = heatmap.slice(s![0, .., .., ..]);
-        let candidates = nms(
-            heat.index_axis(ndarray::Axis(0), 0),
-            5,
-            self.options.detection_threshold,
-            NmsRule::EqualsMax,
-        );
-        let pts: Vec<[f32; 2]> = candidates
-            .iter()
-            .map(|p| [p[0] as f32, p[1] as f32])
-            .collect();
-        let grid = GridConvention {
-            image_size: [rw as f64, rh as f64],
-            align_corners: false,
-        };
-        let near = sample_map(heat, &pts, &grid, Interpolation::Nearest);
-        let rel = sample_map(
-            reliability.slice(s![0, .., .., ..]),
-            &pts,
-            &grid,
-            Interpolation::Bilinear,
-        );
-        // The reference marks (0, 0) as batch padding (score −1), which drops a real keypoint there too.
-        let scores: Vec<f32> = (0..pts.len())
-            .map(|i| {
-                if pts[i] == [0.0, 0.0] {
-                    -1.0
-                } else {
-                    near[[i, 0]] * rel[[i, 0]]
-                }
-            })
-            .collect();
-        let keep: Vec<usize> = top_k(&scores, self.options.max_keypoints)
-            .into_iter()
-            .filter(|&i| scores[i] > 0.0)
-            .collect();
-        let heat2 = heat.index_axis(ndarray::Axis(0), 0);
-        let kept_pts: Vec<[f32; 2]> = keep
-            .iter()
-            .map(|&i| {
-                if self.options.subpixel {
-                    refine_subpixel(heat2, pts[i])
-                } else {
-                    pts[i]
-                }
-            })
-            .collect();
-        let mut desc: Array2<f32> = sample_map(
-            descriptors.slice(s![0, .., .., ..]),
-            &kept_pts,
-            &grid,
-            Interpolation::Bicubic,
-        );
-        l2_normalize_rows(&mut desc);
-        Ok(Features {
-            keypoints: kept_pts
-                .iter()
-                .map(|p| [p[0] * ratio[0], p[1] * ratio[1]])
-                .collect(),
-            scores: keep.iter().map(|&i| scores[i]).collect(),
-            descriptors: desc,
-            image_size: [w, h],
-        })
+            |out| {
+                let mut out = out.into_iter();
+                let mut next = |what: &str| {
+                    out.next()
+                        .ok_or_else(|| Self::bad_output(format!("{what}: missing")))
+                        .and_then(|a| as4(a, what))
+                };
+                let descriptors = next(OUT_DESCRIPTORS)?;
+                let heatmap = next(OUT_HEATMAP)?;
+                let reliability = next(OUT_RELIABILITY)?;
+                postprocess(
+                    options,
+                    Maps {
+                        descriptors,
+                        heatmap,
+                        reliability,
+                    },
+                    [rw, rh],
+                    ratio,
+                    [w, h],
+                )
+            },
+        )?
     }
+}
+
+/// The engine's three output maps.
+struct Maps<'a> {
+    descriptors: ArrayView4<'a, f32>,
+    heatmap: ArrayView4<'a, f32>,
+    reliability: ArrayView4<'a, f32>,
+}
+
+/// Keypoints, scores and descriptors from the dense maps (steps 2–5 of the module doc). `[rw, rh]` is the
+/// network input size, `ratio` the photo/network scale and `[w, h]` the photo size.
+fn postprocess(
+    options: &XFeatOptions,
+    maps: Maps<'_>,
+    [rw, rh]: [usize; 2],
+    ratio: [f32; 2],
+    [w, h]: [u32; 2],
+) -> Result<Features, FeatureError> {
+    let Maps {
+        descriptors,
+        heatmap,
+        reliability,
+    } = maps;
+    if heatmap.dim() != (1, 1, rh, rw) || descriptors.dim().1 != DIM {
+        return Err(XFeat::bad_output(format!(
+            "heatmap {:?} (expected [1, 1, {rh}, {rw}]), descriptors {:?} (expected [1, {DIM}, h, w])",
+            heatmap.shape(),
+            descriptors.shape()
+        )));
+    }
+    let heat = heatmap.slice(s![0, .., .., ..]);
+    let candidates = nms(
+        heat.index_axis(ndarray::Axis(0), 0),
+        5,
+        options.detection_threshold,
+        NmsRule::EqualsMax,
+    );
+    let pts: Vec<[f32; 2]> = candidates
+        .iter()
+        .map(|p| [p[0] as f32, p[1] as f32])
+        .collect();
+    let grid = GridConvention {
+        image_size: [rw as f64, rh as f64],
+        align_corners: false,
+    };
+    let near = sample_map(heat, &pts, &grid, Interpolation::Nearest);
+    let rel = sample_map(
+        reliability.slice(s![0, .., .., ..]),
+        &pts,
+        &grid,
+        Interpolation::Bilinear,
+    );
+    // The reference marks (0, 0) as batch padding (score −1), which drops a real keypoint there too.
+    let scores: Vec<f32> = (0..pts.len())
+        .map(|i| {
+            if pts[i] == [0.0, 0.0] {
+                -1.0
+            } else {
+                near[[i, 0]] * rel[[i, 0]]
+            }
+        })
+        .collect();
+    let keep: Vec<usize> = top_k(&scores, options.max_keypoints)
+        .into_iter()
+        .filter(|&i| scores[i] > 0.0)
+        .collect();
+    let heat2 = heat.index_axis(ndarray::Axis(0), 0);
+    let kept_pts: Vec<[f32; 2]> = keep
+        .iter()
+        .map(|&i| {
+            if options.subpixel {
+                refine_subpixel(heat2, pts[i])
+            } else {
+                pts[i]
+            }
+        })
+        .collect();
+    let mut desc: Array2<f32> = sample_map(
+        descriptors.slice(s![0, .., .., ..]),
+        &kept_pts,
+        &grid,
+        Interpolation::Bicubic,
+    );
+    l2_normalize_rows(&mut desc);
+    Ok(Features {
+        keypoints: kept_pts
+            .iter()
+            .map(|p| [p[0] * ratio[0], p[1] * ratio[1]])
+            .collect(),
+        scores: keep.iter().map(|&i| scores[i]).collect(),
+        descriptors: desc,
+        image_size: [w, h],
+    })
 }
 
 #[cfg(test)]

@@ -945,6 +945,19 @@ impl Engine {
         inputs: &[(&str, ArrayViewD<'_, f32>)],
         output_names: &[&str],
     ) -> Result<Vec<ArrayD<f32>>, RuntimeError> {
+        self.run_with(inputs, output_names, |outputs| {
+            outputs.into_iter().map(|v| v.to_owned()).collect()
+        })
+    }
+
+    /// Like [`Engine::run`], but hands `consume` views of the outputs where ONNX Runtime left them (no copy;
+    /// the views live until `consume` returns) and returns what it returns.
+    pub fn run_with<R>(
+        &mut self,
+        inputs: &[(&str, ArrayViewD<'_, f32>)],
+        output_names: &[&str],
+        consume: impl FnOnce(Vec<ArrayViewD<'_, f32>>) -> R,
+    ) -> Result<R, RuntimeError> {
         for (name, arr) in inputs {
             self.check_input(name, arr.shape())?;
         }
@@ -971,19 +984,17 @@ impl Engine {
             values.push((name.to_string(), value));
         }
         let outputs = self.session.run(values).map_err(|e| fail(e.to_string()))?;
-        let mut result = Vec::with_capacity(output_names.len());
+        let mut views = Vec::with_capacity(output_names.len());
         for name in output_names {
             let value = outputs
                 .get(*name)
                 .ok_or_else(|| fail(format!("output '{name}' missing from the results")))?;
-            let (shape, data) = value
-                .try_extract_tensor::<f32>()
-                .map_err(|e| fail(e.to_string()))?;
-            let dims: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
-            let arr = ArrayD::from_shape_vec(IxDyn(&dims), data.to_vec())
-                .map_err(|e| fail(e.to_string()))?;
-            result.push(arr);
+            views.push(
+                value
+                    .try_extract_array::<f32>()
+                    .map_err(|e| fail(e.to_string()))?,
+            );
         }
-        Ok(result)
+        Ok(consume(views))
     }
 }

@@ -25,7 +25,7 @@ use matcha::runtime::{Engine, RuntimeConfig};
 pub enum BenchCommand {
     /// XFeat at 640×480: our runtime vs onnxruntime-python, 1 and 2 threads.
     Extract {
-        /// Timed runs per configuration (after 5 warm-up runs).
+        /// Timed runs per configuration (after 20 warm-up runs).
         #[arg(long, default_value_t = 30)]
         runs: usize,
         /// Python interpreter with onnxruntime (default: $MATCHA_VENV/bin/python).
@@ -151,7 +151,7 @@ fn photo_640x480(path: &Path) -> Result<matcha::image::RgbImage> {
     ))
 }
 
-/// Timed runs of onnxruntime-python on the same model and input (after its own 5 warm-ups), milliseconds.
+/// Timed runs of onnxruntime-python on the same model and input (after its own 20 warm-ups), milliseconds.
 fn python_anchor(
     python: &Path,
     model: &Path,
@@ -172,6 +172,8 @@ fn python_anchor(
             &runs.to_string(),
             "--spin",
             if spin_wait { "1" } else { "0" },
+            "--warmup",
+            &WARMUP.to_string(),
         ])
         .output()
         .with_context(|| format!("running {} {}", python.display(), script.display()))?;
@@ -190,6 +192,10 @@ fn python_anchor(
         .map(|t| t.as_f64().context("times_ms entry"))
         .collect()
 }
+
+/// Untimed runs before timing, ours and Python's alike (the INT8 graph needed more than 5 to settle: the
+/// first timed runs came out up to 1.6× slower than later ones).
+const WARMUP: usize = 20;
 
 fn bench_extract(
     cfg: &MatchaConfig,
@@ -229,10 +235,11 @@ fn bench_extract(
             ..cfg.runtime.clone()
         };
         let mut engine = Engine::load(&model, &rt)?;
-        for _ in 0..5 {
-            engine.run(
+        for _ in 0..WARMUP {
+            engine.run_with(
                 &[("image", input.view().into_dyn())],
                 &["descriptors", "heatmap", "reliability"],
+                |_| (),
             )?;
         }
         // Alternating rounds (ours, Python, ours, ...) so that load drift hits both runtimes alike.
@@ -242,9 +249,11 @@ fn bench_extract(
         for _ in 0..ROUNDS {
             for _ in 0..per_round {
                 let t = Instant::now();
-                engine.run(
+                // outputs read in place, as onnxruntime-python returns them (no copy)
+                engine.run_with(
                     &[("image", input.view().into_dyn())],
                     &["descriptors", "heatmap", "reliability"],
+                    |_| (),
                 )?;
                 times.push(t.elapsed().as_secs_f64() * 1e3);
             }
@@ -269,10 +278,10 @@ fn bench_extract(
             },
         )?;
         let mut full = Vec::with_capacity(runs);
-        for i in 0..runs + 5 {
+        for i in 0..runs + WARMUP {
             let t = Instant::now();
             xfeat.extract(&image)?;
-            if i >= 5 {
+            if i >= WARMUP {
                 full.push(t.elapsed().as_secs_f64() * 1e3);
             }
         }
