@@ -1255,8 +1255,9 @@ mod tests {
         // arrived 12 ms before the worker became free
         assert!(is_stale(ms(0), ms(12), 10.0));
         assert!(!is_stale(ms(0), ms(12), 15.0));
-        assert!(!is_stale(ms(0), ms(12), -1.0)); // no bound
-                                                 // arrived while the worker was idle: never stale, even with a 0 ms bound
+        // a negative bound is no bound
+        assert!(!is_stale(ms(0), ms(12), -1.0));
+        // arrived while the worker was idle: never stale, even with a 0 ms bound
         assert!(!is_stale(ms(20), ms(12), 0.0));
         assert!(is_stale(ms(11), ms(12), 0.0));
     }
