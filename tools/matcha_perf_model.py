@@ -10,6 +10,13 @@ materialised in that count (unfused attention); fused kernels (TensorRT MHA, fla
 them, so the "peak w/o attn matrices" column is the relevant one on the GPU.
 
     python tools/matcha_perf_model.py [--sizes 512x512,480x640] [--ensembles 1,8] [--json out.json]
+    python tools/matcha_perf_model.py --measure cuda [--dtypes fp32,fp16] [--reps 10]
+
+``--measure DEVICE`` also runs every stage of the full-size PyTorch reference on DEVICE (random weights, built
+directly on the device; eager PyTorch, ``no_grad``, batch = 2 x ensemble for the UNet as exported), and prints
+the median latency per stage (CUDA events, after warm-up runs) beside the FLOP count, with the arithmetic rate
+it implies. Random weights give the real shapes and therefore the real arithmetic; fp16 values may overflow
+(irrelevant to the time). This is the PyTorch reference, not the ONNX/TensorRT engines.
 
 Orin figures assumed (NVIDIA Jetson AGX Orin Series Technical Brief v1.2, AGX Orin 64 GB, MAXN): GPU 2048
 CUDA cores + 64 third-generation tensor cores at 1.3 GHz; 5.3 FP32 TFLOPS (CUDA cores); 170 sparse INT8
@@ -150,6 +157,88 @@ def stage_table(h: int, w: int, e: int) -> list[dict]:
     return rows
 
 
+def _stage_calls(h: int, w: int, e: int, parts: dict, device: str, dtype: torch.dtype) -> list[tuple]:
+    """(name, module, args) of each stage with inputs of the real shapes, on ``device`` in ``dtype``."""
+    cfg = full_config(ensemble_size=e)
+    dift = Dift(cfg.dift, parts["unet"], parts["vae"]).to(device=device, dtype=dtype)
+    z = lambda *shape: torch.randn(*shape, device=device, dtype=dtype)  # noqa: E731
+    fs = FusionStage(parts["fusion"], cfg.mode)
+    kpts = torch.rand(1, 4096, 2, device=device, dtype=dtype) * torch.tensor([w - 1, h - 1], device=device,
+                                                                             dtype=dtype)
+    return [
+        ("VAE encoder (once)", _VaeEncode(dift), (z(1, 3, h, w),)),
+        (f"UNet both passes (batch {2 * e})", _Unet(dift), (z(2 * e, 4, h // 8, w // 8), z(2 * e, 77, 1024))),
+        ("DINOv2 ViT-L/14", parts["dino"], (z(1, 3, h, w),)),
+        ("fusion + merge", fs, (z(1, 1280, h // 16, w // 16), z(1, 640, h // 8, w // 8),
+                                z(1, 1024, -(-h // 14), -(-w // 14)))),
+        ("sample 4096 kpts", SampleStage(h, w), (z(1, 1024, h // 8, w // 8), kpts)),
+    ]
+
+
+def build_parts(device: str, dtype: torch.dtype) -> dict:
+    """The full-size networks with random weights, allocated and initialised on ``device``."""
+    cfg = full_config()
+    with torch.device(device):
+        unet, vae = build_unet(cfg.dift.unet), build_vae(cfg.dift.vae)
+        vae.decoder = None
+        parts = {"unet": unet, "vae": vae, "dino": DinoV2(cfg.dino), "fusion": FusionNet(cfg.fusion)}
+    for m in parts.values():
+        m.to(dtype=dtype).eval()
+    return parts
+
+
+def _time_stage(module, args: tuple, device: str, warmup: int, reps: int, times: list[float]) -> None:
+    """Appends the time (ms) of each of ``reps`` runs after ``warmup`` runs (CUDA events on a GPU)."""
+    import time
+
+    with torch.no_grad():
+        for i in range(warmup + reps):
+            if device.startswith("cuda"):
+                a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                a.record()
+                module(*args)
+                b.record()
+                torch.cuda.synchronize()
+                ms = a.elapsed_time(b)
+            else:
+                t0 = time.perf_counter()
+                module(*args)
+                ms = (time.perf_counter() - t0) * 1e3
+            if i >= warmup:
+                times.append(ms)
+
+
+def measure_latency(sizes: list[tuple[int, int]], ensembles: list[int], device: str, dtypes: list[str],
+                    reps: int, warmup: int = 3) -> list[dict]:
+    """Median latency (ms) of each stage per size, ensemble and dtype on ``device``."""
+    out = []
+    for dname in dtypes:
+        dtype = {"fp32": torch.float32, "fp16": torch.float16}[dname]
+        parts = build_parts(device, dtype)
+        for h, w in sizes:
+            for e in ensembles:
+                try:
+                    calls = _stage_calls(h, w, e, parts, device, dtype)
+                except RuntimeError as err:  # e.g. out of memory: report, go on with the next configuration
+                    print(f"[measure] {h}x{w} e={e} {dname}: could not set up: {err}", flush=True)
+                    continue
+                for name, module, args in calls:
+                    times = []
+                    try:
+                        _time_stage(module, args, device, warmup, reps, times)
+                    except RuntimeError as err:
+                        print(f"[measure] {h}x{w} e={e} {dname} {name}: failed: {err}", flush=True)
+                        continue
+                    times.sort()
+                    out.append({"h": h, "w": w, "ensemble": e, "dtype": dname, "stage": name,
+                                "ms": times[len(times) // 2]})
+                    print(f"[measure] {h}x{w} e={e} {dname} {name}: {times[len(times) // 2]:.2f} ms", flush=True)
+        del parts
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    return out
+
+
 def orin_ms(gflops: float) -> float:
     """Compute-bound time on Orin at the assumed efficiency of the fp16 tensor peak."""
     return gflops / (ORIN["fp16_tensor_dense_tflops"] * ORIN["assumed_efficiency"] * 1e3) * 1e3
@@ -160,20 +249,51 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", default="512x512,480x640", help="HxW list")
     p.add_argument("--ensembles", default="1,8")
     p.add_argument("--json", help="write the table here")
+    p.add_argument("--measure", metavar="DEVICE", help="also time each stage of the PyTorch reference on DEVICE "
+                   "(e.g. cuda)")
+    p.add_argument("--dtypes", default="fp32,fp16", help="with --measure")
+    p.add_argument("--reps", type=int, default=10, help="with --measure: timed runs per stage (median)")
     a = p.parse_args(argv)
     allrows = []
+    sizes = [tuple(int(v) for v in s.split("x")) for s in a.sizes.split(",")]
+    ensembles = [int(v) for v in a.ensembles.split(",")]
+    measured = {}
+    if a.measure:
+        dev = a.measure
+        if dev.startswith("cuda"):
+            print(f"[measure] {torch.cuda.get_device_name()} , torch {torch.__version__}, "
+                  f"TF32 matmul {torch.backends.cuda.matmul.allow_tf32}, cuDNN TF32 {torch.backends.cudnn.allow_tf32}")
+        dtypes = a.dtypes.split(",")
+        for r in measure_latency(sizes, ensembles, dev, dtypes, a.reps):
+            measured[(r["h"], r["w"], r["ensemble"], r["stage"], r["dtype"])] = r
     for s in a.sizes.split(","):
         h, w = (int(v) for v in s.split("x"))
         for e in (int(v) for v in a.ensembles.split(",")):
             rows = stage_table(h, w, e)
             tot = sum(r["gflops"] for r in rows)
             print(f"\n## {h}x{w}, ensemble {e}")
-            print("| stage | GFLOPs | params (M) | act. peak fp32 (MB) | w/o attn matrices (MB) | Orin fp16 ms |")
-            print("|---|---:|---:|---:|---:|---:|")
+            extra = ""
+            if measured:
+                extra = "".join(f" {a.measure} {d} ms (TFLOP/s) |" for d in a.dtypes.split(","))
+            print("| stage | GFLOPs | params (M) | act. peak fp32 (MB) | w/o attn matrices (MB) | Orin fp16 ms |" + extra)
+            print("|---|---:|---:|---:|---:|---:|" + "---:|" * (extra.count("|")))
+            totals = {}
             for r in rows:
+                cells = ""
+                for d in (a.dtypes.split(",") if measured else []):
+                    m = measured.get((h, w, e, r["stage"], d))
+                    if m is None:
+                        cells += " |"
+                        continue
+                    totals[d] = totals.get(d, 0.0) + m["ms"]
+                    r[f"{a.measure}_{d}_ms"] = m["ms"]
+                    cells += f" {m['ms']:.2f} ({r['gflops'] / m['ms']:.1f}) |"
                 print(f"| {r['stage']} | {r['gflops']:.1f} | {r['params_m']:.1f} | {r['act_peak_mb']:.0f} | "
-                      f"{r['act_peak_noattn_mb']:.0f} | {orin_ms(r['gflops']):.1f} |")
+                      f"{r['act_peak_noattn_mb']:.0f} | {orin_ms(r['gflops']):.1f} |" + cells)
                 allrows.append({"h": h, "w": w, "ensemble": e, **r, "orin_ms": orin_ms(r["gflops"])})
+            if totals:
+                print("| measured sum |" + " |" * 5 + "".join(f" {totals[d]:.1f} |" for d in a.dtypes.split(",")
+                                                           if d in totals))
             wt_ms = 2.6e9 / (ORIN["mem_bw_gbs"] * 1e9) * 1e3
             print(f"| **total** | **{tot:.0f}** | | | | **{orin_ms(tot) + wt_ms:.0f}** (incl. {wt_ms:.0f} ms weight reads) |")
     usable = ORIN["fp16_tensor_dense_tflops"] * ORIN["assumed_efficiency"]
@@ -181,7 +301,8 @@ def main(argv=None) -> int:
           f"(fp16, {ORIN['assumed_efficiency']:.0%} of the {ORIN['fp16_tensor_dense_tflops']} TFLOPS dense tensor peak; "
           f"{ORIN['source']}). At FP32 on CUDA cores: {ORIN['fp32_tflops'] * ORIN['assumed_efficiency'] * 100:.0f} GFLOPs.")
     if a.json:
-        Path(a.json).write_text(json.dumps({"orin": ORIN, "rows": allrows}, indent=1))
+        Path(a.json).write_text(json.dumps({"orin": ORIN, "rows": allrows,
+                                            "measured": list(measured.values())}, indent=1))
     return 0
 
 
