@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::geometry::RansacOptions;
 use crate::matching::mnn::MnnOptions;
+use crate::matching::refine::RefineOptions;
 use crate::runtime::RuntimeConfig;
 
 /// Errors reading or validating the configuration.
@@ -115,6 +116,8 @@ pub struct MatcherConfig {
     pub mnn: MnnOptions,
     /// Minimum match probability of LightGlue matches.
     pub lightglue_threshold: f32,
+    /// Photometric sub-pixel refinement of the matches before the pose (any matcher).
+    pub refine: RefineOptions,
 }
 
 impl MatcherConfig {
@@ -133,6 +136,7 @@ impl Default for MatcherConfig {
             matcher: MatcherKind::Mnn,
             mnn: MnnOptions::default(),
             lightglue_threshold: 0.1,
+            refine: RefineOptions::default(),
         }
     }
 }
@@ -229,6 +233,9 @@ impl MatchaConfig {
         if !(0.0..=1.0).contains(&m.lightglue_threshold) {
             return bad("matcher.lightglue_threshold", "must be in [0, 1]");
         }
+        if let Err((key, reason)) = m.refine.check() {
+            return bad(&format!("matcher.refine.{key}"), reason);
+        }
         if self.runtime.providers.is_empty() {
             return bad(
                 "runtime.providers",
@@ -297,5 +304,23 @@ mod tests {
         assert!(matches!(disk, Err(ConfigError::Invalid { key, .. }) if key == "engine.precision"));
         let unknown = MatchaConfig::from_yaml_str("engine: {precision: fp16}");
         assert!(matches!(unknown, Err(ConfigError::Parse(m)) if m.contains("fp16")));
+    }
+
+    #[test]
+    fn refine_section() {
+        let on = MatchaConfig::from_yaml_str("matcher: {refine: {enabled: true, patch_radius: 3}}")
+            .unwrap();
+        assert!(on.matcher.refine.enabled);
+        assert_eq!(on.matcher.refine.patch_radius, 3);
+        assert_eq!(
+            on.matcher.refine.max_iterations,
+            RefineOptions::default().max_iterations
+        );
+        let typo = MatchaConfig::from_yaml_str("matcher: {refine: {radius: 3}}");
+        assert!(matches!(typo, Err(ConfigError::Parse(m)) if m.contains("radius")));
+        let range = MatchaConfig::from_yaml_str("matcher: {refine: {max_shift_px: 0}}");
+        assert!(
+            matches!(range, Err(ConfigError::Invalid { key, .. }) if key == "matcher.refine.max_shift_px")
+        );
     }
 }

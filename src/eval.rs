@@ -281,6 +281,7 @@ pub fn run_pipeline(
             time_ms: HashMap::from([
                 ("extract".to_string(), ta + tb),
                 ("match".to_string(), res.match_ms),
+                ("refine".to_string(), res.refine_ms),
                 ("pose".to_string(), res.pose_ms),
             ]),
         });

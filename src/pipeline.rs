@@ -4,6 +4,11 @@
 //! Inputs are 8-bit RGB images and pinhole cameras in the pixels of those images; outputs are
 //! [`Features`], [`Matches`] and a pose result. Images larger than `engine.max_image_side` are downscaled
 //! for extraction and their keypoints mapped back, so callers never deal with engine sizes.
+//!
+//! With `matcher.refine.enabled`, extraction also keeps each frame's grayscale image in [`Features::gray`]
+//! and every pair's matches are refined photometrically ([`crate::matching::refine`]) before the pose: the
+//! pose is estimated from the detector's keypoints in a and the refined positions in b
+//! ([`PairResult::refinement`]); [`Features::keypoints`] and [`Matches`] stay the detector's and matcher's.
 //! This module knows nothing of ROS or ONNX types.
 
 use std::time::Instant;
@@ -12,11 +17,12 @@ use crate::config::{ExtractorKind, MatchaConfig, MatcherKind};
 use crate::features::disk::{Disk, DiskOptions};
 use crate::features::matcha::Matcha;
 use crate::features::xfeat::{XFeat, XFeatOptions};
-use crate::features::{FeatureError, FeatureExtractor, Features};
+use crate::features::{FeatureError, FeatureExtractor, Features, GrayFrame};
 use crate::geometry::{estimate_relative_pose, NoPose, PinholeCamera, RansacOptions, RelativePose};
 use crate::image::RgbImage;
 use crate::matching::lightglue::LightGlue;
 use crate::matching::mnn::MutualNearestNeighbor;
+use crate::matching::refine::{refine_matches, RefineOptions, Refinement};
 use crate::matching::{MatchError, Matcher, Matches};
 
 /// Errors of the pipeline (all layers).
@@ -43,10 +49,26 @@ pub struct PairResult {
     pub matches: Matches,
     /// The pose (with its inlier mask over `matches`), or why there is none.
     pub pose: Result<RelativePose, NoPose>,
+    /// Sub-pixel positions in image b used for the pose, per match (`None` entries: detector's keypoint);
+    /// `None` when refinement is off or a frame has no grayscale image (e.g. a map keyframe).
+    pub refinement: Option<Refinement>,
     /// Matching time, milliseconds.
     pub match_ms: f64,
+    /// Refinement time, milliseconds (0 when off).
+    pub refine_ms: f64,
     /// Pose estimation time, milliseconds.
     pub pose_ms: f64,
+}
+
+impl PairResult {
+    /// Position in image b of match `i` as used for the pose: refined, else the detector's keypoint.
+    pub fn point_b(&self, i: usize, b: &Features) -> Option<[f32; 2]> {
+        let m = self.matches.matches.get(i)?;
+        self.refinement
+            .as_ref()
+            .and_then(|r| r.points_b.get(i).copied().flatten())
+            .or_else(|| b.keypoints.get(m.b as usize).copied())
+    }
 }
 
 /// Extractor + matcher + pose estimator.
@@ -55,6 +77,7 @@ pub struct Pipeline {
     matcher: Box<dyn Matcher>,
     ransac: RansacOptions,
     max_image_side: u32,
+    refine: RefineOptions,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -63,6 +86,7 @@ impl std::fmt::Debug for Pipeline {
             .field("extractor", &self.extractor.name())
             .field("matcher", &self.matcher.name())
             .field("ransac", &self.ransac)
+            .field("refine", &self.refine)
             .finish()
     }
 }
@@ -133,10 +157,12 @@ impl Pipeline {
             matcher: build_matcher(config)?,
             ransac: config.pose.clone(),
             max_image_side: config.engine.max_image_side,
+            refine: config.matcher.refine.clone(),
         })
     }
 
-    /// Builds a pipeline from parts (tests, benchmarks, custom engines).
+    /// Builds a pipeline from parts (tests, benchmarks, custom engines); match refinement off
+    /// (see [`Pipeline::with_refinement`]).
     pub fn from_parts(
         extractor: Box<dyn FeatureExtractor>,
         matcher: Box<dyn Matcher>,
@@ -148,7 +174,19 @@ impl Pipeline {
             matcher,
             ransac,
             max_image_side,
+            refine: RefineOptions::default(),
         }
+    }
+
+    /// Sets the match refinement (`enabled` decides whether frames keep their grayscale image).
+    pub fn with_refinement(mut self, refine: RefineOptions) -> Self {
+        self.refine = refine;
+        self
+    }
+
+    /// The match refinement options.
+    pub fn refine_options(&self) -> &RefineOptions {
+        &self.refine
     }
 
     /// Name of the descriptor (published with correspondences).
@@ -168,7 +206,12 @@ impl Pipeline {
 
     /// Extracts features; keypoints are in the pixels of `image` whatever resizing happens inside.
     pub fn extract(&mut self, image: &RgbImage) -> Result<Features, PipelineError> {
-        extract_with(self.extractor.as_mut(), self.max_image_side, image)
+        extract_with(
+            self.extractor.as_mut(),
+            self.max_image_side,
+            self.refine.enabled,
+            image,
+        )
     }
 
     /// Matches `a` to `b` and estimates the pose of b relative to a (`x_b = R·x_a + t`).
@@ -179,17 +222,69 @@ impl Pipeline {
         b: &Features,
         camera_b: &PinholeCamera,
     ) -> Result<PairResult, PipelineError> {
-        let t0 = Instant::now();
-        let matches = self.matcher.match_features(a, b)?;
-        let t1 = Instant::now();
-        let pose = estimate_pose_from_matches(a, camera_a, b, camera_b, &matches, &self.ransac);
-        let t2 = Instant::now();
-        Ok(PairResult {
-            matches,
-            pose,
-            match_ms: (t1 - t0).as_secs_f64() * 1e3,
-            pose_ms: (t2 - t1).as_secs_f64() * 1e3,
-        })
+        match_refine_pose(
+            self.matcher.as_mut(),
+            &self.refine,
+            &self.ransac,
+            (a, camera_a),
+            (b, camera_b),
+        )
+    }
+}
+
+/// Matching, optional refinement and the pose for one pair (shared by [`Pipeline::match_pair`] and the
+/// stream).
+fn match_refine_pose(
+    matcher: &mut dyn Matcher,
+    refine: &RefineOptions,
+    ransac: &RansacOptions,
+    (a, camera_a): (&Features, &PinholeCamera),
+    (b, camera_b): (&Features, &PinholeCamera),
+) -> Result<PairResult, PipelineError> {
+    let t0 = Instant::now();
+    let matches = matcher.match_features(a, b)?;
+    let t1 = Instant::now();
+    let refinement = match (&a.gray, &b.gray) {
+        (Some(ga), Some(gb)) if refine.enabled => {
+            let r = refine_matches(
+                &ga.0,
+                &a.keypoints,
+                &gb.0,
+                &b.keypoints,
+                &matches.matches,
+                refine,
+            );
+            log::debug!("match refinement: {:?}", r.stats);
+            Some(r)
+        }
+        _ => None,
+    };
+    let t2 = Instant::now();
+    let pose = estimate_pose_refined(
+        a,
+        camera_a,
+        b,
+        camera_b,
+        &matches,
+        refinement.as_ref(),
+        ransac,
+    );
+    let t3 = Instant::now();
+    let ms = |x: Instant, y: Instant| (y - x).as_secs_f64() * 1e3;
+    Ok(PairResult {
+        matches,
+        pose,
+        refinement,
+        match_ms: ms(t0, t1),
+        refine_ms: ms(t1, t2),
+        pose_ms: ms(t2, t3),
+    })
+}
+
+impl Pipeline {
+    /// True when extraction keeps grayscale frames for match refinement.
+    pub fn keeps_gray(&self) -> bool {
+        self.refine.enabled
     }
 }
 
@@ -219,6 +314,7 @@ impl Pipeline {
         F: FnMut(StreamStep),
     {
         let max_side = self.max_image_side;
+        let keep_gray = self.refine.enabled;
         // the extraction thread keeps one core busy: the matcher gets the other one alone
         let matcher_threads = self.matcher.set_threads(1);
         let (tx, rx) =
@@ -226,11 +322,12 @@ impl Pipeline {
         let extractor = &mut self.extractor;
         let matcher = &mut self.matcher;
         let ransac = &self.ransac;
+        let refine = &self.refine;
         std::thread::scope(|scope| {
             scope.spawn(move || {
                 for (index, image) in frames.into_iter().enumerate() {
                     let t0 = Instant::now();
-                    let f = extract_with(extractor.as_mut(), max_side, &image);
+                    let f = extract_with(extractor.as_mut(), max_side, keep_gray, &image);
                     let ms = t0.elapsed().as_secs_f64() * 1e3;
                     if tx.send((index, f, ms)).is_err() {
                         break;
@@ -240,25 +337,13 @@ impl Pipeline {
             let mut previous: Option<Features> = None;
             for (index, features, extract_ms) in rx {
                 let pair = match (&previous, &features) {
-                    (Some(prev), Ok(cur)) => {
-                        let t0 = Instant::now();
-                        let r = matcher
-                            .match_features(prev, cur)
-                            .map_err(PipelineError::from)
-                            .map(|m| {
-                                let t1 = Instant::now();
-                                let pose = estimate_pose_from_matches(
-                                    prev, camera, cur, camera, &m, ransac,
-                                );
-                                PairResult {
-                                    matches: m,
-                                    pose,
-                                    match_ms: (t1 - t0).as_secs_f64() * 1e3,
-                                    pose_ms: t1.elapsed().as_secs_f64() * 1e3,
-                                }
-                            });
-                        Some(r)
-                    }
+                    (Some(prev), Ok(cur)) => Some(match_refine_pose(
+                        matcher.as_mut(),
+                        refine,
+                        ransac,
+                        (prev, camera),
+                        (cur, camera),
+                    )),
                     _ => None,
                 };
                 if let Ok(f) = &features {
@@ -276,8 +361,22 @@ impl Pipeline {
     }
 }
 
-/// Extraction with the large-image downscale of [`Pipeline::extract`] (shared by the stream worker).
+/// Extraction with the large-image downscale of [`Pipeline::extract`] (shared by the stream worker); keeps
+/// the original-size grayscale image when `keep_gray`.
 fn extract_with(
+    extractor: &mut dyn FeatureExtractor,
+    max_image_side: u32,
+    keep_gray: bool,
+    image: &RgbImage,
+) -> Result<Features, PipelineError> {
+    let mut f = extract_resized(extractor, max_image_side, image)?;
+    if keep_gray {
+        f.gray = Some(GrayFrame::from_rgb(image));
+    }
+    Ok(f)
+}
+
+fn extract_resized(
     extractor: &mut dyn FeatureExtractor,
     max_image_side: u32,
     image: &RgbImage,
@@ -321,10 +420,25 @@ pub fn estimate_pose_from_matches(
     matches: &Matches,
     options: &RansacOptions,
 ) -> Result<RelativePose, NoPose> {
+    estimate_pose_refined(a, camera_a, b, camera_b, matches, None, options)
+}
+
+/// [`estimate_pose_from_matches`] with the refined positions in b of `refinement` (per match; its `None`
+/// entries and matches past its length use the detector's keypoint).
+pub fn estimate_pose_refined(
+    a: &Features,
+    camera_a: &PinholeCamera,
+    b: &Features,
+    camera_b: &PinholeCamera,
+    matches: &Matches,
+    refinement: Option<&Refinement>,
+    options: &RansacOptions,
+) -> Result<RelativePose, NoPose> {
+    let refined = refinement.map_or(&[][..], |r| r.points_b.as_slice());
     let mut pa = Vec::with_capacity(matches.matches.len());
     let mut pb = Vec::with_capacity(matches.matches.len());
     let mut prio = Vec::with_capacity(matches.matches.len());
-    for m in &matches.matches {
+    for (i, m) in matches.matches.iter().enumerate() {
         let (Some(ka), Some(kb)) = (a.keypoints.get(m.a as usize), b.keypoints.get(m.b as usize))
         else {
             return Err(NoPose::Degenerate(format!(
@@ -335,6 +449,7 @@ pub fn estimate_pose_from_matches(
                 b.len()
             )));
         };
+        let kb = refined.get(i).copied().flatten().unwrap_or(*kb);
         pa.push([ka[0] as f64, ka[1] as f64]);
         pb.push([kb[0] as f64, kb[1] as f64]);
         prio.push(m.score);

@@ -32,6 +32,7 @@ fn features(name: &str, size: [u32; 2]) -> Features {
             .to_vec(),
         descriptors: z.by_name("descriptors").unwrap(),
         image_size: size,
+        gray: None,
     }
 }
 

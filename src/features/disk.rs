@@ -176,6 +176,7 @@ impl FeatureExtractor for Disk {
             scores: keep.iter().map(|&i| scores[i]).collect(),
             descriptors,
             image_size: [w, h],
+            gray: None,
         })
     }
 }

@@ -617,6 +617,7 @@ impl FeatureExtractor for Matcha {
             scores: kp.scores,
             descriptors,
             image_size: kp.image_size,
+            gray: None,
         })
     }
 }

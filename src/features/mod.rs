@@ -7,6 +7,8 @@
 //!
 //! This module does not match features (see [`crate::matching`]) and knows nothing of ONNX types.
 
+use std::sync::Arc;
+
 use ndarray::Array2;
 
 /// Keypoints, their detection scores and their descriptors for one image.
@@ -20,6 +22,27 @@ pub struct Features {
     pub descriptors: Array2<f32>,
     /// Width and height of the image the keypoints refer to.
     pub image_size: [u32; 2],
+    /// The 8-bit grayscale image (original size), kept by the pipeline only when match refinement
+    /// (`matcher.refine.enabled`) needs it; `None` otherwise (and always for map keyframes read from disk).
+    /// Shared, so cloning features does not copy it.
+    pub gray: Option<GrayFrame>,
+}
+
+/// A shared 8-bit grayscale frame (its `Debug` prints the size, not the pixels).
+#[derive(Clone, PartialEq)]
+pub struct GrayFrame(pub Arc<::image::GrayImage>);
+
+impl GrayFrame {
+    /// Grayscale (Rec. 709 luma, the `image` crate's conversion) of an RGB image.
+    pub fn from_rgb(image: &::image::RgbImage) -> Self {
+        Self(Arc::new(::image::imageops::grayscale(image)))
+    }
+}
+
+impl std::fmt::Debug for GrayFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GrayFrame({}×{})", self.0.width(), self.0.height())
+    }
 }
 
 impl Features {
@@ -30,6 +53,7 @@ impl Features {
             scores: Vec::new(),
             descriptors: Array2::zeros((0, dim)),
             image_size,
+            gray: None,
         }
     }
 

@@ -316,6 +316,7 @@ fn postprocess(
         scores: keep.iter().map(|&i| scores[i]).collect(),
         descriptors: desc,
         image_size: [w, h],
+        gray: None,
     })
 }
 

@@ -1,6 +1,9 @@
 //! Descriptor matching: the [`Matcher`] trait, its result [`Matches`], and the implementations
 //! (mutual nearest neighbour on cosine similarity; LightGlue / LighterGlue engines).
 //!
+//! [`refine`] moves matched keypoints of the second image to sub-pixel agreement with the first (photometric
+//! Lucas–Kanade on the grayscale frames), when enabled.
+//!
 //! Matching knows nothing of geometry: outlier rejection happens in [`crate::geometry`].
 
 use crate::features::Features;
@@ -74,3 +77,4 @@ pub trait Matcher: Send {
 
 pub mod lightglue;
 pub mod mnn;
+pub mod refine;

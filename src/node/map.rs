@@ -91,6 +91,7 @@ impl MapKeyframe {
             scores: self.scores.clone(),
             descriptors,
             image_size: self.image_size,
+            gray: None,
         })
     }
 }
@@ -257,6 +258,7 @@ mod tests {
             scores: vec![1.0; n],
             descriptors: rows,
             image_size: [64, 48],
+            gray: None,
         }
     }
 

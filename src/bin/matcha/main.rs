@@ -249,9 +249,13 @@ fn run_match(
                 "extract_a": ms(t0, t1),
                 "extract_b": ms(t1, t2),
                 "match": res.match_ms,
+                "refine": res.refine_ms,
                 "pose": res.pose_ms,
             },
         });
+        if let Some(r) = &res.refinement {
+            obj["refinement"] = serde_json::to_value(r.stats)?;
+        }
         if let Ok(p) = &res.pose {
             obj["quality"] = serde_json::to_value(p.quality)?;
         } else {
@@ -283,12 +287,21 @@ fn run_match(
             Err(e) => println!("no pose: {e}"),
         }
         println!(
-            "time: extract {:.1} + {:.1} ms, match {:.1} ms, pose {:.1} ms",
+            "time: extract {:.1} + {:.1} ms, match {:.1} ms, refine {:.1} ms, pose {:.1} ms",
             ms(t0, t1),
             ms(t1, t2),
             res.match_ms,
+            res.refine_ms,
             res.pose_ms
         );
+        if let Some(r) = &res.refinement {
+            println!(
+                "refinement: {} matches refined, {} left unrefined ({:?})",
+                r.stats.refined,
+                r.stats.rejected(),
+                r.stats
+            );
+        }
         if let Some(p) = out {
             println!("matches drawn to {}", p.display());
         }
