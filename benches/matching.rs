@@ -1,6 +1,10 @@
 //! Mutual-nearest-neighbour matching throughput (criterion): 2048 × 2048 XFeat-sized descriptors (64-d, unit
 //! length), one and two threads. The similarity GEMM is `matrixmultiply`'s; the row/column scans are ours.
 //!
+//! Also the photometric match refinement (`matching::refine`): 2048 matches on a 640×480 textured image
+//! pair (b = a shifted by a sub-pixel amount with a gain/bias change, detector positions rounded), one thread,
+//! translation and affine models.
+//!
 //! `cargo bench --bench matching`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -41,5 +45,69 @@ fn mnn(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, mnn);
+/// 640×480 8-bit texture (seeded sum of sinusoids) shifted by `shift`, with gain and bias.
+fn textured(shift: [f32; 2], gain: f32, bias: f32) -> image::GrayImage {
+    let waves: Vec<[f32; 3]> = (0..24u32)
+        .map(|i| {
+            let h = |k: u32| ((i * 2654435761u32).wrapping_add(k * 40503) % 1000) as f32 / 1000.0;
+            [0.15 + 0.75 * h(1), std::f32::consts::TAU * h(2), 6.3 * h(3)]
+        })
+        .collect();
+    image::GrayImage::from_fn(640, 480, |x, y| {
+        let (x, y) = (x as f32 - shift[0], y as f32 - shift[1]);
+        let v: f32 = waves
+            .iter()
+            .map(|[f, a, p]| (f * (x * a.cos() + y * a.sin()) + p).sin())
+            .sum();
+        image::Luma([(gain * (128.0 + 8.0 * v) + bias).round().clamp(0.0, 255.0) as u8])
+    })
+}
+
+fn refine(c: &mut Criterion) {
+    use matcha::matching::refine::{refine_matches, RefineOptions, WarpModel};
+    use matcha::matching::Match;
+    let shift = [0.4f32, -0.7];
+    let (a, b) = (textured([0.0, 0.0], 1.0, 0.0), textured(shift, 0.8, 20.0));
+    // 64 × 32 grid of keypoints = 2048 matches
+    let ka: Vec<[f32; 2]> = (0..2048)
+        .map(|i| {
+            [
+                20.0 + (i % 64) as f32 * 9.4 + 0.3,
+                20.0 + (i / 64) as f32 * 13.5 + 0.6,
+            ]
+        })
+        .collect();
+    let kb: Vec<[f32; 2]> = ka
+        .iter()
+        .map(|p| [(p[0] + shift[0]).round(), (p[1] + shift[1]).round()])
+        .collect();
+    let matches: Vec<Match> = (0..2048u32)
+        .map(|i| Match {
+            a: i,
+            b: i,
+            score: 1.0,
+        })
+        .collect();
+    let mut group = c.benchmark_group("refine_2048_matches_640x480");
+    for (name, model, radius) in [
+        ("translation_r5", WarpModel::Translation, 5),
+        ("affine_r5", WarpModel::Affine, 5),
+        ("affine_r7", WarpModel::Affine, 7),
+    ] {
+        let o = RefineOptions {
+            enabled: true,
+            model,
+            patch_radius: radius,
+            ..RefineOptions::default()
+        };
+        let r = refine_matches(&a, &ka, &b, &kb, &matches, &o);
+        eprintln!("{name}: {:?}", r.stats);
+        group.bench_function(name, |bench| {
+            bench.iter(|| refine_matches(&a, &ka, &b, &kb, &matches, &o))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, mnn, refine);
 criterion_main!(benches);

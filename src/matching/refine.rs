@@ -2,25 +2,27 @@
 //!
 //! For each match (keypoint `a` in image A, keypoint `b` in image B) the position in A is kept fixed and the
 //! position in B is moved so that the `(2r+1)²` patch around `b` best agrees with the patch around `a`:
-//! inverse-compositional Gauss–Newton on a translation, with the photometric difference (gain and bias)
-//! removed exactly at every iteration by normalising the B patch to the template's mean and contrast. Both
-//! patches are sampled bilinearly; since a translation keeps the sub-pixel fraction of every sample equal,
-//! one set of four bilinear weights serves the whole patch, which keeps a match to a few hundred
-//! multiply-adds per iteration (about 1 µs).
+//! inverse-compositional Gauss–Newton with the photometric difference (gain and bias) removed exactly at
+//! every iteration by normalising the B patch to the template's mean and contrast, and the gain/bias
+//! directions projected out of the steepest-descent images (otherwise the steps crawl wherever a shift looks
+//! like a brightness change). Two warp models ([`WarpModel`]):
+//! * translation: one set of four bilinear weights serves the whole patch (a translation keeps every
+//!   sample's sub-pixel fraction equal), about 1.5 µs per match with `r = 5` on this project's machine;
+//! * affine: six parameters, started from the converged translation, so the patch may rotate, scale and
+//!   shear between the views (wide-baseline pairs); every sample has its own weights, about 4–6× the time.
 //!
 //! The result is the position in B that corresponds to the detector's position in A, so a pair of
 //! pixel-quantised or jittery detections becomes a sub-pixel correspondence even though the keypoint in A
 //! keeps its own detection error. A match is left unrefined (the detector's `b` is used) when its patch leaves
-//! either image, when the template is textureless (small minimum eigenvalue of its structure tensor, or a
-//! flat B patch), when the iteration moves `b` by more than `max_shift_px`, does not converge, produces a
-//! non-finite value, or ends with a zero-normalised cross-correlation below `min_zncc`.
+//! either image, when the template is textureless (small minimum eigenvalue of its gain/bias-projected
+//! structure tensor, or a flat B patch), when the iteration moves `b` by more than `max_shift_px`, does not
+//! converge, produces a non-finite value, or ends with a zero-normalised cross-correlation below `min_zncc`.
 //!
-//! What it does not do: search (matches must already be within about a pixel or two; a coarse-to-fine or
-//! ZNCC search would be needed otherwise), model the affine or projective deformation of the patch between
-//! the views (fine for the small patches and moderate viewpoint changes it is meant for), reject outliers
-//! (that is the robust pose estimator's job; a refused refinement keeps the match), or move keypoints in A.
-//! It is deterministic and never panics: any input (NaN keypoints, indices past the keypoints, empty or tiny
-//! images) only leaves matches unrefined.
+//! What it does not do: search (matches must already be within `max_shift_px`; a coarse-to-fine or ZNCC
+//! search would be needed otherwise), model projective deformation or occlusion within the patch, reject
+//! outliers (that is the robust pose estimator's job; a refused refinement keeps the match), or move keypoints
+//! in A. It is deterministic (fixed summation order) and never panics: any input (NaN keypoints, indices past
+//! the keypoints, empty or tiny images) only leaves matches unrefined.
 
 use image::GrayImage;
 
@@ -63,11 +65,11 @@ impl Default for RefineOptions {
     fn default() -> Self {
         Self {
             enabled: false,
-            model: WarpModel::Translation,
-            patch_radius: 5,
+            model: WarpModel::Affine,
+            patch_radius: 7,
             max_iterations: 10,
             convergence_px: 0.01,
-            max_shift_px: 1.5,
+            max_shift_px: 3.0,
             min_eigenvalue: 4.0,
             min_zncc: 0.8,
         }
@@ -225,8 +227,12 @@ struct Scratch {
     gy: Vec<f32>,
     /// Current B patch.
     s: Vec<f32>,
+    /// All ones (sums through [`dots`]).
+    ones: Vec<f32>,
     /// Steepest-descent images of the affine model, `6 × (2r+1)²`.
     sd: Vec<f32>,
+    /// Residual of the affine model.
+    e: Vec<f32>,
 }
 
 impl Scratch {
@@ -240,7 +246,9 @@ impl Scratch {
             gx: vec![0.0; n],
             gy: vec![0.0; n],
             s: vec![0.0; n],
+            ones: vec![1.0; n],
             sd: Vec::new(),
+            e: vec![0.0; n],
         }
     }
 }
@@ -282,11 +290,12 @@ fn sample_grid(img: &GrayImage, cx: f32, cy: f32, e: usize, out: &mut [f32]) -> 
             &data[base..base + side + 1],
             &data[base + w..base + w + side + 1],
         );
-        for (i, o) in row_out.iter_mut().enumerate() {
-            *o = w00 * r0[i] as f32
-                + w01 * r0[i + 1] as f32
-                + w10 * r1[i] as f32
-                + w11 * r1[i + 1] as f32;
+        for ((o, (&a0, &a1)), (&b0, &b1)) in row_out
+            .iter_mut()
+            .zip(r0[..side].iter().zip(&r0[1..]))
+            .zip(r1[..side].iter().zip(&r1[1..]))
+        {
+            *o = w00 * a0 as f32 + w01 * a1 as f32 + w10 * b0 as f32 + w11 * b1 as f32;
         }
     }
     true
@@ -310,35 +319,33 @@ fn refine_with(
     if !sample_grid(image_a, pa[0], pa[1], r + 1, &mut sc.ring) {
         return Err(Reject::OutOfBounds);
     }
-    // template (inner patch), its mean and its central-difference gradients
-    let mut sum = 0.0f32;
+    // template (inner patch) and its central-difference gradients
     for j in 0..side {
-        for i in 0..side {
-            let v = sc.ring[(j + 1) * ring_side + i + 1];
-            sc.t[j * side + i] = v;
-            sum += v;
+        let c = (j + 1) * ring_side + 1;
+        let ring = &sc.ring;
+        let rows = (
+            &ring[c..c + side],
+            &ring[c - 1..c - 1 + side],
+            &ring[c + 1..c + 1 + side],
+            &ring[c - ring_side..c - ring_side + side],
+            &ring[c + ring_side..c + ring_side + side],
+        );
+        let out = j * side..(j + 1) * side;
+        for (k, (t, (gx, gy))) in sc.t[out.clone()]
+            .iter_mut()
+            .zip(sc.gx[out.clone()].iter_mut().zip(sc.gy[out].iter_mut()))
+            .enumerate()
+        {
+            *t = rows.0[k];
+            *gx = 0.5 * (rows.2[k] - rows.1[k]);
+            *gy = 0.5 * (rows.4[k] - rows.3[k]);
         }
     }
-    let mean_t = sum / n;
-    // template gradients; zero-mean template
-    let (mut sgx, mut sgy, mut var_t, mut tgx, mut tgy) = (0.0f32, 0.0f32, 0.0f32, 0.0f32, 0.0f32);
-    for j in 0..side {
-        for i in 0..side {
-            let k = j * side + i;
-            let c = (j + 1) * ring_side + i + 1;
-            let gx = 0.5 * (sc.ring[c + 1] - sc.ring[c - 1]);
-            let gy = 0.5 * (sc.ring[c + ring_side] - sc.ring[c - ring_side]);
-            let t = sc.t[k] - mean_t;
-            sc.gx[k] = gx;
-            sc.gy[k] = gy;
-            sc.t[k] = t;
-            sgx += gx;
-            sgy += gy;
-            var_t += t * t;
-            tgx += t * gx;
-            tgy += t * gy;
-        }
-    }
+    let [sum_t, sgx, sgy] = dots(&sc.ones, [&sc.t, &sc.gx, &sc.gy]);
+    let mean_t = (sum_t / n as f64) as f32;
+    sc.t.iter_mut().for_each(|t| *t -= mean_t);
+    let [var_t, tgx, tgy] = dots(&sc.t, [&sc.t, &sc.gx, &sc.gy]);
+    let var_t = var_t as f32;
     if !(var_t.is_finite() && var_t > 1e-6 * n) {
         return Err(Reject::Textureless);
     }
@@ -346,17 +353,15 @@ fn refine_with(
     // the gradient that is not itself a bias (constant) or a gain (multiple of the template) change: project
     // those out ("project-out" inverse compositional), else the Gauss–Newton steps are far too short along
     // such directions and the iteration crawls.
-    let (mgx, mgy, cgx, cgy) = (sgx / n, sgy / n, tgx / var_t, tgy / var_t);
-    let (mut hxx, mut hxy, mut hyy) = (0.0f32, 0.0f32, 0.0f32);
-    for k in 0..sc.t.len() {
-        let gx = sc.gx[k] - mgx - cgx * sc.t[k];
-        let gy = sc.gy[k] - mgy - cgy * sc.t[k];
-        sc.gx[k] = gx;
-        sc.gy[k] = gy;
-        hxx += gx * gx;
-        hxy += gx * gy;
-        hyy += gy * gy;
+    let (mgx, mgy) = ((sgx / n as f64) as f32, (sgy / n as f64) as f32);
+    let (cgx, cgy) = (tgx as f32 / var_t, tgy as f32 / var_t);
+    for ((gx, gy), t) in sc.gx.iter_mut().zip(sc.gy.iter_mut()).zip(&sc.t) {
+        *gx -= mgx + cgx * t;
+        *gy -= mgy + cgy * t;
     }
+    let [hxx, hxy] = dots(&sc.gx, [&sc.gx, &sc.gy]);
+    let [hyy] = dots(&sc.gy, [&sc.gy]);
+    let (hxx, hxy, hyy) = (hxx as f32, hxy as f32, hyy as f32);
     let half_trace = 0.5 * (hxx + hyy);
     let lambda_min = half_trace - (0.25 * (hxx - hyy) * (hxx - hyy) + hxy * hxy).sqrt();
     let det = hxx * hyy - hxy * hxy;
@@ -364,10 +369,32 @@ fn refine_with(
         return Err(Reject::Textureless);
     }
     let std_t = var_t.sqrt();
-    if o.model == WarpModel::Affine {
-        return iterate_affine(image_b, pb, o, sc, std_t);
-    }
     let (ixx, ixy, iyy) = (hyy / det, -hxy / det, hxx / det);
+    let translated = iterate_translation(image_b, pb, o, sc, std_t, [ixx, ixy, iyy]);
+    if o.model == WarpModel::Translation {
+        return translated;
+    }
+    // affine: start where the (cheap) translation got to, unless it failed for a reason the deformation
+    // cannot explain
+    let init = match translated {
+        Ok(q) => [q[0] - pb[0], q[1] - pb[1]],
+        Err(Reject::NotConverged | Reject::LowCorrelation) => [0.0, 0.0],
+        Err(e) => return Err(e),
+    };
+    iterate_affine(image_b, pb, init, o, sc, std_t)
+}
+
+/// The translation model's Gauss–Newton iterations (`inv_h`: the inverse Hessian `[xx, xy, yy]`).
+fn iterate_translation(
+    image_b: &GrayImage,
+    pb: [f32; 2],
+    o: &RefineOptions,
+    sc: &mut Scratch,
+    std_t: f32,
+    [ixx, ixy, iyy]: [f32; 3],
+) -> Result<[f32; 2], Reject> {
+    let r = sc.r;
+    let n = sc.t.len() as f32;
 
     let (mut dx, mut dy) = (0.0f32, 0.0f32);
     let max_shift2 = o.max_shift_px * o.max_shift_px;
@@ -376,24 +403,16 @@ fn refine_with(
         if !sample_grid(image_b, pb[0] + dx, pb[1] + dy, r, &mut sc.s) {
             return Err(Reject::OutOfBounds);
         }
-        let mean_s = sc.s.iter().sum::<f32>() / n;
-        let (mut var_s, mut cross) = (0.0f32, 0.0f32);
-        for (s, t) in sc.s.iter_mut().zip(&sc.t) {
-            *s -= mean_s;
-            var_s += *s * *s;
-            cross += *s * t;
-        }
+        // The projected gradients are orthogonal to 1 and t, so with e = scale·(s − mean_s) − t the
+        // steepest-descent sums need only the raw samples: Σ g·e = scale · Σ g·s (one fused pass).
+        let [sum_s, sum_ss, cross, gs_x, gs_y] = sums5(&sc.s, &sc.t, &sc.gx, &sc.gy);
+        let var_s = (sum_ss - sum_s * sum_s / n as f64) as f32;
         if !(var_s.is_finite() && var_s > 1e-6 * n) {
             return Err(Reject::Textureless);
         }
         // B patch brought to the template's mean (0) and contrast: gain and bias drop out
         let scale = std_t / var_s.sqrt();
-        let (mut bx, mut by) = (0.0f32, 0.0f32);
-        for k in 0..sc.s.len() {
-            let e = sc.s[k] * scale - sc.t[k];
-            bx += sc.gx[k] * e;
-            by += sc.gy[k] * e;
-        }
+        let (cross, bx, by) = (cross as f32, scale * gs_x as f32, scale * gs_y as f32);
         let (ux, uy) = (ixx * bx + ixy * by, ixy * bx + iyy * by);
         // inverse composition of a translation: d ← d − Δ
         dx -= ux;
@@ -413,12 +432,87 @@ fn refine_with(
     Err(Reject::NotConverged)
 }
 
+/// `[Σ a·b_0, …, Σ a·b_{K-1}]` in one pass with eight lanes per sum (vectorises; fixed order:
+/// deterministic), combined in f64. Slices are cut to the shortest.
+fn dots<const K: usize>(a: &[f32], b: [&[f32]; K]) -> [f64; K] {
+    let n = b.iter().fold(a.len(), |n, x| n.min(x.len()));
+    let full = n - n % 8;
+    let mut acc = [[0.0f32; 8]; K];
+    for (c, ca) in a[..full].chunks_exact(8).enumerate() {
+        for (acc, bk) in acc.iter_mut().zip(&b) {
+            let cb = &bk[c * 8..c * 8 + 8];
+            for l in 0..8 {
+                acc[l] += ca[l] * cb[l];
+            }
+        }
+    }
+    let mut out = [0.0f64; K];
+    for ((o, acc), bk) in out.iter_mut().zip(&acc).zip(&b) {
+        *o = acc.iter().map(|&v| v as f64).sum::<f64>()
+            + (full..n).map(|k| (a[k] * bk[k]) as f64).sum::<f64>();
+    }
+    out
+}
+
+/// `[Σ s, Σ s², Σ s·t, Σ s·gx, Σ s·gy]` in one pass with eight lanes per sum (vectorises; fixed order:
+/// deterministic), combined in f64.
+fn sums5(s: &[f32], t: &[f32], gx: &[f32], gy: &[f32]) -> [f64; 5] {
+    let mut acc = [[0.0f32; 8]; 5];
+    let mut out = [0.0f64; 5];
+    let n = s.len().min(t.len()).min(gx.len()).min(gy.len());
+    let full = n - n % 8;
+    for (((cs, ct), cx), cy) in s[..full]
+        .chunks_exact(8)
+        .zip(t[..full].chunks_exact(8))
+        .zip(gx[..full].chunks_exact(8))
+        .zip(gy[..full].chunks_exact(8))
+    {
+        for k in 0..8 {
+            acc[0][k] += cs[k];
+            acc[1][k] += cs[k] * cs[k];
+            acc[2][k] += cs[k] * ct[k];
+            acc[3][k] += cs[k] * cx[k];
+            acc[4][k] += cs[k] * cy[k];
+        }
+    }
+    for k in full..n {
+        out[0] += s[k] as f64;
+        out[1] += (s[k] * s[k]) as f64;
+        out[2] += (s[k] * t[k]) as f64;
+        out[3] += (s[k] * gx[k]) as f64;
+        out[4] += (s[k] * gy[k]) as f64;
+    }
+    for (o, a) in out.iter_mut().zip(&acc) {
+        *o += a.iter().map(|&v| v as f64).sum::<f64>();
+    }
+    out
+}
+
+/// Dot product with eight independent accumulators (vectorises; the order is fixed: deterministic).
+fn dot8(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// Bilinear value at `(x, y)`; the caller guarantees `0 <= x < w - 1`, `0 <= y < h - 1`.
 #[inline]
 fn bilinear(data: &[u8], w: usize, x: f32, y: f32) -> f32 {
-    let (x0, y0) = (x.floor(), y.floor());
-    let (fx, fy) = (x - x0, y - y0);
-    let i = y0 as usize * w + x0 as usize;
+    // x, y >= 0: truncation is the floor
+    let (x0, y0) = (x as usize, y as usize);
+    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+    let i = y0 * w + x0;
     let (p00, p01, p10, p11) = (
         data[i] as f32,
         data[i + 1] as f32,
@@ -436,6 +530,7 @@ fn bilinear(data: &[u8], w: usize, x: f32, y: f32) -> f32 {
 fn iterate_affine(
     image_b: &GrayImage,
     pb: [f32; 2],
+    init: [f32; 2],
     o: &RefineOptions,
     sc: &mut Scratch,
     std_t: f32,
@@ -449,25 +544,30 @@ fn iterate_affine(
     sc.sd.clear();
     sc.sd.resize(6 * np, 0.0);
     let var_t: f32 = sc.t.iter().map(|t| t * t).sum();
-    for c in 0..6 {
-        let (mut sum, mut dot) = (0.0f32, 0.0f32);
-        for k in 0..np {
-            let (u, v) = ((k % side) as f32 - r as f32, (k / side) as f32 - r as f32);
-            let g = if c < 3 { sc.gx[k] } else { sc.gy[k] };
-            let val = g * [u, v, 1.0][c % 3];
-            sc.sd[c * np + k] = val;
-            sum += val;
-            dot += val * sc.t[k];
+    for (c, sd) in sc.sd.chunks_exact_mut(np).enumerate() {
+        let g = if c < 3 { &sc.gx } else { &sc.gy };
+        for (j, row) in sd.chunks_exact_mut(side).enumerate() {
+            let v = j as f32 - r as f32;
+            let grow = &g[j * side..(j + 1) * side];
+            for (i, (o, g)) in row.iter_mut().zip(grow).enumerate() {
+                *o = match c % 3 {
+                    0 => g * (i as f32 - r as f32),
+                    1 => g * v,
+                    _ => *g,
+                };
+            }
         }
+        let sum: f32 = sd.iter().sum();
+        let dot: f32 = sd.iter().zip(&sc.t).map(|(a, b)| a * b).sum();
         let (mean, proj) = (sum / n, dot / var_t);
-        for k in 0..np {
-            sc.sd[c * np + k] -= mean + proj * sc.t[k];
+        for (o, t) in sd.iter_mut().zip(&sc.t) {
+            *o -= mean + proj * t;
         }
     }
     let mut h = Matrix6::<f64>::zeros();
     for a in 0..6 {
         for b in a..6 {
-            let v: f32 = (0..np).map(|k| sc.sd[a * np + k] * sc.sd[b * np + k]).sum();
+            let v = dot8(&sc.sd[a * np..(a + 1) * np], &sc.sd[b * np..(b + 1) * np]);
             h[(a, b)] = v as f64;
             h[(b, a)] = v as f64;
         }
@@ -480,9 +580,11 @@ fn iterate_affine(
     let wu = image_b.width() as usize;
     // current warp: x_b = pb + d + M·u
     let mut warp = Matrix3::<f64>::identity();
+    warp[(0, 2)] = init[0] as f64;
+    warp[(1, 2)] = init[1] as f64;
+    let mut prev = [warp[(0, 2)], warp[(1, 2)]];
     let max_shift2 = (o.max_shift_px * o.max_shift_px) as f64;
-    let rf = r as f64;
-    for _ in 0..o.max_iterations {
+    for it in 0..o.max_iterations {
         let (m00, m01, m10, m11) = (
             warp[(0, 0)] as f32,
             warp[(0, 1)] as f32,
@@ -498,9 +600,15 @@ fn iterate_affine(
         if !(cx - ex >= 0.0 && cy - ey >= 0.0 && cx + ex < w - 1.0 && cy + ey < hgt - 1.0) {
             return Err(Reject::OutOfBounds);
         }
-        for k in 0..np {
-            let (u, v) = ((k % side) as f32 - r as f32, (k / side) as f32 - r as f32);
-            sc.s[k] = bilinear(data, wu, cx + m00 * u + m01 * v, cy + m10 * u + m11 * v);
+        let rr = r as f32;
+        for (j, row) in sc.s.chunks_exact_mut(side).enumerate() {
+            let v = j as f32 - rr;
+            let (mut x, mut y) = (cx - m00 * rr + m01 * v, cy - m10 * rr + m11 * v);
+            for o in row.iter_mut() {
+                *o = bilinear(data, wu, x, y);
+                x += m00;
+                y += m10;
+            }
         }
         let mean_s = sc.s.iter().sum::<f32>() / n;
         let (mut var_s, mut cross) = (0.0f32, 0.0f32);
@@ -512,15 +620,18 @@ fn iterate_affine(
         if !(var_s.is_finite() && var_s > 1e-6 * n) {
             return Err(Reject::Textureless);
         }
+        // a wrong match shows no sign of agreeing after a few steps: stop early (most of the cost otherwise)
+        if it >= 2 && cross < 0.5 * o.min_zncc * std_t * var_s.sqrt() {
+            return Err(Reject::LowCorrelation);
+        }
         let scale = std_t / var_s.sqrt();
+        for ((e, s), t) in sc.e.iter_mut().zip(&sc.s).zip(&sc.t) {
+            *e = s * scale - t;
+        }
         let mut g = Vector6::<f64>::zeros();
         for c in 0..6 {
             let sd = &sc.sd[c * np..(c + 1) * np];
-            let v: f32 = sd
-                .iter()
-                .zip(sc.s.iter().zip(&sc.t))
-                .map(|(j, (s, t))| j * (s * scale - t))
-                .sum();
+            let v = dot8(sd, &sc.e);
             g[c] = v as f64;
         }
         let dp = chol.solve(&g);
@@ -551,13 +662,9 @@ fn iterate_affine(
         {
             return Err(Reject::Diverged);
         }
-        // largest move of a patch point by this increment
-        let step = dp[2].abs().max(dp[5].abs())
-            + rf * dp[0]
-                .abs()
-                .max(dp[1].abs())
-                .max(dp[3].abs())
-                .max(dp[4].abs());
+        // converged when the patch centre (the refined point) stops moving
+        let step = (tx - prev[0]).hypot(ty - prev[1]);
+        prev = [tx, ty];
         if step < o.convergence_px as f64 {
             let zncc = cross / (std_t * var_s.sqrt());
             if zncc.is_nan() || zncc < o.min_zncc {
@@ -608,6 +715,19 @@ mod tests {
         })
     }
 
+    /// Options for the small synthetic images: `r = 5`, 1.5 px reach.
+    fn small(model: WarpModel) -> RefineOptions {
+        RefineOptions {
+            enabled: true,
+            model,
+            patch_radius: 5,
+            max_shift_px: 1.5,
+            ..RefineOptions::default()
+        }
+    }
+
+    const MODELS: [WarpModel; 2] = [WarpModel::Translation, WarpModel::Affine];
+
     fn grid_points(w: u32, h: u32, step: usize) -> Vec<[f32; 2]> {
         let mut p = Vec::new();
         for y in (12..h as usize - 12).step_by(step) {
@@ -642,29 +762,31 @@ mod tests {
                 score: 1.0,
             })
             .collect();
-        let opts = RefineOptions {
-            enabled: true,
-            ..RefineOptions::default()
-        };
-        let res = refine_matches(&a, &pa, &b, &pb, &matches, &opts);
-        assert_eq!(res.points_b.len(), matches.len());
-        assert!(
-            res.stats.refined as f64 >= 0.9 * matches.len() as f64,
-            "{:?}",
-            res.stats
-        );
-        let mut worst = 0.0f64;
-        let mut sum_before = 0.0f64;
-        for ((q, p), b0) in res.points_b.iter().zip(&pa).zip(&pb) {
-            let Some(q) = q else { continue };
-            let ex = q[0] as f64 - (p[0] as f64 + shift[0]);
-            let ey = q[1] as f64 - (p[1] as f64 + shift[1]);
-            worst = worst.max(ex.hypot(ey));
-            sum_before += (b0[0] as f64 - (p[0] as f64 + shift[0]))
-                .hypot(b0[1] as f64 - (p[1] as f64 + shift[1]));
+        for opts in MODELS.map(small) {
+            let res = refine_matches(&a, &pa, &b, &pb, &matches, &opts);
+            assert_eq!(res.points_b.len(), matches.len());
+            assert!(
+                res.stats.refined as f64 >= 0.9 * matches.len() as f64,
+                "{:?}",
+                res.stats
+            );
+            let mut worst = 0.0f64;
+            let mut sum_before = 0.0f64;
+            for ((q, p), b0) in res.points_b.iter().zip(&pa).zip(&pb) {
+                let Some(q) = q else { continue };
+                let ex = q[0] as f64 - (p[0] as f64 + shift[0]);
+                let ey = q[1] as f64 - (p[1] as f64 + shift[1]);
+                worst = worst.max(ex.hypot(ey));
+                sum_before += (b0[0] as f64 - (p[0] as f64 + shift[0]))
+                    .hypot(b0[1] as f64 - (p[1] as f64 + shift[1]));
+            }
+            assert!(
+                worst < 0.05,
+                "{:?}: worst refined error {worst} px",
+                opts.model
+            );
+            assert!(sum_before / res.stats.refined as f64 > 0.2);
         }
-        assert!(worst < 0.05, "worst refined error {worst} px");
-        assert!(sum_before / res.stats.refined as f64 > 0.2);
     }
 
     #[test]
@@ -736,35 +858,42 @@ mod tests {
             .iter()
             .map(|p| [p[0] - 0.45 + 0.5, p[1] + 0.8 - 0.5])
             .collect();
-        let opts = RefineOptions::default();
-        let (mut before, mut after, mut n) = (0.0f64, 0.0f64, 0);
-        for (p, q0) in pa.iter().zip(&pb) {
-            let truth = [p[0] as f64 + shift[0], p[1] as f64 + shift[1]];
-            if let Ok(q) = refine_point(&a, *p, &b, *q0, &opts) {
-                after += (q[0] as f64 - truth[0]).hypot(q[1] as f64 - truth[1]);
-                before += (q0[0] as f64 - truth[0]).hypot(q0[1] as f64 - truth[1]);
-                n += 1;
+        for opts in MODELS.map(small) {
+            let (mut before, mut after, mut n) = (0.0f64, 0.0f64, 0);
+            for (p, q0) in pa.iter().zip(&pb) {
+                let truth = [p[0] as f64 + shift[0], p[1] as f64 + shift[1]];
+                if let Ok(q) = refine_point(&a, *p, &b, *q0, &opts) {
+                    after += (q[0] as f64 - truth[0]).hypot(q[1] as f64 - truth[1]);
+                    before += (q0[0] as f64 - truth[0]).hypot(q0[1] as f64 - truth[1]);
+                    n += 1;
+                }
             }
+            assert!(n > pa.len() / 2, "{n} of {}", pa.len());
+            let (before, after) = (before / n as f64, after / n as f64);
+            assert!(
+                after < 0.1 && after < 0.2 * before,
+                "{:?}: {before} → {after}",
+                opts.model
+            );
         }
-        assert!(n > pa.len() / 2, "{n} of {}", pa.len());
-        let (before, after) = (before / n as f64, after / n as f64);
-        assert!(after < 0.1 && after < 0.2 * before, "{before} → {after}");
     }
 
     #[test]
     fn textureless_patch_is_rejected() {
         let flat = GrayImage::from_pixel(64, 64, image::Luma([90]));
-        let opts = RefineOptions::default();
-        assert_eq!(
-            refine_point(&flat, [32.0, 32.0], &flat, [32.3, 31.8], &opts),
-            Err(Reject::Textureless)
-        );
-        // a straight edge: texture in one direction only (aperture problem)
-        let edge = GrayImage::from_fn(64, 64, |x, _| image::Luma([if x < 32 { 40 } else { 200 }]));
-        assert_eq!(
-            refine_point(&edge, [31.5, 30.0], &edge, [31.5, 30.5], &opts),
-            Err(Reject::Textureless)
-        );
+        for opts in MODELS.map(small) {
+            assert_eq!(
+                refine_point(&flat, [32.0, 32.0], &flat, [32.3, 31.8], &opts),
+                Err(Reject::Textureless)
+            );
+            // a straight edge: texture in one direction only (aperture problem)
+            let edge =
+                GrayImage::from_fn(64, 64, |x, _| image::Luma([if x < 32 { 40 } else { 200 }]));
+            assert_eq!(
+                refine_point(&edge, [31.5, 30.0], &edge, [31.5, 30.5], &opts),
+                Err(Reject::Textureless)
+            );
+        }
     }
 
     #[test]
@@ -774,11 +903,12 @@ mod tests {
         let b = GrayImage::from_fn(160, 120, |x, y| {
             image::Luma([texture(x as f64, y as f64, 99).clamp(0.0, 255.0) as u8])
         });
-        let opts = RefineOptions::default();
         let mut refined = 0;
-        for p in grid_points(160, 120, 9) {
-            if refine_point(&a, p, &b, p, &opts).is_ok() {
-                refined += 1;
+        for opts in MODELS.map(small) {
+            for p in grid_points(160, 120, 9) {
+                if refine_point(&a, p, &b, p, &opts).is_ok() {
+                    refined += 1;
+                }
             }
         }
         assert!(refined <= 2, "{refined} unrelated patches accepted");
@@ -789,7 +919,7 @@ mod tests {
         let a = render(40, 30, [0.0, 0.0], 1.0, 0.0, 0.0);
         let tiny = GrayImage::new(1, 1);
         let empty = GrayImage::new(0, 0);
-        let opts = RefineOptions::default();
+        let opts = small(WarpModel::Translation);
         let odd = [
             [0.0, 0.0],
             [-3.0, 5.0],
