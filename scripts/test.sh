@@ -52,13 +52,21 @@ passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$LOG" | awk '{s += $
 cfail=$(grep -Eo '[0-9]+ failed;' "$LOG" | awk '{s += $1} END {print s + 0}')
 py_passed=$(grep -Eo '^[=]* ?[0-9]+ passed' "$LOG" | grep -Eo '[0-9]+' | awk '{s += $1} END {print s + 0}')
 py_failed=$(grep -Eo '[0-9]+ failed, ' "$LOG" | grep -Eo '[0-9]+' | awk '{s += $1} END {print s + 0}')
+# ignored Rust tests are listed by name with their reason (GPU-only checks, developer helpers): never silent
+ignored_list=$(grep -E '^test .* \.\.\. ignored' "$LOG" | sort -u || true)
+ignored=$(printf '%s' "$ignored_list" | grep -c . || true)
 rm -f "$LOG"
+if [ "$ignored" -gt 0 ]; then
+  echo
+  echo "[test] $ignored ignored test(s), not run here (each says why):"
+  printf '%s\n' "$ignored_list" | sed 's/^/  /'
+fi
 echo
 if [ "${#failed[@]}" -gt 0 ]; then
   printf '[test] failed stages: %s\n' "${failed[*]}"
   total_failed=$((cfail + py_failed))
   [ "$total_failed" -gt 0 ] || total_failed=${#failed[@]}
-  echo "tests: $((passed + py_passed)) passed, $total_failed failed"
+  echo "tests: $((passed + py_passed)) passed, $total_failed failed, $ignored ignored"
   exit 1
 fi
-echo "tests: $((passed + py_passed)) passed, 0 failed"
+echo "tests: $((passed + py_passed)) passed, 0 failed, $ignored ignored"

@@ -22,13 +22,15 @@
 //!    estimate, LO-RANSAC), re-scored, and replaces the best model if it scores better. Comparing against
 //!    the best *minimal* score rather than the best refined one matters: a refined model scores far below
 //!    any minimal one, so with the refined score as the bar LO would run once or twice and the run would stay
-//!    in the first basin it found (on real pairs: more inliers, a worse pose than PoseLib's).
+//!    in the first basin it found (on real pairs: more inliers, a worse pose than PoseLib's). A refit uses at
+//!    most 256 of the inliers, evenly spread: LO only has to reach the right basin, and with every inlier it
+//!    was a third of the solver's time.
 //! 6. **Adaptive termination** once `min_iterations` are done and the probability of having missed an
 //!    all-inlier sample drops below `1 − confidence`, with the inlier ratio over all correspondences and
 //!    SPRT's false-rejection rate in the rule (see `required_iterations` for why not PROSAC's prefix rule).
 //! 7. **Final refinement.** Levenberg-Marquardt on all inliers with a Cauchy loss (scale = threshold) over
 //!    `R ∈ SO(3)` (left perturbation `R ← Exp(ω)·R`) and the unit translation (2-D tangent step), then the
-//!    inlier mask is recomputed. The covariance is `σ²·(JᵀJ)⁻¹` of the refined problem.
+//!    inlier mask is recomputed and the refit repeated (at most 5 rounds) while the MSAC score improves. The covariance is `σ²·(JᵀJ)⁻¹` of the refined problem.
 //! 8. **Degeneracy of the result.** When nearly all inliers are explained by the rotation alone (zero motion
 //!    or pure rotation), the translation direction is unobservable: that is reported as
 //!    [`NoPose::NoParallax`], not as a pose with an arbitrary `t`.
@@ -805,12 +807,19 @@ pub fn estimate_relative_pose(
     };
     let (mut r, mut t) = (best.r, best.t);
     let mut idx = scorer.inlier_indices(&to_array(&essential_from_pose(&r, &t)), 1.0);
+    let mut score = scorer.score_full(&to_array(&essential_from_pose(&r, &t))).0;
     for _ in 0..5 {
         let (r2, t2) = refiner.refine(r, t, &idx, 30);
-        let idx2 = scorer.inlier_indices(&to_array(&essential_from_pose(&r2, &t2)), 1.0);
-        if idx2.len() < idx.len() {
-            break; // refinement lost support: keep the previous pose (monotone in support)
+        let e2 = to_array(&essential_from_pose(&r2, &t2));
+        let idx2 = scorer.inlier_indices(&e2, 1.0);
+        let score2 = scorer.score_full(&e2).0;
+        if score2 > score {
+            // the refit scores worse (MSAC) on all points: keep the previous pose (monotone in score). Judging by
+            // the inlier count instead stopped here whenever one borderline point dropped out, which kept the
+            // coarser LO pose (+6% median error in the benchmark above).
+            break;
         }
+        score = score2;
         r = r2;
         t = t2;
         let same = idx2 == idx;
@@ -1038,10 +1047,11 @@ fn local_optimisation(scorer: &Scorer<'_>, refiner: &Refiner<'_>, cand: &mut Bes
     let mut failures = 0;
     for scale in [2.0, 1.5, 1.0, 1.0, 1.0, 1.0] {
         let (r, t) = (cand.r, cand.t);
-        let idx = scorer.inlier_indices(&to_array(&essential_from_pose(&r, &t)), scale);
+        let mut idx = scorer.inlier_indices(&to_array(&essential_from_pose(&r, &t)), scale);
         if idx.len() < SAMPLE {
             return;
         }
+        subsample_evenly(&mut idx, LO_MAX_POINTS);
         let (r2, t2) = refiner.refine(r, t, &idx, 10);
         let (score, inliers) = scorer.score_full(&to_array(&essential_from_pose(&r2, &t2)));
         if score < cand.score {
@@ -1058,6 +1068,24 @@ fn local_optimisation(scorer: &Scorer<'_>, refiner: &Refiner<'_>, cand: &mut Bes
             }
         }
     }
+}
+
+/// Most inliers a local-optimisation refit uses (an even spread of them). LO only has to pull a minimal-sample
+/// model into the right basin; the final refinement (step 7) uses every inlier. `matcha bench pose`, 100
+/// instances × 2 passes, N = 2000, 50% outliers: all inliers 7.6 ms / 0.0785° median error; 256 points
+/// 5.0 ms / 0.0772°; 128 points 4.5 ms / 0.0804°.
+const LO_MAX_POINTS: usize = 256;
+
+/// Keeps at most `max` of `idx`, evenly spread over it (deterministic).
+fn subsample_evenly(idx: &mut Vec<u32>, max: usize) {
+    let n = idx.len();
+    if n <= max || max == 0 {
+        return;
+    }
+    for k in 0..max {
+        idx[k] = idx[k * n / max];
+    }
+    idx.truncate(max);
 }
 
 /// Rejects point sets that lie within about a threshold of one line (or one point): no essential matrix
@@ -1116,6 +1144,22 @@ fn count_distinct(a: &[[f64; 2]], b: &[[f64; 2]]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subsample_evenly_keeps_an_even_spread() {
+        let mut idx: Vec<u32> = (0..10).collect();
+        subsample_evenly(&mut idx, 4);
+        assert_eq!(idx, vec![0, 2, 5, 7]);
+        let mut short: Vec<u32> = vec![3, 9];
+        subsample_evenly(&mut short, 4);
+        assert_eq!(short, vec![3, 9]);
+        let mut big: Vec<u32> = (0..1000).map(|i| 2 * i).collect();
+        subsample_evenly(&mut big, LO_MAX_POINTS);
+        assert_eq!(big.len(), LO_MAX_POINTS);
+        assert!(big.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(big[0], 0);
+        assert!(*big.last().unwrap() >= 1990);
+    }
 
     #[test]
     fn cost_sum_equals_the_sum_of_logarithms() {
