@@ -49,7 +49,12 @@ fn mnn(c: &mut Criterion) {
 fn textured(shift: [f32; 2], gain: f32, bias: f32) -> image::GrayImage {
     let waves: Vec<[f32; 3]> = (0..24u32)
         .map(|i| {
-            let h = |k: u32| ((i * 2654435761u32).wrapping_add(k * 40503) % 1000) as f32 / 1000.0;
+            let h = |k: u32| {
+                (i.wrapping_mul(2654435761u32)
+                    .wrapping_add(k.wrapping_mul(40503))
+                    % 1000) as f32
+                    / 1000.0
+            };
             [0.15 + 0.75 * h(1), std::f32::consts::TAU * h(2), 6.3 * h(3)]
         })
         .collect();
