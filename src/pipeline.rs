@@ -281,13 +281,6 @@ fn match_refine_pose(
     })
 }
 
-impl Pipeline {
-    /// True when extraction keeps grayscale frames for match refinement.
-    pub fn keeps_gray(&self) -> bool {
-        self.refine.enabled
-    }
-}
-
 /// One frame's result in [`Pipeline::process_stream`].
 #[derive(Debug)]
 pub struct StreamStep {
