@@ -18,7 +18,11 @@ use crate::features::disk::{Disk, DiskOptions};
 use crate::features::matcha::Matcha;
 use crate::features::xfeat::{XFeat, XFeatOptions};
 use crate::features::{FeatureError, FeatureExtractor, Features, GrayFrame};
-use crate::geometry::{estimate_relative_pose, NoPose, PinholeCamera, RansacOptions, RelativePose};
+use crate::geometry::essential::{essential_from_pose, sampson_sq, PixelWeights};
+use crate::geometry::{
+    estimate_relative_pose, estimate_relative_pose_weighted, NoPose, PinholeCamera, RansacOptions,
+    RelativePose,
+};
 use crate::image::RgbImage;
 use crate::matching::lightglue::LightGlue;
 use crate::matching::mnn::MutualNearestNeighbor;
@@ -418,6 +422,13 @@ pub fn estimate_pose_from_matches(
 
 /// [`estimate_pose_from_matches`] with the refined positions in b of `refinement` (per match; its `None`
 /// entries and matches past its length use the detector's keypoint).
+///
+/// With a refinement the two kinds of match differ in precision (on the rendered set, against the true
+/// pose: 0.10 px RMS Sampson error refined, 0.52 px left unrefined). A first pass estimates the pose with
+/// equal weights; the ratio of the two groups' median squared residuals among its inliers
+/// ([`unrefined_weight`]) then weights each unrefined match in a second pass (relative inverse variance, see
+/// [`estimate_relative_pose_weighted`]). Equal weights are kept when either group has fewer than
+/// [`MIN_GROUP_INLIERS`] inliers, or when the second pass finds no pose.
 pub fn estimate_pose_refined(
     a: &Features,
     camera_a: &PinholeCamera,
@@ -431,6 +442,7 @@ pub fn estimate_pose_refined(
     let mut pa = Vec::with_capacity(matches.matches.len());
     let mut pb = Vec::with_capacity(matches.matches.len());
     let mut prio = Vec::with_capacity(matches.matches.len());
+    let mut is_refined = Vec::with_capacity(matches.matches.len());
     for (i, m) in matches.matches.iter().enumerate() {
         let (Some(ka), Some(kb)) = (a.keypoints.get(m.a as usize), b.keypoints.get(m.b as usize))
         else {
@@ -442,10 +454,140 @@ pub fn estimate_pose_refined(
                 b.len()
             )));
         };
-        let kb = refined.get(i).copied().flatten().unwrap_or(*kb);
+        let r = refined.get(i).copied().flatten();
+        is_refined.push(r.is_some());
+        let kb = r.unwrap_or(*kb);
         pa.push([ka[0] as f64, ka[1] as f64]);
         pb.push([kb[0] as f64, kb[1] as f64]);
         prio.push(m.score);
     }
-    estimate_relative_pose(&pa, &pb, camera_a, camera_b, Some(&prio), options)
+    let first = estimate_relative_pose(&pa, &pb, camera_a, camera_b, Some(&prio), options);
+    let Ok(pose) = &first else {
+        return first;
+    };
+    if refinement.is_none() {
+        return first;
+    }
+    let Some(w) = unrefined_weight(pose, &pa, &pb, &is_refined, camera_a, camera_b) else {
+        return first;
+    };
+    log::debug!("pose: unrefined matches weighted {w:.3}");
+    let weights: Vec<f64> = is_refined
+        .iter()
+        .map(|&r| if r { 1.0 } else { w })
+        .collect();
+    match estimate_relative_pose_weighted(
+        &pa,
+        &pb,
+        camera_a,
+        camera_b,
+        Some(&prio),
+        Some(&weights),
+        options,
+    ) {
+        Ok(p) => Ok(p),
+        Err(_) => first,
+    }
+}
+
+/// Fewest inliers of each kind (refined, unrefined) for [`unrefined_weight`] to estimate their variances.
+pub const MIN_GROUP_INLIERS: usize = 20;
+
+/// Weight of an unrefined match relative to a refined one: the ratio of the median squared Sampson
+/// residuals (refined / unrefined) of `pose`'s inliers, clamped to [0.01, 1]. `None` when a group has
+/// fewer than [`MIN_GROUP_INLIERS`] inliers or the ratio is not below 1 (then equal weights stay).
+pub fn unrefined_weight(
+    pose: &RelativePose,
+    points_a: &[[f64; 2]],
+    points_b: &[[f64; 2]],
+    is_refined: &[bool],
+    camera_a: &PinholeCamera,
+    camera_b: &PinholeCamera,
+) -> Option<f64> {
+    let e = essential_from_pose(&pose.rotation, &pose.translation);
+    let e: [f64; 9] = std::array::from_fn(|i| e[(i / 3, i % 3)]);
+    let w = PixelWeights::new(camera_a.fx, camera_a.fy, camera_b.fx, camera_b.fy);
+    let (mut refined, mut unrefined) = (Vec::new(), Vec::new());
+    for (((pa, pb), &inlier), &r) in points_a
+        .iter()
+        .zip(points_b)
+        .zip(&pose.inliers)
+        .zip(is_refined)
+    {
+        if !inlier {
+            continue;
+        }
+        let (Ok(na), Ok(nb)) = (camera_a.try_normalize(*pa), camera_b.try_normalize(*pb)) else {
+            continue;
+        };
+        let s2 = sampson_sq(&e, &w, na[0], na[1], nb[0], nb[1]);
+        if s2.is_finite() {
+            if r { &mut refined } else { &mut unrefined }.push(s2);
+        }
+    }
+    if refined.len() < MIN_GROUP_INLIERS || unrefined.len() < MIN_GROUP_INLIERS {
+        return None;
+    }
+    let median = |v: &mut Vec<f64>| {
+        let k = v.len() / 2;
+        *v.select_nth_unstable_by(k, f64::total_cmp).1
+    };
+    let (mr, mu) = (median(&mut refined), median(&mut unrefined));
+    let ratio = mr / mu;
+    (ratio.is_finite() && ratio < 1.0).then(|| ratio.max(0.01))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::bench::{generate_sets, Rng, SyntheticConfig};
+
+    /// A synthetic pair whose odd correspondences carry 0.8 px of extra noise in b (the "unrefined" ones).
+    fn mixed_precision() -> (Vec<[f64; 2]>, Vec<[f64; 2]>, Vec<bool>, PinholeCamera) {
+        let cfg = SyntheticConfig {
+            instances: 1,
+            num_points: 600,
+            noise_px: 0.1,
+            outlier_ratio: 0.3,
+            ..Default::default()
+        };
+        let inst = generate_sets(&cfg).remove(0);
+        let mut rng = Rng::new(3);
+        let mut pb = inst.points_b.clone();
+        let mut refined = vec![true; pb.len()];
+        for (i, p) in pb.iter_mut().enumerate() {
+            if i % 2 == 1 {
+                p[0] += 0.8 * rng.normal();
+                p[1] += 0.8 * rng.normal();
+                refined[i] = false;
+            }
+        }
+        (inst.points_a, pb, refined, inst.camera)
+    }
+
+    #[test]
+    fn unrefined_weight_is_the_variance_ratio_of_the_two_groups() {
+        let (pa, pb, refined, cam) = mixed_precision();
+        let pose =
+            estimate_relative_pose(&pa, &pb, &cam, &cam, None, &RansacOptions::default()).unwrap();
+        let w = unrefined_weight(&pose, &pa, &pb, &refined, &cam, &cam).unwrap();
+        // variance ratio of the b-side noise: (2·0.1²) / (2·0.1² + 0.8²) ≈ 0.03, inliers truncated at 1 px
+        assert!((0.01..0.15).contains(&w), "weight {w}");
+        // all refined, or all unrefined: no second group, no weight
+        assert_eq!(
+            unrefined_weight(&pose, &pa, &pb, &vec![true; pa.len()], &cam, &cam),
+            None
+        );
+        assert_eq!(
+            unrefined_weight(&pose, &pa, &pb, &vec![false; pa.len()], &cam, &cam),
+            None
+        );
+        // fewer than MIN_GROUP_INLIERS unrefined inliers
+        let few: Vec<bool> = (0..pa.len()).map(|i| i >= MIN_GROUP_INLIERS - 1).collect();
+        let unrefined_inliers = (0..pa.len())
+            .filter(|&i| !few[i] && pose.inliers[i])
+            .count();
+        assert!(unrefined_inliers < MIN_GROUP_INLIERS);
+        assert_eq!(unrefined_weight(&pose, &pa, &pb, &few, &cam, &cam), None);
+    }
 }

@@ -87,6 +87,9 @@ struct Points {
     yb: Vec<f64>,
     /// Index into the caller's arrays.
     orig: Vec<usize>,
+    /// Square roots of the per-correspondence weights (empty: all 1). They whiten the Sampson residuals of
+    /// the non-linear refinements (LO and final); hypothesis scoring and inlier sets ignore them.
+    sqrt_w: Vec<f64>,
 }
 
 impl Points {
@@ -96,6 +99,16 @@ impl Points {
     #[inline(always)]
     fn get(&self, i: usize) -> [f64; 4] {
         [self.xa[i], self.ya[i], self.xb[i], self.yb[i]]
+    }
+    /// Square root of point `i`'s weight.
+    #[inline(always)]
+    fn sqrt_weight(&self, i: usize) -> f64 {
+        self.sqrt_w.get(i).copied().unwrap_or(1.0)
+    }
+    /// Point `i`'s weight.
+    #[inline(always)]
+    fn weight(&self, i: usize) -> f64 {
+        self.sqrt_w.get(i).map_or(1.0, |s| s * s)
     }
 }
 
@@ -190,12 +203,13 @@ impl<'a> Scorer<'a> {
             let f = e[1] * xb + e[4] * yb + e[7];
             let den = w.wb_x * a * a + w.wb_y * b * b + w.wa_x * d * d + w.wa_y * f * f;
             let r2 = r * r;
+            let wi = p.weight(i);
             if r2 < thr_sq * den {
                 inliers += 1;
-                score += r2 / den;
+                score += wi * r2 / den;
                 log_lambda += self.log_in;
             } else {
-                score += thr_sq;
+                score += wi * thr_sq;
                 log_lambda += self.log_out;
                 if log_lambda > log_a || score > best_score {
                     return Verdict::Rejected {
@@ -235,11 +249,12 @@ impl<'a> Scorer<'a> {
         let mut inliers = 0;
         for i in 0..p.len() {
             let s2 = super::essential::sampson_sq(e, w, p.xa[i], p.ya[i], p.xb[i], p.yb[i]);
+            let wi = p.weight(i);
             if s2 < self.thr_sq {
                 inliers += 1;
-                score += s2;
+                score += wi * s2;
             } else {
-                score += self.thr_sq;
+                score += wi * self.thr_sq;
             }
         }
         (score, inliers)
@@ -464,9 +479,8 @@ impl Refiner<'_> {
         let mut cost = CostSum::new(self.cauchy.map(|c| c * c));
         for &i in idx {
             let p = self.pts.get(i as usize);
-            cost.push(super::essential::sampson_sq(
-                &e, &self.w, p[0], p[1], p[2], p[3],
-            ));
+            let sw = self.pts.sqrt_weight(i as usize);
+            cost.push(sw * sw * super::essential::sampson_sq(&e, &self.w, p[0], p[1], p[2], p[3]));
         }
         cost.total()
     }
@@ -492,6 +506,9 @@ impl Refiner<'_> {
         let mut cost = CostSum::new(c2);
         for &i in idx {
             if let Some((s, j)) = self.residual_jacobian(&e, &de, self.pts.get(i as usize)) {
+                // whitened residual: weight w scales the residual and its Jacobian by √w
+                let sw = self.pts.sqrt_weight(i as usize);
+                let (s, j) = (s * sw, j * sw);
                 let s2 = s * s;
                 cost.push(s2);
                 let wgt = c2.map_or(1.0, |c2| 1.0 / (1.0 + s2 / c2));
@@ -612,6 +629,24 @@ pub fn estimate_relative_pose(
     priority: Option<&[f32]>,
     options: &RansacOptions,
 ) -> Result<RelativePose, NoPose> {
+    estimate_relative_pose_weighted(
+        points_a, points_b, camera_a, camera_b, priority, None, options,
+    )
+}
+
+/// [`estimate_relative_pose`] with a weight per correspondence: its relative inverse variance (e.g. 1 for a
+/// photometrically refined match, less for a detector-only one). The weights whiten the residuals of the
+/// local optimisation, the final refinement and the covariance; which points are inliers (Sampson error
+/// below the threshold) does not depend on them. `None` = all 1. Weights must be finite and > 0.
+pub fn estimate_relative_pose_weighted(
+    points_a: &[[f64; 2]],
+    points_b: &[[f64; 2]],
+    camera_a: &PinholeCamera,
+    camera_b: &PinholeCamera,
+    priority: Option<&[f32]>,
+    weights: Option<&[f64]>,
+    options: &RansacOptions,
+) -> Result<RelativePose, NoPose> {
     // --- checks ---------------------------------------------------------------------------------------
     if points_a.len() != points_b.len() {
         return Err(NoPose::LengthMismatch {
@@ -625,6 +660,20 @@ pub fn estimate_relative_pose(
                 a: points_a.len(),
                 b: p.len(),
             });
+        }
+    }
+    if let Some(w) = weights {
+        if w.len() != points_a.len() {
+            return Err(NoPose::LengthMismatch {
+                a: points_a.len(),
+                b: w.len(),
+            });
+        }
+        if let Some(i) = w.iter().position(|v| !(v.is_finite() && *v > 0.0)) {
+            return Err(NoPose::InvalidOptions(format!(
+                "weight {i} must be finite and > 0, got {}",
+                w[i]
+            )));
         }
     }
     for (name, cam) in [("a", camera_a), ("b", camera_b)] {
@@ -687,6 +736,7 @@ pub fn estimate_relative_pose(
         xb: Vec::with_capacity(n_in),
         yb: Vec::with_capacity(n_in),
         orig: Vec::with_capacity(n_in),
+        sqrt_w: Vec::with_capacity(if weights.is_some() { n_in } else { 0 }),
     };
     for &i in &order {
         if let (Ok(a), Ok(b)) = (
@@ -698,6 +748,9 @@ pub fn estimate_relative_pose(
             pts.xb.push(b[0]);
             pts.yb.push(b[1]);
             pts.orig.push(i);
+            if let Some(w) = weights {
+                pts.sqrt_w.push(w[i].sqrt());
+            }
         }
     }
     let n = pts.len();
@@ -1258,6 +1311,102 @@ mod tests {
     }
 
     #[test]
+    fn weights_follow_the_precision_of_each_correspondence() {
+        use crate::geometry::bench::Rng;
+        // Inliers with 0.1 px noise; every second correspondence gets another 0.8 px in image b.
+        let cfg = SyntheticConfig {
+            instances: 16,
+            num_points: 600,
+            noise_px: 0.1,
+            outlier_ratio: 0.3,
+            ..Default::default()
+        };
+        let opts = RansacOptions::default();
+        let (mut err_equal, mut err_weighted) = (Vec::new(), Vec::new());
+        let mut rng = Rng::new(7);
+        for inst in generate_sets(&cfg) {
+            let mut pb = inst.points_b.clone();
+            let mut weights = vec![1.0; pb.len()];
+            for (i, p) in pb.iter_mut().enumerate() {
+                if i % 2 == 1 {
+                    p[0] += 0.8 * rng.normal();
+                    p[1] += 0.8 * rng.normal();
+                    weights[i] = (0.1f64 / 0.8).powi(2);
+                }
+            }
+            let (rg, tg) = inst.ground_truth();
+            let run = |w: Option<&[f64]>| {
+                let p = estimate_relative_pose_weighted(
+                    &inst.points_a,
+                    &pb,
+                    &inst.camera,
+                    &inst.camera,
+                    None,
+                    w,
+                    &opts,
+                )
+                .unwrap();
+                let (re, te) = pose_error_deg(&p.rotation, &p.translation, &rg, &tg);
+                (re.max(te), p)
+            };
+            let (e_equal, p_equal) = run(None);
+            let (e_weighted, _) = run(Some(&weights));
+            err_equal.push(e_equal);
+            err_weighted.push(e_weighted);
+            // all-one weights are the unweighted estimator
+            let (_, p_ones) = run(Some(&vec![1.0; pb.len()]));
+            assert_eq!(p_ones.rotation, p_equal.rotation);
+            assert_eq!(p_ones.inliers, p_equal.inliers);
+        }
+        // Geometric mean of the per-instance error ratios: some instances are limited by their geometry
+        // (the translation direction), not by the noisy half, so single instances can go either way.
+        let log_ratio = err_weighted
+            .iter()
+            .zip(&err_equal)
+            .map(|(w, e)| (w / e).ln())
+            .sum::<f64>()
+            / err_equal.len() as f64;
+        let ratio = log_ratio.exp();
+        assert!(
+            ratio < 0.75,
+            "weighted / equal-weight error, geometric mean {ratio:.3} (weighted {err_weighted:?}, equal {err_equal:?})"
+        );
+    }
+
+    #[test]
+    fn invalid_weights_are_errors() {
+        let cfg = SyntheticConfig {
+            instances: 1,
+            num_points: 100,
+            ..Default::default()
+        };
+        let inst = &generate_sets(&cfg)[0];
+        let run = |w: &[f64]| {
+            estimate_relative_pose_weighted(
+                &inst.points_a,
+                &inst.points_b,
+                &inst.camera,
+                &inst.camera,
+                None,
+                Some(w),
+                &RansacOptions::default(),
+            )
+        };
+        assert!(matches!(
+            run(&[1.0; 99]),
+            Err(NoPose::LengthMismatch { a: 100, b: 99 })
+        ));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let mut w = vec![1.0; 100];
+            w[42] = bad;
+            assert!(
+                matches!(run(&w), Err(NoPose::InvalidOptions(ref m)) if m.contains("weight 42")),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn prosac_uses_priority() {
         let cfg = SyntheticConfig {
             instances: 2,
@@ -1441,6 +1590,7 @@ mod jac_tests {
             xb: vec![0.12, -0.28],
             yb: vec![0.18, 0.3],
             orig: vec![0, 1],
+            sqrt_w: Vec::new(),
         };
         let w = PixelWeights::new(500.0, 520.0, 480.0, 510.0);
         let refiner = Refiner {
