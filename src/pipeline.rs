@@ -542,8 +542,11 @@ mod tests {
     use super::*;
     use crate::geometry::bench::{generate_sets, Rng, SyntheticConfig};
 
+    /// Correspondences in a and b, which of them are "refined", and the camera.
+    type MixedPair = (Vec<[f64; 2]>, Vec<[f64; 2]>, Vec<bool>, PinholeCamera);
+
     /// A synthetic pair whose odd correspondences carry 0.8 px of extra noise in b (the "unrefined" ones).
-    fn mixed_precision() -> (Vec<[f64; 2]>, Vec<[f64; 2]>, Vec<bool>, PinholeCamera) {
+    fn mixed_precision() -> MixedPair {
         let cfg = SyntheticConfig {
             instances: 1,
             num_points: 600,
