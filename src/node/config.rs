@@ -228,6 +228,10 @@ pub struct NodeConfig {
     /// pipeline is slower than the camera); negative = no bound (always the newest frame: highest rate,
     /// latency up to processing time + one camera period).
     pub max_frame_wait_ms: f64,
+    /// Frame decimation: results every k-th camera period (see [`crate::node::schedule`]). 0 = automatic
+    /// (the smallest k whose interval covers the latency p99; 1 on a fast machine), 1 = every fresh
+    /// frame, k = every k-th, up to [`crate::node::schedule::MAX_FACTOR`].
+    pub decimation: u32,
     /// Reject images with more pixels than this (width × height).
     pub max_image_pixels: u64,
     /// Period of `/diagnostics` messages, seconds.
@@ -252,6 +256,7 @@ impl Default for NodeConfig {
             debug_image: true,
             max_rate_hz: 0.0,
             max_frame_wait_ms: 0.0,
+            decimation: 0,
             max_image_pixels: 4096 * 4096,
             diagnostics_period_s: 1.0,
             log_throttle_s: 10.0,
@@ -347,6 +352,12 @@ impl NodeConfig {
             return bad(
                 "max_frame_wait_ms",
                 "must be a number of milliseconds (negative = no bound)",
+            );
+        }
+        if self.decimation > crate::node::schedule::MAX_FACTOR {
+            return bad(
+                "decimation",
+                "must be 0 (automatic), 1 (every fresh frame) or a factor up to 16",
             );
         }
         if self.max_image_pixels == 0 {
@@ -469,5 +480,15 @@ mod tests {
         assert!(matches!(e, NodeConfigError::Invalid { ref key, .. } if key == "qos.depth"));
         let e = NodeConfig::from_value(&json!({"max_rate_hz": -1.0})).unwrap_err();
         assert!(matches!(e, NodeConfigError::Invalid { ref key, .. } if key == "max_rate_hz"));
+        let e = NodeConfig::from_value(&json!({"decimation": 17})).unwrap_err();
+        assert!(matches!(e, NodeConfigError::Invalid { ref key, .. } if key == "decimation"));
+        let e = NodeConfig::from_value(&json!({"decimation": -1})).unwrap_err();
+        assert!(matches!(e, NodeConfigError::Parse(_)), "{e:?}");
+        assert_eq!(
+            NodeConfig::from_value(&json!({"decimation": 2}))
+                .unwrap()
+                .decimation,
+            2
+        );
     }
 }

@@ -1,13 +1,14 @@
 //! The ROS 2 node's logic: configuration (`node:` section), pairing policies (odometry keyframes, stereo
 //! sync, relocalization map), health counters, and — behind the `ros` feature — the r2r node itself.
 //!
-//! The pure parts ([`config`], [`keyframes`], [`sync`], [`map`], [`stats`]) build and are unit-tested without
+//! The pure parts ([`config`], [`keyframes`], [`sync`], [`map`], [`schedule`], [`stats`]) build and are unit-tested without
 //! ROS; `convert` and `ros` need r2r and a ROS 2 environment at build time (see `scripts/setup_ros.sh`).
 //! The node is a thin shell over [`crate::pipeline`]: it knows nothing of model internals.
 
 pub mod config;
 pub mod keyframes;
 pub mod map;
+pub mod schedule;
 pub mod stats;
 pub mod sync;
 

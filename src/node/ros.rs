@@ -36,6 +36,7 @@ use super::config::{Mode, NodeConfig, Reliability, Transport};
 use super::convert::{self, BadInput, ImageMsg, PairOutput};
 use super::keyframes::{covariance_b_in_a, pose_b_in_a, published_pose, OdometryTracker, Step};
 use super::map::{global_descriptor, KeyframeMap};
+use super::schedule::FrameScheduler;
 use super::stats::Stats;
 use super::sync::{Side, StereoSync};
 use crate::config::MatchaConfig;
@@ -189,11 +190,23 @@ fn is_stale(ready: Instant, free_since: Instant, max_wait_ms: f64) -> bool {
         && (free_since - ready).as_secs_f64() * 1e3 > max_wait_ms
 }
 
-#[derive(Default)]
 struct Inbox {
     latest: Option<Job>,
     service: VecDeque<r2r::ServiceRequest<Match::Service>>,
     shutdown: bool,
+    /// Frame decimation (`node.decimation`): sees every arrival, admits the frames to process.
+    scheduler: FrameScheduler,
+}
+
+impl Inbox {
+    fn new(decimation: u32) -> Self {
+        Self {
+            latest: None,
+            service: VecDeque::new(),
+            shutdown: false,
+            scheduler: FrameScheduler::new(decimation),
+        }
+    }
 }
 
 struct Shared {
@@ -221,6 +234,9 @@ impl Shared {
 
     fn put(&self, job: Job) {
         if let Ok(mut inbox) = self.inbox.lock() {
+            if let Some(ready) = job.ready_at() {
+                inbox.scheduler.record_arrival(ready);
+            }
             let replaced = match &inbox.latest {
                 Some(Job::Stereo(..)) => 2,
                 Some(_) => 1,
@@ -494,15 +510,20 @@ impl Worker {
                         break Job::Service(Box::new(req));
                     }
                     if let Some(j) = inbox.latest.take() {
-                        let stale = j.ready_at().is_some_and(|ready| {
-                            is_stale(ready, free_since, self.node.max_frame_wait_ms)
-                        });
-                        if !stale {
+                        let Some(ready) = j.ready_at() else {
+                            break j;
+                        };
+                        let stale = is_stale(ready, free_since, self.node.max_frame_wait_ms);
+                        if !stale && inbox.scheduler.admit(ready) {
                             break j;
                         }
                         if let Ok(mut s) = self.shared.stats.lock() {
                             s.dropped += j.images();
-                            s.stale += j.images();
+                            if stale {
+                                s.stale += j.images();
+                            } else {
+                                s.decimated += j.images();
+                            }
                         }
                         continue;
                     }
@@ -564,6 +585,34 @@ impl Worker {
         true
     }
 
+    /// After a result: lets an automatic decimation follow the latency p99 (the inbox and stats locks are
+    /// taken one after the other, never together).
+    fn update_decimation(&self) {
+        let due = self
+            .shared
+            .inbox
+            .lock()
+            .is_ok_and(|mut inbox| inbox.scheduler.count_result());
+        if !due {
+            return;
+        }
+        let sample = self.shared.stats.lock().ok().and_then(|s| {
+            s.latency_percentiles()
+                .map(|(_, p99)| (p99, s.latency_samples()))
+        });
+        if let Ok(mut inbox) = self.shared.inbox.lock() {
+            let before = inbox.scheduler.factor();
+            inbox.scheduler.evaluate(sample);
+            let after = inbox.scheduler.factor();
+            if after != before {
+                log::info!(
+                    "decimation: a result every {after} camera period(s), was {before} (latency p99 {:.1} ms)",
+                    sample.map_or(f64::NAN, |s| s.0)
+                );
+            }
+        }
+    }
+
     fn finish(&mut self, r: Result<(), BadInput>) {
         if let Err(b) = r {
             self.shared.problem(&b);
@@ -609,6 +658,7 @@ impl Worker {
                 s.poses += 1;
             }
         }
+        self.update_decimation();
         msg
     }
 
@@ -1006,6 +1056,7 @@ fn diagnostics(shared: &Shared, node_name: &str, cfg: &NodeConfig, stamp: Time) 
         values.push(kv("processed", s.processed.to_string()));
         values.push(kv("dropped", s.dropped.to_string()));
         values.push(kv("skipped_stale", s.stale.to_string()));
+        values.push(kv("skipped_decimation", s.decimated.to_string()));
         values.push(kv("poses", s.poses.to_string()));
         values.push(kv("last_matches", s.last_matches.to_string()));
         values.push(kv("last_inliers", s.last_inliers.to_string()));
@@ -1081,7 +1132,7 @@ pub fn run() -> Result<(), NodeError> {
     let _guard = rt.enter();
 
     let shared = Arc::new(Shared {
-        inbox: Mutex::new(Inbox::default()),
+        inbox: Mutex::new(Inbox::new(ncfg.decimation)),
         wake: Condvar::new(),
         stats: Mutex::new(Stats::new(Duration::from_secs_f64(ncfg.log_throttle_s))),
         camera_info: Mutex::new([None, None]),

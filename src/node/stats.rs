@@ -35,6 +35,8 @@ pub struct Stats {
     pub dropped: u64,
     /// Frames skipped because they had waited longer than `node.max_frame_wait_ms` for the worker.
     pub stale: u64,
+    /// Fresh frames skipped by the frame decimation (`node.decimation`; also counted in `dropped`).
+    pub decimated: u64,
     /// Results with a valid pose.
     pub poses: u64,
     /// Inliers of the last result.
@@ -59,6 +61,7 @@ impl Stats {
             processed: 0,
             dropped: 0,
             stale: 0,
+            decimated: 0,
             poses: 0,
             last_inliers: 0,
             last_matches: 0,
@@ -125,6 +128,11 @@ impl Stats {
             self.latencies_ms[self.next_latency] = ms;
         }
         self.next_latency = (self.next_latency + 1) % LATENCY_WINDOW;
+    }
+
+    /// Latency samples in the window.
+    pub fn latency_samples(&self) -> usize {
+        self.latencies_ms.len()
     }
 
     /// Median and 99th percentile of the recent latencies (ms), if any.
