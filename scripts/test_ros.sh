@@ -7,7 +7,7 @@
 #      rendered real-photo sequence with ground truth, bad inputs, stereo, match service, --ros-args, keyframe
 #      switching with chained odometry vs ground truth, relocalization against a saved and reloaded map.
 # Needs the exported models ($MATCHA_CACHE/engines, scripts/setup.sh) and onnxruntime (scripts/env.sh).
-#   scripts/test_ros.sh [--only startup,odometry,stereo,pipeline,keyframes,relocalization]
+#   scripts/test_ros.sh [--only startup,odometry,stereo,pipeline,keyframes,decimation,relocalization]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/ros_prepare.sh

@@ -434,7 +434,8 @@ def test_stereo_and_service(a, textures, poses):
 def test_startup_rejects_invalid(a):
     for arg, key in [("node.mode:=sideways", "sideways"), ("pose.threshold_px:=-2.0", "pose.threshold_px"),
                      ("node.stereo.sync_tolerance_s:=5.0", "stereo.sync_tolerance_s"),
-                     ("node.topics.image:='bad topic'", "topics.image")]:
+                     ("node.topics.image:='bad topic'", "topics.image"),
+                     ("node.decimation:=17", "decimation")]:
         p = subprocess.run([a.node, "--ros-args"] + a.common + ["-p", arg], capture_output=True, text=True, timeout=30)
         check(p.returncode == 1 and key in p.stderr,
               f"start-up: -p {arg} rejected naming '{key}' (rc={p.returncode}: {p.stderr.strip()[:200]})")
@@ -553,6 +554,56 @@ def test_keyframes(a):
         rc = node.stop()
         peer.close()
     check(rc == 0, f"keyframes: node exits cleanly (rc={rc})")
+
+
+def test_decimation(a, frames):
+    """A fixed decimation of 3 on a 10 Hz stream (the node keeps up, so without it every frame would be
+    processed): every third frame is answered, the others are counted in skipped_decimation, and the node
+    answers evenly spaced frames."""
+    ns = "/decim"
+    k, n, period_ns = 3, 36, 100_000_000
+    node = NodeProc(a.node, ns, a.common + ["-p", "node.mode:=odometry", "-p", f"node.decimation:={k}",
+                                            "-p", "node.diagnostics_period_s:=0.2"],
+                    os.path.join(a.logs, "node_decimation.log"))
+    peer = Peer(ns)
+    img_t, info_t = f"{ns}/image", f"{ns}/camera_info"
+    pi, pc = peer.pub(Image, img_t), peer.pub(CameraInfo, info_t)
+    seq = list(frames) + list(frames[-2:0:-1])  # back and forth: a smooth, endless camera path
+    try:
+        if not check(peer.wait_matched([img_t, info_t], node=node), "decimation: node subscribed"):
+            print(node.log_tail())
+            return
+        t0 = 1_700_000_300_000_000_000
+        check(publish_until(pc, pi, camera_info(t0), image_msg(seq[0], t0),
+                            lambda t: peer.wait_for(peer.odom, lambda m: ns_of(m.header.stamp) == t0, t)),
+              "decimation: answer for the first frame")
+        time.sleep(0.5)
+        with peer.lock:
+            base = len(peer.corr)
+        start = time.time()
+        stamps = []
+        for i in range(n):
+            s = t0 + 10 * period_ns + i * period_ns
+            stamps.append(s)
+            pc.publish(camera_info(s))
+            pi.publish(image_msg(seq[i % len(seq)], s))
+            time.sleep(max(0.0, start + (i + 1) * period_ns * 1e-9 - time.time()))
+        time.sleep(1.0)
+        with peer.lock:
+            answered = sorted(stamps.index(ns_of(m.header.stamp)) for m in peer.corr[base:]
+                              if ns_of(m.header.stamp) in stamps)
+        gaps = [b - a for a, b in zip(answered, answered[1:])]
+        check(n // k - 2 <= len(answered) <= n // k + 1,
+              f"decimation: {len(answered)} of {n} frames answered at k = {k} (expected about {n // k}; frames {answered})")
+        check(gaps and sum(g == k for g in gaps) >= 0.8 * len(gaps) and min(gaps) >= k - 1,
+              f"decimation: answers every {k} frames (gaps {gaps})")
+        v, _ = peer.diag_value("skipped_decimation", ns + "/matcha_node")
+        check(v is not None and int(v) >= n - n // k - 3,
+              f"decimation: skipped_decimation = {v} in diagnostics (>= {n - n // k - 3})")
+    finally:
+        rc = node.stop()
+        peer.close()
+    check(rc == 0, f"decimation: node exits cleanly (rc={rc})")
 
 
 def wait_processed(peer, ns, n, timeout=FRAME_TIMEOUT):
@@ -677,6 +728,7 @@ def main():
         "stereo": lambda: test_stereo_and_service(a, textures, poses),
         "pipeline": lambda: test_pipeline_failure(a),
         "keyframes": lambda: test_keyframes(a),
+        "decimation": lambda: test_decimation(a, frames),
         "relocalization": lambda: test_relocalization(a, textures, poses, frames),
     }
     for name, fn in tests.items():

@@ -585,29 +585,16 @@ impl Worker {
         true
     }
 
-    /// After a result: lets an automatic decimation follow the latency p99 (the inbox and stats locks are
-    /// taken one after the other, never together).
-    fn update_decimation(&self) {
-        let due = self
-            .shared
-            .inbox
-            .lock()
-            .is_ok_and(|mut inbox| inbox.scheduler.count_result());
-        if !due {
-            return;
-        }
-        let sample = self.shared.stats.lock().ok().and_then(|s| {
-            s.latency_percentiles()
-                .map(|(_, p99)| (p99, s.latency_samples()))
-        });
+    /// After a result: lets an automatic decimation follow the latency.
+    fn update_decimation(&self, latency_ms: f64) {
         if let Ok(mut inbox) = self.shared.inbox.lock() {
             let before = inbox.scheduler.factor();
-            inbox.scheduler.evaluate(sample);
+            inbox.scheduler.on_result(latency_ms);
             let after = inbox.scheduler.factor();
             if after != before {
                 log::info!(
                     "decimation: a result every {after} camera period(s), was {before} (latency p99 {:.1} ms)",
-                    sample.map_or(f64::NAN, |s| s.0)
+                    inbox.scheduler.latency_p99_ms().unwrap_or(f64::NAN)
                 );
             }
         }
@@ -649,16 +636,17 @@ impl Worker {
                 }
             }
         }
+        let latency_ms = f64::from(received.elapsed().as_secs_f32() * 1e3);
         if let Ok(mut s) = self.shared.stats.lock() {
             s.processed += 1;
-            s.latency(f64::from(received.elapsed().as_secs_f32() * 1e3));
+            s.latency(latency_ms);
             s.last_matches = o.matches.matches.len();
             s.last_inliers = msg.num_inliers as usize;
             if msg.pose_valid {
                 s.poses += 1;
             }
         }
-        self.update_decimation();
+        self.update_decimation(latency_ms);
         msg
     }
 

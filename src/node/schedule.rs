@@ -7,7 +7,8 @@
 //! processes every k-th camera period instead: a frame is admitted when it became ready at least
 //! `k − ½` camera periods after the last admitted one, so results are evenly spaced at k periods.
 //! With `decimation: 0` (auto) k is the smallest factor whose interval covers the receipt → publish
-//! latency p99 with [`GROW_HEADROOM`] to spare, re-evaluated every [`EVALUATE_EVERY`] results; it drops
+//! latency p99 with [`GROW_HEADROOM`] to spare, re-evaluated every [`EVALUATE_EVERY`] results over the
+//! last [`LATENCY_WINDOW`] latencies (the first [`WARMUP_RESULTS`] are ignored: engine warm-up); it drops
 //! back only when one period fewer still leaves [`SHRINK_HEADROOM`] (hysteresis). A fixed `decimation:
 //! k ≥ 1` keeps k; 1 admits every fresh frame (the behaviour before this scheduler).
 //!
@@ -22,7 +23,11 @@ pub const ARRIVAL_WINDOW: usize = 32;
 /// Results between two automatic evaluations of the factor.
 pub const EVALUATE_EVERY: u64 = 16;
 /// Latency samples needed before the automatic factor moves off 1.
-pub const MIN_LATENCY_SAMPLES: usize = 32;
+pub const MIN_LATENCY_SAMPLES: usize = 64;
+/// Latencies the automatic factor looks at (the p99 of 256 is the third largest).
+pub const LATENCY_WINDOW: usize = 256;
+/// Results whose latency is not recorded at start-up (first inferences allocate and are slow).
+pub const WARMUP_RESULTS: u64 = 20;
 /// The automatic factor grows when `k · period < GROW_HEADROOM · p99`.
 pub const GROW_HEADROOM: f64 = 1.05;
 /// ... and shrinks when `(k − 1) · period ≥ SHRINK_HEADROOM · p99`.
@@ -43,6 +48,7 @@ pub struct FrameScheduler {
     last_admitted: Option<Instant>,
     results: u64,
     skipped: u64,
+    latencies_ms: VecDeque<f64>,
 }
 
 impl FrameScheduler {
@@ -57,6 +63,7 @@ impl FrameScheduler {
             last_admitted: None,
             results: 0,
             skipped: 0,
+            latencies_ms: VecDeque::with_capacity(LATENCY_WINDOW),
         }
     }
 
@@ -114,25 +121,40 @@ impl FrameScheduler {
         due
     }
 
-    /// Counts a result; `true` when the automatic factor is due for [`FrameScheduler::evaluate`] (every
-    /// [`EVALUATE_EVERY`] results; never with a fixed factor).
-    pub fn count_result(&mut self) -> bool {
+    /// Records a result and its receipt → publish latency (milliseconds); with the automatic setting,
+    /// every [`EVALUATE_EVERY`] results, adjusts the factor to the p99 of the recent latencies.
+    pub fn on_result(&mut self, latency_ms: f64) {
         self.results += 1;
-        self.setting == 0 && self.results.is_multiple_of(EVALUATE_EVERY)
-    }
-
-    /// Adjusts the automatic factor to the receipt → publish latency p99 (milliseconds) and the number of
-    /// samples it rests on (`None`, too few samples or a non-finite value: no change).
-    pub fn evaluate(&mut self, latency: Option<(f64, usize)>) {
         if self.setting != 0 {
             return;
         }
-        let (Some((p99, samples)), Some(period)) = (latency, self.camera_period()) else {
+        if self.results > WARMUP_RESULTS && latency_ms.is_finite() {
+            if self.latencies_ms.len() == LATENCY_WINDOW {
+                self.latencies_ms.pop_front();
+            }
+            self.latencies_ms.push_back(latency_ms);
+        }
+        if self.results.is_multiple_of(EVALUATE_EVERY)
+            && self.latencies_ms.len() >= MIN_LATENCY_SAMPLES
+        {
+            self.evaluate();
+        }
+    }
+
+    /// p99 of the recent latencies (milliseconds).
+    pub fn latency_p99_ms(&self) -> Option<f64> {
+        if self.latencies_ms.is_empty() {
+            return None;
+        }
+        let mut v: Vec<f64> = self.latencies_ms.iter().copied().collect();
+        let k = ((v.len() - 1) as f64 * 0.99).round() as usize;
+        Some(*v.select_nth_unstable_by(k, f64::total_cmp).1)
+    }
+
+    fn evaluate(&mut self) {
+        let (Some(p99), Some(period)) = (self.latency_p99_ms(), self.camera_period()) else {
             return;
         };
-        if samples < MIN_LATENCY_SAMPLES {
-            return;
-        }
         let period_ms = period.as_secs_f64() * 1e3;
         if !(p99.is_finite() && p99 > 0.0 && period_ms > 0.0) {
             return;
@@ -161,12 +183,10 @@ mod tests {
         t0 + CAMERA * (n - 1)
     }
 
-    /// `rounds` × [`EVALUATE_EVERY`] results at a latency p99 of `p99` ms over `samples` samples.
-    fn feed(s: &mut FrameScheduler, p99: f64, samples: usize, rounds: u64) {
-        for _ in 0..rounds * EVALUATE_EVERY {
-            if s.count_result() {
-                s.evaluate(Some((p99, samples)));
-            }
+    /// `n` results at a latency of `ms`.
+    fn feed(s: &mut FrameScheduler, ms: f64, n: usize) {
+        for _ in 0..n {
+            s.on_result(ms);
         }
     }
 
@@ -225,28 +245,36 @@ mod tests {
         let t0 = Instant::now();
         arrivals(&mut s, t0, 40);
         assert_eq!(s.factor(), 1);
-        // too few latency samples: stays at 1
-        feed(&mut s, 58.0, 10, 1);
+        // warm-up results (slow first inferences) are not counted, and too few samples change nothing
+        feed(&mut s, 500.0, WARMUP_RESULTS as usize);
+        feed(&mut s, 20.0, MIN_LATENCY_SAMPLES - 1);
         assert_eq!(s.factor(), 1);
+        assert_eq!(s.latency_p99_ms(), Some(20.0));
         // p99 58 ms against a 33.3 ms camera: every second frame (66.7 ≥ 1.05 · 58)
-        feed(&mut s, 58.0, 512, 1);
+        feed(&mut s, 58.0, LATENCY_WINDOW);
         assert_eq!(s.factor(), 2);
         // p99 65 ms: 66.7 < 1.05 · 65, so every third
-        feed(&mut s, 65.0, 512, 1);
+        feed(&mut s, 65.0, LATENCY_WINDOW);
         assert_eq!(s.factor(), 3);
-        // back to 55 ms: two periods leave 1.15 · 55 = 63.3 ≤ 66.7: one step down, not two
-        feed(&mut s, 55.0, 512, 1);
-        assert_eq!(s.factor(), 2);
-        feed(&mut s, 55.0, 512, 4);
+        // back to 55 ms: two periods leave 1.15 · 55 = 63.3 ≤ 66.7: down to 2, and no further
+        feed(&mut s, 55.0, 4 * LATENCY_WINDOW);
         assert_eq!(s.factor(), 2, "no oscillation at a steady latency");
+        // p99 is the tail, not the maximum: one slow result in the window does not count
+        let mut mixed = FrameScheduler::new(0);
+        arrivals(&mut mixed, t0, 40);
+        feed(&mut mixed, 20.0, WARMUP_RESULTS as usize);
+        for i in 0..LATENCY_WINDOW {
+            mixed.on_result(if i == 128 { 90.0 } else { 20.0 });
+        }
+        assert_eq!(mixed.factor(), 1);
         // a fast machine (GPU): back to every frame
-        feed(&mut s, 20.0, 512, 1);
+        feed(&mut s, 20.0, LATENCY_WINDOW);
         assert_eq!(s.factor(), 1);
         // bounded however slow
-        feed(&mut s, 10_000.0, 512, 1);
+        feed(&mut s, 10_000.0, LATENCY_WINDOW);
         assert_eq!(s.factor(), MAX_AUTO_FACTOR);
-        // garbage latency is ignored
-        feed(&mut s, f64::NAN, 512, 1);
+        // non-finite latencies are ignored
+        feed(&mut s, f64::NAN, LATENCY_WINDOW);
         assert_eq!(s.factor(), MAX_AUTO_FACTOR);
     }
 
@@ -254,10 +282,9 @@ mod tests {
     fn a_fixed_factor_never_adapts() {
         let mut s = FrameScheduler::new(1);
         arrivals(&mut s, Instant::now(), 40);
-        feed(&mut s, 90.0, 512, 4);
-        s.evaluate(Some((90.0, 512)));
-        assert!(!s.count_result());
+        feed(&mut s, 90.0, 4 * LATENCY_WINDOW);
         assert_eq!(s.factor(), 1);
+        assert_eq!(s.latency_p99_ms(), None);
         assert_eq!(FrameScheduler::new(1000).factor(), MAX_FACTOR);
     }
 }
