@@ -15,7 +15,9 @@ pub mod relative_pose;
 mod sturm;
 
 pub use camera::{CameraError, Distortion, PinholeCamera};
-pub use relative_pose::{estimate_relative_pose, estimate_relative_pose_weighted};
+pub use relative_pose::{
+    estimate_relative_pose, estimate_relative_pose_weighted, refine_relative_pose_weighted,
+};
 
 use nalgebra::{Matrix3, Matrix6, Vector3};
 

@@ -49,6 +49,9 @@ pub struct RefineOptions {
     pub min_eigenvalue: f32,
     /// Leave unrefined when the zero-normalised cross-correlation of the aligned patches is below this.
     pub min_zncc: f32,
+    /// Refine at most this many matches per pair (the inliers of the first pose, evenly spread over them;
+    /// 0 = all): bounds the cost, since a few hundred precise matches fix the pose.
+    pub max_matches: usize,
 }
 
 /// Geometric model of the patch alignment.
@@ -72,6 +75,7 @@ impl Default for RefineOptions {
             max_shift_px: 3.0,
             min_eigenvalue: 4.0,
             min_zncc: 0.8,
+            max_matches: 512,
         }
     }
 }
@@ -167,7 +171,7 @@ pub struct Refinement {
     /// Per match (same order as the input): the refined position of `b` in image B, or `None` when the
     /// match was left unrefined (use the detector's keypoint).
     pub points_b: Vec<Option<[f32; 2]>>,
-    /// Counts.
+    /// Counts (of the matches attempted).
     pub stats: RefineStats,
 }
 
@@ -180,18 +184,82 @@ pub fn refine_matches(
     matches: &[Match],
     options: &RefineOptions,
 ) -> Refinement {
-    let mut scratch = Scratch::new(options.patch_radius);
+    refine_selected_matches(
+        image_a,
+        keypoints_a,
+        image_b,
+        keypoints_b,
+        matches,
+        None,
+        false,
+        options,
+    )
+}
+
+/// Matches per parallel work item of [`refine_selected_matches`].
+const PARALLEL_CHUNK: usize = 64;
+
+/// Per match of a chunk: `None` when not selected, else the refined position or why not.
+type ChunkResults = Vec<Option<Result<[f32; 2], Reject>>>;
+
+/// [`refine_matches`] for the matches with `select[i]` true only (all when `None`; the others stay `None`
+/// and are not counted in the stats). With `parallel`, chunks of matches run on rayon's thread pool (not
+/// when another stage already keeps the other cores busy); the result is the same either way.
+#[allow(clippy::too_many_arguments)]
+pub fn refine_selected_matches(
+    image_a: &GrayImage,
+    keypoints_a: &[[f32; 2]],
+    image_b: &GrayImage,
+    keypoints_b: &[[f32; 2]],
+    matches: &[Match],
+    select: Option<&[bool]>,
+    parallel: bool,
+    options: &RefineOptions,
+) -> Refinement {
+    use rayon::prelude::*;
+    let chunk_results = |(c, chunk): (usize, &[Match])| -> ChunkResults {
+        let mut scratch = Scratch::new(options.patch_radius);
+        chunk
+            .iter()
+            .enumerate()
+            .map(|(k, m)| {
+                let i = c * PARALLEL_CHUNK + k;
+                if !select.is_none_or(|s| s.get(i).copied().unwrap_or(false)) {
+                    return None;
+                }
+                Some(
+                    match (keypoints_a.get(m.a as usize), keypoints_b.get(m.b as usize)) {
+                        (Some(&pa), Some(&pb)) => {
+                            refine_with(image_a, pa, image_b, pb, options, &mut scratch)
+                        }
+                        _ => Err(Reject::Invalid),
+                    },
+                )
+            })
+            .collect()
+    };
+    let chunks: Vec<ChunkResults> = if parallel {
+        matches
+            .par_chunks(PARALLEL_CHUNK)
+            .enumerate()
+            .map(chunk_results)
+            .collect()
+    } else {
+        matches
+            .chunks(PARALLEL_CHUNK)
+            .enumerate()
+            .map(chunk_results)
+            .collect()
+    };
     let mut out = Refinement {
         points_b: Vec::with_capacity(matches.len()),
         stats: RefineStats::default(),
     };
-    for m in matches {
-        let r = match (keypoints_a.get(m.a as usize), keypoints_b.get(m.b as usize)) {
-            (Some(&pa), Some(&pb)) => refine_with(image_a, pa, image_b, pb, options, &mut scratch),
-            _ => Err(Reject::Invalid),
-        };
-        out.stats.count(r);
-        out.points_b.push(r.ok());
+    for r in chunks.into_iter().flatten() {
+        if let Some(r) = r {
+            out.stats.count(r);
+        }
+        out.points_b.push(r.and_then(Result::ok));
     }
     out
 }
@@ -1007,6 +1075,38 @@ mod tests {
             refine_matches(&a, &pa, &b, &pa, &m, &o),
             refine_matches(&a, &pa, &b, &pa, &m, &o)
         );
+    }
+
+    #[test]
+    fn selection_and_threads() {
+        let a = render(160, 120, [0.0, 0.0], 1.0, 0.0, 2.0);
+        let b = render(160, 120, [0.3, 0.2], 0.9, 5.0, 2.0);
+        let pa = grid_points(160, 120, 5); // > 2 parallel chunks
+        assert!(pa.len() > 2 * PARALLEL_CHUNK);
+        let m: Vec<Match> = (0..pa.len() as u32)
+            .map(|i| Match {
+                a: i,
+                b: i,
+                score: 0.0,
+            })
+            .collect();
+        let o = RefineOptions::default();
+        let all = refine_matches(&a, &pa, &b, &pa, &m, &o);
+        let par = refine_selected_matches(&a, &pa, &b, &pa, &m, None, true, &o);
+        assert_eq!(all, par, "parallel = sequential");
+        // every third selected (a short mask counts as unselected past its end)
+        let select: Vec<bool> = (0..pa.len() - 7).map(|i| i % 3 == 0).collect();
+        let some = refine_selected_matches(&a, &pa, &b, &pa, &m, Some(&select), true, &o);
+        assert_eq!(some.points_b.len(), m.len());
+        let attempted = select.iter().filter(|&&s| s).count();
+        assert_eq!(some.stats.refined + some.stats.rejected(), attempted);
+        for (i, q) in some.points_b.iter().enumerate() {
+            if select.get(i).copied().unwrap_or(false) {
+                assert_eq!(*q, all.points_b[i], "match {i}");
+            } else {
+                assert_eq!(*q, None, "match {i} not selected");
+            }
+        }
     }
 
     #[test]
