@@ -182,7 +182,10 @@ impl Pipeline {
             matcher,
             ransac,
             max_image_side,
-            refine: RefineOptions::default(),
+            refine: RefineOptions {
+                enabled: false,
+                ..RefineOptions::default()
+            },
         }
     }
 
