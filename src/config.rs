@@ -308,9 +308,6 @@ mod tests {
 
     #[test]
     fn refine_section() {
-        assert!(MatchaConfig::default().matcher.refine.enabled, "on by default");
-        let off = MatchaConfig::from_yaml_str("matcher: {refine: {enabled: false}}").unwrap();
-        assert!(!off.matcher.refine.enabled);
         let on = MatchaConfig::from_yaml_str("matcher: {refine: {enabled: true, patch_radius: 3}}")
             .unwrap();
         assert!(on.matcher.refine.enabled);

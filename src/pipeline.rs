@@ -182,10 +182,7 @@ impl Pipeline {
             matcher,
             ransac,
             max_image_side,
-            refine: RefineOptions {
-                enabled: false,
-                ..RefineOptions::default()
-            },
+            refine: RefineOptions::default(),
         }
     }
 

@@ -67,7 +67,7 @@ pub enum WarpModel {
 impl Default for RefineOptions {
     fn default() -> Self {
         Self {
-            enabled: true,
+            enabled: false,
             model: WarpModel::Affine,
             patch_radius: 7,
             max_iterations: 10,
