@@ -47,7 +47,6 @@ pub struct FrameScheduler {
     intervals: VecDeque<Duration>,
     last_admitted: Option<Instant>,
     results: u64,
-    skipped: u64,
     latencies_ms: VecDeque<f64>,
 }
 
@@ -62,7 +61,6 @@ impl FrameScheduler {
             intervals: VecDeque::with_capacity(ARRIVAL_WINDOW),
             last_admitted: None,
             results: 0,
-            skipped: 0,
             latencies_ms: VecDeque::with_capacity(LATENCY_WINDOW),
         }
     }
@@ -97,26 +95,19 @@ impl FrameScheduler {
         self.factor
     }
 
-    /// Frames not admitted so far.
-    pub fn skipped(&self) -> u64 {
-        self.skipped
-    }
-
     /// Whether to process a fresh frame that became ready at `ready`; remembers it when admitted.
     pub fn admit(&mut self, ready: Instant) -> bool {
-        let due = match (self.factor, self.last_admitted, self.camera_period()) {
-            (k, Some(last), Some(period)) if k > 1 => {
+        let due = match (self.factor, self.last_admitted) {
+            (k, Some(last)) if k > 1 => self.camera_period().is_none_or(|period| {
                 let min_gap = period.mul_f64(f64::from(k) - 0.5);
                 ready
                     .checked_duration_since(last)
                     .is_none_or(|gap| gap >= min_gap)
-            }
+            }),
             _ => true,
         };
         if due {
             self.last_admitted = Some(ready);
-        } else {
-            self.skipped += 1;
         }
         due
     }
@@ -222,7 +213,6 @@ mod tests {
             }
             let expected: Vec<u32> = (0..30).filter(|i| i % k == 0).collect();
             assert_eq!(admitted, expected, "k = {k}");
-            assert_eq!(s.skipped(), 30 - expected.len() as u64);
             assert_eq!(s.factor(), k);
         }
     }
