@@ -796,6 +796,11 @@ mod tests {
 
     const MODELS: [WarpModel; 2] = [WarpModel::Translation, WarpModel::Affine];
 
+    /// Matches `i ↔ i` for `n` keypoints, all with `score`.
+    fn identity_matches(n: usize, score: f32) -> Vec<Match> {
+        (0..n as u32).map(|i| Match { a: i, b: i, score }).collect()
+    }
+
     fn grid_points(w: u32, h: u32, step: usize) -> Vec<[f32; 2]> {
         let mut p = Vec::new();
         for y in (12..h as usize - 12).step_by(step) {
@@ -823,13 +828,7 @@ mod tests {
                 ]
             })
             .collect();
-        let matches: Vec<Match> = (0..pa.len() as u32)
-            .map(|i| Match {
-                a: i,
-                b: i,
-                score: 1.0,
-            })
-            .collect();
+        let matches = identity_matches(pa.len(), 1.0);
         for opts in MODELS.map(small) {
             let res = refine_matches(&a, &pa, &b, &pb, &matches, &opts);
             assert_eq!(res.points_b.len(), matches.len());
@@ -1063,13 +1062,7 @@ mod tests {
         let a = render(120, 90, [0.0, 0.0], 1.0, 0.0, 2.0);
         let b = render(120, 90, [0.3, 0.2], 0.9, 5.0, 2.0);
         let pa = grid_points(120, 90, 7);
-        let m: Vec<Match> = (0..pa.len() as u32)
-            .map(|i| Match {
-                a: i,
-                b: i,
-                score: 0.0,
-            })
-            .collect();
+        let m = identity_matches(pa.len(), 0.0);
         let o = RefineOptions::default();
         assert_eq!(
             refine_matches(&a, &pa, &b, &pa, &m, &o),
@@ -1083,13 +1076,7 @@ mod tests {
         let b = render(160, 120, [0.3, 0.2], 0.9, 5.0, 2.0);
         let pa = grid_points(160, 120, 5); // > 2 parallel chunks
         assert!(pa.len() > 2 * PARALLEL_CHUNK);
-        let m: Vec<Match> = (0..pa.len() as u32)
-            .map(|i| Match {
-                a: i,
-                b: i,
-                score: 0.0,
-            })
-            .collect();
+        let m = identity_matches(pa.len(), 0.0);
         let o = RefineOptions::default();
         let all = refine_matches(&a, &pa, &b, &pa, &m, &o);
         let par = refine_selected_matches(&a, &pa, &b, &pa, &m, None, true, &o);
