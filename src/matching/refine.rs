@@ -26,6 +26,7 @@
 
 use image::GrayImage;
 
+use super::affine_sampling::sample_affine_grid;
 use super::Match;
 
 /// Settings of the refinement (`matcher.refine` in the configuration).
@@ -299,8 +300,6 @@ struct Scratch {
     ones: Vec<f32>,
     /// Steepest-descent images of the affine model, `6 × (2r+1)²`.
     sd: Vec<f32>,
-    /// Residual of the affine model.
-    e: Vec<f32>,
 }
 
 impl Scratch {
@@ -316,7 +315,6 @@ impl Scratch {
             s: vec![0.0; n],
             ones: vec![1.0; n],
             sd: Vec::new(),
-            e: vec![0.0; n],
         }
     }
 }
@@ -556,6 +554,50 @@ fn sums5(s: &[f32], t: &[f32], gx: &[f32], gy: &[f32]) -> [f64; 5] {
     out
 }
 
+/// `[Σ s, Σ s², Σ s·t, Σ s·sd_0, …, Σ s·sd_5]` (`sd`: six planes of `s.len()` values) in one pass with eight
+/// lanes per sum (fixed order: deterministic), combined in f64. Compiled for the wider vector units too and
+/// chosen at run time: nine sums of eight lanes fill the registers of AVX2/AVX-512 exactly.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn affine_sums(s: &[f32], t: &[f32], sd: &[f32]) -> [f64; 9] {
+    let n = s.len().min(t.len()).min(sd.len() / 6);
+    let planes: [&[f32]; 6] = std::array::from_fn(|c| &sd[c * n..(c + 1) * n]);
+    let full = n - n % 8;
+    let mut acc = [[0.0f32; 8]; 9];
+    for base in (0..full).step_by(8) {
+        let cs: &[f32; 8] = s[base..base + 8].try_into().expect("8 lanes");
+        let ct: &[f32; 8] = t[base..base + 8].try_into().expect("8 lanes");
+        for k in 0..8 {
+            acc[0][k] += cs[k];
+            acc[1][k] += cs[k] * cs[k];
+            acc[2][k] += cs[k] * ct[k];
+        }
+        for (a, p) in acc[3..].iter_mut().zip(&planes) {
+            let cp: &[f32; 8] = p[base..base + 8].try_into().expect("8 lanes");
+            for k in 0..8 {
+                a[k] += cs[k] * cp[k];
+            }
+        }
+    }
+    let mut out = [0.0f64; 9];
+    for k in full..n {
+        let v = s[k] as f64;
+        out[0] += v;
+        out[1] += v * v;
+        out[2] += v * t[k] as f64;
+        for (o, p) in out[3..].iter_mut().zip(&planes) {
+            *o += v * p[k] as f64;
+        }
+    }
+    for (o, a) in out.iter_mut().zip(&acc) {
+        *o += a.iter().map(|&v| v as f64).sum::<f64>();
+    }
+    out
+}
+
 /// Dot product with eight independent accumulators (vectorises; the order is fixed: deterministic).
 fn dot8(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
@@ -572,24 +614,6 @@ fn dot8(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
-}
-
-/// Bilinear value at `(x, y)`; the caller guarantees `0 <= x < w - 1`, `0 <= y < h - 1`.
-#[inline]
-fn bilinear(data: &[u8], w: usize, x: f32, y: f32) -> f32 {
-    // x, y >= 0: truncation is the floor
-    let (x0, y0) = (x as usize, y as usize);
-    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
-    let i = y0 * w + x0;
-    let (p00, p01, p10, p11) = (
-        data[i] as f32,
-        data[i + 1] as f32,
-        data[i + w] as f32,
-        data[i + w + 1] as f32,
-    );
-    let top = p00 + fx * (p01 - p00);
-    let bottom = p10 + fx * (p11 - p10);
-    top + fy * (bottom - top)
 }
 
 /// The affine model: `x_b = b + d + M·u` for template offsets `u`, inverse-compositional Gauss–Newton on
@@ -611,26 +635,35 @@ fn iterate_affine(
     // steepest-descent images [gx·u, gx·v, gx, gy·u, gy·v, gy], then made orthogonal to 1 and t
     sc.sd.clear();
     sc.sd.resize(6 * np, 0.0);
-    let var_t: f32 = sc.t.iter().map(|t| t * t).sum();
+    let [var_t, sum_t] = dots(&sc.t, [&sc.t, &sc.ones]);
+    let var_t = var_t as f32;
     for (c, sd) in sc.sd.chunks_exact_mut(np).enumerate() {
         let g = if c < 3 { &sc.gx } else { &sc.gy };
         for (j, row) in sd.chunks_exact_mut(side).enumerate() {
             let v = j as f32 - r as f32;
             let grow = &g[j * side..(j + 1) * side];
-            for (i, (o, g)) in row.iter_mut().zip(grow).enumerate() {
-                *o = match c % 3 {
-                    0 => g * (i as f32 - r as f32),
-                    1 => g * v,
-                    _ => *g,
-                };
+            match c % 3 {
+                0 => {
+                    for (i, (o, g)) in row.iter_mut().zip(grow).enumerate() {
+                        *o = g * (i as f32 - r as f32);
+                    }
+                }
+                1 => row.iter_mut().zip(grow).for_each(|(o, g)| *o = g * v),
+                _ => row.copy_from_slice(grow),
             }
         }
-        let sum: f32 = sd.iter().sum();
-        let dot: f32 = sd.iter().zip(&sc.t).map(|(a, b)| a * b).sum();
-        let (mean, proj) = (sum / n, dot / var_t);
+        let [sum, dot] = dots(sd, [&sc.ones, &sc.t]);
+        let (mean, proj) = ((sum / n as f64) as f32, dot as f32 / var_t);
         for (o, t) in sd.iter_mut().zip(&sc.t) {
             *o -= mean + proj * t;
         }
+    }
+    // what is left of Σ sd_c and Σ sd_c·t after the projection (rounding only): kept so that the gradient
+    // taken from the raw samples below is exact
+    let mut sd_sum = [0.0f64; 6];
+    let mut sd_t = [0.0f64; 6];
+    for (c, sd) in sc.sd.chunks_exact(np).enumerate() {
+        [sd_sum[c], sd_t[c]] = dots(sd, [&sc.ones, &sc.t]);
     }
     let mut h = Matrix6::<f64>::zeros();
     for a in 0..6 {
@@ -643,9 +676,6 @@ fn iterate_affine(
     let Some(chol) = h.cholesky() else {
         return Err(Reject::Textureless);
     };
-    let (w, hgt) = (image_b.width() as f32, image_b.height() as f32);
-    let data = image_b.as_raw();
-    let wu = image_b.width() as usize;
     // current warp: x_b = pb + d + M·u
     let mut warp = Matrix3::<f64>::identity();
     warp[(0, 2)] = init[0] as f64;
@@ -659,32 +689,16 @@ fn iterate_affine(
             warp[(1, 0)] as f32,
             warp[(1, 1)] as f32,
         );
-        let (cx, cy) = (pb[0] + warp[(0, 2)] as f32, pb[1] + warp[(1, 2)] as f32);
-        // all samples lie in the parallelogram spanned by the patch corners
-        let (ex, ey) = (
-            r as f32 * (m00.abs() + m01.abs()),
-            r as f32 * (m10.abs() + m11.abs()),
-        );
-        if !(cx - ex >= 0.0 && cy - ey >= 0.0 && cx + ex < w - 1.0 && cy + ey < hgt - 1.0) {
+        let centre = [pb[0] + warp[(0, 2)] as f32, pb[1] + warp[(1, 2)] as f32];
+        if !sample_affine_grid(image_b, centre, [m00, m01, m10, m11], r, &mut sc.s) {
             return Err(Reject::OutOfBounds);
         }
-        let rr = r as f32;
-        for (j, row) in sc.s.chunks_exact_mut(side).enumerate() {
-            let v = j as f32 - rr;
-            let (mut x, mut y) = (cx - m00 * rr + m01 * v, cy - m10 * rr + m11 * v);
-            for o in row.iter_mut() {
-                *o = bilinear(data, wu, x, y);
-                x += m00;
-                y += m10;
-            }
-        }
-        let mean_s = sc.s.iter().sum::<f32>() / n;
-        let (mut var_s, mut cross) = (0.0f32, 0.0f32);
-        for (s, t) in sc.s.iter_mut().zip(&sc.t) {
-            *s -= mean_s;
-            var_s += *s * *s;
-            cross += *s * t;
-        }
+        // one pass over the samples: e = scale·(s − mean_s) − t never needs to be formed, since
+        // Σ sd_c·e = scale·(Σ sd_c·s − mean_s·Σ sd_c) − Σ sd_c·t
+        let sums = affine_sums(&sc.s, &sc.t, &sc.sd);
+        let mean_s = sums[0] / n as f64;
+        let var_s = (sums[1] - sums[0] * mean_s) as f32;
+        let cross = (sums[2] - mean_s * sum_t) as f32;
         if !(var_s.is_finite() && var_s > 1e-6 * n) {
             return Err(Reject::Textureless);
         }
@@ -692,16 +706,9 @@ fn iterate_affine(
         if it >= 2 && cross < 0.5 * o.min_zncc * std_t * var_s.sqrt() {
             return Err(Reject::LowCorrelation);
         }
-        let scale = std_t / var_s.sqrt();
-        for ((e, s), t) in sc.e.iter_mut().zip(&sc.s).zip(&sc.t) {
-            *e = s * scale - t;
-        }
-        let mut g = Vector6::<f64>::zeros();
-        for c in 0..6 {
-            let sd = &sc.sd[c * np..(c + 1) * np];
-            let v = dot8(sd, &sc.e);
-            g[c] = v as f64;
-        }
+        let scale = (std_t / var_s.sqrt()) as f64;
+        let g =
+            Vector6::<f64>::from_fn(|c, _| scale * (sums[3 + c] - mean_s * sd_sum[c]) - sd_t[c]);
         let dp = chol.solve(&g);
         let inc = Matrix3::new(
             1.0 + dp[0],
