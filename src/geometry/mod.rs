@@ -12,6 +12,7 @@ pub mod essential;
 pub mod five_point;
 pub mod metrics;
 pub mod relative_pose;
+mod sampson_kernels;
 mod sturm;
 
 pub use camera::{CameraError, Distortion, PinholeCamera};

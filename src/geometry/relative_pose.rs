@@ -50,6 +50,7 @@ use nalgebra::{Matrix3, Matrix5, Matrix6, Rotation3, Vector3, Vector5};
 use super::camera::PinholeCamera;
 use super::essential::{essential_from_pose, pose_from_essential, PixelWeights};
 use super::five_point::solve_five_point;
+use super::sampson_kernels::{self, Soa, Sprt, Verification};
 use super::{NoPose, PoseQuality, RansacOptions, RelativePose};
 
 /// Variance given to the unobservable component of the translation (along `t`) in the covariance.
@@ -88,8 +89,10 @@ struct Points {
     /// Index into the caller's arrays.
     orig: Vec<usize>,
     /// Square roots of the per-correspondence weights (empty: all 1). They whiten the Sampson residuals of
-    /// the non-linear refinements (LO and final); hypothesis scoring and inlier sets ignore them.
+    /// the non-linear refinements (LO and final); inlier sets ignore them.
     sqrt_w: Vec<f64>,
+    /// The weights themselves (empty: all 1): they weight the MSAC score.
+    weight: Vec<f64>,
 }
 
 impl Points {
@@ -100,15 +103,34 @@ impl Points {
     fn get(&self, i: usize) -> [f64; 4] {
         [self.xa[i], self.ya[i], self.xb[i], self.yb[i]]
     }
-    /// Square root of point `i`'s weight.
-    #[inline(always)]
-    fn sqrt_weight(&self, i: usize) -> f64 {
-        self.sqrt_w.get(i).copied().unwrap_or(1.0)
+    /// The arrays as the scoring kernels take them.
+    fn soa(&self) -> Soa<'_> {
+        Soa {
+            xa: &self.xa,
+            ya: &self.ya,
+            xb: &self.xb,
+            yb: &self.yb,
+            weight: &self.weight,
+        }
     }
-    /// Point `i`'s weight.
-    #[inline(always)]
-    fn weight(&self, i: usize) -> f64 {
-        self.sqrt_w.get(i).map_or(1.0, |s| s * s)
+    /// Copy in the order `order` (coordinates and weights; `orig` and `sqrt_w` are not needed there).
+    fn permuted(&self, order: &[u32]) -> Points {
+        let pick = |v: &[f64]| -> Vec<f64> {
+            if v.is_empty() {
+                Vec::new()
+            } else {
+                order.iter().map(|&i| v[i as usize]).collect()
+            }
+        };
+        Points {
+            xa: pick(&self.xa),
+            ya: pick(&self.ya),
+            xb: pick(&self.xb),
+            yb: pick(&self.yb),
+            orig: Vec::new(),
+            sqrt_w: Vec::new(),
+            weight: pick(&self.weight),
+        }
     }
 }
 
@@ -116,20 +138,13 @@ fn to_array(e: &Matrix3<f64>) -> [f64; 9] {
     std::array::from_fn(|i| e[(i / 3, i % 3)])
 }
 
-/// Result of verifying one hypothesis.
-enum Verdict {
-    /// Rejected after `tested` points of which `inliers` were consistent.
-    Rejected { tested: usize, inliers: usize },
-    /// Fully verified: MSAC score (lower is better) and inlier count.
-    Accepted { score: f64, inliers: usize },
-}
-
 /// Scoring state: SPRT parameters and the best score.
 struct Scorer<'a> {
     pts: &'a Points,
     w: PixelWeights,
     thr_sq: f64,
-    order: Vec<u32>,
+    /// The points in verification order (a fixed random permutation), contiguous for the kernel.
+    ordered: Points,
     epsilon: f64,
     delta: f64,
     /// SPRT decision threshold A.
@@ -147,7 +162,7 @@ impl<'a> Scorer<'a> {
             pts,
             w,
             thr_sq: thr_px * thr_px,
-            order,
+            ordered: pts.permuted(&order),
             epsilon,
             delta: 0.01,
             a: 1.0,
@@ -184,42 +199,20 @@ impl<'a> Scorer<'a> {
     }
 
     /// Verifies `e` with SPRT and MSAC bail-out against `best_score`.
-    fn verify(&self, e: &[f64; 9], best_score: f64) -> Verdict {
-        let p = self.pts;
-        let w = &self.w;
-        let thr_sq = self.thr_sq;
-        let log_a = self.a.ln();
-        let mut log_lambda = 0.0;
-        let mut score = 0.0;
-        let mut inliers = 0usize;
-        for (k, &oi) in self.order.iter().enumerate() {
-            let i = oi as usize;
-            let (xa, ya, xb, yb) = (p.xa[i], p.ya[i], p.xb[i], p.yb[i]);
-            let a = e[0] * xa + e[1] * ya + e[2];
-            let b = e[3] * xa + e[4] * ya + e[5];
-            let c = e[6] * xa + e[7] * ya + e[8];
-            let r = xb * a + yb * b + c;
-            let d = e[0] * xb + e[3] * yb + e[6];
-            let f = e[1] * xb + e[4] * yb + e[7];
-            let den = w.wb_x * a * a + w.wb_y * b * b + w.wa_x * d * d + w.wa_y * f * f;
-            let r2 = r * r;
-            let wi = p.weight(i);
-            if r2 < thr_sq * den {
-                inliers += 1;
-                score += wi * r2 / den;
-                log_lambda += self.log_in;
-            } else {
-                score += wi * thr_sq;
-                log_lambda += self.log_out;
-                if log_lambda > log_a || score > best_score {
-                    return Verdict::Rejected {
-                        tested: k + 1,
-                        inliers,
-                    };
-                }
-            }
-        }
-        Verdict::Accepted { score, inliers }
+    fn verify(&self, e: &[f64; 9], best_score: f64) -> Verification {
+        let sprt = Sprt {
+            log_a: self.a.ln(),
+            log_in: self.log_in,
+            log_out: self.log_out,
+        };
+        sampson_kernels::verify(
+            e,
+            &self.w,
+            &self.ordered.soa(),
+            self.thr_sq,
+            &sprt,
+            best_score,
+        )
     }
 
     fn record_rejection(&mut self, tested: usize, inliers: usize) {
@@ -243,32 +236,12 @@ impl<'a> Scorer<'a> {
 
     /// Full MSAC score and inlier count (no early exit).
     fn score_full(&self, e: &[f64; 9]) -> (f64, usize) {
-        let p = self.pts;
-        let w = &self.w;
-        let mut score = 0.0;
-        let mut inliers = 0;
-        for i in 0..p.len() {
-            let s2 = super::essential::sampson_sq(e, w, p.xa[i], p.ya[i], p.xb[i], p.yb[i]);
-            let wi = p.weight(i);
-            if s2 < self.thr_sq {
-                inliers += 1;
-                score += wi * s2;
-            } else {
-                score += wi * self.thr_sq;
-            }
-        }
-        (score, inliers)
+        sampson_kernels::score(e, &self.w, &self.pts.soa(), self.thr_sq)
     }
 
+    /// Indices of the points within `scale` × the threshold.
     fn inlier_indices(&self, e: &[f64; 9], scale: f64) -> Vec<u32> {
-        let p = self.pts;
-        let t = self.thr_sq * scale * scale;
-        (0..p.len())
-            .filter(|&i| {
-                super::essential::sampson_sq(e, &self.w, p.xa[i], p.ya[i], p.xb[i], p.yb[i]) < t
-            })
-            .map(|i| i as u32)
-            .collect()
+        sampson_kernels::inliers(e, &self.w, &self.pts.soa(), self.thr_sq * scale * scale)
     }
 }
 
@@ -335,54 +308,6 @@ fn draw_distinct(rng: &mut SplitMix64, n: usize, out: &mut [usize; SAMPLE], from
     }
 }
 
-/// Sum of robust costs. The Cauchy cost `c²·Σ ln(1 + s²/c²)` is taken as the logarithm of the running
-/// product of the factors `1 + s²/c²` (one logarithm per ~100 points instead of one per point: the
-/// logarithm dominated the refinement's time); factors too large to multiply safely get their own logarithm.
-#[derive(Debug, Clone, Copy)]
-struct CostSum {
-    /// `c²` of the Cauchy loss; `None` = plain squares.
-    c2: Option<f64>,
-    product: f64,
-    logs: f64,
-    plain: f64,
-}
-
-impl CostSum {
-    fn new(c2: Option<f64>) -> Self {
-        Self {
-            c2,
-            product: 1.0,
-            logs: 0.0,
-            plain: 0.0,
-        }
-    }
-
-    #[inline(always)]
-    fn push(&mut self, s2: f64) {
-        let Some(c2) = self.c2 else {
-            self.plain += s2;
-            return;
-        };
-        let factor = 1.0 + s2 / c2;
-        if factor < 1e100 {
-            self.product *= factor;
-            if self.product > 1e200 {
-                self.logs += self.product.ln();
-                self.product = 1.0;
-            }
-        } else {
-            self.logs += factor.ln(); // also NaN, which then poisons the total as before
-        }
-    }
-
-    fn total(&self) -> f64 {
-        match self.c2 {
-            Some(c2) => c2 * (self.logs + self.product.ln()),
-            None => self.plain,
-        }
-    }
-}
-
 /// Robust Levenberg-Marquardt over `(R, t)` on the Sampson error of the points `idx`.
 struct Refiner<'a> {
     pts: &'a Points,
@@ -404,62 +329,6 @@ fn tangent_basis(t: &Vector3<f64>) -> (Vector3<f64>, Vector3<f64>) {
 }
 
 impl Refiner<'_> {
-    /// Residual (Sampson error, px) and its 5-vector Jacobian for one point.
-    #[inline(always)]
-    fn residual_jacobian(
-        &self,
-        e: &[f64; 9],
-        de: &[[f64; 9]; 5],
-        p: [f64; 4],
-    ) -> Option<(f64, Vector5<f64>)> {
-        let [xa, ya, xb, yb] = p;
-        let w = &self.w;
-        let a = e[0] * xa + e[1] * ya + e[2];
-        let b = e[3] * xa + e[4] * ya + e[5];
-        let c = e[6] * xa + e[7] * ya + e[8];
-        let r = xb * a + yb * b + c;
-        let d = e[0] * xb + e[3] * yb + e[6];
-        let f = e[1] * xb + e[4] * yb + e[7];
-        let den = w.wb_x * a * a + w.wb_y * b * b + w.wa_x * d * d + w.wa_y * f * f;
-        if !(den > 0.0) {
-            return None;
-        }
-        let inv_sqrt = 1.0 / den.sqrt();
-        let s = r * inv_sqrt;
-        let k = r / den;
-        let x1 = [xa, ya, 1.0];
-        let x2 = [xb, yb, 1.0];
-        // g_ij = ∂s/∂E_ij
-        let mut g = [0.0; 9];
-        for i in 0..3 {
-            for j in 0..3 {
-                let mut dd = 0.0;
-                if i == 0 {
-                    dd += w.wb_x * a * x1[j];
-                }
-                if i == 1 {
-                    dd += w.wb_y * b * x1[j];
-                }
-                if j == 0 {
-                    dd += w.wa_x * d * x2[i];
-                }
-                if j == 1 {
-                    dd += w.wa_y * f * x2[i];
-                }
-                g[3 * i + j] = (x2[i] * x1[j] - k * dd) * inv_sqrt;
-            }
-        }
-        let mut jac = Vector5::zeros();
-        for (kk, dek) in de.iter().enumerate() {
-            let mut acc = 0.0;
-            for m in 0..9 {
-                acc += g[m] * dek[m];
-            }
-            jac[kk] = acc;
-        }
-        Some((s, jac))
-    }
-
     fn derivatives(r: &Matrix3<f64>, t: &Vector3<f64>) -> [[f64; 9]; 5] {
         let tx = super::essential::skew(t);
         let (b1, b2) = tangent_basis(t);
@@ -476,13 +345,8 @@ impl Refiner<'_> {
 
     fn cost(&self, r: &Matrix3<f64>, t: &Vector3<f64>, idx: &[u32]) -> f64 {
         let e = to_array(&essential_from_pose(r, t));
-        let mut cost = CostSum::new(self.cauchy.map(|c| c * c));
-        for &i in idx {
-            let p = self.pts.get(i as usize);
-            let sw = self.pts.sqrt_weight(i as usize);
-            cost.push(sw * sw * super::essential::sampson_sq(&e, &self.w, p[0], p[1], p[2], p[3]));
-        }
-        cost.total()
+        let c2 = self.cauchy.map(|c| c * c);
+        sampson_kernels::cost(&e, &self.w, &self.pts.soa(), &self.pts.sqrt_w, idx, c2)
     }
 
     /// Normal equations at `(r, t)`: (Σ w·J·Jᵀ, Σ w·J·s, robust cost).
@@ -495,34 +359,21 @@ impl Refiner<'_> {
     ) -> (Matrix5<f64>, Vector5<f64>, f64) {
         let e = to_array(&essential_from_pose(r, t));
         let de = Self::derivatives(r, t);
-        // upper triangle of H, row-major: (0,0) (0,1) .. (0,4) (1,1) .. (4,4)
-        let mut upper = [0.0; 15];
-        let mut g = Vector5::zeros();
         let c2 = if robust {
             self.cauchy.map(|c| c * c)
         } else {
             None
         };
-        let mut cost = CostSum::new(c2);
-        for &i in idx {
-            if let Some((s, j)) = self.residual_jacobian(&e, &de, self.pts.get(i as usize)) {
-                // whitened residual: weight w scales the residual and its Jacobian by √w
-                let sw = self.pts.sqrt_weight(i as usize);
-                let (s, j) = (s * sw, j * sw);
-                let s2 = s * s;
-                cost.push(s2);
-                let wgt = c2.map_or(1.0, |c2| 1.0 / (1.0 + s2 / c2));
-                let wj = wgt * j;
-                let mut k = 0;
-                for a in 0..5 {
-                    for b in a..5 {
-                        upper[k] += wj[a] * j[b];
-                        k += 1;
-                    }
-                }
-                g += wj * s;
-            }
-        }
+        let (upper, g, cost) = sampson_kernels::normal_equations(
+            &e,
+            &de,
+            &self.w,
+            &self.pts.soa(),
+            &self.pts.sqrt_w,
+            idx,
+            c2,
+        );
+        // upper triangle of H, row-major: (0,0) (0,1) .. (0,4) (1,1) .. (4,4)
         let mut h = Matrix5::zeros();
         let mut k = 0;
         for a in 0..5 {
@@ -532,7 +383,7 @@ impl Refiner<'_> {
                 k += 1;
             }
         }
-        (h, g, cost.total())
+        (h, Vector5::from(g), cost)
     }
 
     fn apply(
@@ -797,6 +648,7 @@ fn estimate(
         yb: Vec::with_capacity(n_in),
         orig: Vec::with_capacity(n_in),
         sqrt_w: Vec::with_capacity(if weights.is_some() { n_in } else { 0 }),
+        weight: Vec::with_capacity(if weights.is_some() { n_in } else { 0 }),
     };
     for &i in &order {
         if let (Ok(a), Ok(b)) = (
@@ -810,6 +662,7 @@ fn estimate(
             pts.orig.push(i);
             if let Some(w) = weights {
                 pts.sqrt_w.push(w[i].sqrt());
+                pts.weight.push(w[i]);
             }
         }
     }
@@ -872,8 +725,10 @@ fn estimate(
         for e in sols.as_slice() {
             let ea = to_array(e);
             match scorer.verify(&ea, best_min_score) {
-                Verdict::Rejected { tested, inliers } => scorer.record_rejection(tested, inliers),
-                Verdict::Accepted { score, inliers } => {
+                Verification::Rejected { tested, inliers } => {
+                    scorer.record_rejection(tested, inliers)
+                }
+                Verification::Accepted { score, inliers } => {
                     if score >= best_min_score {
                         continue;
                     }
@@ -1301,6 +1156,7 @@ mod tests {
                 _ => 1e40 * i as f64,
             })
             .collect();
+        use super::sampson_kernels::CostSum;
         let mut sum = CostSum::new(Some(c2));
         let mut plain = CostSum::new(None);
         for &v in &values {
@@ -1738,6 +1594,7 @@ mod jac_tests {
             yb: vec![0.18, 0.3],
             orig: vec![0, 1],
             sqrt_w: Vec::new(),
+            weight: Vec::new(),
         };
         let w = PixelWeights::new(500.0, 520.0, 480.0, 510.0);
         let refiner = Refiner {
@@ -1749,16 +1606,35 @@ mod jac_tests {
         let t = Vector3::new(0.3, 0.1, 0.9).normalize();
         let e = to_array(&essential_from_pose(&r, &t));
         let de = Refiner::derivatives(&r, &t);
+        // the signed Sampson error in pixels, written out independently of the kernels
+        let sampson = |e: &[f64; 9], i: usize| {
+            let [xa, ya, xb, yb] = pts.get(i);
+            let a = e[0] * xa + e[1] * ya + e[2];
+            let b = e[3] * xa + e[4] * ya + e[5];
+            let c = e[6] * xa + e[7] * ya + e[8];
+            let d = e[0] * xb + e[3] * yb + e[6];
+            let f = e[1] * xb + e[4] * yb + e[7];
+            (xb * a + yb * b + c)
+                / (w.wb_x * a * a + w.wb_y * b * b + w.wa_x * d * d + w.wa_y * f * f).sqrt()
+        };
         for i in 0..2 {
-            let (s, j) = refiner.residual_jacobian(&e, &de, pts.get(i)).unwrap();
+            // one point: H = J·Jᵀ, g = J·s, cost = s²
+            let (h, g, cost) = refiner.normal_equations(&r, &t, &[i as u32], false);
+            let s = sampson(&e, i);
+            assert!(
+                (cost - s * s).abs() < 1e-9 * (1.0 + s * s),
+                "{cost} vs {}",
+                s * s
+            );
+            let j = g / s;
+            assert!((h - j * j.transpose()).norm() < 1e-6 * (1.0 + h.norm()));
             for k in 0..5 {
-                let h = 1e-7;
+                let hstep = 1e-7;
                 let mut step = Vector5::zeros();
-                step[k] = h;
+                step[k] = hstep;
                 let (r2, t2) = Refiner::apply(&r, &t, &step);
                 let e2 = to_array(&essential_from_pose(&r2, &t2));
-                let (s2, _) = refiner.residual_jacobian(&e2, &de, pts.get(i)).unwrap();
-                let num = (s2 - s) / h;
+                let num = (sampson(&e2, i) - s) / hstep;
                 assert!(
                     (num - j[k]).abs() < 1e-4 * (1.0 + num.abs()),
                     "point {i} param {k}: {num} vs {}",
