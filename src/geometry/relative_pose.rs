@@ -1605,7 +1605,6 @@ mod jac_tests {
         let r = Rotation3::from_euler_angles(0.1, -0.05, 0.2).into_inner();
         let t = Vector3::new(0.3, 0.1, 0.9).normalize();
         let e = to_array(&essential_from_pose(&r, &t));
-        let de = Refiner::derivatives(&r, &t);
         // the signed Sampson error in pixels, written out independently of the kernels
         let sampson = |e: &[f64; 9], i: usize| {
             let [xa, ya, xb, yb] = pts.get(i);
