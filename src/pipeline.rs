@@ -236,20 +236,20 @@ impl Pipeline {
             &self.ransac,
             (a, camera_a),
             (b, camera_b),
-            true,
         )
     }
 }
 
 /// Matching, optional refinement and the pose for one pair (shared by [`Pipeline::match_pair`] and the
-/// stream, which passes `parallel_refine: false` since its extraction thread keeps the other core busy).
+/// stream). Refinement runs on the calling thread: a few milliseconds per pair since the vectorised sampling,
+/// where a thread pool of its own would add threads (and their allocator heaps) to a node whose other core
+/// is busy extracting.
 fn match_refine_pose(
     matcher: &mut dyn Matcher,
     refine: &RefineOptions,
     ransac: &RansacOptions,
     (a, camera_a): (&Features, &PinholeCamera),
     (b, camera_b): (&Features, &PinholeCamera),
-    parallel_refine: bool,
 ) -> Result<PairResult, PipelineError> {
     let t0 = Instant::now();
     let matches = matcher.match_features(a, b)?;
@@ -282,7 +282,7 @@ fn match_refine_pose(
         &b.keypoints,
         &matches.matches,
         Some(&select),
-        parallel_refine,
+        false,
         refine,
     );
     log::debug!("match refinement: {:?}", refinement.stats);
@@ -393,7 +393,6 @@ impl Pipeline {
                         ransac,
                         (prev, camera),
                         (cur, camera),
-                        false,
                     )),
                     _ => None,
                 };
