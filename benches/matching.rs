@@ -3,7 +3,8 @@
 //!
 //! Also the photometric match refinement (`matching::refine`): 2048 matches on a 640×480 textured image
 //! pair (b = a shifted by a sub-pixel amount with a gain/bias change, detector positions rounded), one thread,
-//! translation and affine models.
+//! translation and affine models; and the affine model with b also rotated by 6° and scaled by 1.04, 5% of
+//! the matches wrong (a keyframe-to-frame baseline).
 //!
 //! `cargo bench --bench matching`
 
@@ -47,6 +48,13 @@ fn mnn(c: &mut Criterion) {
 
 /// 640×480 8-bit texture (seeded sum of sinusoids) shifted by `shift`, with gain and bias.
 fn textured(shift: [f32; 2], gain: f32, bias: f32) -> image::GrayImage {
+    textured_warped([1.0, 0.0, 0.0, 1.0], shift, gain, bias)
+}
+
+/// The texture moved by `x ↦ c + M·(x − c) + shift` (`c`: image centre, `m = [m00, m01, m10, m11]`).
+fn textured_warped(m: [f32; 4], shift: [f32; 2], gain: f32, bias: f32) -> image::GrayImage {
+    let det = m[0] * m[3] - m[1] * m[2];
+    let inv = [m[3] / det, -m[1] / det, -m[2] / det, m[0] / det];
     let waves: Vec<[f32; 3]> = (0..24u32)
         .map(|i| {
             let h = |k: u32| {
@@ -59,7 +67,11 @@ fn textured(shift: [f32; 2], gain: f32, bias: f32) -> image::GrayImage {
         })
         .collect();
     image::GrayImage::from_fn(640, 480, |x, y| {
-        let (x, y) = (x as f32 - shift[0], y as f32 - shift[1]);
+        let (u, v) = (x as f32 - 320.0 - shift[0], y as f32 - 240.0 - shift[1]);
+        let (x, y) = (
+            320.0 + inv[0] * u + inv[1] * v,
+            240.0 + inv[2] * u + inv[3] * v,
+        );
         let v: f32 = waves
             .iter()
             .map(|[f, a, p]| (f * (x * a.cos() + y * a.sin()) + p).sin())
@@ -94,23 +106,57 @@ fn refine(c: &mut Criterion) {
         })
         .collect();
     let mut group = c.benchmark_group("refine_2048_matches_640x480");
+    let options = |model, radius| RefineOptions {
+        enabled: true,
+        model,
+        patch_radius: radius,
+        ..RefineOptions::default()
+    };
     for (name, model, radius) in [
         ("translation_r5", WarpModel::Translation, 5),
         ("affine_r5", WarpModel::Affine, 5),
         ("affine_r7", WarpModel::Affine, 7),
     ] {
-        let o = RefineOptions {
-            enabled: true,
-            model,
-            patch_radius: radius,
-            ..RefineOptions::default()
-        };
+        let o = options(model, radius);
         let r = refine_matches(&a, &ka, &b, &kb, &matches, &o);
         eprintln!("{name}: {:?}", r.stats);
         group.bench_function(name, |bench| {
             bench.iter(|| refine_matches(&a, &ka, &b, &kb, &matches, &o))
         });
     }
+    // A wider baseline, as between a keyframe and a later frame: b rotated by 6° and scaled by 1.04 about
+    // the centre, plus the shift; every 20th match wrong (paired with a keypoint 9 rows away).
+    let (angle, scale) = (6f32.to_radians(), 1.04f32);
+    let m = [
+        scale * angle.cos(),
+        -scale * angle.sin(),
+        scale * angle.sin(),
+        scale * angle.cos(),
+    ];
+    let b = textured_warped(m, shift, 0.8, 20.0);
+    let kb: Vec<[f32; 2]> = ka
+        .iter()
+        .map(|p| {
+            let (u, v) = (p[0] - 320.0, p[1] - 240.0);
+            [
+                (320.0 + m[0] * u + m[1] * v + shift[0]).round(),
+                (240.0 + m[2] * u + m[3] * v + shift[1]).round(),
+            ]
+        })
+        .collect();
+    let matches: Vec<Match> = (0..2048u32)
+        .map(|i| Match {
+            a: i,
+            b: if i % 20 == 0 { (i + 9 * 64) % 2048 } else { i },
+            score: 1.0,
+        })
+        .collect();
+    let o = options(WarpModel::Affine, 7);
+    let r = refine_matches(&a, &ka, &b, &kb, &matches, &o);
+    eprintln!("affine_r7_rotated: {:?}", r.stats);
+    group.bench_function("affine_r7_rotated", |bench| {
+        bench.iter(|| refine_matches(&a, &ka, &b, &kb, &matches, &o))
+    });
     group.finish();
 }
 

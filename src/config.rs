@@ -308,8 +308,11 @@ mod tests {
 
     #[test]
     fn refine_section() {
-        let on = MatchaConfig::from_yaml_str("matcher: {refine: {enabled: true, patch_radius: 3}}")
-            .unwrap();
+        // on by default (the CPU default's accuracy relies on it); off by the key
+        assert!(MatchaConfig::default().matcher.refine.enabled);
+        let off = MatchaConfig::from_yaml_str("matcher: {refine: {enabled: false}}").unwrap();
+        assert!(!off.matcher.refine.enabled);
+        let on = MatchaConfig::from_yaml_str("matcher: {refine: {patch_radius: 3}}").unwrap();
         assert!(on.matcher.refine.enabled);
         assert_eq!(on.matcher.refine.patch_radius, 3);
         assert_eq!(

@@ -68,7 +68,7 @@ pub enum WarpModel {
 impl Default for RefineOptions {
     fn default() -> Self {
         Self {
-            enabled: false,
+            enabled: true,
             model: WarpModel::Affine,
             patch_radius: 7,
             max_iterations: 10,
@@ -192,7 +192,7 @@ pub fn refine_matches(
         keypoints_b,
         matches,
         None,
-        false,
+        None,
         options,
     )
 }
@@ -204,8 +204,8 @@ const PARALLEL_CHUNK: usize = 64;
 type ChunkResults = Vec<Option<Result<[f32; 2], Reject>>>;
 
 /// [`refine_matches`] for the matches with `select[i]` true only (all when `None`; the others stay `None`
-/// and are not counted in the stats). With `parallel`, chunks of matches run on rayon's thread pool (not
-/// when another stage already keeps the other cores busy); the result is the same either way.
+/// and are not counted in the stats). With a `pool`, chunks of matches run on its threads (pass none when
+/// another stage already keeps the other cores busy); the result is the same either way.
 #[allow(clippy::too_many_arguments)]
 pub fn refine_selected_matches(
     image_a: &GrayImage,
@@ -214,7 +214,7 @@ pub fn refine_selected_matches(
     keypoints_b: &[[f32; 2]],
     matches: &[Match],
     select: Option<&[bool]>,
-    parallel: bool,
+    pool: Option<&rayon::ThreadPool>,
     options: &RefineOptions,
 ) -> Refinement {
     use rayon::prelude::*;
@@ -239,12 +239,14 @@ pub fn refine_selected_matches(
             })
             .collect()
     };
-    let chunks: Vec<ChunkResults> = if parallel {
-        matches
-            .par_chunks(PARALLEL_CHUNK)
-            .enumerate()
-            .map(chunk_results)
-            .collect()
+    let chunks: Vec<ChunkResults> = if let Some(pool) = pool {
+        pool.install(|| {
+            matches
+                .par_chunks(PARALLEL_CHUNK)
+                .enumerate()
+                .map(chunk_results)
+                .collect()
+        })
     } else {
         matches
             .chunks(PARALLEL_CHUNK)
@@ -436,19 +438,44 @@ fn refine_with(
     }
     let std_t = var_t.sqrt();
     let (ixx, ixy, iyy) = (hyy / det, -hxy / det, hxx / det);
-    let translated = iterate_translation(image_b, pb, o, sc, std_t, [ixx, ixy, iyy]);
+    let inv_h = [ixx, ixy, iyy];
     if o.model == WarpModel::Translation {
-        return translated;
+        return iterate_translation(image_b, pb, o, sc, std_t, inv_h, TranslationStage::Final);
     }
-    // affine: start where the (cheap) translation got to, unless it failed for a reason the deformation
-    // cannot explain
-    let init = match translated {
+    // affine: start where a few (cheap) translation steps got to, unless they failed for a reason the
+    // deformation cannot explain
+    let init = match iterate_translation(
+        image_b,
+        pb,
+        o,
+        sc,
+        std_t,
+        inv_h,
+        TranslationStage::AffineStart,
+    ) {
         Ok(q) => [q[0] - pb[0], q[1] - pb[1]],
-        Err(Reject::NotConverged | Reject::LowCorrelation) => [0.0, 0.0],
+        Err(Reject::LowCorrelation) => [0.0, 0.0],
         Err(e) => return Err(e),
     };
     iterate_affine(image_b, pb, init, o, sc, std_t)
 }
+
+/// What the translation iterations are for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TranslationStage {
+    /// The result of the translation model: converged to `convergence_px` within `max_iterations`.
+    Final,
+    /// The affine model's starting point: at most [`AFFINE_START_ITERATIONS`] steps to within
+    /// [`AFFINE_START_CONVERGENCE_PX`]; where they stop is the start even when not converged (under rotation
+    /// or scale change the translation model often cannot converge, and its last position is still closer).
+    AffineStart,
+}
+
+/// Translation steps before the affine model takes over.
+const AFFINE_START_ITERATIONS: u32 = 4;
+
+/// Convergence of the translation steps before the affine model, pixels.
+const AFFINE_START_CONVERGENCE_PX: f32 = 0.05;
 
 /// The translation model's Gauss–Newton iterations (`inv_h`: the inverse Hessian `[xx, xy, yy]`).
 fn iterate_translation(
@@ -458,14 +485,22 @@ fn iterate_translation(
     sc: &mut Scratch,
     std_t: f32,
     [ixx, ixy, iyy]: [f32; 3],
+    stage: TranslationStage,
 ) -> Result<[f32; 2], Reject> {
     let r = sc.r;
     let n = sc.t.len() as f32;
 
     let (mut dx, mut dy) = (0.0f32, 0.0f32);
     let max_shift2 = o.max_shift_px * o.max_shift_px;
-    let eps2 = o.convergence_px * o.convergence_px;
-    for _ in 0..o.max_iterations {
+    let (iterations, convergence_px) = match stage {
+        TranslationStage::Final => (o.max_iterations, o.convergence_px),
+        TranslationStage::AffineStart => (
+            o.max_iterations.min(AFFINE_START_ITERATIONS),
+            o.convergence_px.max(AFFINE_START_CONVERGENCE_PX),
+        ),
+    };
+    let eps2 = convergence_px * convergence_px;
+    for _ in 0..iterations {
         if !sample_grid(image_b, pb[0] + dx, pb[1] + dy, r, &mut sc.s) {
             return Err(Reject::OutOfBounds);
         }
@@ -494,6 +529,9 @@ fn iterate_translation(
             }
             return Ok([pb[0] + dx, pb[1] + dy]);
         }
+    }
+    if stage == TranslationStage::AffineStart {
+        return Ok([pb[0] + dx, pb[1] + dy]);
     }
     Err(Reject::NotConverged)
 }
@@ -1086,11 +1124,15 @@ mod tests {
         let m = identity_matches(pa.len(), 0.0);
         let o = RefineOptions::default();
         let all = refine_matches(&a, &pa, &b, &pa, &m, &o);
-        let par = refine_selected_matches(&a, &pa, &b, &pa, &m, None, true, &o);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let par = refine_selected_matches(&a, &pa, &b, &pa, &m, None, Some(&pool), &o);
         assert_eq!(all, par, "parallel = sequential");
         // every third selected (a short mask counts as unselected past its end)
         let select: Vec<bool> = (0..pa.len() - 7).map(|i| i % 3 == 0).collect();
-        let some = refine_selected_matches(&a, &pa, &b, &pa, &m, Some(&select), true, &o);
+        let some = refine_selected_matches(&a, &pa, &b, &pa, &m, Some(&select), Some(&pool), &o);
         assert_eq!(some.points_b.len(), m.len());
         let attempted = select.iter().filter(|&&s| s).count();
         assert_eq!(some.stats.refined + some.stats.rejected(), attempted);
