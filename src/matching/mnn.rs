@@ -279,14 +279,6 @@ impl Matcher for MutualNearestNeighbor {
         previous
     }
 
-    fn thread_pool(&self) -> Option<&rayon::ThreadPool> {
-        if self.threads > 1 {
-            self.pool.as_deref()
-        } else {
-            None
-        }
-    }
-
     fn match_features(&mut self, a: &Features, b: &Features) -> Result<Matches, MatchError> {
         super::check_same_dimension(a, b)?;
         Ok(Matches {

@@ -75,11 +75,6 @@ pub trait Matcher: Send {
     }
     /// Matches `a` against `b`.
     fn match_features(&mut self, a: &Features, b: &Features) -> Result<Matches, MatchError>;
-    /// The matcher's worker threads under its current setting, when it uses more than one (none by
-    /// default): the pipeline runs the match refinement on them too rather than starting threads of its own.
-    fn thread_pool(&self) -> Option<&rayon::ThreadPool> {
-        None
-    }
 }
 
 pub mod lightglue;
