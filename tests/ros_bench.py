@@ -165,6 +165,15 @@ def main():
     # "no growth": after that, RSS never exceeds what it had reached by then by more than 2 MiB
     early = r[r[:, 0] <= settle, 1].max() / 1024 if len(r) and (r[:, 0] <= settle).any() else float("nan")
     late_max = steady[:, 1].max() / 1024 if len(steady) else float("nan")
+    # the same question without depending on when the start-up ends (the decimation factor settles within the
+    # first half minute, and each factor has its own working set): the steady window's last third against its
+    # first third
+    thirds = None
+    if len(steady) >= 6:
+        t0s, t1s = steady[0, 0], steady[-1, 0]
+        first = steady[steady[:, 0] <= t0s + (t1s - t0s) / 3, 1]
+        last = steady[steady[:, 0] >= t1s - (t1s - t0s) / 3, 1]
+        thirds = (first.max() / 1024, last.max() / 1024)
     received = int(d.get("received", 0) or 0)
     processed = int(d.get("processed", 0) or 0)
     dropped = int(d.get("dropped", 0) or 0)
@@ -192,6 +201,9 @@ def main():
         row(f"RSS slope (least squares, t >= {settle:.0f} s)", f"{slope:+.3f} MiB/min", "~0 (no growth)")
         row(f"RSS max after {settle:.0f} s vs max before", f"{late_max:.1f} vs {early:.1f} MiB",
             "<= +2 MiB (no growth)", "yes" if late_max <= early + 2.0 else "NO")
+        if thirds:
+            row("RSS max, last vs first third after that", f"{thirds[1]:.1f} vs {thirds[0]:.1f} MiB",
+                "<= +2 MiB (no growth)", "yes" if thirds[1] <= thirds[0] + 2.0 else "NO")
     return 0 if rc == 0 and len(lat) else 1
 
 
