@@ -550,7 +550,7 @@ pub fn estimate_pose_refined(
 /// The pose from the refined positions of `refinement`, starting from `initial` (e.g. the pose from the
 /// detector's keypoints) without new sampling ([`refine_relative_pose_weighted`]): first with equal
 /// weights, then with each unrefined match weighted by [`unrefined_weight`] (relative inverse variance, see
-/// [`estimate_relative_pose_weighted`]); equal weights stay when either kind has fewer than
+/// [`crate::geometry::estimate_relative_pose_weighted`]); equal weights stay when either kind has fewer than
 /// [`MIN_GROUP_INLIERS`] inliers.
 #[allow(clippy::too_many_arguments)]
 pub fn reestimate_refined(

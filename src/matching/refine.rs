@@ -10,7 +10,7 @@
 //!   sample's sub-pixel fraction equal), about 1.5 µs per match with `r = 5` on this project's machine;
 //! * affine: six parameters, started where at most four translation steps got to, so the patch may rotate,
 //!   scale and shear between the views (wide-baseline pairs); every sample has its own weights (gathered eight
-//!   at a time with AVX2 where the CPU has it, [`super::affine_sampling`]), about 5× the time.
+//!   at a time with AVX2 where the CPU has it, `affine_sampling.rs`), about 5× the time.
 //!
 //! The result is the position in B that corresponds to the detector's position in A, so a pair of
 //! pixel-quantised or jittery detections becomes a sub-pixel correspondence even though the keypoint in A
