@@ -241,9 +241,9 @@ impl Pipeline {
 }
 
 /// Matching, optional refinement and the pose for one pair (shared by [`Pipeline::match_pair`] and the
-/// stream). Refinement runs on the calling thread (a few milliseconds per pair): on the matcher's worker
-/// threads, the node's RSS swung between 154 and 183 MiB through a 10-minute run (allocator pages of
-/// otherwise idle threads) for 3–4 ms less latency at the median.
+/// stream). Refinement runs on the calling thread (a few milliseconds per pair): in parallel on the
+/// matcher's worker threads the node's RSS swung between 154 and 183 MiB through a 10-minute run, for 3–4 ms
+/// less latency at the median.
 fn match_refine_pose(
     matcher: &mut dyn Matcher,
     refine: &RefineOptions,
@@ -282,7 +282,6 @@ fn match_refine_pose(
         &b.keypoints,
         &matches.matches,
         Some(&select),
-        None,
         refine,
     );
     log::debug!("match refinement: {:?}", refinement.stats);

@@ -36,6 +36,20 @@ impl Soa<'_> {
     }
 }
 
+/// For one correspondence: `(E·x_a)₀, (E·x_a)₁, (Eᵀ·x_b)₀, (Eᵀ·x_b)₁`, the epipolar residual `r = x_bᵀ E x_a`
+/// and the Sampson denominator `den` (pixel-weighted squared gradient norm): `[a, b, d, f, r, den]`.
+#[inline(always)]
+fn epipolar_terms(e: &[f64; 9], w: &PixelWeights, xa: f64, ya: f64, xb: f64, yb: f64) -> [f64; 6] {
+    let a = e[0] * xa + e[1] * ya + e[2];
+    let b = e[3] * xa + e[4] * ya + e[5];
+    let c = e[6] * xa + e[7] * ya + e[8];
+    let r = xb * a + yb * b + c;
+    let d = e[0] * xb + e[3] * yb + e[6];
+    let f = e[1] * xb + e[4] * yb + e[7];
+    let den = w.wb_x * a * a + w.wb_y * b * b + w.wa_x * d * d + w.wa_y * f * f;
+    [a, b, d, f, r, den]
+}
+
 /// Sampson numerator `r` (the epipolar residual `x_bᵀ E x_a`) and denominator `den` (pixel-weighted squared
 /// gradient norm) of the block of eight correspondences starting at `k`; lanes past the end are zero.
 #[inline(always)]
@@ -52,13 +66,7 @@ fn block_terms(e: &[f64; 9], w: &PixelWeights, p: &Soa, k: usize) -> ([f64; LANE
     let mut r = [0.0; LANES];
     let mut den = [0.0; LANES];
     for l in 0..LANES {
-        let a = e[0] * xa[l] + e[1] * ya[l] + e[2];
-        let b = e[3] * xa[l] + e[4] * ya[l] + e[5];
-        let c = e[6] * xa[l] + e[7] * ya[l] + e[8];
-        r[l] = xb[l] * a + yb[l] * b + c;
-        let d = e[0] * xb[l] + e[3] * yb[l] + e[6];
-        let f = e[1] * xb[l] + e[4] * yb[l] + e[7];
-        den[l] = w.wb_x * a * a + w.wb_y * b * b + w.wa_x * d * d + w.wa_y * f * f;
+        [_, _, _, _, r[l], den[l]] = epipolar_terms(e, w, xa[l], ya[l], xb[l], yb[l]);
     }
     (r, den)
 }
@@ -320,13 +328,7 @@ pub(crate) fn normal_equations(
         let mut s = [0.0; LANES];
         let mut jac = [[0.0; LANES]; 5];
         for l in 0..LANES {
-            let a = e[0] * xa[l] + e[1] * ya[l] + e[2];
-            let b = e[3] * xa[l] + e[4] * ya[l] + e[5];
-            let c = e[6] * xa[l] + e[7] * ya[l] + e[8];
-            let r = xb[l] * a + yb[l] * b + c;
-            let d = e[0] * xb[l] + e[3] * yb[l] + e[6];
-            let f = e[1] * xb[l] + e[4] * yb[l] + e[7];
-            let den = w.wb_x * a * a + w.wb_y * b * b + w.wa_x * d * d + w.wa_y * f * f;
+            let [a, b, d, f, r, den] = epipolar_terms(e, w, xa[l], ya[l], xb[l], yb[l]);
             // a correspondence without a valid denominator (and an unused lane) contributes nothing
             let valid = den > 0.0;
             let den = if valid { den } else { 1.0 };

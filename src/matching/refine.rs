@@ -193,21 +193,12 @@ pub fn refine_matches(
         keypoints_b,
         matches,
         None,
-        None,
         options,
     )
 }
 
-/// Matches per parallel work item of [`refine_selected_matches`].
-const PARALLEL_CHUNK: usize = 64;
-
-/// Per match of a chunk: `None` when not selected, else the refined position or why not.
-type ChunkResults = Vec<Option<Result<[f32; 2], Reject>>>;
-
 /// [`refine_matches`] for the matches with `select[i]` true only (all when `None`; the others stay `None`
-/// and are not counted in the stats). With a `pool`, chunks of matches run on its threads (pass none when
-/// another stage already keeps the other cores busy); the result is the same either way.
-#[allow(clippy::too_many_arguments)]
+/// and are not counted in the stats).
 pub fn refine_selected_matches(
     image_a: &GrayImage,
     keypoints_a: &[[f32; 2]],
@@ -215,55 +206,24 @@ pub fn refine_selected_matches(
     keypoints_b: &[[f32; 2]],
     matches: &[Match],
     select: Option<&[bool]>,
-    pool: Option<&rayon::ThreadPool>,
     options: &RefineOptions,
 ) -> Refinement {
-    use rayon::prelude::*;
-    let chunk_results = |(c, chunk): (usize, &[Match])| -> ChunkResults {
-        let mut scratch = Scratch::new(options.patch_radius);
-        chunk
-            .iter()
-            .enumerate()
-            .map(|(k, m)| {
-                let i = c * PARALLEL_CHUNK + k;
-                if !select.is_none_or(|s| s.get(i).copied().unwrap_or(false)) {
-                    return None;
-                }
-                Some(
-                    match (keypoints_a.get(m.a as usize), keypoints_b.get(m.b as usize)) {
-                        (Some(&pa), Some(&pb)) => {
-                            refine_with(image_a, pa, image_b, pb, options, &mut scratch)
-                        }
-                        _ => Err(Reject::Invalid),
-                    },
-                )
-            })
-            .collect()
-    };
-    let chunks: Vec<ChunkResults> = if let Some(pool) = pool {
-        pool.install(|| {
-            matches
-                .par_chunks(PARALLEL_CHUNK)
-                .enumerate()
-                .map(chunk_results)
-                .collect()
-        })
-    } else {
-        matches
-            .chunks(PARALLEL_CHUNK)
-            .enumerate()
-            .map(chunk_results)
-            .collect()
-    };
+    let mut scratch = Scratch::new(options.patch_radius);
     let mut out = Refinement {
         points_b: Vec::with_capacity(matches.len()),
         stats: RefineStats::default(),
     };
-    for r in chunks.into_iter().flatten() {
-        if let Some(r) = r {
-            out.stats.count(r);
+    for (i, m) in matches.iter().enumerate() {
+        if !select.is_none_or(|s| s.get(i).copied().unwrap_or(false)) {
+            out.points_b.push(None);
+            continue;
         }
-        out.points_b.push(r.and_then(Result::ok));
+        let r = match (keypoints_a.get(m.a as usize), keypoints_b.get(m.b as usize)) {
+            (Some(&pa), Some(&pb)) => refine_with(image_a, pa, image_b, pb, options, &mut scratch),
+            _ => Err(Reject::Invalid),
+        };
+        out.stats.count(r);
+        out.points_b.push(r.ok());
     }
     out
 }
@@ -1117,23 +1077,19 @@ mod tests {
     }
 
     #[test]
-    fn selection_and_threads() {
+    fn selection() {
         let a = render(160, 120, [0.0, 0.0], 1.0, 0.0, 2.0);
         let b = render(160, 120, [0.3, 0.2], 0.9, 5.0, 2.0);
-        let pa = grid_points(160, 120, 5); // > 2 parallel chunks
-        assert!(pa.len() > 2 * PARALLEL_CHUNK);
+        let pa = grid_points(160, 120, 5);
         let m = identity_matches(pa.len(), 0.0);
         let o = RefineOptions::default();
         let all = refine_matches(&a, &pa, &b, &pa, &m, &o);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(3)
-            .build()
-            .unwrap();
-        let par = refine_selected_matches(&a, &pa, &b, &pa, &m, None, Some(&pool), &o);
-        assert_eq!(all, par, "parallel = sequential");
+        let every = vec![true; m.len()];
+        let selected_all = refine_selected_matches(&a, &pa, &b, &pa, &m, Some(&every), &o);
+        assert_eq!(all, selected_all, "a full selection = all matches");
         // every third selected (a short mask counts as unselected past its end)
         let select: Vec<bool> = (0..pa.len() - 7).map(|i| i % 3 == 0).collect();
-        let some = refine_selected_matches(&a, &pa, &b, &pa, &m, Some(&select), Some(&pool), &o);
+        let some = refine_selected_matches(&a, &pa, &b, &pa, &m, Some(&select), &o);
         assert_eq!(some.points_b.len(), m.len());
         let attempted = select.iter().filter(|&&s| s).count();
         assert_eq!(some.stats.refined + some.stats.rejected(), attempted);
