@@ -57,14 +57,24 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-OPENCV_DATA = Path(os.environ.get("MATCHA_OPENCV_DATA", "/usr/share/doc/opencv-doc/examples/data"))
+from render.frame import render
+from render.rooms import rendered_scene
+from render.scene import Camera, Scene, look_at, relative_pose
+from render.sensor import gain_gamma_noise
+from render.textures import OPENCV_DATA
+
+RENDER_PACKAGE = Path(__file__).resolve().parent / "render"
 SETS = ("chessboard", "motorcycle", "rendered")
 BOARD = (9, 6)  # inner corners (columns, rows)
 PNP_RMS_MAX = 0.5
 
 
 def generator_hash() -> str:
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    """sha256 over this script and the renderer's sources: a change to either rebuilds the sets."""
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    for f in sorted(RENDER_PACKAGE.glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def default_out() -> Path:
@@ -409,156 +419,6 @@ RENDER_SEED = 20260
 N_RENDER_PAIRS = 24
 
 
-def _texture(name: str) -> np.ndarray:
-    """RGB float32 texture in [0, 1] from opencv-doc or scikit-image's bundled images."""
-    if name.startswith("skimage:"):
-        from skimage import data
-
-        img = getattr(data, name.split(":", 1)[1])()
-        if img.ndim == 2:
-            img = np.stack([img] * 3, -1)
-        img = img[..., :3]
-    else:
-        bgr = cv2.imread(str(OPENCV_DATA / name), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise SystemExit(f"missing texture {OPENCV_DATA / name}: install Debian's opencv-doc")
-        img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    return img.astype(np.float32) / 255.0
-
-
-class Rect:
-    """A textured parallelogram: p(s, t) = o + s * u + t * v, s, t in [0, 1]; the texture repeats ``rep`` times."""
-
-    def __init__(self, o, u, v, tex: str, rep=(1, 1), texels_per_m: float = 200.0):
-        self.o, self.u, self.v = (np.asarray(x, np.float64) for x in (o, u, v))
-        self.n = np.cross(self.u, self.v)
-        # dual basis: q = s u + t v  <=>  s = q . du, t = q . dv (exact for any parallelogram, not only rectangles)
-        self.du = np.cross(self.v, self.n) / (self.u @ np.cross(self.v, self.n))
-        self.dv = np.cross(self.n, self.u) / (self.v @ np.cross(self.n, self.u))
-        self.tex_name, self.rep = tex, rep
-        img = _texture(tex)
-        # prefilter the texture to about the texel density the renderer needs (no aliasing from minification)
-        lu, lv = np.linalg.norm(self.u) / rep[0], np.linalg.norm(self.v) / rep[1]
-        tw, th = max(16, int(round(lu * texels_per_m))), max(16, int(round(lv * texels_per_m)))
-        # keep the photo's aspect roughly by cropping rather than stretching
-        ih, iw = img.shape[:2]
-        want = tw / th
-        if iw / ih > want:
-            cw = int(ih * want)
-            img = img[:, (iw - cw) // 2:(iw - cw) // 2 + cw]
-        else:
-            ch = int(iw / want)
-            img = img[(ih - ch) // 2:(ih - ch) // 2 + ch]
-        interp = cv2.INTER_AREA if img.shape[1] > tw else cv2.INTER_CUBIC
-        self.img = np.clip(cv2.resize(img, (tw, th), interpolation=interp), 0, 1)
-
-    def sample(self, s: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Bilinear lookup with wrap-around (repeated texture); texel centres at integer coordinates."""
-        th, tw = self.img.shape[:2]
-        x = (s * self.rep[0]) * tw - 0.5
-        y = (t * self.rep[1]) * th - 0.5
-        x0, y0 = np.floor(x), np.floor(y)
-        fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-        x0i, y0i = x0.astype(np.int64), y0.astype(np.int64)
-        x1i, y1i = (x0i + 1) % tw, (y0i + 1) % th
-        x0i, y0i = x0i % tw, y0i % th
-        im = self.img
-        return ((1 - fy) * ((1 - fx) * im[y0i, x0i] + fx * im[y0i, x1i])
-                + fy * ((1 - fx) * im[y1i, x0i] + fx * im[y1i, x1i]))
-
-
-def build_scene() -> list:
-    """The room (metres, world = OpenCV-like axes: x right, y down, z forward; floor at y = +1.3)."""
-    fl, ce = 1.3, -1.5       # floor and ceiling heights (y down)
-    xl, xr = -3.0, 3.0       # side walls
-    zb, zf = 7.0, -2.0       # back and front walls
-    box = []
-    # a box on the floor: 0.8 x 0.7 x 0.8 m at x in [0.6, 1.4], z in [3.2, 4.0]
-    bx0, bx1, by0, by1, bz0, bz1 = 0.6, 1.4, fl - 0.7, fl, 3.2, 4.0
-    box += [Rect([bx0, by0, bz0], [bx1 - bx0, 0, 0], [0, by1 - by0, 0], "skimage:coffee", texels_per_m=500),  # front
-            Rect([bx0, by0, bz1], [0, 0, bz0 - bz1], [0, by1 - by0, 0], "skimage:chelsea", texels_per_m=500),  # left
-            Rect([bx0, by0, bz1], [bx1 - bx0, 0, 0], [0, 0, bz0 - bz1], "fruits.jpg", texels_per_m=500)]  # top
-    return [
-        Rect([xl, ce, zb], [xr - xl, 0, 0], [0, fl - ce, 0], "starry_night.jpg", texels_per_m=250),         # back
-        Rect([xl, fl, zf], [xr - xl, 0, 0], [0, 0, zb - zf], "skimage:gravel", rep=(3, 4), texels_per_m=300),  # floor
-        Rect([xl, ce, zf], [xr - xl, 0, 0], [0, 0, zb - zf], "skimage:brick", rep=(3, 4), texels_per_m=250),   # ceiling
-        Rect([xl, ce, zf], [0, 0, zb - zf], [0, fl - ce, 0], "building.jpg", rep=(2, 1), texels_per_m=250),    # left
-        Rect([xr, ce, zb], [0, 0, zf - zb], [0, fl - ce, 0], "home.jpg", rep=(2, 1), texels_per_m=250),        # right
-        Rect([xl, ce, zf], [0, fl - ce, 0], [xr - xl, 0, 0], "baboon.jpg", texels_per_m=150),                 # front
-        # a standing card and a leaning poster in front
-        Rect([-1.6, -0.4, 3.0], [0.9 * math.cos(0.5), 0, 0.9 * math.sin(0.5)], [0, 1.2, 0], "skimage:astronaut",
-             texels_per_m=500),
-        Rect([-0.5, -0.9, 5.2], [1.4, 0, -0.3], [0, 1.0, 0.2], "graf1.png", texels_per_m=400),
-        Rect([1.2, -1.1, 2.4], [0.5, 0, 0.1], [0, 0.8, 0], "skimage:rocket", texels_per_m=600),
-    ] + box
-
-
-def look_at(C: np.ndarray, target: np.ndarray, roll: float) -> np.ndarray:
-    """World->camera rotation R (x_cam = R (X - C)) looking from C at target, y down, with roll (rad)."""
-    z = target - C
-    z /= np.linalg.norm(z)
-    up = np.array([0.0, 1.0, 0.0])  # y down in the world
-    x = np.cross(up, z)
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    R = np.stack([x, y, z])
-    cr, sr = math.cos(roll), math.sin(roll)
-    Rr = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
-    return Rr @ R
-
-
-def cast(scene: list, Rwc: np.ndarray, C: np.ndarray, uv: np.ndarray):
-    """Ray-cast pixels uv (N x 2, integer pixel centres) of camera (R world->cam, centre C) -> colour N x 3,
-    depth along the optical axis, rectangle index (-1: none), (s, t).
-
-    Rays are X(lam) = C + lam * d with d = R^T K^-1 (u, v, 1), so lam is the depth along the optical axis. For all
-    rectangles at once: lam = n.(o - C) / n.d, s = (u.(C - o) + lam u.d) / |u|^2 (same for t); nearest valid hit wins.
-    """
-    Kinv = np.linalg.inv(RENDER_K)
-    rays_c = np.c_[uv, np.ones(len(uv))]
-    M = Kinv.T @ Rwc
-    d = rays_c[:, 0:1] * M[0] + rays_c[:, 1:2] * M[1] + M[2]              # world directions R^T K^-1 (u, v, 1)
-    n_r = len(scene)
-    Nn = np.stack([r.n for r in scene], 1)                                # 3 x n_r
-    U = np.stack([r.du for r in scene], 1)
-    V = np.stack([r.dv for r in scene], 1)
-    num = np.array([r.n @ (r.o - C) for r in scene])
-    cu = np.array([(C - r.o) @ r.du for r in scene])
-    cv_ = np.array([(C - r.o) @ r.dv for r in scene])
-    def dot(m):  # d @ m without BLAS (N x 3 @ 3 x k is slow through BLAS)
-        return d[:, 0:1] * m[0] + d[:, 1:2] * m[1] + d[:, 2:3] * m[2]
-
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lam = num[None] / dot(Nn)
-    S = cu[None] + lam * dot(U)
-    T = cv_[None] + lam * dot(V)
-    ok = np.isfinite(lam) & (lam > 1e-6) & (S >= 0) & (S <= 1) & (T >= 0) & (T <= 1)
-    lam = np.where(ok, lam, np.inf)
-    idx = np.argmin(lam, axis=1)
-    rows = np.arange(len(uv))
-    best = lam[rows, idx]
-    S, T = S[rows, idx], T[rows, idx]
-    idx = np.where(np.isfinite(best), idx, -1)
-    col = np.zeros((len(uv), 3), np.float32)
-    for i in range(n_r):
-        m = idx == i
-        if m.any():
-            col[m] = scene[i].sample(S[m], T[m])
-    return col, best, idx, S, T
-
-
-def render(scene: list, Rwc: np.ndarray, C: np.ndarray, ss: int = 2) -> np.ndarray:
-    vs, us = np.mgrid[0:RENDER_H, 0:RENDER_W]
-    acc = np.zeros((RENDER_H * RENDER_W, 3), np.float32)
-    offs = [(-0.5 + (k + 0.5) / ss) for k in range(ss)]
-    for oy in offs:
-        for ox in offs:
-            uv = np.c_[us.ravel() + ox, vs.ravel() + oy].astype(np.float64)
-            col, *_ = cast(scene, Rwc, C, uv)
-            acc += col
-    return (acc / (ss * ss)).reshape(RENDER_H, RENDER_W, 3)
-
-
 def sample_views(rng: np.random.Generator, n: int):
     """Camera pairs: a looks from near the room's front at the scene, b is displaced 0.2-1 m and turned so that
     the relative rotation is 5-30 deg (rejection sampling, targets spread uniformly over the range)."""
@@ -586,12 +446,6 @@ def sample_views(rng: np.random.Generator, n: int):
     return out
 
 
-def photometric(img: np.ndarray, rng: np.random.Generator, gain: float, gamma: float, sigma: float) -> np.ndarray:
-    out = gain * np.power(np.clip(img, 0, 1), gamma) * 255.0
-    out = out + rng.normal(scale=sigma, size=out.shape)
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
-
-
 def rendered_pairs_spec():
     """Deterministic list of (id, Ra, Ca, Rb, Cb, baseline, angle, gain, gamma) for the rendered set."""
     rng = np.random.default_rng(RENDER_SEED)
@@ -603,32 +457,26 @@ def rendered_pairs_spec():
     return spec
 
 
-def gt_relative(Ra, Ca, Rb, Cb):
-    """World->camera rotations and centres -> x_b = R x_a + t."""
-    R = Rb @ Ra.T
-    t = Rb @ (Ca - Cb)
-    return R, t
-
-
 def build_rendered(root: Path) -> dict:
-    scene = build_scene()
+    scene = Scene(rendered_scene())
     (root / "images").mkdir(parents=True, exist_ok=True)
     cam = camera_dict(RENDER_K, None, RENDER_W, RENDER_H)
     pairs, depths = [], []
     noise_rng = np.random.default_rng(RENDER_SEED + 1)
     for pid, Ra, Ca, Rb, Cb, base, ang, gain, gamma in rendered_pairs_spec():
-        ia = render(scene, Ra, Ca)
-        ib = render(scene, Rb, Cb)
+        cam_a, cam_b = (Camera(RENDER_K, RENDER_W, RENDER_H, Rv, Cv) for Rv, Cv in ((Ra, Ca), (Rb, Cb)))
+        ia = render(scene, cam_a, geometry=False).colour
+        ib = render(scene, cam_b, geometry=False).colour
         a8 = np.clip(np.round(ia * 255), 0, 255).astype(np.uint8)
-        b8 = photometric(ib, noise_rng, gain, gamma, 2.0)
+        b8 = gain_gamma_noise(ib, noise_rng, gain, gamma, 2.0)
         cv2.imwrite(str(root / "images" / f"{pid}_a.png"), cv2.cvtColor(a8, cv2.COLOR_RGB2BGR))
         cv2.imwrite(str(root / "images" / f"{pid}_b.png"), cv2.cvtColor(b8, cv2.COLOR_RGB2BGR))
         # depth statistics of view a (sparse grid)
         vs, us = np.mgrid[0:RENDER_H:8, 0:RENDER_W:8]
-        _, z, *_ = cast(scene, Ra, Ca, np.c_[us.ravel(), vs.ravel()].astype(np.float64))
+        z = scene.cast(cam_a, np.c_[us.ravel(), vs.ravel()]).depth
         med = float(np.median(z))
         depths.append(med)
-        R, t = gt_relative(Ra, Ca, Rb, Cb)
+        R, t = relative_pose(Ra, Ca, Rb, Cb)
         pairs.append(pair_entry(pid, f"images/{pid}_a.png", f"images/{pid}_b.png", cam, cam, R, t, kind="rendered",
                                 rotation_deg=ang, baseline_m=base, median_depth_m=med,
                                 photometric={"gain": gain, "gamma": gamma, "noise_sigma": 2.0}))

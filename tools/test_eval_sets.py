@@ -25,6 +25,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import eval_sets as E  # noqa: E402
+from render.rooms import rendered_scene  # noqa: E402
+from render.scene import Camera, Scene  # noqa: E402
 
 OUT = Path(os.environ["MATCHA_EVAL_DIR"]) if os.environ.get("MATCHA_EVAL_DIR") else E.default_out()
 
@@ -58,6 +60,15 @@ def sampson_px(F: np.ndarray, xa: np.ndarray, xb: np.ndarray) -> np.ndarray:
     num = np.sum(hb * Fa, axis=1) ** 2
     den = Fa[:, 0] ** 2 + Fa[:, 1] ** 2 + Fb[:, 0] ** 2 + Fb[:, 1] ** 2
     return np.sqrt(num / den)
+
+
+def surface_points(scene: Scene, hits) -> np.ndarray:
+    """World points o + s u + t v of the hit surfaces, from the surface coordinates (not the ray depth)."""
+    P = np.full(hits.depth.shape + (3,), np.nan)
+    for i in np.unique(hits.surface[hits.surface >= 0]):
+        m = hits.surface == i
+        P[m] = scene.surfaces[i].point(hits.s[m], hits.t[m])
+    return P
 
 
 def bilinear(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -101,18 +112,19 @@ def test_rebuild_is_idempotent(manifests):
 # ------------------------------------------------------------------------------------------------------------------
 def test_rendered_ground_truth(manifests):
     m, root = manifests["rendered"]
-    scene = E.build_scene()
+    scene = Scene(rendered_scene())
     spec = {s[0]: s for s in E.rendered_pairs_spec()}
     K = E.RENDER_K
     rng = np.random.default_rng(0)
     n_checked = 0
     for pair in m["pairs"]:
         pid, Ra, Ca, Rb, Cb, _, _, gain, gamma = spec[pair["id"]]
+        cam_a, cam_b = Camera(K, E.RENDER_W, E.RENDER_H, Ra, Ca), Camera(K, E.RENDER_W, E.RENDER_H, Rb, Cb)
         # 1. surface points seen at random pixel centres of view a
         uv_a = np.c_[rng.integers(2, E.RENDER_W - 2, 1500), rng.integers(2, E.RENDER_H - 2, 1500)].astype(float)
-        _, lam_a, idx_a, s_a, t_a = E.cast(scene, Ra, Ca, uv_a)
-        hit = idx_a >= 0
-        P = np.array([scene[i].o + s * scene[i].u + t * scene[i].v for i, s, t in zip(idx_a[hit], s_a[hit], t_a[hit])])
+        ha = scene.cast(cam_a, uv_a)
+        lam_a, hit = ha.depth, ha.surface >= 0
+        P = surface_points(scene, ha)[hit]
         uv_a = uv_a[hit]
         # the ray-cast depth agrees with the surface point
         Xa = (P - Ca) @ Ra.T
@@ -124,8 +136,7 @@ def test_rendered_ground_truth(manifests):
         uv_b = proj[:, :2] / proj[:, 2:]
         inside = (uv_b[:, 0] > 1) & (uv_b[:, 0] < E.RENDER_W - 2) & (uv_b[:, 1] > 1) & (uv_b[:, 1] < E.RENDER_H - 2)
         uv_b, Pf, uva = uv_b[inside], P[front][inside], uv_a[front][inside]
-        _, lam_b, idx_b, s_b, t_b = E.cast(scene, Rb, Cb, uv_b)
-        Pb = np.array([scene[i].o + s * scene[i].u + t * scene[i].v for i, s, t in zip(idx_b, s_b, t_b)])
+        Pb = surface_points(scene, scene.cast(cam_b, uv_b))
         visible = np.linalg.norm(Pb - Pf, axis=1) < 1e-6
         assert visible.mean() > 0.3, f"{pid}: only {visible.mean():.2f} of the points are co-visible"
         xa, xb = uva[visible], uv_b[visible]
