@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Relative-pose accuracy evaluation on sets with real ground truth.
 #
-#   1. builds the eval sets (tools/eval_sets.py: chessboard, motorcycle, rendered) under $MATCHA_CACHE/eval/<set>/
-#      (idempotent: rebuilt only when tools/eval_sets.py changes)
-#   2. runs the Python baselines (tools/eval_baselines.py: SIFT+PoseLib, XFeat+PoseLib) on each set into
+#   1. builds the eval sets (tools/eval_sets.py: chessboard, motorcycle, rendered, rooms) under
+#      $MATCHA_CACHE/eval/<set>/ (idempotent: rebuilt only when tools/eval_sets.py or tools/render/ changes; rooms
+#      takes a few minutes)
+#   2. runs the Python baselines (tools/eval_baselines.py: SIFT+PoseLib, XFeat+PoseLib, SIFT+COLMAP) on each set into
 #      $MATCHA_CACHE/eval/results/<set>-<method>.json (skipped when newer than the manifest and the script)
 #   3. runs `matcha eval` on all sets with those baselines; tables and plots go to $MATCHA_CACHE/eval/report/
 #
-# Options: --sets a,b   (default chessboard,motorcycle,rendered)   --methods sift,xfeat   --force (recompute all)
+# Options: --sets a,b   (default chessboard,motorcycle,rendered,rooms)   --methods sift,xfeat,colmap
+#          --force (recompute all)
 #          --no-matcha  (stop after the baselines)
 # Needs: the venv from scripts/setup.sh and Debian's opencv-doc (apt-get install opencv-doc).
 set -euo pipefail
@@ -17,8 +19,8 @@ cd "$REPO"
 # shellcheck source=scripts/env.sh
 . "$REPO/scripts/env.sh"
 
-SETS="chessboard,motorcycle,rendered"
-METHODS="sift,xfeat"
+SETS="chessboard,motorcycle,rendered,rooms"
+METHODS="sift,xfeat,colmap"
 FORCE=0
 RUN_MATCHA=1
 while [ $# -gt 0 ]; do
@@ -27,7 +29,7 @@ while [ $# -gt 0 ]; do
     --methods) METHODS="$2"; shift ;;
     --force) FORCE=1 ;;
     --no-matcha) RUN_MATCHA=0 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift

