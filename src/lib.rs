@@ -19,4 +19,5 @@ pub mod matching;
 pub mod node;
 pub mod pipeline;
 pub mod runtime;
+pub mod util;
 pub mod viz;

@@ -92,53 +92,8 @@ impl SyntheticInstance {
     }
 }
 
-/// Seeded SplitMix64 with uniform and Gaussian draws (the generator `tools/pose_reference.py` does not need:
-/// it reads the sets from JSON).
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `[0, 1)`.
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Uniform in `[lo, hi)`.
-    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.uniform()
-    }
-    /// Standard normal (Box-Muller).
-    pub fn normal(&mut self) -> f64 {
-        let u1 = self.uniform().max(1e-300);
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-    /// Uniform unit vector.
-    pub fn unit_vector(&mut self) -> Vector3<f64> {
-        loop {
-            let v = Vector3::new(
-                self.range(-1.0, 1.0),
-                self.range(-1.0, 1.0),
-                self.range(-1.0, 1.0),
-            );
-            let n = v.norm();
-            if n > 1e-3 && n <= 1.0 {
-                return v / n;
-            }
-        }
-    }
-}
+/// The synthetic sets' generator (the crate's one seeded generator).
+pub use crate::util::rng::SplitMix64 as Rng;
 
 /// Generates the synthetic sets of `cfg` (deterministic).
 pub fn generate_sets(cfg: &SyntheticConfig) -> Vec<SyntheticInstance> {
@@ -263,16 +218,7 @@ pub struct BenchRow {
 pub type Method<'a> =
     Box<dyn FnMut(&SyntheticInstance) -> Option<(Matrix3<f64>, Vector3<f64>)> + 'a>;
 
-/// Percentile (nearest rank on the sorted data), `q ∈ [0, 1]`.
-pub fn percentile(v: &[f64], q: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let k = ((s.len() - 1) as f64 * q).round() as usize;
-    s[k.min(s.len() - 1)]
-}
+pub use crate::util::stats::percentile;
 
 /// Times each method on every instance `repetitions` times, interleaved (instance-major, then method) so
 /// that machine-load drift affects all methods alike.

@@ -11,8 +11,8 @@ pub mod camera;
 pub mod essential;
 pub mod five_point;
 pub mod metrics;
+pub(crate) mod ransac;
 pub mod relative_pose;
-mod sampson_kernels;
 mod sturm;
 
 pub use camera::{CameraError, Distortion, PinholeCamera};

@@ -1,6 +1,6 @@
 //! The relative-pose solver's inner loops over correspondences, eight at a time: hypothesis verification
 //! (SPRT + MSAC), full scoring, inlier selection, and the Sampson residuals with their pose Jacobians for the
-//! Levenberg–Marquardt refits ([`super::relative_pose`]).
+//! Levenberg–Marquardt refits ([`super`]).
 //!
 //! Each loop computes the Sampson terms of a block of eight correspondences in straight-line lane loops that
 //! the compiler turns into vector code (compiled for AVX-512, AVX2 + FMA and NEON as well as the baseline,
@@ -14,7 +14,8 @@
 // `!(x > y)` is deliberate: it is true for NaN, which must take the rejecting branch.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
-use super::essential::PixelWeights;
+use crate::geometry::essential::PixelWeights;
+use crate::geometry::ransac::{SprtTest, Verification};
 
 /// Correspondences per block.
 const LANES: usize = 8;
@@ -71,26 +72,6 @@ fn block_terms(e: &[f64; 9], w: &PixelWeights, p: &Soa, k: usize) -> ([f64; LANE
     (r, den)
 }
 
-/// Outcome of verifying one hypothesis.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Verification {
-    /// Rejected after `tested` correspondences, of which `inliers` were consistent.
-    Rejected { tested: usize, inliers: usize },
-    /// Fully verified: MSAC score (lower is better) and inlier count.
-    Accepted { score: f64, inliers: usize },
-}
-
-/// Wald's SPRT decision threshold and log-likelihood increments.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Sprt {
-    /// `ln A`.
-    pub log_a: f64,
-    /// Increment for a consistent correspondence.
-    pub log_in: f64,
-    /// Increment for an inconsistent one.
-    pub log_out: f64,
-}
-
 /// Verifies `e` on the correspondences in their stored order: SPRT, and the MSAC bail-out once the
 /// truncated score exceeds `best_score` (both checked at each inconsistent correspondence).
 #[multiversion::multiversion(targets(
@@ -103,7 +84,7 @@ pub(crate) fn verify(
     w: &PixelWeights,
     p: &Soa,
     thr_sq: f64,
-    sprt: &Sprt,
+    sprt: &SprtTest,
     best_score: f64,
 ) -> Verification {
     let mut log_lambda = 0.0;
@@ -387,38 +368,31 @@ pub(crate) fn normal_equations(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self) -> f64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (self.0 >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
+    use crate::util::rng::SplitMix64;
 
     /// Random correspondences (normalised coordinates) and an essential-like matrix; about half of the
     /// points lie near the epipolar geometry of `e`, so verification sees both kinds.
     fn data(n: usize, seed: u64) -> ([f64; 9], [Vec<f64>; 5]) {
-        let mut g = Lcg(seed);
+        let mut g = SplitMix64::new(seed);
         // E = [t]x with t = (0.3, 0.1, 1): x_bᵀ E x_a = 0 for x_b on the line through x_a and the epipole
         let e = [0.0, -1.0, 0.1, 1.0, 0.0, -0.3, -0.1, 0.3, 0.0];
         let mut cols: [Vec<f64>; 5] = Default::default();
         for _ in 0..n {
-            let (xa, ya) = (g.next() - 0.5, g.next() - 0.5);
-            let (xb, yb) = if g.next() < 0.5 {
+            let (xa, ya) = (g.uniform() - 0.5, g.uniform() - 0.5);
+            let (xb, yb) = if g.uniform() < 0.5 {
                 // on the epipolar line of (xa, ya) (a point between it and the epipole), plus noise
-                let s = g.next();
+                let s = g.uniform();
                 (
-                    xa + s * (0.3 - xa) + 1e-3 * (g.next() - 0.5),
-                    ya + s * (0.1 - ya) + 1e-3 * (g.next() - 0.5),
+                    xa + s * (0.3 - xa) + 1e-3 * (g.uniform() - 0.5),
+                    ya + s * (0.1 - ya) + 1e-3 * (g.uniform() - 0.5),
                 )
             } else {
-                (g.next() - 0.5, g.next() - 0.5)
+                (g.uniform() - 0.5, g.uniform() - 0.5)
             };
-            for (c, v) in cols.iter_mut().zip([xa, ya, xb, yb, 0.2 + 2.0 * g.next()]) {
+            for (c, v) in cols
+                .iter_mut()
+                .zip([xa, ya, xb, yb, 0.2 + 2.0 * g.uniform()])
+            {
                 c.push(v);
             }
         }
@@ -491,7 +465,7 @@ mod tests {
                 (1e9, 0.3 * n as f64),
                 (1e9, f64::INFINITY),
             ] {
-                let sprt = Sprt {
+                let sprt = SprtTest {
                     log_a,
                     log_in: -0.5,
                     log_out: 0.4,
@@ -570,5 +544,35 @@ mod tests {
         let zero = [0.0; 9];
         let (h, g, cost) = normal_equations(&zero, &de, &w, &p, &sqrt_w, &idx, Some(1.0));
         assert!(h.iter().chain(&g).all(|v| *v == 0.0) && cost == 0.0);
+    }
+
+    #[test]
+    fn cost_sum_equals_the_sum_of_logarithms() {
+        let c2 = 2.25;
+        let values: Vec<f64> = (0..5000)
+            .map(|i| match i % 5 {
+                0 => 0.0,
+                1 => 1e-12 * i as f64,
+                2 => 0.37 * i as f64,
+                3 => 1e150, // an outlier too large for the product
+                _ => 1e40 * i as f64,
+            })
+            .collect();
+        let mut sum = CostSum::new(Some(c2));
+        let mut plain = CostSum::new(None);
+        for &v in &values {
+            sum.push(v);
+            plain.push(v);
+        }
+        let want: f64 = values.iter().map(|v| c2 * (v / c2).ln_1p()).sum();
+        assert!(
+            (sum.total() - want).abs() <= 1e-12 * want,
+            "{} vs {want}",
+            sum.total()
+        );
+        assert_eq!(plain.total(), values.iter().sum::<f64>());
+        let mut nan = CostSum::new(Some(c2));
+        nan.push(f64::NAN);
+        assert!(nan.total().is_nan());
     }
 }
