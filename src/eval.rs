@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use nalgebra::{Matrix3, Vector3};
 use plotters::prelude::*;
 
-use crate::geometry::metrics::{pose_auc, pose_error_deg};
+use crate::geometry::metrics::{pose_auc, pose_error_max_deg};
 use crate::geometry::{Distortion, PinholeCamera};
 use crate::pipeline::{Pipeline, PipelineError};
 
@@ -197,16 +197,13 @@ pub fn score(manifest: &Manifest, results: &MethodResults) -> MethodScore {
         let r_gt = Matrix3::from_fn(|i, j| pair.r[i][j]);
         let t_gt = Vector3::from(pair.t);
         let est = by_id.get(pair.id.as_str());
-        let err = match est.and_then(|e| e.r.zip(e.t)) {
-            Some((r, t)) => {
-                let (er, et) = pose_error_deg(
-                    &Matrix3::from_fn(|i, j| r[i][j]),
-                    &Vector3::from(t),
-                    &r_gt,
-                    &t_gt,
-                );
-                er.max(et)
-            }
+        let err = match est.and_then(|e| e.r.map(|r| (r, e.t))) {
+            Some((r, t)) => pose_error_max_deg(
+                &Matrix3::from_fn(|i, j| r[i][j]),
+                t.map(Vector3::from).as_ref(),
+                &r_gt,
+                &t_gt,
+            ),
             None => f64::INFINITY,
         };
         errors.push(err);
@@ -267,7 +264,7 @@ pub fn run_pipeline(
         let (r, t, inl) = match &res.pose {
             Ok(p) => (
                 Some([0, 1, 2].map(|i| [0, 1, 2].map(|j| p.rotation[(i, j)]))),
-                Some([p.translation.x, p.translation.y, p.translation.z]),
+                p.translation.map(|t| [t.x, t.y, t.z]),
                 p.num_inliers,
             ),
             Err(_) => (None, None, 0),

@@ -15,8 +15,6 @@
 
 use std::time::Instant;
 
-use nalgebra::{Matrix3, Vector3};
-
 use crate::config::{ExtractorKind, MatchaConfig, MatcherKind};
 use crate::features::disk::{Disk, DiskOptions};
 use crate::features::matcha::Matcha;
@@ -287,17 +285,9 @@ fn match_refine_pose(
     log::debug!("match refinement: {:?}", refinement.stats);
     let t3 = Instant::now();
     let pose = match &first {
-        Ok(p) => reestimate_refined(
-            a,
-            camera_a,
-            b,
-            camera_b,
-            &matches,
-            &refinement,
-            (&p.rotation, &p.translation),
-            ransac,
-        )
-        .or(first),
+        Ok(p) => {
+            reestimate_refined(a, camera_a, b, camera_b, &matches, &refinement, p, ransac).or(first)
+        }
         Err(_) => estimate_pose_refined(
             a,
             camera_a,
@@ -559,7 +549,7 @@ pub fn reestimate_refined(
     camera_b: &PinholeCamera,
     matches: &Matches,
     refinement: &Refinement,
-    initial: (&Matrix3<f64>, &Vector3<f64>),
+    initial: &RelativePose,
     options: &RansacOptions,
 ) -> Result<RelativePose, NoPose> {
     let pts = pair_points(a, b, matches, Some(refinement))?;
@@ -590,7 +580,7 @@ fn weighted_from(
         camera_a,
         camera_b,
         Some(&weights),
-        (&pose.rotation, &pose.translation),
+        pose,
         options,
     )
     .ok()
@@ -610,7 +600,8 @@ pub fn unrefined_weight(
     camera_a: &PinholeCamera,
     camera_b: &PinholeCamera,
 ) -> Option<f64> {
-    let e = essential_from_pose(&pose.rotation, &pose.translation);
+    // a panoramic pose has no epipolar geometry to measure the two kinds' residuals against
+    let e = essential_from_pose(&pose.rotation, pose.translation.as_ref()?);
     let e: [f64; 9] = std::array::from_fn(|i| e[(i / 3, i % 3)]);
     let w = PixelWeights::new(camera_a.fx, camera_a.fy, camera_b.fx, camera_b.fy);
     let (mut refined, mut unrefined) = (Vec::new(), Vec::new());

@@ -54,10 +54,10 @@ fn relative_pose_matches_poselib() {
             .unwrap_or_else(|e| panic!("case {k}: {e}"));
         let (rg, tg) = (mat(&c["r_gt"]), vec3(&c["t_gt"]));
         let (rp, tp) = (mat(&c["r_poselib"]), vec3(&c["t_poselib"]));
-        let (our_r, our_t) = pose_error_deg(&pose.rotation, &pose.translation, &rg, &tg);
+        let (our_r, our_t) = pose_error_deg(&pose.rotation, &pose.translation.unwrap(), &rg, &tg);
         let (pl_r, pl_t) = pose_error_deg(&rp, &tp, &rg, &tg);
         let d_r = rotation_error_deg(&pose.rotation, &rp);
-        let d_t = translation_error_deg(&pose.translation, &tp);
+        let d_t = translation_error_deg(&pose.translation.unwrap(), &tp);
         println!(
             "case {k}: ours {our_r:.4}°/{our_t:.4}° ({} inliers), PoseLib {pl_r:.4}°/{pl_t:.4}° ({} inliers), \
              difference {d_r:.4}°/{d_t:.4}°",
@@ -78,7 +78,7 @@ fn relative_pose_matches_poselib() {
             "case {k}: much worse than PoseLib"
         );
         assert!(
-            pose.translation.dot(&tp) > 0.0,
+            pose.translation.unwrap().dot(&tp) > 0.0,
             "case {k}: translation sign differs from PoseLib's"
         );
         // The aggregate uses our mean over several seeds: single runs land anywhere in the flat optimum of
@@ -92,7 +92,7 @@ fn relative_pose_matches_poselib() {
             };
             let p = estimate_relative_pose(&pa, &pb, &camera, &camera, None, &o)
                 .unwrap_or_else(|e| panic!("case {k} seed {seed}: {e}"));
-            let (r, t) = pose_error_deg(&p.rotation, &p.translation, &rg, &tg);
+            let (r, t) = pose_error_deg(&p.rotation, &p.translation.unwrap(), &rg, &tg);
             sum += r.max(t);
             println!(
                 "case {k} seed {seed}: {:.3} ({} inliers, {} it)",
@@ -204,7 +204,7 @@ fn real_pairs_with_priority_match_poselib() {
             };
             let pose = estimate_relative_pose(&pa, &pb, &ca, &cb, Some(&score), &opts)
                 .unwrap_or_else(|e| panic!("{id} seed {seed}: {e}"));
-            let (er, et) = pose_error_deg(&pose.rotation, &pose.translation, &rg, &tg);
+            let (er, et) = pose_error_deg(&pose.rotation, &pose.translation.unwrap(), &rg, &tg);
             let err = er.max(et);
             println!(
                 "{id} seed {seed}: {} inliers, {err:.3}° ({} iterations); PoseLib ≥ {pl_inliers} inliers, ≤ {pl_err:.3}°",
@@ -353,9 +353,10 @@ fn report_real_matches() {
                 let (err, inl, it) = match estimate_relative_pose(&pa, &pb, &ca, &cb, prio, &opts) {
                     Ok(pose) => {
                         if seed == 0 {
-                            est.push(serde_json::json!({"id": p["id"], "R": [[pose.rotation[(0,0)], pose.rotation[(0,1)], pose.rotation[(0,2)]], [pose.rotation[(1,0)], pose.rotation[(1,1)], pose.rotation[(1,2)]], [pose.rotation[(2,0)], pose.rotation[(2,1)], pose.rotation[(2,2)]]], "t": [pose.translation.x, pose.translation.y, pose.translation.z], "num_inliers": pose.num_inliers}));
+                            est.push(serde_json::json!({"id": p["id"], "R": [[pose.rotation[(0,0)], pose.rotation[(0,1)], pose.rotation[(0,2)]], [pose.rotation[(1,0)], pose.rotation[(1,1)], pose.rotation[(1,2)]], [pose.rotation[(2,0)], pose.rotation[(2,1)], pose.rotation[(2,2)]]], "t": pose.translation.map(|t| [t.x, t.y, t.z]), "num_inliers": pose.num_inliers}));
                         }
-                        let (r, t) = pose_error_deg(&pose.rotation, &pose.translation, &rg, &tg);
+                        let (r, t) =
+                            pose_error_deg(&pose.rotation, &pose.translation.unwrap(), &rg, &tg);
                         (r.max(t), pose.num_inliers, pose.quality.iterations)
                     }
                     Err(_) => (f64::INFINITY, 0, 0),

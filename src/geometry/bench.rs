@@ -3,7 +3,9 @@
 //! The problem sets follow the project's reference protocol: a 640×480 pinhole camera with f = 525 px,
 //! points 2–10 m deep, a rotation of 5–20° about a random axis, a unit baseline in a random direction,
 //! N correspondences of which a fraction are uniform outliers, Gaussian pixel noise on the inliers, and a
-//! 1 px threshold. Everything is generated from a seed with a fixed generator, so the same seed gives the
+//! 1 px threshold. Beside points in general position ([`SceneKind::General`]) the sets model what indoor
+//! views look like: one plane carrying most points with a few in front of it
+//! ([`SceneKind::DominantPlane`]), small baselines (low parallax) and pure rotations (`baseline` 0). Everything is generated from a seed with a fixed generator, so the same seed gives the
 //! same sets on every machine and in every language that reads them back ([`write_sets_json`]).
 //!
 //! [`run_benchmark`] times [`estimate_relative_pose`] and any number of other methods given as closures on
@@ -47,6 +49,22 @@ pub struct SyntheticConfig {
     pub instances: usize,
     /// Seed.
     pub seed: u64,
+    /// Where the inlier points lie.
+    pub scene: SceneKind,
+}
+
+/// Where the inlier points of a synthetic instance lie.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum SceneKind {
+    /// Uniform in the image at depths in [`SyntheticConfig::depth`].
+    General,
+    /// On one plane (2–5 m from camera a, its normal within 60° of the optical axis), except a fraction
+    /// `off_plane` of the inliers, which lie in front of the plane (at 40–90% of the plane's depth along their
+    /// ray): a wall with objects before it.
+    DominantPlane {
+        /// Fraction of the inliers off the plane.
+        off_plane: f64,
+    },
 }
 
 impl Default for SyntheticConfig {
@@ -63,6 +81,7 @@ impl Default for SyntheticConfig {
             noise_px: 0.5,
             instances: 20,
             seed: 2025,
+            scene: SceneKind::General,
         }
     }
 }
@@ -117,6 +136,18 @@ pub fn generate_sets(cfg: &SyntheticConfig) -> Vec<SyntheticInstance> {
             let r = Rotation3::from_axis_angle(&axis, angle).into_inner();
             // Mostly sideways/forward motion, random direction.
             let t = rng.unit_vector() * cfg.baseline;
+            let plane = match cfg.scene {
+                SceneKind::General => None,
+                SceneKind::DominantPlane { off_plane } => {
+                    let n = loop {
+                        let v = rng.unit_vector();
+                        if v.z > 0.5 {
+                            break v;
+                        }
+                    };
+                    Some((n, rng.range(2.0, 5.0), off_plane))
+                }
+            };
             let n_out = (cfg.num_points as f64 * cfg.outlier_ratio).round() as usize;
             let n_in = cfg.num_points - n_out;
             let mut pa = Vec::with_capacity(cfg.num_points);
@@ -129,8 +160,22 @@ pub fn generate_sets(cfg: &SyntheticConfig) -> Vec<SyntheticInstance> {
                     rng.range(0.0, cfg.width - 1.0),
                     rng.range(0.0, cfg.height - 1.0),
                 ];
-                let z = rng.range(cfg.depth.0, cfg.depth.1);
                 let xa = camera.normalize(u);
+                let z = match plane {
+                    None => rng.range(cfg.depth.0, cfg.depth.1),
+                    Some((n, d, off)) => {
+                        let cos = n.dot(&Vector3::new(xa[0], xa[1], 1.0));
+                        if cos.is_nan() || cos <= 0.05 {
+                            continue;
+                        }
+                        let on_plane = d / cos;
+                        if rng.uniform() < off {
+                            on_plane * rng.range(0.4, 0.9)
+                        } else {
+                            on_plane
+                        }
+                    }
+                };
                 let pa3 = Vector3::new(xa[0] * z, xa[1] * z, z);
                 let pb3 = r * pa3 + t;
                 let Some(v) = camera.project([pb3.x, pb3.y, pb3.z]) else {
@@ -169,7 +214,8 @@ pub fn generate_sets(cfg: &SyntheticConfig) -> Vec<SyntheticInstance> {
                 pb.swap(i, j);
                 is_in.swap(i, j);
             }
-            let tn = t.normalize();
+            // a pure rotation (baseline 0) has no translation direction: t_gt = 0
+            let tn = if t.norm() > 0.0 { t.normalize() } else { t };
             SyntheticInstance {
                 camera,
                 points_a: pa,
@@ -214,9 +260,10 @@ pub struct BenchRow {
     pub calls: usize,
 }
 
-/// A method under test: returns `(R, t)` of `x_b = R·x_a + t` or `None`.
+/// A method under test: returns `(R, t)` of `x_b = R·x_a + t` (`t = None`: a rotation without
+/// translation) or `None` (no pose).
 pub type Method<'a> =
-    Box<dyn FnMut(&SyntheticInstance) -> Option<(Matrix3<f64>, Vector3<f64>)> + 'a>;
+    Box<dyn FnMut(&SyntheticInstance) -> Option<(Matrix3<f64>, Option<Vector3<f64>>)> + 'a>;
 
 pub use crate::util::stats::percentile;
 
@@ -238,7 +285,7 @@ pub fn run_benchmark(
                 let out = f(inst);
                 times[m].push(t0.elapsed().as_secs_f64() * 1e6);
                 match out {
-                    Some((r, t)) => errs[m].push(pose_error_max_deg(&r, &t, &rg, &tg)),
+                    Some((r, t)) => errs[m].push(pose_error_max_deg(&r, t.as_ref(), &rg, &tg)),
                     None => {
                         fails[m] += 1;
                         errs[m].push(f64::INFINITY);
@@ -377,9 +424,9 @@ pub fn run_pass(sets: &[SyntheticInstance], methods: &mut [(String, Method<'_>)]
             let t0 = Instant::now();
             let res = f(inst);
             out[m].times_us.push(t0.elapsed().as_secs_f64() * 1e6);
-            out[m]
-                .errs_deg
-                .push(res.map_or(f64::INFINITY, |(r, t)| pose_error_max_deg(&r, &t, &rg, &tg)));
+            out[m].errs_deg.push(res.map_or(f64::INFINITY, |(r, t)| {
+                pose_error_max_deg(&r, t.as_ref(), &rg, &tg)
+            }));
         }
     }
     out
@@ -448,7 +495,7 @@ pub fn kornia(threshold_px: f64, seed: u64) -> Method<'static> {
                 [a[0], a[1], b[0], b[1]]
             })
             .collect();
-        super::essential::pose_from_essential(&e, &pts).map(|(r, t, _)| (r, t))
+        super::essential::pose_from_essential(&e, &pts).map(|(r, t, _)| (r, Some(t)))
     })
 }
 
@@ -505,7 +552,11 @@ mod tests {
         let a = generate_sets(&cfg);
         let b = generate_sets(&cfg);
         assert_eq!(a[2].points_b, b[2].points_b);
-        for inst in &a {
+        let plane = generate_sets(&SyntheticConfig {
+            scene: SceneKind::DominantPlane { off_plane: 0.1 },
+            ..cfg.clone()
+        });
+        for inst in a.iter().chain(&plane) {
             assert_eq!(inst.points_a.len(), 200);
             assert_eq!(inst.is_inlier.iter().filter(|&&x| x).count(), 100);
             let (r, t) = inst.ground_truth();
@@ -518,5 +569,28 @@ mod tests {
                 assert!(res.abs() < 1e-12);
             }
         }
+        // the dominant plane: ~90% of the inliers fit one homography exactly
+        for inst in &plane {
+            let inl: Vec<usize> = (0..200).filter(|&i| inst.is_inlier[i]).collect();
+            let a: Vec<[f64; 2]> = inl.iter().map(|&i| inst.points_a[i]).collect();
+            let b: Vec<[f64; 2]> = inl.iter().map(|&i| inst.points_b[i]).collect();
+            let h = crate::geometry::estimate_homography(
+                &a,
+                &b,
+                &inst.camera,
+                &inst.camera,
+                None,
+                &RansacOptions::default(),
+            )
+            .unwrap();
+            let frac = h.num_inliers as f64 / inl.len() as f64;
+            assert!(frac > 0.8 && frac < 0.97, "{frac}");
+        }
+        // a pure rotation: t_gt = 0
+        let rot = generate_sets(&SyntheticConfig {
+            baseline: 0.0,
+            ..cfg
+        });
+        assert!(rot.iter().all(|i| i.t_gt == [0.0; 3]));
     }
 }

@@ -28,14 +28,21 @@ pub fn pose_error_deg(
     )
 }
 
-/// `max(rotation error, translation error)` in degrees: the single number the AUC is computed on.
+/// `max(rotation error, translation error)` in degrees: the single number the AUC is computed on. The
+/// translation error counts only where the truth has a translation (a pure rotation has `t_gt = 0`: any
+/// estimated direction is ignored); an estimate without translation (a panoramic result) on a pair that
+/// does have one counts as 90° off.
 pub fn pose_error_max_deg(
     r_est: &Matrix3<f64>,
-    t_est: &Vector3<f64>,
+    t_est: Option<&Vector3<f64>>,
     r_gt: &Matrix3<f64>,
     t_gt: &Vector3<f64>,
 ) -> f64 {
-    let (r, t) = pose_error_deg(r_est, t_est, r_gt, t_gt);
+    let r = rotation_error_deg(r_est, r_gt);
+    if t_gt.norm() == 0.0 {
+        return r;
+    }
+    let t = t_est.map_or(90.0, |t| translation_error_deg(t, t_gt));
     r.max(t)
 }
 
@@ -114,7 +121,11 @@ mod tests {
         let (re, te) = pose_error_deg(&r_est, &t_est, &r_gt, &t_gt);
         assert!((re - 2.0).abs() < 1e-9, "{re}");
         assert!((te - 30.0).abs() < 1e-9, "{te}");
-        assert!((pose_error_max_deg(&r_est, &t_est, &r_gt, &t_gt) - 30.0).abs() < 1e-9);
+        assert!((pose_error_max_deg(&r_est, Some(&t_est), &r_gt, &t_gt) - 30.0).abs() < 1e-9);
+        // no estimated translation: 90° where the truth has one; a pure rotation scores the rotation only
+        assert_eq!(pose_error_max_deg(&r_gt, None, &r_gt, &t_gt), 90.0);
+        let e = pose_error_max_deg(&r_est, Some(&t_est), &r_gt, &Vector3::zeros());
+        assert!((e - rotation_error_deg(&r_est, &r_gt)).abs() < 1e-12);
         // 120° becomes 60°.
         let t120 = Vector3::new(120f64.to_radians().cos(), 120f64.to_radians().sin(), 0.0);
         assert!((translation_error_deg(&t120, &t_gt) - 60.0).abs() < 1e-9);

@@ -8,14 +8,17 @@
 
 pub mod bench;
 pub mod camera;
+pub(crate) mod correspondences;
 pub mod essential;
 pub mod five_point;
+pub mod homography;
 pub mod metrics;
 pub(crate) mod ransac;
 pub mod relative_pose;
 mod sturm;
 
 pub use camera::{CameraError, Distortion, PinholeCamera};
+pub use homography::{estimate_homography, Homography};
 pub use relative_pose::{
     estimate_relative_pose, estimate_relative_pose_weighted, refine_relative_pose_weighted,
 };
@@ -53,21 +56,49 @@ impl Default for RansacOptions {
     }
 }
 
+/// What kind of two-view configuration explains the correspondences (after COLMAP's two-view geometry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TwoViewConfiguration {
+    /// Points in general position: the essential matrix explains clearly more than one homography.
+    General,
+    /// One plane carries most inliers (a homography explains ≥ [`relative_pose::PLANAR_RATIO`] of the
+    /// essential matrix's inliers); the pose is determined (off-plane points or cheirality decide).
+    Planar,
+    /// Pure rotation (or no motion): a rotation alone explains the inliers; the translation is unobservable.
+    Panoramic,
+}
+
+impl TwoViewConfiguration {
+    /// The lower-case name used in JSON and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::General => "general",
+            Self::Planar => "planar",
+            Self::Panoramic => "panoramic",
+        }
+    }
+}
+
 /// A relative pose estimate between two calibrated views.
 #[derive(Debug, Clone)]
 pub struct RelativePose {
     /// Rotation `R` of the point transform `x_b = R·x_a + t`.
     pub rotation: Matrix3<f64>,
-    /// Unit-length translation `t` of the point transform `x_b = R·x_a + t`.
-    pub translation: Vector3<f64>,
+    /// Unit-length translation `t` of the point transform `x_b = R·x_a + t`; `None` when the configuration
+    /// is [`TwoViewConfiguration::Panoramic`] (the translation is zero or unobservable).
+    pub translation: Option<Vector3<f64>>,
+    /// The configuration that explains the correspondences.
+    pub configuration: TwoViewConfiguration,
     /// Per-correspondence inlier flag (same order as the input).
     pub inliers: Vec<bool>,
     /// Number of `true` entries in [`Self::inliers`].
     pub num_inliers: usize,
     /// 6×6 covariance of the pose, tangent-space order: rotation vector `ω` (rad, 3; left perturbation
     /// `R ← Exp(ω)·R`) then translation (3, unit vector; its component along `t` is unobservable and given the
-    /// variance [`relative_pose::UNOBSERVABLE_VARIANCE`]). Derived from the
-    /// Gauss-Newton normal equations of the refined inlier problem, scaled by the residual variance.
+    /// variance [`relative_pose::UNOBSERVABLE_VARIANCE`]; for a panoramic pose the whole translation block
+    /// is). Derived from the Gauss-Newton normal equations of the refined inlier problem, scaled by the
+    /// residual variance.
     pub covariance: Matrix6<f64>,
     /// Quality measures of the estimate.
     pub quality: PoseQuality,
@@ -84,6 +115,12 @@ pub struct PoseQuality {
     pub median_parallax_deg: f64,
     /// Number of RANSAC hypotheses drawn.
     pub iterations: usize,
+    /// Inliers of the best homography / inliers of the pose (0 when no homography was found): near 1 for a
+    /// scene dominated by one plane or a rotation.
+    pub homography_inlier_ratio: f64,
+    /// Inliers of the pose that the homography does not explain: the off-plane points that determine a
+    /// pose when one plane dominates.
+    pub off_plane_inliers: usize,
 }
 
 /// Why no pose was reported. None of these is a program error: they are results.
@@ -117,18 +154,20 @@ pub enum NoPose {
     /// An option is out of range (threshold, confidence).
     #[error("invalid RANSAC options: {0}")]
     InvalidOptions(String),
-    /// Nearly all inliers are explained by a rotation alone (zero motion or pure rotation): the translation
-    /// direction is unobservable.
+    /// One plane explains the correspondences and two of its motions fit them equally: the off-plane points
+    /// (if any) do not decide between them, and the homography has two physically valid decompositions.
     #[error(
-        "no parallax: {:.0}% of the inliers fit a pure rotation (median parallax {median_parallax_deg:.3}°); \
-         the translation direction is unobservable",
-        rotation_only_fraction * 100.0
+        "planar scene: {} poses explain the {plane_inliers} points of the plane alike (off-plane inliers \
+         {off_plane_inliers:?}); the pose is ambiguous",
+        candidates.len()
     )]
-    NoParallax {
-        /// Fraction of inliers within twice the threshold of the rotation-only prediction.
-        rotation_only_fraction: f64,
-        /// Median triangulation angle of the inliers, degrees.
-        median_parallax_deg: f64,
+    PlanarAmbiguity {
+        /// The candidate poses `(R, t)` (unit `t`), best supported first.
+        candidates: Vec<(Matrix3<f64>, Vector3<f64>)>,
+        /// Correspondences on the plane (homography inliers).
+        plane_inliers: usize,
+        /// Off-plane inliers of each candidate.
+        off_plane_inliers: Vec<usize>,
     },
     /// No hypothesis reached `min_inliers` inliers.
     #[error("no consensus: best hypothesis had {best_inliers} inliers (need {need})")]

@@ -32,7 +32,10 @@ pub fn pose_b_in_a(rotation: &Matrix3<f64>, translation: &Vector3<f64>) -> Isome
 /// Row-major 6×6 covariance of [`pose_b_in_a`] in ROS order `(x, y, z, rot_x, rot_y, rot_z)`.
 pub fn covariance_b_in_a(pose: &RelativePose) -> [f64; 36] {
     let rt = pose.rotation.transpose();
-    let tx = pose.translation.cross_matrix();
+    let tx = pose
+        .translation
+        .unwrap_or_else(Vector3::zeros)
+        .cross_matrix();
     let mut j = Matrix6::<f64>::zeros();
     j.fixed_view_mut::<3, 3>(0, 0).copy_from(&(-rt * tx));
     j.fixed_view_mut::<3, 3>(0, 3).copy_from(&(-rt));
@@ -53,7 +56,10 @@ pub fn covariance_b_in_a(pose: &RelativePose) -> [f64; 36] {
 pub fn published_pose(pose: &Result<RelativePose, NoPose>) -> (Option<Isometry3<f64>>, [f64; 36]) {
     match pose {
         Ok(rp) => (
-            Some(pose_b_in_a(&rp.rotation, &rp.translation)),
+            Some(pose_b_in_a(
+                &rp.rotation,
+                &rp.translation.unwrap_or_else(Vector3::zeros),
+            )),
             covariance_b_in_a(rp),
         ),
         Err(_) => (None, [0.0; 36]),
@@ -177,7 +183,8 @@ mod tests {
     fn rel(r: Matrix3<f64>, t: Vector3<f64>) -> RelativePose {
         RelativePose {
             rotation: r,
-            translation: t,
+            translation: Some(t),
+            configuration: crate::geometry::TwoViewConfiguration::General,
             inliers: vec![],
             num_inliers: 0,
             covariance: Matrix6::identity() * 1e-4,

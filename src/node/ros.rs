@@ -791,7 +791,8 @@ impl Worker {
             .map_err(|e| BadInput::new("pipeline_error", e.to_string()))?;
         let (iso, cov) = match &pair.pose {
             Ok(rp) => {
-                let mut iso = pose_b_in_a(&rp.rotation, &rp.translation);
+                let t = rp.translation.unwrap_or_else(nalgebra::Vector3::zeros);
+                let mut iso = pose_b_in_a(&rp.rotation, &t);
                 let mut cov = covariance_b_in_a(rp);
                 if let Some(bl) = baseline {
                     // Unit translation → metres: scale the translation block of the covariance, S·C·S.

@@ -221,17 +221,24 @@ fn run_match(
         pic.save(path)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    let (r, t, inliers, reason) = match &res.pose {
+    let (r, t, inliers, configuration, reason) = match &res.pose {
         Ok(p) => (
             serde_json::json!([0, 1, 2].map(|i| [0, 1, 2].map(|j| p.rotation[(i, j)]))),
-            serde_json::json!([p.translation.x, p.translation.y, p.translation.z]),
+            p.translation.map_or(serde_json::Value::Null, |t| {
+                serde_json::json!([t.x, t.y, t.z])
+            }),
             p.num_inliers,
+            serde_json::json!(p.configuration.name()),
             serde_json::Value::Null,
         ),
         Err(e) => (
             serde_json::Value::Null,
             serde_json::Value::Null,
             0,
+            match e {
+                matcha::geometry::NoPose::PlanarAmbiguity { .. } => serde_json::json!("planar"),
+                _ => serde_json::Value::Null,
+            },
             serde_json::json!(e.to_string()),
         ),
     };
@@ -242,6 +249,7 @@ fn run_match(
             "inliers": inliers,
             "R": r,
             "t": t,
+            "configuration": configuration,
             "descriptor": pipeline.descriptor_name(),
             "matcher": pipeline.matcher_name(),
             "time_ms": {
@@ -273,14 +281,21 @@ fn run_match(
         );
         match &res.pose {
             Ok(p) => {
-                println!("pose (x_b = R·x_a + t, |t| = 1): {} inliers", p.num_inliers);
+                println!(
+                    "pose (x_b = R·x_a + t, |t| = 1): {} inliers, {} configuration",
+                    p.num_inliers,
+                    p.configuration.name()
+                );
                 for i in 0..3 {
+                    let t = p.translation.map_or_else(
+                        || "(none: pure rotation)".into(),
+                        |t| format!("{:+.6}", t[i]),
+                    );
                     println!(
-                        "  R[{i}] = [{:+.6}, {:+.6}, {:+.6}]   t[{i}] = {:+.6}",
+                        "  R[{i}] = [{:+.6}, {:+.6}, {:+.6}]   t[{i}] = {t}",
                         p.rotation[(i, 0)],
                         p.rotation[(i, 1)],
                         p.rotation[(i, 2)],
-                        p.translation[i]
                     );
                 }
             }

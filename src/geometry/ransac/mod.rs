@@ -64,6 +64,12 @@ pub(crate) trait Estimator {
     fn model(&self, h: &Self::Hypothesis, sample: &[usize]) -> Option<Self::Model>;
     /// Local optimisation: refit `cand` on its inliers and keep the refit while it scores better.
     fn local_optimisation(&self, cand: &mut Candidate<Self::Model>);
+    /// Probability that one correspondence of a sample is an inlier, given the best model's inlier count
+    /// (the stopping rule's `ε`). Default: inliers over all correspondences; an estimator that samples from
+    /// a subset (plane and parallax: the off-plane points) says how many of the inliers can be drawn.
+    fn sampling_inlier_ratio(&self, inliers: usize) -> f64 {
+        inliers as f64 / self.num_points() as f64
+    }
 }
 
 /// Largest minimal sample the driver supports.
@@ -136,6 +142,8 @@ pub(crate) fn run<E: Estimator>(
         }
         if improved {
             if let Some(b) = &best {
+                // SPRT's ε is over the verified correspondences (all of them); the stopping rule's over the
+                // ones that can be drawn (`sampling_inlier_ratio`)
                 sprt.set_epsilon(b.inliers as f64 / n as f64);
             }
         }
@@ -143,8 +151,7 @@ pub(crate) fn run<E: Estimator>(
             sprt.refresh_delta();
             if let Some(b) = &best {
                 required = required_iterations(
-                    b.inliers,
-                    n,
+                    est.sampling_inlier_ratio(b.inliers),
                     m,
                     sprt.false_rejection(),
                     log_fail,
@@ -157,8 +164,9 @@ pub(crate) fn run<E: Estimator>(
 }
 
 /// Iterations needed for the confidence: the standard rule `k = log(1 − p) / log(1 − εᵐ·(1 − α))` with `ε`
-/// the best model's inlier ratio over **all** `n` correspondences, `m` the sample size and `α` SPRT's
-/// false-rejection rate (Matas & Chum 2008: a good sample is only found if the test also accepts it).
+/// the best model's inlier ratio over **all** the correspondences that can be drawn, `m` the sample size and
+/// `α` SPRT's false-rejection rate (Matas & Chum 2008: a good sample is only found if the test also accepts
+/// it).
 ///
 /// PROSAC's own rule (Chum & Matas 2005: minimise `k` over the prefixes of the priority order where the
 /// support is above chance) is deliberately not used. It is only valid when the priority says nothing about
@@ -168,17 +176,16 @@ pub(crate) fn run<E: Estimator>(
 /// samples at a wrong pose. The priority keeps its real benefit — good samples are drawn first — while
 /// stopping needs the confidence of uniform sampling, which PROSAC's progressive sampling only improves on.
 pub(crate) fn required_iterations(
-    best_inliers: usize,
-    n: usize,
+    eps: f64,
     m: usize,
     alpha: f64,
     log_fail: f64,
     max_iter: usize,
 ) -> usize {
-    if n < m || best_inliers < m {
+    if !(eps > 0.0) {
         return max_iter;
     }
-    let eps = (best_inliers as f64 / n as f64).min(1.0);
+    let eps = eps.min(1.0);
     let p_good = eps.powi(m as i32) * (1.0 - alpha);
     if p_good >= 1.0 {
         return 0;
@@ -198,23 +205,15 @@ mod tests {
     #[test]
     fn required_iterations_follows_the_standard_rule() {
         // ε = 0.5, m = 5, α = 0, p = 0.99: log(0.01) / log(1 − 1/32) = 145.04 → 146
-        assert_eq!(
-            required_iterations(500, 1000, 5, 0.0, 0.01f64.ln(), 10_000),
-            146
-        );
+        let log_fail = 0.01f64.ln();
+        assert_eq!(required_iterations(0.5, 5, 0.0, log_fail, 10_000), 146);
         // a false-rejection rate makes good samples rarer: more iterations
-        assert!(required_iterations(500, 1000, 5, 0.1, 0.01f64.ln(), 10_000) > 146);
+        assert!(required_iterations(0.5, 5, 0.1, log_fail, 10_000) > 146);
         // m = 4 needs fewer than m = 5 at the same ε
-        assert!(required_iterations(500, 1000, 4, 0.0, 0.01f64.ln(), 10_000) < 146);
-        // too few inliers for a sample, or a cap
-        assert_eq!(required_iterations(3, 1000, 5, 0.0, 0.01f64.ln(), 777), 777);
-        assert_eq!(
-            required_iterations(20, 1000, 5, 0.0, 0.01f64.ln(), 777),
-            777
-        );
-        assert_eq!(
-            required_iterations(1000, 1000, 5, 0.0, 0.01f64.ln(), 777),
-            0
-        );
+        assert!(required_iterations(0.5, 4, 0.0, log_fail, 10_000) < 146);
+        // no inliers, too few for the cap, or all inliers
+        assert_eq!(required_iterations(0.0, 5, 0.0, log_fail, 777), 777);
+        assert_eq!(required_iterations(0.02, 5, 0.0, log_fail, 777), 777);
+        assert_eq!(required_iterations(1.0, 5, 0.0, log_fail, 777), 0);
     }
 }

@@ -4,15 +4,17 @@
 //! essential matrix reached a consensus but most correspondences fit one rotation, the caller learns "no
 //! parallax" rather than "no consensus").
 //!
-//! The rotation of a failure is found by a small 2-point RANSAC on bearing vectors (Kabsch alignment).
+//! The rotation of a failure is found by a small 2-point RANSAC on bearing vectors (Kabsch alignment). A
+//! rotation-only result is refined by Gauss–Newton on the reprojection error in image b ([`refine_rotation`])
+//! and reported as a panoramic pose: `R` valid, no translation.
 
 // `!(x > y)` is deliberate: it is true for NaN, which must take the rejecting branch.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 use nalgebra::{Matrix3, Vector3};
 
-use super::problem::Correspondences;
 use crate::geometry::camera::PinholeCamera;
+use crate::geometry::correspondences::Correspondences;
 use crate::geometry::NoPose;
 use crate::util::rng::SplitMix64;
 use crate::util::stats::median;
@@ -68,18 +70,18 @@ pub(crate) fn rotation_fit(
 /// Fraction of the inliers a pure rotation must explain for the translation to count as unobservable.
 pub(crate) const ROTATION_ONLY_FRACTION: f64 = 0.8;
 
-/// Failure report: [`NoPose::NoParallax`] when at least half of the correspondences fit one rotation,
-/// otherwise [`NoPose::NoConsensus`].
-pub(crate) fn no_consensus_or_no_motion(
+/// When no essential matrix is supported: the rotation that at least half of the correspondences (and
+/// at least `need`) fit, or [`NoPose::NoConsensus`].
+pub(crate) fn rotation_or_no_consensus(
     pts: &Correspondences,
     cam_b: &PinholeCamera,
     thr: f64,
     best_inliers: usize,
     need: usize,
-) -> NoPose {
+) -> Result<Matrix3<f64>, NoPose> {
     let n = pts.len();
     if n < 2 {
-        return NoPose::NoConsensus { best_inliers, need };
+        return Err(NoPose::NoConsensus { best_inliers, need });
     }
     let bearing = |x: f64, y: f64| Vector3::new(x, y, 1.0).normalize();
     let count = |r: &Matrix3<f64>| {
@@ -108,17 +110,110 @@ pub(crate) fn no_consensus_or_no_motion(
             best_r = r;
         }
     }
-    if best_count as f64 >= 0.5 * n as f64 {
-        let idx: Vec<u32> = (0..n as u32)
-            .filter(|&k| fits_rotation(&best_r, pts.get(k as usize), cam_b, thr))
-            .collect();
-        let fit = rotation_fit(pts, &idx, &best_r, cam_b, thr);
-        return NoPose::NoParallax {
-            rotation_only_fraction: best_count as f64 / n as f64,
-            median_parallax_deg: fit.median_parallax_deg,
-        };
+    if best_count as f64 >= 0.5 * n as f64 && best_count >= need {
+        return Ok(best_r);
     }
-    NoPose::NoConsensus { best_inliers, need }
+    Err(NoPose::NoConsensus { best_inliers, need })
+}
+
+/// Indices of the correspondences that `r` alone explains (within twice the threshold).
+pub(crate) fn rotation_inliers(
+    pts: &Correspondences,
+    r: &Matrix3<f64>,
+    cam_b: &PinholeCamera,
+    thr: f64,
+) -> Vec<u32> {
+    (0..pts.len() as u32)
+        .filter(|&k| fits_rotation(r, pts.get(k as usize), cam_b, thr))
+        .collect()
+}
+
+/// A refined rotation: `R`, the 3×3 covariance of its rotation vector (left perturbation), and the sum of
+/// squared (whitened) reprojection residuals in pixels².
+pub(crate) struct RefinedRotation {
+    pub r: Matrix3<f64>,
+    pub covariance: Matrix3<f64>,
+    pub sum_sq: f64,
+}
+
+/// Gauss–Newton with Levenberg damping and a Cauchy loss (scale `thr`) on the reprojection error
+/// `π(R·x_a) − x_b` in pixels of camera b over the correspondences `idx`, weighted by the
+/// correspondences' weights; the covariance is `σ²·(JᵀJ)⁻¹` of the plain problem at the solution.
+pub(crate) fn refine_rotation(
+    pts: &Correspondences,
+    idx: &[u32],
+    r0: Matrix3<f64>,
+    cam_b: &PinholeCamera,
+    thr: f64,
+) -> RefinedRotation {
+    let c2 = thr * thr;
+    // normal equations (JᵀWJ, JᵀWr, cost) at r; `robust`: Cauchy IRLS weights
+    let system = |r: &Matrix3<f64>, robust: bool| {
+        let mut h = Matrix3::zeros();
+        let mut g = Vector3::zeros();
+        let mut cost = 0.0;
+        for &i in idx {
+            let i = i as usize;
+            let p = pts.get(i);
+            let q = r * Vector3::new(p[0], p[1], 1.0);
+            if !(q.z > 1e-12) {
+                continue;
+            }
+            let w = pts.sqrt_w.get(i).map_or(1.0, |s| s * s);
+            let res = [(q.x / q.z - p[2]) * cam_b.fx, (q.y / q.z - p[3]) * cam_b.fy];
+            let s2 = w * (res[0] * res[0] + res[1] * res[1]);
+            let rho = if robust { 1.0 / (1.0 + s2 / c2) } else { 1.0 };
+            cost += if robust { c2 * (s2 / c2).ln_1p() } else { s2 };
+            // d(u, v)/dq · dq/dω with dq/dω = −[q]ₓ
+            let du = Vector3::new(cam_b.fx / q.z, 0.0, -cam_b.fx * q.x / (q.z * q.z));
+            let dv = Vector3::new(0.0, cam_b.fy / q.z, -cam_b.fy * q.y / (q.z * q.z));
+            let qx = crate::geometry::essential::skew(&q);
+            let ju = -(qx.transpose() * du);
+            let jv = -(qx.transpose() * dv);
+            h += (ju * ju.transpose() + jv * jv.transpose()) * (w * rho);
+            g += (ju * res[0] + jv * res[1]) * (w * rho);
+        }
+        (h, g, cost)
+    };
+    let mut r = r0;
+    let mut lambda = 1e-4;
+    let (mut h, mut g, mut cost) = system(&r, true);
+    for _ in 0..20 {
+        let mut a = h;
+        for k in 0..3 {
+            a[(k, k)] += lambda * h[(k, k)].max(1e-12);
+        }
+        let Some(step) = a.cholesky().map(|c| -c.solve(&g)) else {
+            break;
+        };
+        let r_new = nalgebra::Rotation3::new(step).into_inner() * r;
+        let (h2, g2, cost2) = system(&r_new, true);
+        if cost2 < cost {
+            let done = cost - cost2 < 1e-10 * cost;
+            (r, h, g, cost) = (r_new, h2, g2, cost2);
+            lambda = (lambda * 0.1).max(1e-10);
+            if done {
+                break;
+            }
+        } else {
+            lambda *= 10.0;
+            if lambda > 1e8 {
+                break;
+            }
+        }
+    }
+    let r = super::lm::orthonormalised(r);
+    let (h, _, sum_sq) = system(&r, false);
+    let dof = (2.0 * idx.len() as f64 - 3.0).max(1.0);
+    let covariance = h
+        .try_inverse()
+        .map(|hi| hi * (sum_sq / dof))
+        .unwrap_or_else(|| Matrix3::identity() * super::UNOBSERVABLE_VARIANCE);
+    RefinedRotation {
+        r,
+        covariance,
+        sum_sq,
+    }
 }
 
 /// The rotation `R` maximising `tr(Rᵀ·H)` for the correlation `H = Σ b·aᵀ` (Kabsch / orthogonal Procrustes).

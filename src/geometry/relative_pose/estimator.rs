@@ -12,7 +12,7 @@ use nalgebra::{Matrix3, Vector3};
 
 use super::kernels::{self};
 use super::lm::{to_array, Lm, LM_REL_TOL};
-use super::problem::{Correspondences, SAMPLE};
+use crate::geometry::correspondences::{Correspondences, SAMPLE};
 use crate::geometry::essential::{essential_from_pose, pose_from_essential, PixelWeights};
 use crate::geometry::five_point::solve_five_point;
 use crate::geometry::ransac::{Candidate, Estimator, SprtTest, Verification};

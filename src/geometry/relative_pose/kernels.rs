@@ -14,28 +14,12 @@
 // `!(x > y)` is deliberate: it is true for NaN, which must take the rejecting branch.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+pub(crate) use crate::geometry::correspondences::Soa;
 use crate::geometry::essential::PixelWeights;
 use crate::geometry::ransac::{SprtTest, Verification};
 
 /// Correspondences per block.
 const LANES: usize = 8;
-
-/// Correspondences in normalised coordinates, structure of arrays (all the same length).
-#[derive(Clone, Copy)]
-pub(crate) struct Soa<'a> {
-    pub xa: &'a [f64],
-    pub ya: &'a [f64],
-    pub xb: &'a [f64],
-    pub yb: &'a [f64],
-    /// Per-correspondence weights of the MSAC score (empty: all 1).
-    pub weight: &'a [f64],
-}
-
-impl Soa<'_> {
-    fn len(&self) -> usize {
-        self.xa.len()
-    }
-}
 
 /// For one correspondence: `(E·x_a)₀, (E·x_a)₁, (Eᵀ·x_b)₀, (Eᵀ·x_b)₁`, the epipolar residual `r = x_bᵀ E x_a`
 /// and the Sampson denominator `den` (pixel-weighted squared gradient norm): `[a, b, d, f, r, den]`.

@@ -10,7 +10,7 @@
 use nalgebra::{Matrix3, Matrix5, Rotation3, Vector3, Vector5};
 
 use super::kernels;
-use super::problem::{Correspondences, SAMPLE};
+use crate::geometry::correspondences::{Correspondences, SAMPLE};
 use crate::geometry::essential::{essential_from_pose, skew, PixelWeights};
 
 /// Relative cost decrease below which a refit stops. Tight for LO too: LO refits stopped at 1e-6 raised the

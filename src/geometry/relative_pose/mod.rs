@@ -2,7 +2,7 @@
 //!
 //! The pipeline of [`estimate_relative_pose`]:
 //!
-//! 1. **Checks and normalisation** ([`problem`]). Lengths, finiteness, camera validity; pixels are
+//! 1. **Checks and normalisation** ([`crate::geometry::correspondences`]). Lengths, finiteness, camera validity; pixels are
 //!    undistorted into normalised coordinates (points whose undistortion fails are excluded and never
 //!    inliers). Fewer than five distinct correspondences, or all points on one line in either image, is a
 //!    degenerate configuration and an `Err`, never a pose.
@@ -14,9 +14,14 @@
 //! 3. **Final refinement** ([`lm`]). Levenberg–Marquardt on all inliers with a Cauchy loss (scale =
 //!    threshold) over `R ∈ SO(3)` and the unit translation, then the inlier mask is recomputed and the refit
 //!    repeated (at most 5 rounds) while the MSAC score improves; cheirality is re-checked on all inliers.
-//! 4. **Degeneracy of the result** ([`degeneracy`]). When nearly all inliers are explained by the rotation
-//!    alone (zero motion or pure rotation), the translation direction is unobservable: that is reported as
-//!    [`NoPose::NoParallax`], not as a pose with an arbitrary `t`.
+//! 4. **Configuration** ([`model_selection`], [`degeneracy`]). A homography is estimated beside the
+//!    essential matrix. When it carries at least half of the inliers, the pose is searched again by plane
+//!    and parallax and among the homography's own motions, and a pose that the off-plane points do not
+//!    clearly prefer over another explanation of the plane is reported as [`NoPose::PlanarAmbiguity`];
+//!    otherwise the result is [`TwoViewConfiguration::General`] or [`TwoViewConfiguration::Planar`]. When
+//!    nearly all inliers are explained by a rotation alone (zero motion or pure rotation), the translation
+//!    is unobservable: the result is [`TwoViewConfiguration::Panoramic`], with a rotation refined on the
+//!    reprojection error and no translation — never a pose with an arbitrary `t`.
 //! 5. **Covariance** ([`covariance`]): `σ²·(JᵀJ)⁻¹` of the refined problem.
 //!
 //! Optional per-correspondence weights (relative inverse variances) whiten the residuals of LO, the final
@@ -35,23 +40,30 @@ mod degeneracy;
 mod estimator;
 mod kernels;
 mod lm;
-mod problem;
+mod model_selection;
 #[cfg(test)]
 mod tests;
 
 pub use covariance::UNOBSERVABLE_VARIANCE;
+pub use model_selection::{H_THRESHOLD_SCALE, MIN_DECISIVE, PLANAR_RATIO, PLANE_PARALLAX_TRIGGER};
 
-use nalgebra::{Matrix3, Vector3};
+use nalgebra::{Matrix3, Matrix6};
 
 use self::covariance::pose_covariance;
-use self::degeneracy::{no_consensus_or_no_motion, rotation_fit, ROTATION_ONLY_FRACTION};
+use self::degeneracy::{
+    refine_rotation, rotation_fit, rotation_inliers, rotation_or_no_consensus,
+    ROTATION_ONLY_FRACTION,
+};
 use self::estimator::{EssentialEstimator, Pose};
 use self::lm::{Lm, LM_REL_TOL};
-use self::problem::{prepare, Problem, SAMPLE};
+use self::model_selection::{
+    distinct, explains_plane, find_plane, off_plane_inliers, plane_candidates, shared, Plane,
+};
 use super::camera::PinholeCamera;
+use super::correspondences::{prepare, Problem, SAMPLE};
 use super::essential::{count_in_front, essential_from_pose, pose_from_essential, PixelWeights};
 use super::ransac::{self, Candidate, Estimator, Limits, Sampler};
-use super::{NoPose, PoseQuality, RansacOptions, RelativePose};
+use super::{NoPose, PoseQuality, RansacOptions, RelativePose, TwoViewConfiguration};
 use crate::util::rng::SplitMix64;
 
 /// Estimates the relative pose `x_b = R·x_a + t` (unit `t`) from pixel correspondences
@@ -90,30 +102,54 @@ pub fn estimate_relative_pose_weighted(
     let problem = prepare(
         points_a, points_b, camera_a, camera_b, priority, weights, options,
     )?;
+    let prosac = priority.is_some();
     let (ctx, mut rng) = Context::new(&problem, camera_a, camera_b, options);
-    let (best, iterations) = ctx.ransac(priority.is_some(), &mut rng);
-    ctx.finish(best, iterations)
+    let (best, iterations) = ctx.ransac(prosac, &mut rng);
+    let plane = find_plane(&problem.pts, camera_b, options, prosac);
+    let mut candidates: Vec<Candidate<Pose>> = best.into_iter().collect();
+    if let (Some(b), Some(pl)) = (candidates.first(), &plane) {
+        if pl.count as f64 >= PLANE_PARALLAX_TRIGGER * b.inliers as f64 {
+            candidates.extend(plane_candidates(&ctx.estimator, pl, options, &mut rng));
+        }
+    }
+    // the best-scoring candidate wins; the others are its alternatives
+    let winner = (0..candidates.len()).min_by(|&i, &j| {
+        candidates[i]
+            .score
+            .total_cmp(&candidates[j].score)
+            .then(i.cmp(&j))
+    });
+    let best = winner.map(|k| candidates.swap_remove(k));
+    let plane_info = PlaneInfo::Analyse {
+        plane: plane.as_ref(),
+        alternatives: &candidates,
+    };
+    ctx.finish(best, iterations, plane_info)
 }
 
-/// Re-estimates a pose from `initial` (`x_b = R·x_a + t`, e.g. an earlier estimate from less precise
-/// positions of the same matches) without sampling: local optimisation and the final refinement of
+/// Re-estimates a pose from `initial` (e.g. an earlier estimate from less precise positions of the same
+/// matches) without sampling: local optimisation and the final refinement of
 /// [`estimate_relative_pose_weighted`] start from it, with the same checks, inlier rule and result
-/// (`quality.iterations` = 0). About one millisecond instead of a full LO-RANSAC. `initial` must be a
-/// rotation and a non-zero finite translation.
+/// (`quality.iterations` = 0). About one millisecond instead of a full LO-RANSAC. The configuration and
+/// the plane statistics are the initial estimate's (the homography is not re-estimated); a panoramic
+/// `initial` has its rotation refined. `initial.rotation` must be a rotation and its translation (if any)
+/// finite and non-zero.
 pub fn refine_relative_pose_weighted(
     points_a: &[[f64; 2]],
     points_b: &[[f64; 2]],
     camera_a: &PinholeCamera,
     camera_b: &PinholeCamera,
     weights: Option<&[f64]>,
-    initial: (&Matrix3<f64>, &Vector3<f64>),
+    initial: &RelativePose,
     options: &RansacOptions,
 ) -> Result<RelativePose, NoPose> {
-    let (r, t) = initial;
+    let r = &initial.rotation;
     let orthonormal =
         (r.transpose() * r - Matrix3::identity()).norm() < 1e-6 && r.determinant() > 0.0;
-    let tn = t.norm();
-    if !(r.iter().chain(t.iter()).all(|v| v.is_finite()) && orthonormal && tn > 1e-12) {
+    let t_ok = initial
+        .translation
+        .is_none_or(|t| t.iter().all(|v| v.is_finite()) && t.norm() > 1e-12);
+    if !(r.iter().all(|v| v.is_finite()) && orthonormal && t_ok) {
         return Err(NoPose::InvalidOptions(
             "initial pose: R must be a rotation and t finite and non-zero".into(),
         ));
@@ -122,9 +158,26 @@ pub fn refine_relative_pose_weighted(
         points_a, points_b, camera_a, camera_b, None, weights, options,
     )?;
     let (ctx, _) = Context::new(&problem, camera_a, camera_b, options);
-    let mut cand = ctx.estimator.candidate(Pose { r: *r, t: t / tn });
+    let carried = PlaneInfo::Carry(initial.quality);
+    let Some(t) = initial.translation else {
+        return ctx.panoramic(*r, 0, &carried);
+    };
+    let mut cand = ctx.estimator.candidate(Pose {
+        r: *r,
+        t: t / t.norm(),
+    });
     ctx.estimator.local_optimisation(&mut cand);
-    ctx.finish(Some(cand), 0)
+    ctx.finish(Some(cand), 0, carried)
+}
+
+/// What [`Context::finish`] knows of the plane: a homography and the other candidates to analyse, or the
+/// statistics of an earlier estimate to carry over.
+enum PlaneInfo<'p> {
+    Analyse {
+        plane: Option<&'p Plane>,
+        alternatives: &'p [Candidate<Pose>],
+    },
+    Carry(PoseQuality),
 }
 
 /// One estimation: the checked problem, its estimator and the options. [`Context::new`] also returns the
@@ -173,32 +226,18 @@ impl<'a> Context<'a> {
         ransac::run(&self.estimator, &mut sampler, rng, limits, 0.1)
     }
 
-    /// Final refinement, cheirality, degeneracy and covariance of the best candidate.
-    fn finish(
-        &self,
-        best: Option<Candidate<Pose>>,
-        iterations: usize,
-    ) -> Result<RelativePose, NoPose> {
-        let pts = &self.problem.pts;
-        let thr = self.options.threshold_px;
+    /// The final refinement of `(r, t)` on all inliers: refits while the MSAC score improves (at most five
+    /// rounds); returns the pose and its inliers.
+    fn final_refinement(&self, pose: Pose) -> (Pose, Vec<u32>) {
         let est = &self.estimator;
-        let Some(best) = best else {
-            return Err(no_consensus_or_no_motion(
-                pts,
-                self.camera_b,
-                thr,
-                0,
-                self.need(),
-            ));
-        };
         let lm = Lm {
-            pts,
+            pts: &self.problem.pts,
             w: est.w,
-            cauchy: Some(thr),
+            cauchy: Some(self.options.threshold_px),
         };
-        let Pose { mut r, mut t } = best.model;
-        let mut idx = est.inlier_indices(&best.model.essential(), 1.0);
-        let mut score = est.score(&best.model.essential()).0;
+        let Pose { mut r, mut t } = pose;
+        let mut idx = est.inlier_indices(&pose.essential(), 1.0);
+        let mut score = est.score(&pose.essential()).0;
         for _ in 0..5 {
             let (r2, t2) = lm.refine(r, t, &idx, 30, LM_REL_TOL);
             let e2 = Pose { r: r2, t: t2 }.essential();
@@ -219,14 +258,26 @@ impl<'a> Context<'a> {
                 break;
             }
         }
+        (Pose { r, t }, idx)
+    }
+
+    /// Final refinement, cheirality, configuration and covariance of the best candidate.
+    fn finish(
+        &self,
+        best: Option<Candidate<Pose>>,
+        iterations: usize,
+        plane: PlaneInfo<'_>,
+    ) -> Result<RelativePose, NoPose> {
+        let pts = &self.problem.pts;
+        let thr = self.options.threshold_px;
+        let Some(best) = best else {
+            let r = rotation_or_no_consensus(pts, self.camera_b, thr, 0, self.need())?;
+            return self.panoramic(r, iterations, &plane);
+        };
+        let (Pose { mut r, mut t }, idx) = self.final_refinement(best.model);
         if idx.len() < self.need() {
-            return Err(no_consensus_or_no_motion(
-                pts,
-                self.camera_b,
-                thr,
-                idx.len(),
-                self.need(),
-            ));
+            let r = rotation_or_no_consensus(pts, self.camera_b, thr, idx.len(), self.need())?;
+            return self.panoramic(r, iterations, &plane);
         }
         // Cheirality of the refined pose on all inliers (guards against a flipped twisted pair).
         let inlier_pts: Vec<[f64; 4]> = idx.iter().map(|&i| pts.get(i as usize)).collect();
@@ -242,39 +293,163 @@ impl<'a> Context<'a> {
         if !(r.iter().all(|v| v.is_finite()) && t.iter().all(|v| v.is_finite())) {
             return Err(NoPose::Degenerate("refinement diverged".into()));
         }
-
         let fit = rotation_fit(pts, &idx, &r, self.camera_b, thr);
         if fit.fraction >= ROTATION_ONLY_FRACTION {
-            return Err(NoPose::NoParallax {
-                rotation_only_fraction: fit.fraction,
-                median_parallax_deg: fit.median_parallax_deg,
-            });
+            return self.panoramic(r, iterations, &plane);
         }
+        let pose = Pose { r, t };
+        let (configuration, homography_inlier_ratio, off_plane) = match plane {
+            PlaneInfo::Carry(q) => (
+                if q.homography_inlier_ratio >= PLANAR_RATIO {
+                    TwoViewConfiguration::Planar
+                } else {
+                    TwoViewConfiguration::General
+                },
+                q.homography_inlier_ratio,
+                q.off_plane_inliers,
+            ),
+            PlaneInfo::Analyse { plane: None, .. } => {
+                (TwoViewConfiguration::General, 0.0, idx.len())
+            }
+            PlaneInfo::Analyse {
+                plane: Some(pl),
+                alternatives,
+            } => {
+                let ratio = pl.count as f64 / idx.len() as f64;
+                let off = off_plane_inliers(&self.estimator, pl, &pose);
+                if ratio >= PLANE_PARALLAX_TRIGGER {
+                    self.check_ambiguity(pl, &pose, &off, alternatives)?;
+                }
+                let off = off.len();
+                let config = if ratio >= PLANAR_RATIO {
+                    TwoViewConfiguration::Planar
+                } else {
+                    TwoViewConfiguration::General
+                };
+                (config, ratio, off)
+            }
+        };
 
         let plain = Lm {
             pts,
-            w: est.w,
+            w: self.estimator.w,
             cauchy: None,
         };
         let (covariance, sum_sq) = pose_covariance(&plain, &r, &t, &idx);
-        let n_in = self.problem.n_input;
-        let mut inliers = vec![false; n_in];
-        for &i in &idx {
-            inliers[pts.orig[i as usize]] = true;
-        }
         let num_inliers = idx.len();
         Ok(RelativePose {
             rotation: r,
-            translation: t,
-            inliers,
+            translation: Some(t),
+            configuration,
+            inliers: self.caller_mask(&idx),
             num_inliers,
             covariance,
             quality: PoseQuality {
-                inlier_ratio: num_inliers as f64 / n_in as f64,
+                inlier_ratio: num_inliers as f64 / self.problem.n_input as f64,
                 rms_error_px: (sum_sq / num_inliers as f64).sqrt(),
                 median_parallax_deg: fit.median_parallax_deg,
                 iterations,
+                homography_inlier_ratio,
+                off_plane_inliers: off_plane,
             },
         })
+    }
+
+    /// [`NoPose::PlanarAmbiguity`] when a rival (see [`model_selection`]) is not clearly beaten by the
+    /// winner's off-plane inliers `off`.
+    fn check_ambiguity(
+        &self,
+        plane: &Plane,
+        pose: &Pose,
+        off: &[u32],
+        alternatives: &[Candidate<Pose>],
+    ) -> Result<(), NoPose> {
+        let est = &self.estimator;
+        let mut rivals: Vec<(Pose, usize)> = Vec::new();
+        for p in alternatives.iter().map(|c| c.model) {
+            if !(distinct(&p, pose) && explains_plane(est, plane, &p)) {
+                continue;
+            }
+            let theirs = off_plane_inliers(est, plane, &p);
+            let common = shared(off, &theirs);
+            let same_explanation = off.len() >= MIN_DECISIVE && 2 * common >= off.len();
+            let (own, their_own) = (off.len() - common, theirs.len() - common);
+            if !same_explanation && (own < MIN_DECISIVE || own < 3 * their_own) {
+                rivals.push((p, theirs.len()));
+            }
+        }
+        if rivals.is_empty() {
+            return Ok(());
+        }
+        rivals.sort_by_key(|&(_, o)| std::cmp::Reverse(o));
+        rivals.dedup_by(|a, b| !distinct(&a.0, &b.0));
+        let mut candidates = vec![(pose.r, pose.t)];
+        let mut support = vec![off.len()];
+        for (p, o) in rivals {
+            candidates.push((p.r, p.t));
+            support.push(o);
+        }
+        Err(NoPose::PlanarAmbiguity {
+            candidates,
+            plane_inliers: plane.count,
+            off_plane_inliers: support,
+        })
+    }
+
+    /// The rotation-only result from `r0`: refined on the correspondences it explains.
+    fn panoramic(
+        &self,
+        r0: Matrix3<f64>,
+        iterations: usize,
+        plane: &PlaneInfo<'_>,
+    ) -> Result<RelativePose, NoPose> {
+        let pts = &self.problem.pts;
+        let thr = self.options.threshold_px;
+        let idx = rotation_inliers(pts, &r0, self.camera_b, thr);
+        if idx.len() < self.need() {
+            return Err(NoPose::NoConsensus {
+                best_inliers: idx.len(),
+                need: self.need(),
+            });
+        }
+        let refined = refine_rotation(pts, &idx, r0, self.camera_b, thr);
+        let idx = rotation_inliers(pts, &refined.r, self.camera_b, thr);
+        let fit = rotation_fit(pts, &idx, &refined.r, self.camera_b, thr);
+        let mut covariance = Matrix6::identity() * UNOBSERVABLE_VARIANCE;
+        covariance
+            .fixed_view_mut::<3, 3>(0, 0)
+            .copy_from(&refined.covariance);
+        let homography_inlier_ratio = match plane {
+            PlaneInfo::Carry(q) => q.homography_inlier_ratio,
+            PlaneInfo::Analyse { plane, .. } => {
+                plane.map_or(0.0, |p| p.count as f64 / idx.len().max(1) as f64)
+            }
+        };
+        let num_inliers = idx.len();
+        Ok(RelativePose {
+            rotation: refined.r,
+            translation: None,
+            configuration: TwoViewConfiguration::Panoramic,
+            inliers: self.caller_mask(&idx),
+            num_inliers,
+            covariance,
+            quality: PoseQuality {
+                inlier_ratio: num_inliers as f64 / self.problem.n_input as f64,
+                rms_error_px: (refined.sum_sq / num_inliers as f64).sqrt(),
+                median_parallax_deg: fit.median_parallax_deg,
+                iterations,
+                homography_inlier_ratio,
+                off_plane_inliers: 0,
+            },
+        })
+    }
+
+    /// Inlier flags in the caller's order.
+    fn caller_mask(&self, idx: &[u32]) -> Vec<bool> {
+        let mut inliers = vec![false; self.problem.n_input];
+        for &i in idx {
+            inliers[self.problem.pts.orig[i as usize]] = true;
+        }
+        inliers
     }
 }

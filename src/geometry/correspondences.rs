@@ -1,4 +1,4 @@
-//! The estimator's input: checks of the caller's correspondences, cameras, weights and options, and their
+//! The two-view estimators' input: checks of the caller's correspondences, cameras, weights and options, and their
 //! normalisation into camera coordinates in priority order ([`Correspondences`]). Degenerate point sets
 //! (fewer than five distinct correspondences, all points within about a threshold of one line) are
 //! rejected here, before any sampling.
@@ -10,9 +10,25 @@
 // `!(x > y)` is deliberate: it is true for NaN, which must take the rejecting branch.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
-use super::kernels::Soa;
 use crate::geometry::camera::PinholeCamera;
 use crate::geometry::{NoPose, RansacOptions};
+
+/// Correspondences in normalised coordinates, structure of arrays (all the same length).
+#[derive(Clone, Copy)]
+pub(crate) struct Soa<'a> {
+    pub xa: &'a [f64],
+    pub ya: &'a [f64],
+    pub xb: &'a [f64],
+    pub yb: &'a [f64],
+    /// Per-correspondence weights of the MSAC score (empty: all 1).
+    pub weight: &'a [f64],
+}
+
+impl Soa<'_> {
+    pub(crate) fn len(&self) -> usize {
+        self.xa.len()
+    }
+}
 
 /// Correspondences in normalised coordinates, structure-of-arrays for the scoring loop, sorted by
 /// decreasing priority when one was given.
@@ -76,7 +92,7 @@ pub(crate) struct Problem {
     pub n_input: usize,
 }
 
-/// Minimal sample size of the relative pose.
+/// Fewest correspondences any two-view estimate needs (the relative pose's minimal sample).
 pub(crate) const SAMPLE: usize = 5;
 
 /// Checks the input and normalises it (see the module doc).
