@@ -219,10 +219,8 @@ def estimate_colmap(pa: np.ndarray, pb: np.ndarray, cam_a: dict, cam_b: dict, sh
     """COLMAP's calibrated two-view geometry -> ((R, t) / (R, None) for PANORAMIC / None, inliers, configuration)."""
     import pycolmap
 
-    if len(pa) < 5:
-        return None, 0, "DEGENERATE"
-    cams = [pycolmap.Camera(model="PINHOLE", width=c["width"], height=c["height"], params=poselib_camera(c, sh)["params"])
-            for c, sh in ((cam_a, shape_a), (cam_b, shape_b))]
+    cams = [pycolmap.Camera(model="PINHOLE", width=pc["width"], height=pc["height"], params=pc["params"])
+            for pc in (poselib_camera(cam_a, shape_a), poselib_camera(cam_b, shape_b))]
     matches = np.repeat(np.arange(len(pa), dtype=np.uint32)[:, None], 2, axis=1)
     geo = pycolmap.estimate_calibrated_two_view_geometry(cams[0], undistort(pa, cam_a), cams[1],
                                                          undistort(pb, cam_b), matches, colmap_options())

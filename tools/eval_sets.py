@@ -36,15 +36,38 @@ Sets (all inputs are local: Debian's ``opencv-doc`` and the images bundled in th
     supersampling, 640x480, K = (525, 525, 319.5, 239.5), no distortion. 24 view pairs with known poses (rotation
     5-30 deg, baseline 0.2-1 m, scene depth ~2-7 m); the second view gets a gain/gamma change and Gaussian noise
     (sigma 2 grey levels). Seeded, deterministic.
+``rooms``
+    The hard synthetic set: 122 pairs in 6 furnished rooms (3x4 to 8x12 m, 2.4-3.2 m high; ``render.rooms``) with
+    plain painted walls, brick and notice-board walls, photos hung as posters, carpet/wood/concrete/paver floors,
+    cabinets, crates, benches, beds and tables that occlude and cast hard shadows. Each view is lit by a point
+    light (Lambertian, 1/r^2, ambient) that moves 0.3-2 m between a and b, then goes through a camera model
+    (``render.sensor``): auto-exposure x gain 0.6-1.5 (b), white balance +-15%, cos^4 vignetting, Poisson-Gaussian
+    noise, defocus or motion blur on ~25% of the b images, JPEG q60-90 on ~30% of the images. 640x480,
+    K = (525, 525, 319.5, 239.5) (~10% of the pairs f = 420 or 700), no distortion. Categories with quotas
+    (``category``): wall 30 (one textured wall / poster plane >= 70% of view a, 0.8-3 m away; 12 of them with 5-20%
+    furniture in front), floor 20 (looking down 35-75 deg, floor >= 70%), general 25 (>= 3 planes, none above
+    65%, median depth >= 1.2 m), small_baseline 15 (2-8 cm, median depth 1.5-6 m, rotation 2-20 deg),
+    near_rotation 12 (0.3-1.5 cm, 5-30 deg), pure_rotation 8 (t = 0 exactly, ``"t": [0, 0, 0]``,
+    ``"pure_rotation": true``: scored on rotation only), low_texture 12 (>= 50% plain wall); rotations 2-30 deg,
+    baselines 0.1-1 m for the others. Every pair
+    overlaps by >= 30% (view a's pixels seen by b, exact depth test); the manifest records per pair the overlap, the
+    true median parallax, dominant-plane / plain-wall / furniture shares, median depth, rotation, baseline, light
+    positions and all sensor settings, and view a's depth map is saved as ``depth/<id>_a.npy`` (float32, z along
+    the optical axis, inf where nothing). Views are drawn by rejection sampling on 80x60 ray casts (category
+    tests with margins, re-checked at full resolution); every pair has its own seeded generator, so one pair can
+    be re-created alone (``RoomsPair(k)``). Builds in ~5 minutes on one core.
 
 Idempotent: a set is rebuilt only when its manifest is missing or was written by a different version of this
-script (``generator_hash`` = sha256 of this file). ``--force`` rebuilds.
+script or of the renderer (``generator_hash`` = sha256 of this file and ``tools/render/*.py``). ``--force``
+rebuilds.
 
-Usage: python tools/eval_sets.py [--sets chessboard,motorcycle,rendered] [--out DIR] [--force]
+Usage: python tools/eval_sets.py [--sets chessboard,motorcycle,rendered,rooms] [--out DIR] [--force]
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -58,13 +81,15 @@ import cv2
 import numpy as np
 
 from render.frame import render
-from render.rooms import rendered_scene
+from render.rooms import RECIPES, Room, build_room, rendered_scene
 from render.scene import Camera, Scene, look_at, relative_pose
-from render.sensor import gain_gamma_noise
+from render.sensor import Sensor, capture, gain_gamma_noise
+from render.shading import Lighting, PointLight
+from render.views import covisibility, fractions, parallax_deg, pixel_grid
 from render.textures import OPENCV_DATA
 
 RENDER_PACKAGE = Path(__file__).resolve().parent / "render"
-SETS = ("chessboard", "motorcycle", "rendered")
+SETS = ("chessboard", "motorcycle", "rendered", "rooms")
 BOARD = (9, 6)  # inner corners (columns, rows)
 PNP_RMS_MAX = 0.5
 
@@ -491,7 +516,372 @@ def build_rendered(root: Path) -> dict:
     return quality
 
 
-BUILDERS = {"chessboard": build_chessboard, "motorcycle": build_motorcycle, "rendered": build_rendered}
+# ------------------------------------------------------------------------------------------------------------------
+# rooms
+# ------------------------------------------------------------------------------------------------------------------
+ROOMS_SEED = 20262
+ROOMS_W, ROOMS_H = 640, 480
+ROOMS_F = 525.0
+ROOMS_OTHER_F = (420.0, 700.0)  # a few pairs use another focal length (both views)
+ROOMS_QUOTAS = {"wall": 30, "floor": 20, "general": 25, "small_baseline": 15, "near_rotation": 12,
+                "pure_rotation": 8, "low_texture": 12}
+ROOMS_WALL_OBJECTS = 12  # of the wall pairs: view a shows 5-20% furniture in front of the wall
+ROTATION_RANGE = {"small_baseline": (2.0, 20.0), "near_rotation": (5.0, 30.0), "pure_rotation": (5.0, 30.0)}
+BASELINE_RANGE = {"small_baseline": (0.02, 0.08), "near_rotation": (0.003, 0.015), "pure_rotation": (0.0, 0.0)}
+MOVED_BASELINE = (0.1, 1.0)  # wall, floor, general, low_texture
+MIN_OVERLAP = 0.3
+COARSE = 1 / 8  # view checks while sampling run on an 80 x 60 image
+
+
+class RoomsPair:
+    """One pair of the rooms set, fully determined by its index: category, room, both cameras, both lights, the
+    sensor settings of both images (``exposure`` there is the gain on top of each image's auto-exposure)."""
+
+    def __init__(self, k: int):
+        self.k = k
+        self.category, self.wall_objects, self.room_index = rooms_layout()[k]
+        self.id = f"{k:03d}-{self.category}"
+        rng = np.random.default_rng([ROOMS_SEED, k, 0])
+        self.room = build_room(self.room_index, ROOMS_SEED)
+        f = ROOMS_F if rng.random() > 0.1 else float(rng.choice(ROOMS_OTHER_F))
+        self.K = np.array([[f, 0, (ROOMS_W - 1) / 2], [0, f, (ROOMS_H - 1) / 2], [0, 0, 1]])
+        self.cam_a, self.cam_b = sample_room_views(self, rng)
+        self.lights, self.ambient = sample_room_lights(self.room, rng)
+        self.sensors = sample_sensors(rng)
+
+    @property
+    def scene(self) -> Scene:
+        return self.room.scene
+
+    def render(self, scale: float = 1.0):
+        """(image a, image b) as 8-bit RGB, the two frames (radiance and geometry), the sensors actually applied."""
+        out = []
+        for j, (cam, light, sensor) in enumerate(zip((self.cam_a, self.cam_b), self.lights, self.sensors)):
+            cam = cam.scaled(scale) if scale != 1.0 else cam
+            frame = render(self.scene, cam, Lighting((light,), self.ambient), shadows=True)
+            lum = frame.colour.mean(axis=2)
+            exposure = sensor.exposure * 0.85 / max(float(np.percentile(lum, 99)), 1e-6)  # auto-exposure x gain
+            applied = dataclasses.replace(sensor, exposure=exposure)
+            img = capture(frame.colour, cam.K, applied, np.random.default_rng([ROOMS_SEED, self.k, j + 1]))
+            out.append((img, frame, applied))
+        return out
+
+
+@functools.lru_cache(maxsize=None)
+def rooms_layout() -> tuple:
+    """(category, wall_objects, room index) per pair: categories in a seeded shuffle, rooms in turn per category
+    among the rooms that can show it (``_rooms_for``)."""
+    cats = [c for c, n in ROOMS_QUOTAS.items() for _ in range(n)]
+    order = np.random.default_rng(ROOMS_SEED).permutation(len(cats))
+    seen = {c: 0 for c in ROOMS_QUOTAS}
+    out = []
+    for i in order:
+        c = cats[i]
+        j = seen[c]
+        seen[c] += 1
+        objects = c == "wall" and j < ROOMS_WALL_OBJECTS
+        rooms = _rooms_for(c, objects)
+        out.append((c, objects, rooms[j % len(rooms)]))
+    return tuple(out)
+
+
+def _rooms_for(category: str, objects: bool) -> list:
+    """Indices of the rooms that can give the category's view a: wall views need a textured wall (with furniture
+    in front of it for ``objects``) or posters large enough to fill a view (>= 0.9 m wide)."""
+    if category != "wall":
+        return list(range(len(RECIPES)))
+    out = []
+    for i in range(len(RECIPES)):
+        room = build_room(i, ROOMS_SEED)
+        if objects:
+            ok = any(not w.plain and _furniture_before(room, w) for w in room.walls.values())
+        else:
+            ok = (any(not w.plain for w in room.walls.values())
+                  or any(np.linalg.norm(r.u) >= 0.9 for r in room.scene.surfaces if r.kind == "poster"))
+        if ok:
+            out.append(i)
+    return out
+
+
+def _direction(yaw: float, pitch: float) -> np.ndarray:
+    """World direction with heading ``yaw`` (from +z towards +x) and elevation ``pitch`` (positive: up; y is down)."""
+    return np.array([math.sin(yaw) * math.cos(pitch), -math.sin(pitch), math.cos(yaw) * math.cos(pitch)])
+
+
+def _axis_angle(axis: np.ndarray, deg: float) -> np.ndarray:
+    R, _ = cv2.Rodrigues(np.asarray(axis, np.float64) / np.linalg.norm(axis) * math.radians(deg))
+    return R
+
+
+def _camera_rotation_axis(rng) -> np.ndarray:
+    """Random rotation axis in a camera frame: mostly pan and tilt, some roll."""
+    return rng.normal(size=3) * [1.0, 1.0, 0.3]
+
+
+def _wall_view(room: Room, rng, plain: bool, objects: bool):
+    """Camera centre and look direction facing a wall, 1-1.9 m above the floor. Textured walls: from 0.8-3 m,
+    anywhere on the wall; plain walls with posters: at a poster, close enough for it to fill most of the view;
+    ``objects``: over a piece of furniture in front of the wall; ``plain``: at a plain wall from 1-4 m."""
+    if plain:
+        walls = [w for w in room.walls.values() if w.plain]
+    elif objects:
+        walls = [w for w in room.walls.values() if not w.plain and _furniture_before(room, w)]
+    else:
+        walls = [w for w in room.walls.values()
+                 if not w.plain or any(np.linalg.norm(r.u) >= 0.9 for r in _posters_on(room, w))]
+    wall = walls[rng.integers(len(walls))]
+    s, h = rng.uniform(0.3, wall.length - 0.3), rng.uniform(1.0, 1.9)
+    dist, spread = (rng.uniform(1.0, 4.0), 50.0) if plain else (rng.uniform(0.8, 3.0), 40.0)
+    if objects:
+        X = _furniture_before(room, wall)[rng.integers(len(_furniture_before(room, wall)))]
+        s = float((X - wall.origin) @ wall.along) + rng.normal(0, 0.3)
+        h = float(np.clip(-X[1] + rng.uniform(0.2, 0.8), 1.0, 1.9))
+        dist = rng.uniform(float((X - wall.origin) @ wall.normal) + 0.6, 3.0)
+        spread = 25.0
+    elif not plain and wall.plain:
+        big = [r for r in _posters_on(room, wall) if np.linalg.norm(r.u) >= 0.9]
+        poster = big[rng.integers(len(big))]
+        X = poster.o + poster.u / 2 + poster.v / 2
+        s = float((X - wall.origin) @ wall.along) + rng.normal(0, 0.1)
+        h = float(np.clip(-X[1] + rng.normal(0, 0.1), 1.0, 1.9))
+        dist = rng.uniform(0.8, max(0.85, 1.1 * float(np.linalg.norm(poster.u))))
+        spread = 15.0
+    C = wall.origin + s * wall.along + dist * wall.normal
+    C[1] = -h
+    yaw0 = math.atan2(-wall.normal[0], -wall.normal[2])
+    d = _direction(yaw0 + math.radians(rng.uniform(-spread, spread)), math.radians(rng.uniform(-20, 20)))
+    return C, d, wall
+
+
+def _posters_on(room: Room, wall) -> list:
+    return [r for r in room.scene.surfaces if r.kind == "poster" and r.plane == wall.plane]
+
+
+def _furniture_before(room: Room, wall) -> list:
+    """Top-face centres of the boxes taller than 0.3 m standing less than 2 m in front of the wall."""
+    out = []
+    for b in room.scene.boxes:
+        if float((b.centre - wall.origin) @ wall.normal) < 2.0 and 2 * b.half[1] > 0.3:
+            out.append(b.centre - [0, b.half[1], 0])
+    return out
+
+
+def _a_view(room: Room, category: str, objects: bool, rng):
+    """A proposal for view a of the category: (centre, look direction, the wall aimed at or None)."""
+    W, D, H = room.size
+    if category == "wall":
+        return _wall_view(room, rng, plain=False, objects=objects)
+    if category == "low_texture":
+        return _wall_view(room, rng, plain=True, objects=False)
+    if category == "floor":
+        C = np.array([rng.uniform(0.5, W - 0.5), -rng.uniform(1.0, 1.7), rng.uniform(0.5, D - 0.5)])
+        return C, _direction(rng.uniform(0, 2 * math.pi), -math.radians(rng.uniform(35, 75))), None
+    C = np.array([rng.uniform(0.4, W - 0.4), -rng.uniform(1.0, 1.9), rng.uniform(0.4, D - 0.4)])
+    pick = rng.integers(3)
+    if pick == 0 and room.scene.boxes:
+        T = room.scene.boxes[rng.integers(len(room.scene.boxes))].centre
+    elif pick == 1:
+        T = np.array([W * rng.integers(2), -rng.uniform(0, H), D * rng.integers(2)])  # a corner of the room
+    else:
+        T = np.array([rng.uniform(0, W), -rng.uniform(0.3, H - 0.3), rng.uniform(0, D)])
+    return C, T - C, None
+
+
+def _a_ok(category: str, objects: bool, wall, f: dict, depth: np.ndarray, room: Room) -> bool:
+    """Category test on the coarse statistics of view a (margins keep the full-resolution values in range). All
+    but low_texture views are less than 45% plain surfaces and less than 30% ceiling."""
+    if not np.all(np.isfinite(depth)) or depth.min() < 0.3:
+        return False
+    planes = f["planes"]
+    if category == "low_texture":
+        return 0.55 <= f["plain_wall"] <= 0.88
+    if f["plain"] >= 0.45 or f["by_kind"].get("ceiling", 0.0) >= 0.3:
+        return False
+    if category == "wall":
+        return planes[wall.plane] >= 0.75 and (0.06 <= f["furniture"] <= 0.18 if objects else True)
+    if category == "floor":
+        return planes[room.floor_plane] >= 0.75
+    if category == "general":  # several planes, seen from a distance (no close-up of one piece of furniture)
+        return f["dominant_plane"] < 0.65 and int(np.sum(planes >= 0.05)) >= 3 and float(np.median(depth)) >= 1.2
+    if category == "small_baseline":
+        return 1.6 <= float(np.median(depth)) <= 5.8
+    return True
+
+
+def _b_view(pair: RoomsPair, cam_a: Camera, goal: float, lo: float, hi: float, rng):
+    """A proposal for view b: moved by the category's baseline and turned by about ``goal`` degrees (within
+    [lo, hi]); None when the proposal missed."""
+    cat = pair.category
+    if cat in BASELINE_RANGE:
+        base = rng.uniform(*BASELINE_RANGE[cat])
+        R = _axis_angle(_camera_rotation_axis(rng), goal) @ cam_a.R
+    else:
+        base = rng.uniform(*MOVED_BASELINE)
+    dirn = rng.normal(size=3) * [1.0, 0.4, 1.0]
+    C = cam_a.C + base * dirn / np.linalg.norm(dirn)
+    if cat not in BASELINE_RANGE:
+        hit = pair.scene.cast(cam_a, np.array([[cam_a.K[0, 2], cam_a.K[1, 2]]]))
+        F = hit.points()[0]  # b keeps a's fixation point roughly in view, then turns by up to the goal
+        R0 = look_at(C, F, math.radians(rng.normal(0, 3)))
+        R = _axis_angle(_camera_rotation_axis(rng), rng.uniform(0, goal)) @ R0
+        ang = rot_angle_deg(R @ cam_a.R.T)
+        if abs(ang - goal) > 1.5 or not lo <= ang <= hi:
+            return None
+    return Camera(cam_a.K, ROOMS_W, ROOMS_H, R, C)
+
+
+def sample_room_views(pair: RoomsPair, rng):
+    """Rejection sampling of (camera a, camera b) for the pair's category (see the module docstring): proposals
+    for a until one passes the category test, then one b for it that meets the rotation goal, stands free and
+    sees enough of a."""
+    room = pair.room
+    lo, hi = ROTATION_RANGE.get(pair.category, (2.0, 30.0))
+    for _ in range(20000):
+        C, d, wall = _a_view(room, pair.category, pair.wall_objects, rng)
+        if not room.free(C) or abs(d[1]) / np.linalg.norm(d) > math.sin(math.radians(76)):
+            continue
+        cam_a = Camera(pair.K, ROOMS_W, ROOMS_H, look_at(C, C + d, math.radians(rng.uniform(-5, 5))), C)
+        coarse = pair.scene.cast_grid(cam_a.scaled(COARSE))
+        if not _a_ok(pair.category, pair.wall_objects, wall, fractions(pair.scene, coarse.surface), coarse.depth, room):
+            continue
+        goal = rng.uniform(lo, hi)
+        for _ in range(300):
+            cam_b = _b_view(pair, cam_a, goal, lo, hi, rng)
+            if cam_b is None or not room.free(cam_b.C, 0.25):
+                continue
+            zb = pair.scene.cast_grid(cam_b.scaled(COARSE)).depth
+            if np.all(np.isfinite(zb)) and zb.min() >= 0.3 and \
+                    covisibility(pair.scene, cam_a, cam_b, pixel_grid(cam_a, 16)).overlap >= MIN_OVERLAP + 0.05:
+                return cam_a, cam_b
+            break
+    raise RuntimeError(f"rooms pair {pair.k}: no views found")
+
+
+def sample_room_lights(room: Room, rng):
+    """One point light per view, the second 0.3-2 m from the first, 1.6 m above the floor up to 0.5 m below the
+    ceiling; colour warm to cool; ambient 10-40% of the direct light at 2.5 m."""
+    W, D, H = room.size
+    colour = [(1.0, 0.9, 0.75), (1.0, 1.0, 1.0), (0.9, 0.95, 1.0)][rng.integers(3)]
+
+    def place(near=None):
+        for _ in range(10000):
+            if near is None:
+                L = np.array([rng.uniform(0.3, W - 0.3), -rng.uniform(1.6, H - 0.5), rng.uniform(0.3, D - 0.3)])
+            else:
+                step = rng.normal(size=3)
+                L = near + rng.uniform(0.3, 2.0) * step / np.linalg.norm(step)
+                if not (-H + 0.3 <= L[1] <= -1.0):
+                    continue
+            if room.free(L, 0.2):
+                return L
+        raise RuntimeError("no light position")
+
+    La = place()
+    Lb = place(La)
+    ambient = tuple(float(rng.uniform(0.1, 0.4)) / 2.5 ** 2 * np.ones(3))
+    return (PointLight(tuple(La), 1.0, colour), PointLight(tuple(Lb), 1.0, colour)), ambient
+
+
+def sample_sensors(rng) -> tuple:
+    """Sensor settings of images a and b: gain 1 (a) and 0.6-1.5 (b) on top of auto-exposure, white balance
+    +-15% on red and blue, one vignetting strength (same lens), noise per image, blur on ~25% of b, JPEG on ~30%
+    of the images."""
+    vig = float(rng.uniform(0.1, 0.6))
+    out = []
+    for j in range(2):
+        blur = None
+        if j == 1 and rng.random() < 0.25:
+            blur = (("defocus", float(rng.uniform(0.6, 1.5))) if rng.random() < 0.5 else
+                    ("motion", float(rng.uniform(3, 9)), float(rng.uniform(0, 180))))
+        jpeg = int(rng.integers(60, 91)) if rng.random() < 0.3 else None
+        out.append(Sensor(exposure=1.0 if j == 0 else float(rng.uniform(0.6, 1.5)),
+                          white_balance=(float(rng.uniform(0.85, 1.15)), 1.0, float(rng.uniform(0.85, 1.15))),
+                          vignetting=vig, full_well=float(rng.uniform(1500, 8000)),
+                          read_noise=float(rng.uniform(2, 8)), blur=blur, jpeg_quality=jpeg))
+    return tuple(out)
+
+
+def rooms_pair_stats(pair: RoomsPair, frame_a) -> dict:
+    """Per-pair statistics of the manifest: overlap, parallax, plane and surface shares, depth, motion."""
+    cov = covisibility(pair.scene, pair.cam_a, pair.cam_b, pixel_grid(pair.cam_a, 8))
+    par = parallax_deg(cov.points[cov.visible], pair.cam_a.C, pair.cam_b.C)
+    f = fractions(pair.scene, frame_a.surface)
+    R, t = relative_pose(pair.cam_a.R, pair.cam_a.C, pair.cam_b.R, pair.cam_b.C)
+    return {"overlap": cov.overlap, "parallax_deg_median": float(np.median(par)) if len(par) else 0.0,
+            "dominant_plane_fraction": f["dominant_plane"], "plain_wall_fraction": f["plain_wall"],
+            "furniture_fraction": f["furniture"], "median_depth_m": float(np.median(frame_a.depth)),
+            "rotation_deg": rot_angle_deg(R), "baseline_m": float(np.linalg.norm(t))}
+
+
+def check_rooms_pair(pair: RoomsPair, st: dict) -> None:
+    """The category promises, on the full-resolution statistics (sampling used a coarse image with margins)."""
+    c = pair.category
+    ok = st["overlap"] >= MIN_OVERLAP
+    if c in ("wall", "floor"):
+        ok &= st["dominant_plane_fraction"] >= 0.7
+    if c == "wall" and pair.wall_objects:
+        ok &= 0.05 <= st["furniture_fraction"] <= 0.2
+    if c == "low_texture":
+        ok &= st["plain_wall_fraction"] >= 0.5
+    if not ok:
+        raise RuntimeError(f"rooms pair {pair.id} breaks its category's bounds: {st}")
+
+
+def build_rooms(root: Path) -> dict:
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "depth").mkdir(parents=True, exist_ok=True)
+    pairs = []
+    for k in range(sum(ROOMS_QUOTAS.values())):
+        pair = RoomsPair(k)
+        (img_a, frame_a, sa), (img_b, _, sb) = pair.render()
+        for name, img in (("a", img_a), ("b", img_b)):
+            cv2.imwrite(str(root / "images" / f"{pair.id}_{name}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        np.save(root / "depth" / f"{pair.id}_a.npy", frame_a.depth.astype(np.float32))
+        st = rooms_pair_stats(pair, frame_a)
+        check_rooms_pair(pair, st)
+        R, t = relative_pose(pair.cam_a.R, pair.cam_a.C, pair.cam_b.R, pair.cam_b.C)
+        cam = camera_dict(pair.K, None, ROOMS_W, ROOMS_H)
+        extra = {"category": pair.category, "room": pair.room.name, "pure_rotation": pair.category == "pure_rotation",
+                 "wall_objects": pair.wall_objects, **st,
+                 "lights": [list(map(float, light.position)) for light in pair.lights],
+                 "light_move_m": float(np.linalg.norm(np.subtract(*[lt.position for lt in pair.lights]))),
+                 "ambient": list(pair.ambient), "sensor": [sa.to_dict(), sb.to_dict()],
+                 "depth_a": f"depth/{pair.id}_a.npy"}
+        pairs.append(pair_entry(pair.id, f"images/{pair.id}_a.png", f"images/{pair.id}_b.png", cam, cam, R,
+                                np.zeros(3) if extra["pure_rotation"] else t, kind="rendered", **extra))
+    quality = rooms_quality(pairs)
+    desc = ("Synthetic furnished rooms ray-cast in numpy (6 rooms: plain painted and brick/text walls, photos as "
+            "posters, tiled floors, boxes/cabinets/tables that occlude and cast hard shadows), Lambertian point "
+            "light that moves between the views, auto-exposure x gain, white balance, vignetting, Poisson-Gaussian "
+            "noise, blur and JPEG; 640x480 (K=(525,525,319.5,239.5), a few pairs f=420/700); categories wall, floor "
+            "(one plane >= 70% of view a), general, small_baseline, near_rotation, pure_rotation (t = 0: rotation "
+            "error only), low_texture (>= 50% plain wall); depth of view a in depth/<id>_a.npy; seeded")
+    write_manifest(root, "rooms", desc, pairs, quality)
+    return quality
+
+
+def rooms_quality(pairs: list) -> dict:
+    def rng_of(key, sel=None):
+        v = [p[key] for p in pairs if sel is None or sel(p)]
+        return [min(v), max(v)] if v else None
+
+    moved = lambda p: not p["pure_rotation"]  # noqa: E731
+    return {"exact": "ray-cast geometry (float64); GT exact up to rendering (2x2 supersampling, bilinear texture)",
+            "categories": {c: sum(p["category"] == c for p in pairs) for c in ROOMS_QUOTAS},
+            "wall_objects": sum(p["wall_objects"] for p in pairs),
+            "rooms": sorted({p["room"] for p in pairs}),
+            "focal_lengths": sorted({p["camera_a"]["fx"] for p in pairs}),
+            "rotation_deg_range": rng_of("rotation_deg"), "baseline_m_range": rng_of("baseline_m", moved),
+            "median_depth_m_range": rng_of("median_depth_m"), "overlap_range": rng_of("overlap"),
+            "parallax_deg_median_range": rng_of("parallax_deg_median", moved),
+            "dominant_plane_fraction_range": rng_of("dominant_plane_fraction"),
+            "light_move_m_range": rng_of("light_move_m"),
+            "blurred_b": sum(p["sensor"][1]["blur"] is not None for p in pairs),
+            "jpeg_images": sum(s["jpeg_quality"] is not None for p in pairs for s in p["sensor"])}
+
+
+BUILDERS = {"chessboard": build_chessboard, "motorcycle": build_motorcycle, "rendered": build_rendered,
+            "rooms": build_rooms}
 
 
 def summary(name: str, manifest: dict) -> str:
@@ -509,6 +899,12 @@ def summary(name: str, manifest: dict) -> str:
         return (f"motorcycle: {n} pairs; f={c['fx']:.3f} cx0={c['cx0']:.3f} cx1={c['cx1']:.3f} cy={c['cy']:.3f} "
                 f"baseline {c['baseline_mm']} mm; depth {q['depth_range_m'][0]:.2f}-{q['depth_range_m'][1]:.2f} m; "
                 f"GT disparity on {100 * q['gt_disparity_valid_fraction']:.1f}% of pixels")
+    if name == "rooms":
+        cats = ", ".join(f"{c} {k}" for c, k in q["categories"].items())
+        return (f"rooms: {n} pairs ({cats}); rotation {q['rotation_deg_range'][0]:.1f}-{q['rotation_deg_range'][1]:.1f}"
+                f" deg, baseline {q['baseline_m_range'][0]:.3f}-{q['baseline_m_range'][1]:.2f} m (+ pure rotations), "
+                f"median depth {q['median_depth_m_range'][0]:.2f}-{q['median_depth_m_range'][1]:.2f} m, overlap "
+                f"{q['overlap_range'][0]:.2f}-{q['overlap_range'][1]:.2f}; GT exact (ray-cast)")
     return (f"rendered: {n} pairs; rotation {q['rotation_deg_range'][0]:.1f}-{q['rotation_deg_range'][1]:.1f} deg, "
             f"baseline {q['baseline_m_range'][0]:.2f}-{q['baseline_m_range'][1]:.2f} m, median depth "
             f"{q['median_depth_m_range'][0]:.2f}-{q['median_depth_m_range'][1]:.2f} m; GT exact (ray-cast)")

@@ -10,6 +10,13 @@ checked against correspondences that do not come from the pose itself:
   < 1 px after undistortion), and all stereo pairs give the same rig extrinsics.
 - motorcycle: the Middlebury disparity map's correspondences satisfy the GT epipolar geometry, triangulate in
   front of both cameras, and agree photometrically.
+- rooms (read from the cache that ``tools/eval_sets.py`` builds, a few minutes; the test fails, naming the command,
+  when it is missing): the category quotas and promises (dominant plane, plain wall, furniture share, t = 0 of the
+  pure rotations), and on a sample of pairs the saved depth of view a, lifted to 3-D, moved by the manifest's pose
+  and projected into b, lands where a fresh ray cast of b hits the same surface at the same depth, and satisfies
+  the essential matrix of the manifest (while a 1-degree-off pose does not).
+- the renderer on small images: bit-identical re-renders, bounding-box culling that changes no hit, exact depth
+  maps, shadows, and the sensor model (Poisson-Gaussian noise statistics, vignetting, centred blur kernels).
 
 Run: ``$MATCHA_CACHE/venv/bin/python -m pytest tools/test_eval_sets.py -q``
 """
@@ -25,8 +32,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import eval_sets as E  # noqa: E402
+from render import sensor, shading  # noqa: E402
+from render.frame import render  # noqa: E402
 from render.rooms import rendered_scene  # noqa: E402
-from render.scene import Camera, Scene  # noqa: E402
+from render.scene import Box, Camera, Rect, Scene, look_at, relative_pose  # noqa: E402
 
 OUT = Path(os.environ["MATCHA_EVAL_DIR"]) if os.environ.get("MATCHA_EVAL_DIR") else E.default_out()
 
@@ -36,10 +45,25 @@ def need_opencv_doc():
         pytest.skip("Debian opencv-doc not installed (apt-get install opencv-doc)")
 
 
+CHEAP_SETS = ("chessboard", "motorcycle", "rendered")  # built here when missing (seconds); rooms takes minutes
+
+
 @pytest.fixture(scope="module")
 def manifests():
     need_opencv_doc()
-    return {n: (E.load_manifest(E.build(n, OUT)), OUT / n) for n in E.SETS}
+    return {n: (E.load_manifest(E.build(n, OUT)), OUT / n) for n in CHEAP_SETS}
+
+
+@pytest.fixture(scope="module")
+def rooms():
+    """The cached rooms set; it must have been built by the current generator."""
+    need_opencv_doc()
+    path = OUT / "rooms" / "manifest.json"
+    m = E.load_manifest(path) if path.exists() else {}
+    if m.get("generator_hash") != E.generator_hash():
+        pytest.fail(f"the rooms set at {path.parent} is missing or outdated: build it with "
+                    f"python tools/eval_sets.py --sets rooms --out {OUT} (a few minutes; scripts/test.sh does it)")
+    return m, path.parent
 
 
 def essential(pair) -> np.ndarray:
@@ -84,8 +108,8 @@ def bilinear(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------------------------
 # common
 # ------------------------------------------------------------------------------------------------------------------
-def test_manifests_well_formed(manifests):
-    for name, (m, root) in manifests.items():
+def test_manifests_well_formed(manifests, rooms):
+    for name, (m, root) in {**manifests, "rooms": rooms}.items():
         assert m["name"] == name
         assert len(m["pairs"]) >= 2
         ids = [p["id"] for p in m["pairs"]]
@@ -93,7 +117,10 @@ def test_manifests_well_formed(manifests):
         for p in m["pairs"]:
             R = np.asarray(p["R"], float)
             assert np.allclose(R @ R.T, np.eye(3), atol=1e-9) and np.linalg.det(R) > 0.999
-            assert abs(np.linalg.norm(p["t"]) - 1) < 1e-9
+            if p.get("pure_rotation"):
+                assert p["t"] == [0.0, 0.0, 0.0]
+            else:
+                assert abs(np.linalg.norm(p["t"]) - 1) < 1e-9
             for k in ("image_a", "image_b"):
                 assert (root / p[k]).exists(), p[k]
             for c in ("camera_a", "camera_b"):
@@ -249,3 +276,205 @@ def test_motorcycle_disparity_satisfies_gt(manifests):
     ok2 = (xw[:, 0] > 0) & (xw[:, 0] < right.shape[1] - 2)
     bad = np.median(np.abs(left[ys[ok2], xs[ok2]] - bilinear(right, xw[ok2])[:, 0]))
     assert good < 6 and good < 0.3 * bad, (good, bad)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# rooms
+# ------------------------------------------------------------------------------------------------------------------
+def test_rooms_categories_and_promises(rooms):
+    m, _ = rooms
+    pairs = m["pairs"]
+    assert len(pairs) >= 120
+    counts = {c: sum(p["category"] == c for p in pairs) for c in E.ROOMS_QUOTAS}
+    assert counts == E.ROOMS_QUOTAS
+    assert len({p["room"] for p in pairs}) >= 5
+    for p in pairs:
+        c = p["category"]
+        assert p["kind"] == "rendered" and p["overlap"] >= 0.3, p["id"]
+        lo, hi = E.ROTATION_RANGE.get(c, (2.0, 30.0))
+        assert lo - 1e-9 <= p["rotation_deg"] <= hi + 1e-9, p["id"]
+        if c in ("wall", "floor"):
+            assert p["dominant_plane_fraction"] >= 0.7, p["id"]
+        if c == "low_texture":
+            assert p["plain_wall_fraction"] >= 0.5, p["id"]
+        if c == "pure_rotation":
+            assert p["pure_rotation"] and p["t"] == [0.0, 0.0, 0.0] and p["baseline_m"] == 0.0, p["id"]
+        else:
+            assert not p["pure_rotation"]
+            b_lo, b_hi = E.BASELINE_RANGE.get(c, E.MOVED_BASELINE)
+            assert b_lo - 1e-9 <= p["baseline_m"] <= b_hi + 1e-9, p["id"]
+        if c == "small_baseline":
+            assert 1.5 <= p["median_depth_m"] <= 6.0, p["id"]
+        assert 0.3 - 1e-9 <= p["light_move_m"] <= 2.0 + 1e-9, p["id"]
+    objects = [p for p in pairs if p["wall_objects"]]
+    assert len(objects) == E.ROOMS_WALL_OBJECTS and all(0.05 <= p["furniture_fraction"] <= 0.2 for p in objects)
+    # the photometric changes are there in about the asked-for proportions
+    n = len(pairs)
+    assert 0.15 * n <= sum(p["sensor"][1]["blur"] is not None for p in pairs) <= 0.35 * n
+    assert 0.2 * 2 * n <= sum(s["jpeg_quality"] is not None for p in pairs for s in p["sensor"]) <= 0.4 * 2 * n
+
+
+def lift(depth: np.ndarray, K: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Pixel centres uv (N x 2, integer) with the depth map's z -> points in the camera frame (N x 3)."""
+    z = depth[uv[:, 1], uv[:, 0]].astype(np.float64)
+    return np.c_[(uv - K[[0, 1], [2, 2]]) / K[[0, 1], [0, 1]] * z[:, None], z]
+
+
+def transfer(pair, p: dict, depth: np.ndarray, uv: np.ndarray, R: np.ndarray):
+    """View a's pixels uv lifted with the saved depth and moved by (R, the manifest's t at the true scale) into b:
+    (hits of a at uv, the moved points' pixels in b, which of them lie in b's image, which of those b's ray cast
+    hits at the same depth)."""
+    K = E.K_of(p["camera_a"])
+    Xb = lift(depth, K, uv) @ R.T + np.asarray(p["t"]) * p["baseline_m"]
+    uv_b = Xb[:, :2] / Xb[:, 2:] * K[[0, 1], [0, 1]] + K[[0, 1], [2, 2]]
+    inside = (Xb[:, 2] > 0) & np.all((uv_b > 0) & (uv_b < [E.ROOMS_W - 1, E.ROOMS_H - 1]), axis=1)
+    hb = pair.scene.cast(pair.cam_b, uv_b[inside])
+    same = np.abs(hb.depth - Xb[inside, 2]) < 1e-4 * Xb[inside, 2]  # float32 depth in the file
+    return hb, uv_b, inside, same
+
+
+def test_rooms_ground_truth_from_depth(rooms):
+    m, root = rooms
+    rng = np.random.default_rng(0)
+    by_cat = {}
+    for k, p in enumerate(m["pairs"]):
+        by_cat.setdefault(p["category"], []).append(k)
+    sample = [ks[i] for ks in by_cat.values() for i in (0, len(ks) // 2)]  # two pairs of every category
+    for k in sample:
+        p = m["pairs"][k]
+        pair = E.RoomsPair(k)
+        assert pair.id == p["id"]
+        depth = np.load(root / p["depth_a"])
+        assert depth.shape == (E.ROOMS_H, E.ROOMS_W) and depth.dtype == np.float32
+        uv = np.c_[rng.integers(0, E.ROOMS_W, 800), rng.integers(0, E.ROOMS_H, 800)]
+        # the saved depth is the ray caster's, at the pixel centres
+        ha = pair.scene.cast(pair.cam_a, uv.astype(float))
+        assert np.allclose(depth[uv[:, 1], uv[:, 0]], ha.depth, rtol=1e-6)
+        # moved by the manifest's pose, a's points reappear in b on the same surface at the same depth ...
+        R = np.asarray(p["R"])
+        hb, uv_b, inside, same = transfer(pair, p, depth, uv, R)
+        assert same.mean() > 0.25, f"{p['id']}: only {same.mean():.2f} of a's points reappear in b"
+        assert np.all(hb.surface[same] == ha.surface[inside][same]), p["id"]
+        # ... and do not with the rotation 1 degree off
+        off = cv2.Rodrigues(np.array([0.0, np.radians(1.0), 0.0]))[0] @ R
+        assert transfer(pair, p, depth, uv, off)[3].mean() < 0.05, p["id"]
+        # the manifest's essential matrix (the infinite homography for t = 0) holds on these correspondences
+        xa, xb = uv[inside][same].astype(float), uv_b[inside][same]
+        K = E.K_of(p["camera_a"])
+        if p["pure_rotation"]:
+            proj = np.c_[xa, np.ones(len(xa))] @ (K @ R @ np.linalg.inv(K)).T
+            assert np.abs(proj[:, :2] / proj[:, 2:] - xb).max() < 1e-3, p["id"]
+        else:
+            err = sampson_px(fundamental(p), xa, xb)
+            assert np.percentile(err, 99) < 0.01, f"{p['id']}: Sampson error p99 {np.percentile(err, 99):.3g} px"
+
+
+def test_rooms_images_show_the_same_surfaces(rooms):
+    """Grey levels at true correspondences agree far better than at shuffled ones, despite light, gain, noise."""
+    m, root = rooms
+    rng = np.random.default_rng(1)
+    for k in range(0, len(m["pairs"]), 10):
+        p = m["pairs"][k]
+        K = E.K_of(p["camera_a"])
+        depth = np.load(root / p["depth_a"])
+        uv = np.c_[rng.integers(0, E.ROOMS_W, 3000), rng.integers(0, E.ROOMS_H, 3000)]
+        Xb = lift(depth, K, uv) @ np.asarray(p["R"]).T + np.asarray(p["t"]) * p["baseline_m"]
+        uv_b = Xb[:, :2] / Xb[:, 2:] * K[[0, 1], [0, 1]] + K[[0, 1], [2, 2]]
+        ok = np.all((uv_b > 0) & (uv_b < [E.ROOMS_W - 1, E.ROOMS_H - 1]), axis=1)
+        ga = cv2.imread(str(root / p["image_a"]), cv2.IMREAD_GRAYSCALE).astype(float)
+        gb = cv2.imread(str(root / p["image_b"]), cv2.IMREAD_GRAYSCALE).astype(float)
+        va, vb = ga[uv[ok, 1], uv[ok, 0]], bilinear(gb, uv_b[ok])[:, 0]
+        r = np.corrcoef(va, vb)[0, 1]
+        r_shuffled = np.corrcoef(va, vb[rng.permutation(len(vb))])[0, 1]
+        assert r > 0.5 and r > r_shuffled + 0.4, f"{p['id']}: correlation {r:.2f} (shuffled {r_shuffled:.2f})"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# renderer
+# ------------------------------------------------------------------------------------------------------------------
+def small_pair(k: int = 0):
+    """A rooms pair rendered at 160 x 120."""
+    pair = E.RoomsPair(k)
+    return pair, pair.render(scale=0.25)
+
+
+def test_render_is_deterministic():
+    _, out1 = small_pair(0)
+    _, out2 = small_pair(0)
+    for (i1, f1, s1), (i2, f2, s2) in zip(out1, out2):
+        assert i1.shape == (120, 160, 3) and i1.tobytes() == i2.tobytes() and s1 == s2
+        assert f1.depth.tobytes() == f2.depth.tobytes() and f1.colour.tobytes() == f2.colour.tobytes()
+    _, other = small_pair(1)
+    assert other[0][0].tobytes() != out1[0][0].tobytes()
+
+
+def test_culled_grid_cast_equals_plain_cast():
+    pair = E.RoomsPair(0)
+    cam = pair.cam_a.scaled(0.25)
+    grid = pair.scene.cast_grid(cam, 0.25, -0.25)
+    vs, us = np.mgrid[0:cam.height, 0:cam.width]
+    plain = pair.scene.cast(cam, np.c_[us.ravel() + 0.25, vs.ravel() - 0.25])
+    assert np.array_equal(grid.surface.ravel(), plain.surface)
+    assert np.array_equal(grid.depth.ravel(), plain.depth) and np.array_equal(grid.s.ravel(), plain.s)
+
+
+def test_depth_map_is_exact():
+    """Depth z along the optical axis: the pixel's ray at that depth lies on the surface it reports."""
+    pair, ((_, frame, _), _) = small_pair(2)
+    cam = pair.cam_a.scaled(0.25)
+    vs, us = np.mgrid[0:cam.height, 0:cam.width]
+    K = cam.K
+    Xc = np.stack([(us - K[0, 2]) / K[0, 0] * frame.depth, (vs - K[1, 2]) / K[1, 1] * frame.depth, frame.depth], -1)
+    X = Xc.reshape(-1, 3) @ cam.R + cam.C
+    n = pair.scene.normals[frame.surface.ravel()]
+    o = np.array([pair.scene.surfaces[i].o for i in frame.surface.ravel()])
+    assert np.abs(np.einsum("ij,ij->i", X - o, n)).max() < 1e-9
+    # the normal map faces the camera
+    assert np.all(np.einsum("ij,ij->i", frame.normal.reshape(-1, 3), X - cam.C) < 0)
+
+
+def test_shadow_of_a_box():
+    grey = np.full((16, 16, 3), 0.5, np.float32)
+    floor = Rect([-5, 0, -5], [10, 0, 0], [0, 0, 10], grey, kind="floor")
+    box = Box([0, -0.5, 0], [1, 1, 1], 0.3, {f: grey for f in Box.FACES})
+    scene = Scene([floor], [box])
+    L = np.float32([-1.5, -2.5, 0.0])
+    P = np.float32([[0.2, 0.0, 0.2], [3.0, 0.0, 3.0], [0.1, -1.0, 0.1]])  # under the box, far from it, on its top
+    assert list(shading.occluded(scene.boxes, P, L)) == [True, False, False]
+    C = np.array([0.0, -3.0, -4.0])
+    cam = Camera(np.array([[100.0, 0, 79.5], [0, 100, 59.5], [0, 0, 1]]), 160, 120, look_at(C, np.zeros(3), 0), C)
+    lighting = shading.Lighting((shading.PointLight(tuple(L)),))
+    lit, unlit = render(scene, cam, lighting, shadows=True), render(scene, cam, lighting, shadows=False)
+    inner_floor = cv2.erode((lit.surface == 0).astype(np.uint8), np.ones((3, 3))) > 0
+    inner_box = cv2.erode((lit.surface > 0).astype(np.uint8), np.ones((3, 3))) > 0
+    darker = np.all(lit.colour < unlit.colour - 1e-6, axis=2)
+    assert darker[inner_floor].mean() > 0.02  # the shadow falls on the floor
+    assert not darker[inner_box].any()  # the box's own lit faces are not shadowed by the box
+
+
+def test_sensor_noise_vignetting_blur():
+    rng = np.random.default_rng(0)
+    K = np.array([[100.0, 0, 99.5], [0, 100, 99.5], [0, 0, 1]])
+    flat = np.full((200, 200, 3), 0.2, np.float32)
+    s = sensor.Sensor(exposure=1.0, full_well=1000.0, read_noise=5.0, gamma=1.0)
+    out = sensor.capture(flat, K, s, rng).astype(float) / 255
+    # Poisson-Gaussian: variance = signal / full_well + (read / full_well)^2 (+ 8-bit quantisation)
+    want = 0.2 / 1000 + (5 / 1000) ** 2 + 1 / (12 * 255 ** 2)
+    assert abs(out.mean() - 0.2) < 0.005 and abs(out.var() / want - 1) < 0.1
+    v = sensor.vignetting_gain(K, 200, 200, 0.5)
+    corner = 1 / (1 + 2 * (99.5 / 100) ** 2) ** 2
+    assert v[100, 100] == pytest.approx(1 - 0.5 + 0.5 / (1 + 2 * (0.5 / 100) ** 2) ** 2, abs=1e-6)
+    assert v[0, 0] == pytest.approx(0.5 + 0.5 * corner, abs=1e-6)
+    for blur in (("defocus", 1.2), ("motion", 7.0, 30.0)):
+        k = sensor.blur_kernel(blur)
+        ys, xs = np.mgrid[0:k.shape[0], 0:k.shape[1]]
+        c = (k.shape[0] - 1) / 2
+        assert k.sum() == pytest.approx(1.0, abs=1e-6)
+        assert abs((k * xs).sum() - c) < 0.05 and abs((k * ys).sum() - c) < 0.05, blur  # centred: no shift
+
+
+def test_relative_pose_convention():
+    Ra, Ca = look_at(np.zeros(3), np.array([0.0, 0, 1]), 0.0), np.zeros(3)
+    Rb, Cb = Ra, np.array([0.5, 0, 0])  # b sits 0.5 m to the right of a
+    R, t = relative_pose(Ra, Ca, Rb, Cb)
+    assert np.allclose(R, np.eye(3)) and np.allclose(t, [-0.5, 0, 0])

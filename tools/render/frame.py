@@ -2,9 +2,10 @@
 
 The colour is the mean of ss x ss sub-pixel ray casts (offsets -0.5 + (k + 0.5) / ss, summed in float32 in a
 fixed order, so a frame is bit-reproducible); with ``lighting`` each sample is albedo * irradiance (linear
-radiance), without it the plain albedo (the legacy ``rendered`` set). The geometry comes from one more cast
-through the pixel centres, so ``depth[v, u]`` is exactly the depth of the surface point that projects to (u, v):
-ground truth for pose, flow, stereo or tracking, not an average over the pixel footprint.
+radiance), without it the plain albedo (the legacy ``rendered`` set). Shadow rays are traced for the pixel
+centres and re-used by the sub-samples that see the same surface (``shading.visible``). The geometry comes from
+one more cast through the pixel centres, so ``depth[v, u]`` is exactly the depth of the surface point that
+projects to (u, v): ground truth for pose, flow, stereo or tracking, not an average over the pixel footprint.
 
 Not here: the camera's sensor (``sensor.capture`` turns the radiance into an 8-bit image), file formats.
 """
@@ -32,6 +33,12 @@ class Frame:
 
 def render(scene: Scene, camera: Camera, lighting: shading.Lighting | None = None, ss: int = 2,
            shadows: bool = False, geometry: bool = True) -> Frame:
+    """Colour (ss x ss supersampled; lit when ``lighting`` is given, with hard shadows when ``shadows``) and,
+    when ``geometry``, depth, surface and normal at the pixel centres."""
+    centre = scene.cast_grid(camera) if geometry or (lighting is not None and shadows) else None
+    vis_centre = None
+    if lighting is not None and shadows:
+        vis_centre = [shading.visible(scene, centre, light) for light in lighting.lights]
     acc = np.zeros((camera.height, camera.width, 3), np.float32)
     offs = [(-0.5 + (k + 0.5) / ss) for k in range(ss)]
     for oy in offs:
@@ -39,10 +46,11 @@ def render(scene: Scene, camera: Camera, lighting: shading.Lighting | None = Non
             hits = scene.cast_grid(camera, ox, oy)
             col = scene.albedo(hits)
             if lighting is not None:
-                col *= shading.irradiance(scene, hits, lighting, shadows)
+                vis = None if vis_centre is None else [
+                    shading.visible(scene, hits, light, (centre, v)) for light, v in zip(lighting.lights, vis_centre)]
+                col *= shading.irradiance(scene, hits, lighting, vis)
             acc += col
     frame = Frame(acc / (ss * ss))
     if geometry:
-        centre = scene.cast_grid(camera)
         frame.depth, frame.surface, frame.normal = centre.depth, centre.surface, scene.facing_normals(centre)
     return frame

@@ -1,11 +1,13 @@
 """Scene builders: the single room of the legacy ``rendered`` set, and furnished rooms built from short recipes.
 
 A furnished room is a box (floor at y = 0, ceiling at y = -height since y points down; x in [0, width], z in
-[0, depth]) whose walls are either plain paint (``textures.plain``: the low-texture case) or a tiled material scan
-(brick, text pages...), with photos hung on them as posters (separate rectangles 2 mm in front of the wall that
-share its plane id, so a wall with its posters counts as one plane), a tiled floor material, a plain ceiling, and
-furniture made of boxes (cabinets and crates against the walls or free-standing, tables with four legs). Every
-random choice comes from the generator passed in, so a recipe and a seed give the same room.
+[0, depth]) whose walls are either plain paint (``textures.plain``: the low-texture case) or material scans (brick,
+text pages...) laid as a mosaic of mirrored / turned copies (``textures.mosaic``: an exactly repeating tile would
+give matchers whole families of false but consistent matches), with photos hung on them as posters (separate
+rectangles 2 mm in front of the wall that share its plane id, so a wall with its posters counts as one plane), a
+floor material, a plain ceiling, and furniture made of boxes (cabinets, crates, benches, a bed against the walls or
+free-standing, tables with four legs). Every random choice comes from a generator seeded by (seed, room index), so
+a recipe and a seed give the same room.
 
 Why recipes and not random rooms: the evaluation wants rooms that look like offices, galleries or store rooms, each
 with a known share of plain paint, and rooms must not change when an unrelated sampler changes. Not here: cameras
@@ -64,27 +66,41 @@ def rendered_scene() -> list:
 # ------------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Material:
-    """A surface material: plain paint of ``albedo`` (``scan`` None) or a tiled material scan tinted by ``albedo``,
-    ``tile`` metres per repeat, ``stretch`` (> 1: the scan is stretched along x into streaks, e.g. wood grain)."""
+    """A surface material: plain paint of ``albedo`` (``scans`` empty) or material scans tinted by ``albedo`` laid
+    as a ``mosaic`` x ``mosaic`` mosaic (``textures.mosaic``: cells mirrored when ``flips``, turned when ``turns``),
+    ``tile`` metres per cell; ``stretch`` (> 1) stretches the scans along x into streaks (wood grain); every scan
+    is first turned by ``quarter_turns`` x 90 deg."""
 
     albedo: tuple
-    scan: str | None = None
+    scans: tuple = ()
     tile: float = 1.0
     contrast: float = 1.0
     stretch: float = 1.0
+    quarter_turns: int = 0
+    mosaic: int = 3
+    flips: bool = True
+    turns: bool = False
 
     @property
     def plain(self) -> bool:
-        return self.scan is None
+        return not self.scans
+
+    @property
+    def period(self) -> float:
+        """Metres after which the texture repeats."""
+        return 2.0 if self.plain else self.tile * self.mosaic
 
     def image(self, rng: np.random.Generator) -> np.ndarray:
         if self.plain:
             return textures.plain(self.albedo, rng)
-        img = textures.material(self.scan, self.albedo, self.contrast)
-        if self.stretch != 1.0:
-            h, w = img.shape[:2]
-            img = cv2.resize(img[:, : max(8, int(w / self.stretch))], (w, h), interpolation=cv2.INTER_CUBIC)
-        return np.clip(img, 0, 1)
+        cells = []
+        for name in self.scans:
+            img = np.rot90(textures.material(name, self.albedo, self.contrast), self.quarter_turns)
+            if self.stretch != 1.0:
+                h, w = img.shape[:2]
+                img = cv2.resize(img[:, : max(8, int(w / self.stretch))], (w, h), interpolation=cv2.INTER_CUBIC)
+            cells.append(np.clip(img, 0, 1))
+        return textures.mosaic(cells, rng, self.mosaic, self.turns, self.flips)
 
 
 @dataclass(frozen=True)
@@ -104,36 +120,39 @@ class Recipe:
     furniture: tuple
 
 
-WALLS = ("south", "east", "north", "west")
-WOOD = Material((0.55, 0.38, 0.24), "skimage:gravel", tile=0.8, contrast=1.4, stretch=12)
-CARDBOARD = Material((0.62, 0.48, 0.32), "skimage:gravel", tile=1.0, contrast=0.25)
+WOOD = Material((0.55, 0.38, 0.24), ("skimage:grass",), tile=0.8, contrast=0.5, stretch=25)
+CARDBOARD = Material((0.62, 0.48, 0.32), ("skimage:gravel",), tile=1.0, contrast=0.25, turns=True)
 WHITE_CEILING = Material((0.86, 0.86, 0.84))
+OFF_WHITE, GALLERY_WHITE, PALE_BLUE = Material((0.80, 0.78, 0.72)), Material((0.88, 0.87, 0.85)), Material(
+    (0.74, 0.80, 0.86))
+RED_BRICK = Material((0.62, 0.36, 0.28), ("skimage:brick",), tile=1.2, quarter_turns=1)
+PAINTED_BRICK = Material((0.85, 0.83, 0.80), ("skimage:brick",), tile=1.0, contrast=0.5, quarter_turns=1)
+GREY_BRICK = Material((0.55, 0.55, 0.56), ("skimage:brick",), tile=1.2, quarter_turns=1)
+NOTICE_BOARD = Material((0.90, 0.88, 0.82), ("skimage:page", "skimage:text", "sudoku.png", "imageTextN.png"),
+                        tile=0.5, mosaic=4, flips=False)
+CARPET = Material((0.42, 0.42, 0.48), ("skimage:gravel",), tile=0.7, contrast=0.9, turns=True)
+RUG = Material((0.70, 0.62, 0.50), ("skimage:grass",), tile=0.6, contrast=0.6, turns=True)
+PAVERS = Material((0.50, 0.42, 0.36), ("skimage:brick",), tile=1.0, contrast=0.8)
+CONCRETE = Material((0.50, 0.50, 0.50), ("skimage:gravel",), tile=1.0, turns=True)
+ROUGH_CONCRETE = Material((0.45, 0.44, 0.42), ("skimage:gravel",), tile=1.2, contrast=1.2, turns=True)
 
 RECIPES = (
-    Recipe("office", (4.2, 5.0, 2.6), (Material((0.80, 0.78, 0.72)),) * 4,
-           Material((0.42, 0.42, 0.48), "skimage:gravel", tile=0.7, contrast=0.9), WHITE_CEILING,
-           (1, 1, 1, 0), (0.5, 0.9), (("table", "west"), ("cabinet", "north"), ("crate", "east"))),
-    Recipe("gallery", (8.0, 12.0, 3.2), (Material((0.88, 0.87, 0.85)),) * 4, WOOD, WHITE_CEILING,
-           (2, 3, 2, 3), (0.8, 1.6), (("bench", "free"), ("bench", "free"), ("crate", "free"))),
-    Recipe("loft", (6.0, 8.0, 3.0),
-           (Material((0.85, 0.84, 0.80)), Material((0.85, 0.84, 0.80)), Material((0.62, 0.36, 0.28), "skimage:brick",
-                                                                                  tile=1.2),
-            Material((0.62, 0.36, 0.28), "skimage:brick", tile=1.2)),
-           Material((0.60, 0.58, 0.55), "skimage:checkerboard", tile=2.4, contrast=0.35), WHITE_CEILING,
-           (2, 2, 1, 1), (0.6, 1.2), (("table", "free"), ("crate", "free"), ("crate", "north"), ("cabinet", "east"))),
-    Recipe("bedroom", (3.0, 4.0, 2.4), (Material((0.74, 0.80, 0.86)),) * 4,
-           Material((0.70, 0.62, 0.50), "skimage:grass", tile=0.6, contrast=0.6), WHITE_CEILING,
-           (1, 2, 1, 1), (0.4, 0.8), (("bed", "west"), ("cabinet", "east"))),
-    Recipe("classroom", (5.0, 7.0, 2.8),
-           (Material((0.82, 0.82, 0.76)), Material((0.85, 0.83, 0.80), "skimage:brick", tile=1.0, contrast=0.5),
-            Material((0.90, 0.88, 0.82), "skimage:page", tile=0.5), Material((0.82, 0.82, 0.76))),
-           Material((0.50, 0.50, 0.50), "skimage:gravel", tile=1.0), WHITE_CEILING,
-           (2, 0, 1, 2), (0.6, 1.2), (("table", "free"), ("table", "free"), ("cabinet", "west"), ("crate", "free"))),
-    Recipe("storage", (7.0, 9.0, 3.0),
-           (Material((0.55, 0.55, 0.56), "skimage:brick", tile=1.2),) * 3 + (Material((0.78, 0.78, 0.76)),),
-           Material((0.45, 0.44, 0.42), "skimage:gravel", tile=1.2, contrast=1.2), WHITE_CEILING,
-           (1, 1, 0, 2), (0.6, 1.0), (("crate", "free"), ("crate", "free"), ("crate", "south"), ("crate", "east"),
-                                      ("cabinet", "north"), ("table", "free"))),
+    Recipe("office", (4.2, 5.0, 2.6), (OFF_WHITE,) * 4, CARPET, WHITE_CEILING, (1, 1, 1, 0), (0.5, 0.9),
+           (("table", "west"), ("cabinet", "north"), ("crate", "east"))),
+    Recipe("gallery", (8.0, 12.0, 3.2), (GALLERY_WHITE,) * 4, WOOD, WHITE_CEILING, (3, 4, 3, 4), (0.8, 1.6),
+           (("bench", "free"), ("bench", "free"), ("crate", "free"), ("crate", "free"))),
+    Recipe("loft", (6.0, 8.0, 3.0), (OFF_WHITE, OFF_WHITE, RED_BRICK, RED_BRICK), PAVERS, WHITE_CEILING,
+           (3, 3, 2, 2), (0.6, 1.2), (("table", "free"), ("crate", "free"), ("crate", "free"), ("crate", "north"),
+                                      ("crate", "east"), ("cabinet", "east"))),
+    Recipe("bedroom", (3.0, 4.0, 2.4), (PALE_BLUE,) * 4, RUG, WHITE_CEILING, (2, 2, 1, 1), (0.4, 0.8),
+           (("bed", "west"), ("cabinet", "east"), ("crate", "south"))),
+    Recipe("classroom", (5.0, 7.0, 2.8), (OFF_WHITE, PAINTED_BRICK, NOTICE_BOARD, OFF_WHITE), CONCRETE,
+           WHITE_CEILING, (3, 1, 2, 3), (0.6, 1.2),
+           (("table", "free"), ("table", "free"), ("cabinet", "west"), ("crate", "free"), ("crate", "south"))),
+    Recipe("storage", (7.0, 9.0, 3.0), (GREY_BRICK, GREY_BRICK, GREY_BRICK, OFF_WHITE), ROUGH_CONCRETE,
+           WHITE_CEILING, (2, 2, 1, 3), (0.6, 1.0),
+           (("crate", "free"), ("crate", "free"), ("crate", "free"), ("crate", "south"), ("crate", "east"),
+            ("cabinet", "north"), ("table", "free"))),
 )
 
 
@@ -223,7 +242,7 @@ def _furniture_box(kind: str, photos, rng) -> list:
         return [((0, -h / 2, 0), (w, h, d), {f: wood for f in ("+x", "-x", "-y", "+z", "-z")})], (w, d)
     if kind == "bed":
         w, d, h = rng.uniform(1.2, 1.5), rng.uniform(1.9, 2.1), rng.uniform(0.45, 0.6)
-        cover = Material(tuple(rng.uniform(0.4, 0.9, 3)), "skimage:grass", tile=0.5, contrast=0.5).image(rng)
+        cover = Material(tuple(rng.uniform(0.4, 0.9, 3)), ("skimage:grass",), contrast=0.5, turns=True).image(rng)
         return [((0, -h / 2, 0), (w, h, d), {f: cover for f in ("+x", "-x", "-y", "+z", "-z")})], (w, d)
     if kind == "table":
         w, d, h, top = rng.uniform(1.0, 1.8), rng.uniform(0.6, 1.0), rng.uniform(0.72, 0.78), 0.04
@@ -275,16 +294,15 @@ def build_room(index: int, seed: int) -> Room:
     rng = np.random.default_rng([seed, index])
     W, D, H = rec.size
     surfaces, walls = [], {}
-    floor = Rect([0, 0, 0], [W, 0, 0], [0, 0, D], rec.floor.image(rng), rep=(W / rec.floor.tile, D / rec.floor.tile),
-                 texels_per_m=400, plane=0, kind="floor", plain=rec.floor.plain)
+    floor = Rect([0, 0, 0], [W, 0, 0], [0, 0, D], rec.floor.image(rng), rep=(W / rec.floor.period,
+                 D / rec.floor.period), texels_per_m=400, plane=0, kind="floor", plain=rec.floor.plain)
     ceiling = Rect([0, -H, 0], [W, 0, 0], [0, 0, D], rec.ceiling.image(rng), rep=(W / 2, D / 2), texels_per_m=64,
                    plane=1, kind="ceiling", plain=rec.ceiling.plain)
     surfaces += [floor, ceiling]
     for k, ((name, o, along, normal, length), mat) in enumerate(zip(_walls(rec.size), rec.walls)):
         wall = Wall(name, o, along, normal, length, plane=2 + k, plain=mat.plain)
         walls[name] = wall
-        tile = mat.tile if not mat.plain else 2.0
-        surfaces.append(Rect(o, length * along, [0, H, 0], mat.image(rng), rep=(length / tile, H / tile),
+        surfaces.append(Rect(o, length * along, [0, H, 0], mat.image(rng), rep=(length / mat.period, H / mat.period),
                              texels_per_m=64 if mat.plain else 450, plane=wall.plane, kind="wall", plain=mat.plain))
     photos = itertools.cycle([str(p) for p in rng.permutation(PHOTOS)])  # repeats only once all are used
     for wall, count in zip(walls.values(), rec.posters):

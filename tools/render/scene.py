@@ -156,9 +156,10 @@ class Rect:
         x0i, y0i = x0.astype(np.int64), y0.astype(np.int64)
         x1i, y1i = (x0i + 1) % tw, (y0i + 1) % th
         x0i, y0i = x0i % tw, y0i % th
-        im = self.img
-        return ((1 - fy) * ((1 - fx) * im[y0i, x0i] + fx * im[y0i, x1i])
-                + fy * ((1 - fx) * im[y1i, x0i] + fx * im[y1i, x1i]))
+        im = self.img.reshape(-1, self.img.shape[2])  # gathers by flat index: the same texels, faster
+        r0, r1 = y0i * tw, y1i * tw
+        return ((1 - fy) * ((1 - fx) * im[r0 + x0i] + fx * im[r0 + x1i])
+                + fy * ((1 - fx) * im[r1 + x0i] + fx * im[r1 + x1i]))
 
 
 class Box:
@@ -286,16 +287,22 @@ class Scene:
 
     def albedo(self, hits: Hits) -> np.ndarray:
         """Texture colour (float32 RGB, bilinear) at each hit; 0 where nothing is hit."""
-        col = np.zeros(hits.depth.shape + (3,), np.float32)
-        for i in np.unique(hits.surface):
-            if i < 0:
-                continue
-            m = hits.surface == i
-            col[m] = self.surfaces[i].sample(hits.s[m], hits.t[m])
-        return col
+        col = np.zeros((hits.depth.size, 3), np.float32)
+        surf = hits.surface.ravel()
+        order = np.argsort(surf, kind="stable")
+        ids, starts = np.unique(surf[order], return_index=True)
+        ends = np.r_[starts[1:], len(order)]
+        s, t = hits.s.ravel(), hits.t.ravel()
+        for i, a, b in zip(ids, starts, ends):
+            if i >= 0:
+                m = order[a:b]
+                col[m] = self.surfaces[i].sample(s[m], t[m])
+        return col.reshape(hits.depth.shape + (3,))
 
-    def facing_normals(self, hits: Hits) -> np.ndarray:
-        """Unit world normals of the hit surfaces turned towards the ray origin (float32, shape + (3,); 0: no hit)."""
-        n = self.normals[hits.surface].astype(np.float32)
-        dot = sum(n[..., j] * hits.d[j] for j in range(3))
+    def facing_normals(self, hits: Hits, idx=None) -> np.ndarray:
+        """Unit world normals of the hit surfaces turned towards the ray origin (float32, shape + (3,); 0: no hit);
+        with ``idx`` (an index into the hits' arrays) only for those hits."""
+        sel = (...,) if idx is None else idx
+        n = self.normals[hits.surface[sel]].astype(np.float32)
+        dot = sum(n[..., j] * hits.d[j][sel] for j in range(3))
         return np.where((dot > 0)[..., None], -n, n).astype(np.float32)

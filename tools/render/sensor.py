@@ -52,7 +52,7 @@ def vignetting_gain(K: np.ndarray, width: int, height: int, strength: float) -> 
 
 
 def blur_kernel(blur: tuple) -> np.ndarray:
-    """Normalised, centred blur kernel: Gaussian (defocus) or an anti-aliased line segment (linear motion)."""
+    """Normalised, centred blur kernel: Gaussian (defocus) or a line segment splatted bilinearly (linear motion)."""
     if blur[0] == "defocus":
         sigma = float(blur[1])
         r = max(1, int(math.ceil(3 * sigma)))
@@ -61,12 +61,16 @@ def blur_kernel(blur: tuple) -> np.ndarray:
     if blur[0] == "motion":
         length, angle = float(blur[1]), math.radians(float(blur[2]))
         r = int(math.ceil(length / 2)) + 1
-        k = np.zeros((8 * (2 * r + 1), 8 * (2 * r + 1)), np.float32)  # 8x oversampled line, then area-averaged
-        c = 8 * r + 3.5
-        dx, dy = 4 * length * math.cos(angle), 4 * length * math.sin(angle)
-        cv2.line(k, (round(c - dx), round(c - dy)), (round(c + dx), round(c + dy)), 1.0, 1, cv2.LINE_AA)
-        k = cv2.resize(k, (2 * r + 1, 2 * r + 1), interpolation=cv2.INTER_AREA)
-        return k / k.sum()
+        n = max(2, int(math.ceil(8 * length)))
+        s = (np.arange(n) + 0.5) / n - 0.5  # points along the segment, symmetric about its centre
+        x, y = r + s * length * math.cos(angle), r + s * length * math.sin(angle)
+        x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+        fx, fy = x - x0, y - y0
+        k = np.zeros((2 * r + 1, 2 * r + 1), np.float64)
+        for dy, wy in ((0, 1 - fy), (1, fy)):  # bilinear splat: the kernel's centroid is exactly the centre
+            for dx, wx in ((0, 1 - fx), (1, fx)):
+                np.add.at(k, (y0 + dy, x0 + dx), wy * wx)
+        return (k / k.sum()).astype(np.float32)
     raise ValueError(f"unknown blur {blur!r}")
 
 

@@ -58,6 +58,29 @@ def material(name: str, tint=(1.0, 1.0, 1.0), contrast: float = 1.0) -> np.ndarr
     return np.clip(g * np.asarray(tint, np.float32), 0, 1).astype(np.float32)
 
 
+def mosaic(images: list, rng: np.random.Generator, n: int, turns: bool, flips: bool) -> np.ndarray:
+    """An n x n mosaic of randomly chosen ``images`` (all resized to the first one's size), each cell randomly
+    mirrored (``flips``) and turned by quarter turns (``turns``, square cells only). Tiling one scan repeats it
+    exactly every tile, and matchers then find whole families of consistent wrong matches one tile over (a
+    synthetic artefact, real carpets and walls do not repeat to the pixel); the mosaic's period is n tiles and
+    neighbouring cells differ."""
+    h, w = images[0].shape[:2]
+    rows = []
+    for _ in range(n):
+        row = []
+        for _ in range(n):
+            img = images[rng.integers(len(images))]
+            img = img if img.shape[:2] == (h, w) else cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+            if flips:
+                img = img[::-1] if rng.random() < 0.5 else img
+                img = img[:, ::-1] if rng.random() < 0.5 else img
+            if turns and h == w:
+                img = np.rot90(img, int(rng.integers(4)))
+            row.append(img)
+        rows.append(np.concatenate(row, axis=1))
+    return np.ascontiguousarray(np.concatenate(rows, axis=0))
+
+
 def plain(albedo, rng: np.random.Generator, amplitude: float = 0.01, size: int = 128) -> np.ndarray:
     """Painted surface: uniform ``albedo`` (RGB) times 1 + a smooth random variation of relative ``amplitude``
     (Gaussian-blurred white noise, correlation length ~size/8 texels), so the paint is not mathematically flat."""
