@@ -1,19 +1,22 @@
 //! Relative-pose accuracy evaluation on image pairs with ground truth: data-set manifests, running a
 //! pipeline over them, scoring any method's poses the same way (pose error = max of rotation and
-//! translation-direction angle, failures infinite, AUC@5/10/20°), tables and the recall-curve plot.
+//! translation-direction angle, failures infinite, AUC@5/10/20°; pure-rotation pairs scored on the
+//! rotation, a rotation without translation on a pair with one counts 90°), gross-failure rates (over 10°
+//! and over 20°, per pair category), the two-view configurations each method reported, tables and the
+//! recall-curve plot.
 //!
 //! Baselines computed elsewhere (OpenCV SIFT + PoseLib, XFeat-Python + PoseLib, written by
 //! `tools/eval_baselines.py`) are read as result files and scored by the same code as ours, so the numbers are
 //! comparable by construction. The data sets themselves are built by `tools/eval_sets.py`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use nalgebra::{Matrix3, Vector3};
 use plotters::prelude::*;
 
 use crate::geometry::metrics::{pose_auc, pose_error_max_deg};
-use crate::geometry::{Distortion, PinholeCamera};
+use crate::geometry::{Distortion, NoPose, PinholeCamera};
 use crate::pipeline::{Pipeline, PipelineError};
 
 /// AUC thresholds, degrees.
@@ -80,8 +83,11 @@ pub struct PairSpec {
     /// Ground-truth rotation (rows).
     #[serde(rename = "R")]
     pub r: [[f64; 3]; 3],
-    /// Ground-truth translation (any scale).
+    /// Ground-truth translation (any scale; zero for a pure rotation).
     pub t: [f64; 3],
+    /// Kind of view pair (e.g. `wall`, `floor`, `pure_rotation`), when the set names one.
+    #[serde(default)]
+    pub category: Option<String>,
 }
 
 /// A data set.
@@ -138,6 +144,10 @@ pub struct PairEstimate {
     /// Stage times, milliseconds.
     #[serde(default)]
     pub time_ms: HashMap<String, f64>,
+    /// Two-view configuration the method reported (`general`, `planar`, `panoramic`,
+    /// `planar_ambiguous`, or a baseline's own names), when it reports one.
+    #[serde(default)]
+    pub configuration: Option<String>,
 }
 
 /// All estimates of one method on one set.
@@ -167,22 +177,25 @@ pub struct MethodScore {
     pub errors: Vec<f64>,
     /// Pairs with a pose.
     pub successes: usize,
+    /// Pairs off by more than 10° (failures included).
+    pub over_10: usize,
+    /// Pairs off by more than 20° (failures included).
+    pub over_20: usize,
+    /// Pairs off by more than 20° per category (sets without categories: none).
+    pub over_20_by_category: BTreeMap<String, usize>,
+    /// How many pairs the method reported in each configuration.
+    pub configurations: BTreeMap<String, usize>,
     /// Median inliers.
     pub median_inliers: f64,
     /// Median total time per pair, ms (0 if unknown).
     pub median_time_ms: f64,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+fn median(v: &[f64]) -> f64 {
     if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
+        0.0
     } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
+        crate::util::stats::median(v)
     }
 }
 
@@ -193,6 +206,8 @@ pub fn score(manifest: &Manifest, results: &MethodResults) -> MethodScore {
     let mut errors = Vec::with_capacity(manifest.pairs.len());
     let mut inliers = Vec::new();
     let mut times = Vec::new();
+    let mut over_20_by_category = BTreeMap::new();
+    let mut configurations = BTreeMap::new();
     for pair in &manifest.pairs {
         let r_gt = Matrix3::from_fn(|i, j| pair.r[i][j]);
         let t_gt = Vector3::from(pair.t);
@@ -207,6 +222,12 @@ pub fn score(manifest: &Manifest, results: &MethodResults) -> MethodScore {
             None => f64::INFINITY,
         };
         errors.push(err);
+        if let Some(c) = &pair.category {
+            *over_20_by_category.entry(c.clone()).or_insert(0) += usize::from(err > 20.0);
+        }
+        if let Some(c) = est.and_then(|e| e.configuration.clone()) {
+            *configurations.entry(c).or_insert(0) += 1;
+        }
         if let Some(e) = est {
             inliers.push(e.num_inliers as f64);
             let total: f64 = e.time_ms.values().sum();
@@ -222,9 +243,13 @@ pub fn score(manifest: &Manifest, results: &MethodResults) -> MethodScore {
             .map(|a| 100.0 * a)
             .collect(),
         successes: errors.iter().filter(|e| e.is_finite()).count(),
+        over_10: errors.iter().filter(|&&e| e > 10.0).count(),
+        over_20: errors.iter().filter(|&&e| e > 20.0).count(),
+        over_20_by_category,
+        configurations,
         errors,
-        median_inliers: median(inliers),
-        median_time_ms: median(times),
+        median_inliers: median(&inliers),
+        median_time_ms: median(&times),
     }
 }
 
@@ -261,13 +286,17 @@ pub fn run_pipeline(
         let cam_a = pair.camera_a.camera().map_err(bad_cam)?;
         let cam_b = pair.camera_b.camera().map_err(bad_cam)?;
         let res = pipeline.match_pair(&fa, &cam_a, &fb, &cam_b)?;
-        let (r, t, inl) = match &res.pose {
+        let (r, t, inl, configuration) = match &res.pose {
             Ok(p) => (
                 Some([0, 1, 2].map(|i| [0, 1, 2].map(|j| p.rotation[(i, j)]))),
                 p.translation.map(|t| [t.x, t.y, t.z]),
                 p.num_inliers,
+                Some(p.configuration.name().to_string()),
             ),
-            Err(_) => (None, None, 0),
+            Err(NoPose::PlanarAmbiguity { .. }) => {
+                (None, None, 0, Some("planar_ambiguous".to_string()))
+            }
+            Err(_) => (None, None, 0, None),
         };
         pairs.push(PairEstimate {
             id: pair.id.clone(),
@@ -281,6 +310,7 @@ pub fn run_pipeline(
                 ("refine".to_string(), res.refine_ms),
                 ("pose".to_string(), res.pose_ms),
             ]),
+            configuration,
         });
     }
     Ok(MethodResults {
@@ -289,23 +319,62 @@ pub fn run_pipeline(
     })
 }
 
-/// Markdown table of the scores of several methods on one set.
+/// Markdown table of the scores of several methods on one set, then (when the set has categories) the
+/// pairs off by more than 20° per category, and the configurations each method reported.
 pub fn table(set: &str, pairs: usize, scores: &[MethodScore]) -> String {
+    let pct = |k: usize| 100.0 * k as f64 / pairs.max(1) as f64;
     let mut s = format!(
-        "### {set} ({pairs} pairs)\n\n| method | AUC@5° | AUC@10° | AUC@20° | poses | median inliers | median ms/pair |\n|---|---|---|---|---|---|---|\n"
+        "### {set} ({pairs} pairs)\n\n| method | AUC@5° | AUC@10° | AUC@20° | > 10° | > 20° | poses | median inliers | median ms/pair |\n|---|---|---|---|---|---|---|---|---|\n"
     );
     for m in scores {
         s += &format!(
-            "| {} | {:.1} | {:.1} | {:.1} | {}/{} | {:.0} | {:.1} |\n",
+            "| {} | {:.1} | {:.1} | {:.1} | {} ({:.1}%) | {} ({:.1}%) | {}/{} | {:.0} | {:.1} |\n",
             m.method,
             m.auc[0],
             m.auc[1],
             m.auc[2],
+            m.over_10,
+            pct(m.over_10),
+            m.over_20,
+            pct(m.over_20),
             m.successes,
             pairs,
             m.median_inliers,
             m.median_time_ms
         );
+    }
+    let categories: Vec<&String> = scores
+        .iter()
+        .flat_map(|m| m.over_20_by_category.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !categories.is_empty() {
+        s += "\nPairs off by > 20° per category:\n\n| method |";
+        for c in &categories {
+            s += &format!(" {c} |");
+        }
+        s += "\n|---|";
+        s += &"---|".repeat(categories.len());
+        s += "\n";
+        for m in scores {
+            s += &format!("| {} |", m.method);
+            for c in &categories {
+                s += &format!(" {} |", m.over_20_by_category.get(*c).copied().unwrap_or(0));
+            }
+            s += "\n";
+        }
+    }
+    if scores.iter().any(|m| !m.configurations.is_empty()) {
+        s += "\nConfigurations reported:\n\n";
+        for m in scores.iter().filter(|m| !m.configurations.is_empty()) {
+            let list: Vec<String> = m
+                .configurations
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            s += &format!("- {}: {}\n", m.method, list.join(", "));
+        }
     }
     s
 }
@@ -390,6 +459,14 @@ mod tests {
             camera_b: cam.clone(),
             r: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
             t,
+            category: Some(
+                if t == [0.0; 3] {
+                    "pure_rotation"
+                } else {
+                    "general"
+                }
+                .into(),
+            ),
         };
         Manifest {
             name: "toy".into(),
@@ -412,6 +489,7 @@ mod tests {
                 num_matches: 10,
                 num_inliers: 8,
                 time_ms: HashMap::new(),
+                configuration: Some("general".into()),
             }],
         };
         let s = score(&m, &res);
@@ -423,12 +501,43 @@ mod tests {
             assert!((a - 50.0).abs() < 1e-9, "{a}");
         }
         let t = table("toy", 2, std::slice::from_ref(&s));
-        assert!(t.contains("| x | 50.0 | 50.0 | 50.0 | 1/2 |"), "{t}");
+        assert!(
+            t.contains("| x | 50.0 | 50.0 | 50.0 | 1 (50.0%) | 1 (50.0%) | 1/2 |"),
+            "{t}"
+        );
+        assert_eq!(s.over_20_by_category.get("general"), Some(&1));
+        assert!(t.contains("- x: general 1"), "{t}");
         let dir = std::env::temp_dir().join(format!("matcha-eval-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         plot_recall_curves(&dir.join("c.svg"), "toy", &[s]).unwrap();
         assert!(std::fs::read_to_string(dir.join("c.svg"))
             .unwrap()
             .contains("<svg"));
+    }
+
+    #[test]
+    fn pure_rotations_score_the_rotation_and_a_missing_translation_is_90_degrees() {
+        let mut m = manifest();
+        m.pairs[1].t = [0.0; 3]; // p1 is a pure rotation
+        let rot = nalgebra::Rotation3::from_euler_angles(0.0, 0.0, 2f64.to_radians()).into_inner();
+        let r2 = [0, 1, 2].map(|i| [0, 1, 2].map(|j| rot[(i, j)]));
+        let est = |id: &str, t: Option<[f64; 3]>| PairEstimate {
+            id: id.into(),
+            r: Some(r2),
+            t,
+            num_matches: 10,
+            num_inliers: 8,
+            time_ms: HashMap::new(),
+            configuration: None,
+        };
+        let res = MethodResults {
+            method: "x".into(),
+            // p0 has a translation: a rotation-only answer is 90° off; p1: rotation error only (2°), any t
+            pairs: vec![est("p0", None), est("p1", Some([0.0, 0.0, 1.0]))],
+        };
+        let s = score(&m, &res);
+        assert_eq!(s.errors[0], 90.0);
+        assert!((s.errors[1] - 2.0).abs() < 1e-9, "{}", s.errors[1]);
+        assert_eq!(s.over_10, 1);
     }
 }

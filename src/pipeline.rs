@@ -637,7 +637,8 @@ pub fn unrefined_weight(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::bench::{generate_sets, Rng, SyntheticConfig};
+    use crate::geometry::synthetic::{generate_sets, SyntheticConfig};
+    use crate::util::rng::SplitMix64 as Rng;
 
     /// Correspondences in a and b, which of them are "refined", and the camera.
     type MixedPair = (Vec<[f64; 2]>, Vec<[f64; 2]>, Vec<bool>, PinholeCamera);

@@ -5,10 +5,11 @@ Two sub-commands:
 
   bench SETS.json OUT.json
       Reads the synthetic sets written by the Rust benchmark (`matcha::geometry::bench::write_sets_json`),
-      times PoseLib `estimate_relative_pose` (defaults, and success_prob 0.999 / min_iterations 100) and
-      OpenCV `findEssentialMat(USAC_MAGSAC) + recoverPose` on exactly the same correspondences, interleaved
-      instance by instance, and writes one row per method {method, median_us, p90_us, median_err_deg, ...}
-      plus the per-call poses.
+      times PoseLib `estimate_relative_pose` (defaults, and success_prob 0.999 / min_iterations 100),
+      OpenCV `findEssentialMat(USAC_MAGSAC) + recoverPose` and pycolmap's
+      `estimate_calibrated_two_view_geometry` (its configuration decides E or H; PANORAMIC gives a rotation
+      only) on exactly the same correspondences, interleaved instance by instance, and writes one row per
+      method {method, median_us, p90_us, median_err_deg, ...} plus the per-call poses.
 
   real DUMP.json OUT.json [SEED]
       Runs PoseLib (defaults) on the matched keypoints of real image pairs dumped by the Rust helper test
@@ -53,7 +54,12 @@ def trans_err_deg(t_est, t_gt):
 
 
 def pose_err(r, t, r_gt, t_gt):
-    return max(rot_err_deg(r, r_gt), trans_err_deg(t, t_gt))
+    """max(rotation, translation-direction error); a pure rotation (t_gt = 0) is scored on the rotation, a
+    rotation without translation (t None) on a pair that has one counts 90 deg (as matcha's metrics do)."""
+    e_r = rot_err_deg(r, r_gt)
+    if np.linalg.norm(t_gt) == 0:
+        return e_r
+    return max(e_r, 90.0 if t is None else trans_err_deg(t, t_gt))
 
 
 def camera_dict(cam, width=640, height=480):
@@ -67,6 +73,17 @@ def run_poselib(pa, pb, cam, thr, fast=False):
         ransac.update({"success_prob": 0.999, "min_iterations": 100})
     pose, info = poselib.estimate_relative_pose(pa, pb, camera_dict(cam), camera_dict(cam), ransac, {})
     return np.asarray(pose.R), np.asarray(pose.t), info
+
+
+def run_colmap(pa, pb, cam, thr):
+    """COLMAP's calibrated two-view geometry (E, F and H with its configuration; `eval_baselines.py`'s options
+    at threshold `thr`): (R, t), (R, None) for a panoramic pair, or None."""
+    from eval_baselines import estimate_colmap, THRESHOLD_PX
+
+    assert thr == THRESHOLD_PX, "eval_baselines.estimate_colmap uses its own threshold"
+    c = {"fx": cam["fx"], "fy": cam["fy"], "cx": cam["cx"], "cy": cam["cy"], "dist": []}
+    pose, _, _ = estimate_colmap(pa, pb, c, c, (480, 640), (480, 640))
+    return pose
 
 
 def run_opencv(pa, pb, cam, thr):
@@ -87,6 +104,7 @@ def bench(sets_path, out_path):
         "PoseLib (defaults)": lambda pa, pb, cam: run_poselib(pa, pb, cam, thr)[:2],
         "PoseLib (p=0.999, min_it=100)": lambda pa, pb, cam: run_poselib(pa, pb, cam, thr, fast=True)[:2],
         "OpenCV USAC_MAGSAC+recoverPose": lambda pa, pb, cam: run_opencv(pa, pb, cam, thr),
+        "COLMAP two-view geometry (pycolmap)": lambda pa, pb, cam: run_colmap(pa, pb, cam, thr),
     }
     times = {m: [] for m in methods}
     errs = {m: [] for m in methods}
@@ -109,8 +127,9 @@ def bench(sets_path, out_path):
                     poses[name].append(None)
                 else:
                     r, t = out
-                    errs[name].append(pose_err(np.asarray(r), np.asarray(t), r_gt, t_gt))
-                    poses[name].append({"R": np.asarray(r).tolist(), "t": np.asarray(t).tolist()})
+                    t = None if t is None else np.asarray(t)
+                    errs[name].append(pose_err(np.asarray(r), t, r_gt, t_gt))
+                    poses[name].append({"R": np.asarray(r).tolist(), "t": None if t is None else t.tolist()})
     rows = []
     for name in methods:
         ts = np.sort(times[name])

@@ -6,7 +6,6 @@
 //! PoseLib), with `t` of unit length (monocular scale is unobservable). Pixel centres are at integer
 //! coordinates (OpenCV). This module knows nothing of images, ONNX or ROS.
 
-pub mod bench;
 pub mod camera;
 pub(crate) mod correspondences;
 pub mod essential;
@@ -16,6 +15,7 @@ pub mod metrics;
 pub(crate) mod ransac;
 pub mod relative_pose;
 mod sturm;
+pub mod synthetic;
 
 pub use camera::{CameraError, Distortion, PinholeCamera};
 pub use homography::{estimate_homography, Homography};

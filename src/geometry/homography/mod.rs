@@ -107,6 +107,7 @@ pub(crate) fn fit(
         min_iterations: options.min_iterations,
         max_iterations: options.max_iterations,
         confidence: options.confidence,
+        known_inliers: 0,
     };
     ransac::run(est, &mut sampler, rng, limits, 0.1).0
 }

@@ -64,10 +64,11 @@ pub(crate) trait Estimator {
     fn model(&self, h: &Self::Hypothesis, sample: &[usize]) -> Option<Self::Model>;
     /// Local optimisation: refit `cand` on its inliers and keep the refit while it scores better.
     fn local_optimisation(&self, cand: &mut Candidate<Self::Model>);
-    /// Probability that one correspondence of a sample is an inlier, given the best model's inlier count
-    /// (the stopping rule's `ε`). Default: inliers over all correspondences; an estimator that samples from
-    /// a subset (plane and parallax: the off-plane points) says how many of the inliers can be drawn.
-    fn sampling_inlier_ratio(&self, inliers: usize) -> f64 {
+    /// Fraction of the sampled and verified correspondences that the best model (with `inliers` inliers
+    /// after local optimisation) explains: SPRT's and the stopping rule's `ε`. Default: inliers over all
+    /// correspondences; an estimator that samples and verifies a subset (plane and parallax: the off-plane
+    /// points) says how many of the inliers lie in it.
+    fn inlier_ratio(&self, inliers: usize) -> f64 {
         inliers as f64 / self.num_points() as f64
     }
 }
@@ -82,6 +83,10 @@ pub(crate) struct Limits {
     pub max_iterations: usize,
     /// Probability of having drawn at least one all-inlier sample when stopping early.
     pub confidence: f64,
+    /// Inliers known to exist before the run (e.g. of a simpler model every hypothesis would also explain):
+    /// the stopping rule counts at least these, so a run whose hypotheses all fail ends once a sample of
+    /// them has been drawn with the confidence, not at `max_iterations`.
+    pub known_inliers: usize,
 }
 
 /// Runs LO-RANSAC; returns the best model (if any hypothesis was accepted) and the number of samples drawn.
@@ -92,13 +97,26 @@ pub(crate) fn run<E: Estimator>(
     limits: Limits,
     initial_epsilon: f64,
 ) -> (Option<Candidate<E::Model>>, usize) {
-    let n = est.num_points();
     let m = E::SAMPLE_SIZE;
     debug_assert!(m <= MAX_SAMPLE);
     let mut sprt = SprtState::new(initial_epsilon, E::MODELS_PER_SAMPLE);
     let log_fail = (1.0 - limits.confidence).ln();
     let max_iter = limits.max_iterations.max(1);
-    let mut required = max_iter;
+    let mut sprt_alpha = sprt.false_rejection();
+    let stop_after = |inliers: usize, alpha: f64| {
+        required_iterations(
+            est.inlier_ratio(inliers.max(limits.known_inliers)),
+            m,
+            alpha,
+            log_fail,
+            max_iter,
+        )
+    };
+    let mut required = if limits.known_inliers > 0 {
+        stop_after(0, sprt_alpha)
+    } else {
+        max_iter
+    };
     let mut best: Option<Candidate<E::Model>> = None;
     // Best MSAC score of a *minimal-sample* model so far: the bar a new hypothesis must clear to be locally
     // optimised (the LO-refined best scores far lower, and using it as the bar would starve LO of the
@@ -142,21 +160,16 @@ pub(crate) fn run<E: Estimator>(
         }
         if improved {
             if let Some(b) = &best {
-                // SPRT's ε is over the verified correspondences (all of them); the stopping rule's over the
-                // ones that can be drawn (`sampling_inlier_ratio`)
-                sprt.set_epsilon(b.inliers as f64 / n as f64);
+                sprt.set_epsilon(est.inlier_ratio(b.inliers));
             }
         }
         if iterations % 16 == 0 || improved {
             sprt.refresh_delta();
+            sprt_alpha = sprt.false_rejection();
             if let Some(b) = &best {
-                required = required_iterations(
-                    est.sampling_inlier_ratio(b.inliers),
-                    m,
-                    sprt.false_rejection(),
-                    log_fail,
-                    max_iter,
-                );
+                required = stop_after(b.inliers, sprt_alpha);
+            } else if limits.known_inliers > 0 {
+                required = stop_after(0, sprt_alpha);
             }
         }
     }

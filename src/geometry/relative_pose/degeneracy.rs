@@ -1,10 +1,9 @@
 //! Rotation-only explanations of a pair: when nearly all inliers fit `x_b ∝ R·x_a` (zero motion or pure
 //! rotation), the translation direction is unobservable. Two uses: judging a finished estimate (how many of
-//! its inliers the rotation alone explains, and the median parallax), and explaining a failure (when no
-//! essential matrix reached a consensus but most correspondences fit one rotation, the caller learns "no
-//! parallax" rather than "no consensus").
+//! its inliers the rotation alone explains, and the median parallax), and recognising a rotation-only scene
+//! before the essential-matrix search (see [`find_rotation`]).
 //!
-//! The rotation of a failure is found by a small 2-point RANSAC on bearing vectors (Kabsch alignment). A
+//! The rotation is found by a small 2-point RANSAC on bearing vectors (Kabsch alignment). A
 //! rotation-only result is refined by Gauss–Newton on the reprojection error in image b ([`refine_rotation`])
 //! and reported as a panoramic pose: `R` valid, no translation.
 
@@ -15,13 +14,17 @@ use nalgebra::{Matrix3, Vector3};
 
 use crate::geometry::camera::PinholeCamera;
 use crate::geometry::correspondences::Correspondences;
-use crate::geometry::NoPose;
 use crate::util::rng::SplitMix64;
 use crate::util::stats::median;
 
 /// Whether correspondence `p` (normalised) fits the rotation `r` alone within twice the threshold (pixels
 /// of camera b).
-fn fits_rotation(r: &Matrix3<f64>, p: [f64; 4], cam_b: &PinholeCamera, thr: f64) -> bool {
+pub(crate) fn fits_rotation(
+    r: &Matrix3<f64>,
+    p: [f64; 4],
+    cam_b: &PinholeCamera,
+    thr: f64,
+) -> bool {
     let q = r * Vector3::new(p[0], p[1], 1.0);
     if !(q.z > 0.0) {
         return false;
@@ -70,50 +73,95 @@ pub(crate) fn rotation_fit(
 /// Fraction of the inliers a pure rotation must explain for the translation to count as unobservable.
 pub(crate) const ROTATION_ONLY_FRACTION: f64 = 0.8;
 
-/// When no essential matrix is supported: the rotation that at least half of the correspondences (and
-/// at least `need`) fit, or [`NoPose::NoConsensus`].
-pub(crate) fn rotation_or_no_consensus(
+/// The rotation that explains the most correspondences (within twice the threshold), by a 2-point RANSAC
+/// on bearing vectors (Kabsch alignment) with adaptive termination, at most [`ROTATION_SAMPLES`] samples;
+/// each hypothesis is pre-tested on 64 points and counted in full only with at least 4 of them. The best
+/// is refit on all its inliers. `None` below `need` inliers.
+///
+/// It runs before the essential-matrix search because a rotation-only scene starves that search: its
+/// samples triangulate nothing (parallel rays), so no hypothesis passes cheirality and the search would
+/// run to its iteration cap. Any essential matrix with the rotation explains the rotation's inliers, so
+/// their count bounds the search's stopping rule ([`crate::geometry::ransac::Limits::known_inliers`]).
+pub(crate) fn find_rotation(
     pts: &Correspondences,
     cam_b: &PinholeCamera,
     thr: f64,
-    best_inliers: usize,
     need: usize,
-) -> Result<Matrix3<f64>, NoPose> {
+    seed: u64,
+) -> Option<(Matrix3<f64>, Vec<u32>)> {
     let n = pts.len();
     if n < 2 {
-        return Err(NoPose::NoConsensus { best_inliers, need });
+        return None;
     }
-    let bearing = |x: f64, y: f64| Vector3::new(x, y, 1.0).normalize();
+    let mut rng = SplitMix64::new(seed ^ 0x5EED);
+    let mut order: Vec<usize> = (0..n).collect();
+    rng.shuffle(&mut order);
+    let pre: Vec<usize> = order.iter().copied().take(64).collect();
+    let pre_need = if pre.len() == 64 { 4 } else { 0 };
     let count = |r: &Matrix3<f64>| {
         (0..n)
             .filter(|&k| fits_rotation(r, pts.get(k), cam_b, thr))
             .count()
     };
-    let mut rng = SplitMix64::new(0x5EED);
-    let mut best_r = Matrix3::identity();
-    let mut best_count = count(&best_r);
-    for _ in 0..64 {
-        let i = rng.below(n);
-        let j = rng.below(n);
+    let (mut best_r, mut best_count) = (Matrix3::identity(), count(&Matrix3::identity()));
+    let log_fail = (1e-4f64).ln();
+    let mut required = ROTATION_SAMPLES;
+    let mut k = 0;
+    while k < required {
+        k += 1;
+        let (i, j) = (rng.below(n), rng.below(n));
         if i == j {
             continue;
         }
-        let (pi, pj) = (pts.get(i), pts.get(j));
-        let h = bearing(pi[2], pi[3]) * bearing(pi[0], pi[1]).transpose()
-            + bearing(pj[2], pj[3]) * bearing(pj[0], pj[1]).transpose();
-        let Some(r) = kabsch(&h) else {
+        let Some(r) = kabsch(&correlation(pts, [i, j].into_iter())) else {
             continue;
         };
+        if pre
+            .iter()
+            .filter(|&&q| fits_rotation(&r, pts.get(q), cam_b, thr))
+            .count()
+            < pre_need
+        {
+            continue;
+        }
         let c = count(&r);
         if c > best_count {
             best_count = c;
             best_r = r;
+            required = crate::geometry::ransac::required_iterations(
+                c as f64 / n as f64,
+                2,
+                0.0,
+                log_fail,
+                ROTATION_SAMPLES,
+            );
         }
     }
-    if best_count as f64 >= 0.5 * n as f64 && best_count >= need {
-        return Ok(best_r);
+    if best_count < need.max(2) {
+        return None;
     }
-    Err(NoPose::NoConsensus { best_inliers, need })
+    let idx = rotation_inliers(pts, &best_r, cam_b, thr);
+    let refit = kabsch(&correlation(pts, idx.iter().map(|&i| i as usize)))?;
+    let refit_idx = rotation_inliers(pts, &refit, cam_b, thr);
+    Some(if refit_idx.len() >= idx.len() {
+        (refit, refit_idx)
+    } else {
+        (best_r, idx)
+    })
+}
+
+/// Most samples [`find_rotation`] draws.
+pub(crate) const ROTATION_SAMPLES: usize = 200;
+
+/// `Σ b·aᵀ` of the bearing vectors of the correspondences `idx`.
+fn correlation(pts: &Correspondences, idx: impl Iterator<Item = usize>) -> Matrix3<f64> {
+    let bearing = |x: f64, y: f64| Vector3::new(x, y, 1.0).normalize();
+    let mut h = Matrix3::zeros();
+    for i in idx {
+        let p = pts.get(i);
+        h += bearing(p[2], p[3]) * bearing(p[0], p[1]).transpose();
+    }
+    h
 }
 
 /// Indices of the correspondences that `r` alone explains (within twice the threshold).

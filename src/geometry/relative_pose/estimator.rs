@@ -10,8 +10,10 @@
 
 use nalgebra::{Matrix3, Vector3};
 
+use super::degeneracy::fits_rotation;
 use super::kernels::{self};
 use super::lm::{to_array, Lm, LM_REL_TOL};
+use crate::geometry::camera::PinholeCamera;
 use crate::geometry::correspondences::{Correspondences, SAMPLE};
 use crate::geometry::essential::{essential_from_pose, pose_from_essential, PixelWeights};
 use crate::geometry::five_point::solve_five_point;
@@ -40,6 +42,9 @@ pub(crate) struct EssentialEstimator<'a> {
     pub pts: &'a Correspondences,
     pub w: PixelWeights,
     thr_sq: f64,
+    /// A rotation-only model of the pair with camera b and the threshold: samples it explains entirely
+    /// are skipped (see [`Estimator::hypotheses`]).
+    rotation: Option<(Matrix3<f64>, PinholeCamera, f64)>,
     /// The points in verification order (a fixed random permutation), contiguous for the kernel.
     ordered: Correspondences,
     lo: Lm<'a>,
@@ -57,6 +62,7 @@ impl<'a> EssentialEstimator<'a> {
             pts,
             w,
             thr_sq: thr_px * thr_px,
+            rotation: None,
             ordered: pts.permuted(verify_order),
             lo: Lm {
                 pts,
@@ -64,6 +70,18 @@ impl<'a> EssentialEstimator<'a> {
                 cauchy: Some(thr_px),
             },
         }
+    }
+
+    /// Skip samples that the rotation `r` explains entirely (their essential matrices have an arbitrary
+    /// translation: a clean sample of a rotation-only scene, or of its distant background, determines
+    /// nothing, yet every such hypothesis verifies well and costs a full pass over the points).
+    pub fn skip_samples_explained_by(
+        &mut self,
+        r: Matrix3<f64>,
+        camera_b: &PinholeCamera,
+        thr: f64,
+    ) {
+        self.rotation = Some((r, *camera_b, thr));
     }
 
     /// Full MSAC score and inlier count (no early exit).
@@ -74,6 +92,28 @@ impl<'a> EssentialEstimator<'a> {
     /// Indices of the points within `scale` × the threshold.
     pub fn inlier_indices(&self, e: &[f64; 9], scale: f64) -> Vec<u32> {
         kernels::inliers(e, &self.w, &self.pts.soa(), self.thr_sq * scale * scale)
+    }
+
+    /// Verification of `e` on `pts` (in their stored order) with this estimator's threshold and weights.
+    pub fn verify_on(
+        &self,
+        pts: &Correspondences,
+        e: &Matrix3<f64>,
+        test: &SprtTest,
+        bar: f64,
+    ) -> Verification {
+        kernels::verify(&to_array(e), &self.w, &pts.soa(), self.thr_sq, test, bar)
+    }
+
+    /// Number of the pairs `(xa[k], xb[k])` (normalised) within the threshold of `e`.
+    pub fn count_inliers_of(&self, e: &[f64; 9], xa: &[[f64; 2]], xb: &[[f64; 2]]) -> usize {
+        xa.iter()
+            .zip(xb)
+            .filter(|(a, b)| {
+                crate::geometry::essential::sampson_sq(e, &self.w, a[0], a[1], b[0], b[1])
+                    < self.thr_sq
+            })
+            .count()
     }
 
     /// A scored candidate for `pose`.
@@ -98,6 +138,14 @@ impl Estimator for EssentialEstimator<'_> {
     }
 
     fn hypotheses(&self, sample: &[usize], out: &mut Vec<Matrix3<f64>>) {
+        if let Some((r, cam, thr)) = &self.rotation {
+            if sample
+                .iter()
+                .all(|&i| fits_rotation(r, self.pts.get(i), cam, *thr))
+            {
+                return;
+            }
+        }
         let mut xa = [[0.0; 2]; SAMPLE];
         let mut xb = [[0.0; 2]; SAMPLE];
         for (k, &i) in sample.iter().enumerate() {
@@ -109,21 +157,18 @@ impl Estimator for EssentialEstimator<'_> {
     }
 
     fn verify(&self, e: &Matrix3<f64>, test: &SprtTest, bar: f64) -> Verification {
-        kernels::verify(
-            &to_array(e),
-            &self.w,
-            &self.ordered.soa(),
-            self.thr_sq,
-            test,
-            bar,
-        )
+        self.verify_on(&self.ordered, e, test, bar)
     }
 
-    /// Cheirality on the sample picks `(R, t)`; all five points must be in front of both cameras.
+    /// Cheirality on the sample picks `(R, t)`: the decomposition with the most of the five points in
+    /// front of both cameras, if that is a majority. Not all five: at low parallax the depth of a noisy
+    /// point changes sign easily, and requiring all five rejected every correct hypothesis of some
+    /// small-baseline pairs (no consensus after 10 000 samples); PoseLib checks a single point. The final
+    /// refinement re-decides on all inliers.
     fn model(&self, e: &Matrix3<f64>, sample: &[usize]) -> Option<Pose> {
         let pts: [[f64; 4]; SAMPLE] = std::array::from_fn(|k| self.pts.get(sample[k]));
         let (r, t, front) = pose_from_essential(e, &pts)?;
-        (front == SAMPLE).then_some(Pose { r, t })
+        (2 * front > SAMPLE).then_some(Pose { r, t })
     }
 
     fn local_optimisation(&self, cand: &mut Candidate<Pose>) {

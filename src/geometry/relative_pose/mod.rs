@@ -45,19 +45,23 @@ mod model_selection;
 mod tests;
 
 pub use covariance::UNOBSERVABLE_VARIANCE;
-pub use model_selection::{H_THRESHOLD_SCALE, MIN_DECISIVE, PLANAR_RATIO, PLANE_PARALLAX_TRIGGER};
+pub use model_selection::{
+    DISTINCT_SIGMAS, FRONT_SLACK, H_THRESHOLD_SCALE, MIN_DECISIVE, OFF_PLANE_SCALE, PLANAR_RATIO,
+    PLANE_MIN_TRANSLATION, PLANE_PARALLAX_SAMPLES, PLANE_PARALLAX_TRIGGER,
+};
 
 use nalgebra::{Matrix3, Matrix6};
 
 use self::covariance::pose_covariance;
 use self::degeneracy::{
-    refine_rotation, rotation_fit, rotation_inliers, rotation_or_no_consensus,
-    ROTATION_ONLY_FRACTION,
+    find_rotation, refine_rotation, rotation_fit, rotation_inliers, ROTATION_ONLY_FRACTION,
 };
 use self::estimator::{EssentialEstimator, Pose};
 use self::lm::{Lm, LM_REL_TOL};
 use self::model_selection::{
-    distinct, explains_plane, find_plane, off_plane_inliers, plane_candidates, shared, Plane,
+    chance_off_plane_inliers, distinct, explains_plane_like, find_plane,
+    keep_in_front_of_the_plane, off_plane_inliers, plane_candidates, pose_sigmas_deg, shared,
+    Plane,
 };
 use super::camera::PinholeCamera;
 use super::correspondences::{prepare, Problem, SAMPLE};
@@ -103,13 +107,39 @@ pub fn estimate_relative_pose_weighted(
         points_a, points_b, camera_a, camera_b, priority, weights, options,
     )?;
     let prosac = priority.is_some();
-    let (ctx, mut rng) = Context::new(&problem, camera_a, camera_b, options);
-    let (best, iterations) = ctx.ransac(prosac, &mut rng);
+    let (mut ctx, mut rng) = Context::new(&problem, camera_a, camera_b, options);
+    let rotation = find_rotation(
+        &problem.pts,
+        camera_b,
+        options.threshold_px,
+        ctx.need(),
+        options.seed,
+    );
+    let known = rotation.as_ref().map_or(0, |(_, idx)| idx.len());
+    if let Some((r, _)) = &rotation {
+        ctx.estimator
+            .skip_samples_explained_by(*r, camera_b, options.threshold_px);
+    }
+    let (best, iterations) = ctx.ransac(prosac, known, &mut rng);
     let plane = find_plane(&problem.pts, camera_b, options, prosac);
     let mut candidates: Vec<Candidate<Pose>> = best.into_iter().collect();
+    // a rotation-only scene is a homography (H = R) too, but not a plane: no plane analysis
+    let rotation_only = |inliers: usize| known as f64 >= ROTATION_ONLY_FRACTION * inliers as f64;
+    if let Some(pl) = &plane {
+        log::debug!(
+            "plane: {} points, {} valid motions, t/d up to {:.3}",
+            pl.count,
+            pl.motions.len(),
+            pl.translation
+        );
+    }
     if let (Some(b), Some(pl)) = (candidates.first(), &plane) {
-        if pl.count as f64 >= PLANE_PARALLAX_TRIGGER * b.inliers as f64 {
+        if !rotation_only(b.inliers)
+            && pl.is_a_plane()
+            && pl.count as f64 >= PLANE_PARALLAX_TRIGGER * b.inliers as f64
+        {
             candidates.extend(plane_candidates(&ctx.estimator, pl, options, &mut rng));
+            keep_in_front_of_the_plane(&problem.pts, pl, &mut candidates);
         }
     }
     // the best-scoring candidate wins; the others are its alternatives
@@ -119,12 +149,25 @@ pub fn estimate_relative_pose_weighted(
             .total_cmp(&candidates[j].score)
             .then(i.cmp(&j))
     });
+    if log::log_enabled!(log::Level::Debug) {
+        for (k, c) in candidates.iter().enumerate() {
+            log::debug!(
+                "candidate {k}: score {:.1}, {} inliers, R {:?} t {:?}",
+                c.score,
+                c.inliers,
+                nalgebra::Rotation3::from_matrix_unchecked(c.model.r)
+                    .scaled_axis()
+                    .as_slice(),
+                c.model.t.as_slice()
+            );
+        }
+    }
     let best = winner.map(|k| candidates.swap_remove(k));
     let plane_info = PlaneInfo::Analyse {
         plane: plane.as_ref(),
         alternatives: &candidates,
     };
-    ctx.finish(best, iterations, plane_info)
+    ctx.finish(best, iterations, plane_info, rotation.map(|(r, _)| r))
 }
 
 /// Re-estimates a pose from `initial` (e.g. an earlier estimate from less precise positions of the same
@@ -167,7 +210,7 @@ pub fn refine_relative_pose_weighted(
         t: t / t.norm(),
     });
     ctx.estimator.local_optimisation(&mut cand);
-    ctx.finish(Some(cand), 0, carried)
+    ctx.finish(Some(cand), 0, carried, None)
 }
 
 /// What [`Context::finish`] knows of the plane: a homography and the other candidates to analyse, or the
@@ -214,14 +257,20 @@ impl<'a> Context<'a> {
         self.options.min_inliers.max(SAMPLE)
     }
 
-    /// LO-RANSAC over the essential matrix.
-    fn ransac(&self, prosac: bool, rng: &mut SplitMix64) -> (Option<Candidate<Pose>>, usize) {
+    /// LO-RANSAC over the essential matrix (`known_inliers`: see [`Limits::known_inliers`]).
+    fn ransac(
+        &self,
+        prosac: bool,
+        known_inliers: usize,
+        rng: &mut SplitMix64,
+    ) -> (Option<Candidate<Pose>>, usize) {
         let n = self.problem.pts.len();
         let mut sampler = Sampler::new(n, SAMPLE, prosac);
         let limits = Limits {
             min_iterations: self.options.min_iterations,
             max_iterations: self.options.max_iterations,
             confidence: self.options.confidence,
+            known_inliers,
         };
         ransac::run(&self.estimator, &mut sampler, rng, limits, 0.1)
     }
@@ -261,23 +310,30 @@ impl<'a> Context<'a> {
         (Pose { r, t }, idx)
     }
 
-    /// Final refinement, cheirality, configuration and covariance of the best candidate.
+    /// Final refinement, cheirality, configuration and covariance of the best candidate; `rotation`: the
+    /// rotation-only model found before the search, the answer when no essential matrix is supported.
     fn finish(
         &self,
         best: Option<Candidate<Pose>>,
         iterations: usize,
         plane: PlaneInfo<'_>,
+        rotation: Option<Matrix3<f64>>,
     ) -> Result<RelativePose, NoPose> {
         let pts = &self.problem.pts;
         let thr = self.options.threshold_px;
+        let unsupported = |best_inliers: usize| match rotation {
+            Some(r) => self.panoramic(r, iterations, &plane),
+            None => Err(NoPose::NoConsensus {
+                best_inliers,
+                need: self.need(),
+            }),
+        };
         let Some(best) = best else {
-            let r = rotation_or_no_consensus(pts, self.camera_b, thr, 0, self.need())?;
-            return self.panoramic(r, iterations, &plane);
+            return unsupported(0);
         };
         let (Pose { mut r, mut t }, idx) = self.final_refinement(best.model);
         if idx.len() < self.need() {
-            let r = rotation_or_no_consensus(pts, self.camera_b, thr, idx.len(), self.need())?;
-            return self.panoramic(r, iterations, &plane);
+            return unsupported(idx.len());
         }
         // Cheirality of the refined pose on all inliers (guards against a flipped twisted pair).
         let inlier_pts: Vec<[f64; 4]> = idx.iter().map(|&i| pts.get(i as usize)).collect();
@@ -298,6 +354,12 @@ impl<'a> Context<'a> {
             return self.panoramic(r, iterations, &plane);
         }
         let pose = Pose { r, t };
+        let plain = Lm {
+            pts,
+            w: self.estimator.w,
+            cauchy: None,
+        };
+        let (covariance, sum_sq) = pose_covariance(&plain, &r, &t, &idx);
         let (configuration, homography_inlier_ratio, off_plane) = match plane {
             PlaneInfo::Carry(q) => (
                 if q.homography_inlier_ratio >= PLANAR_RATIO {
@@ -317,8 +379,10 @@ impl<'a> Context<'a> {
             } => {
                 let ratio = pl.count as f64 / idx.len() as f64;
                 let off = off_plane_inliers(&self.estimator, pl, &pose);
-                if ratio >= PLANE_PARALLAX_TRIGGER {
-                    self.check_ambiguity(pl, &pose, &off, alternatives)?;
+                if ratio >= PLANE_PARALLAX_TRIGGER && pl.is_a_plane() {
+                    let sigmas = pose_sigmas_deg(&covariance, &t);
+                    log::debug!("pose sigmas {sigmas:?}, plane ratio {ratio:.2}");
+                    self.check_ambiguity(pl, &pose, &off, alternatives, sigmas)?;
                 }
                 let off = off.len();
                 let config = if ratio >= PLANAR_RATIO {
@@ -329,13 +393,6 @@ impl<'a> Context<'a> {
                 (config, ratio, off)
             }
         };
-
-        let plain = Lm {
-            pts,
-            w: self.estimator.w,
-            cauchy: None,
-        };
-        let (covariance, sum_sq) = pose_covariance(&plain, &r, &t, &idx);
         let num_inliers = idx.len();
         Ok(RelativePose {
             rotation: r,
@@ -363,18 +420,38 @@ impl<'a> Context<'a> {
         pose: &Pose,
         off: &[u32],
         alternatives: &[Candidate<Pose>],
+        sigma_deg: (f64, f64),
     ) -> Result<(), NoPose> {
         let est = &self.estimator;
+        // off-plane inliers the winner could have by chance: twice the rate of random pairings (the winner
+        // is the best of several refitted candidates, and a refit leans towards the outliers it can
+        // absorb), Poisson upper tail at ~1e-4
+        let mut rng = SplitMix64::new(self.options.seed ^ 0x6368_616E_6365);
+        let lambda = 2.0 * chance_off_plane_inliers(est, plane, pose, &mut rng);
+        let chance_bound = (lambda + 4.0 * lambda.sqrt()).ceil() as usize + 1;
         let mut rivals: Vec<(Pose, usize)> = Vec::new();
         for p in alternatives.iter().map(|c| c.model) {
-            if !(distinct(&p, pose) && explains_plane(est, plane, &p)) {
+            if !(distinct(pose, &p, sigma_deg) && explains_plane_like(est, plane, &p, pose)) {
+                continue;
+            }
+            // a distinct explanation is a distinct minimum of the cost: refined like the winner, a
+            // candidate that was only short of converging (as at low parallax, where refits wobble by
+            // degrees) joins the winner
+            let (p, _) = self.final_refinement(p);
+            if !distinct(pose, &p, sigma_deg) {
                 continue;
             }
             let theirs = off_plane_inliers(est, plane, &p);
             let common = shared(off, &theirs);
-            let same_explanation = off.len() >= MIN_DECISIVE && 2 * common >= off.len();
+            log::debug!(
+                "planar check: winner {} off-plane inliers (chance {lambda:.1}), alternative {} ({common} shared), {:.1}° / {:.1}° apart",
+                off.len(),
+                theirs.len(),
+                crate::geometry::metrics::rotation_error_deg(&p.r, &pose.r),
+                crate::geometry::metrics::translation_error_deg(&p.t, &pose.t)
+            );
             let (own, their_own) = (off.len() - common, theirs.len() - common);
-            if !same_explanation && (own < MIN_DECISIVE || own < 3 * their_own) {
+            if own < MIN_DECISIVE.max(chance_bound) || own < 3 * their_own {
                 rivals.push((p, theirs.len()));
             }
         }
@@ -382,7 +459,7 @@ impl<'a> Context<'a> {
             return Ok(());
         }
         rivals.sort_by_key(|&(_, o)| std::cmp::Reverse(o));
-        rivals.dedup_by(|a, b| !distinct(&a.0, &b.0));
+        rivals.dedup_by(|a, b| !distinct(&b.0, &a.0, sigma_deg));
         let mut candidates = vec![(pose.r, pose.t)];
         let mut support = vec![off.len()];
         for (p, o) in rivals {

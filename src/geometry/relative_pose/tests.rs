@@ -2,8 +2,8 @@ use super::*;
 use crate::geometry::RelativePose;
 use nalgebra::{Rotation3, Vector3};
 
-use crate::geometry::bench::{generate_sets, SyntheticConfig};
 use crate::geometry::metrics::{pose_error_deg, pose_error_max_deg, rotation_error_deg};
+use crate::geometry::synthetic::{generate_sets, SyntheticConfig};
 use crate::geometry::TwoViewConfiguration;
 
 fn cam() -> PinholeCamera {
@@ -436,14 +436,14 @@ fn plane_sets(
     off_plane: f64,
     instances: usize,
     seed: u64,
-) -> Vec<crate::geometry::bench::SyntheticInstance> {
+) -> Vec<crate::geometry::synthetic::SyntheticInstance> {
     generate_sets(&SyntheticConfig {
         instances,
         num_points: 800,
         outlier_ratio: 0.4,
         noise_px: 0.3,
         seed,
-        scene: crate::geometry::bench::SceneKind::DominantPlane { off_plane },
+        scene: crate::geometry::synthetic::SceneKind::DominantPlane { off_plane },
         ..Default::default()
     })
 }

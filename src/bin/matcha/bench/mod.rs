@@ -4,7 +4,10 @@
 //!   model and input, 1 and 2 threads, plus our full extraction (engine + keypoint selection + sampling).
 //! * `stream`: end to end on a moving camera (each frame extracted once, matched to the previous frame,
 //!   pose estimated), frames/s against the 30 Hz goal, per-stage times and peak memory.
-//! * `pose`: the robust pose solver against PoseLib, OpenCV and kornia-3d (see `benches/pose_solver.rs`).
+//! * `pose`: the robust pose solver against PoseLib, OpenCV and COLMAP on general, planar, low-parallax and
+//!   pure-rotation cases ([`pose`]).
+
+mod pose;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,8 +47,8 @@ pub enum BenchCommand {
         #[arg(long)]
         photo: Option<PathBuf>,
     },
-    /// The pose solver on synthetic sets vs PoseLib/OpenCV (alternating passes; kornia-3d with the
-    /// `kornia-bench` feature).
+    /// The pose solver on synthetic cases (general, dominant plane, low parallax, pure rotation) vs
+    /// PoseLib, OpenCV and COLMAP (alternating passes; kornia-3d with the `kornia-bench` feature).
     Pose {
         /// Synthetic instances.
         #[arg(long, default_value_t = 20)]
@@ -94,50 +97,13 @@ pub fn run(cfg: &MatchaConfig, cmd: &BenchCommand) -> Result<()> {
 }
 
 fn bench_pose(instances: usize, passes: usize, python: Option<PathBuf>) -> Result<()> {
-    use matcha::geometry::bench as gb;
-    let cfg = gb::SyntheticConfig {
-        instances,
-        ..Default::default()
-    };
-    let sets = gb::generate_sets(&cfg);
-    let opts = matcha::geometry::RansacOptions::default();
-    #[allow(unused_mut)]
-    let mut methods: Vec<(String, gb::Method<'_>)> =
-        vec![("matcha (ours)".into(), gb::ours(opts.clone()))];
-    #[cfg(feature = "kornia-bench")]
-    methods.push((
-        "kornia-3d ransac_essential_5pt".into(),
-        gb::kornia(opts.threshold_px, 0),
-    ));
     let python = python.unwrap_or_else(|| {
         std::env::var_os("MATCHA_VENV")
             .map(PathBuf::from)
             .unwrap_or_else(|| cache_dir().join("venv"))
             .join("bin/python")
     });
-    let reference = gb::PythonReference {
-        python: python.clone(),
-        script: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/pose_reference.py"),
-    };
-    let (rows, err) = gb::run_interleaved(
-        &sets,
-        passes,
-        opts.threshold_px,
-        &mut methods,
-        python.exists().then_some(&reference),
-    );
-    if let Some(e) = err {
-        eprintln!("reference rows missing ({}): {e}", python.display());
-    }
-    println!(
-        "{instances} instances × {passes} alternating passes, N = {}, outliers {:.0}%, noise {} px, threshold {} px\n",
-        cfg.num_points,
-        cfg.outlier_ratio * 100.0,
-        cfg.noise_px,
-        opts.threshold_px
-    );
-    println!("{}", gb::format_table(&rows, "PoseLib (defaults)"));
-    Ok(())
+    pose::run(instances, passes, python)
 }
 
 fn photo_640x480(path: &Path) -> Result<matcha::image::RgbImage> {
