@@ -61,6 +61,9 @@ pub struct ExtractorConfig {
     pub detection_threshold: Option<f32>,
     /// Refine keypoints to sub-pixel positions (XFeat; DISK keeps integer positions like its reference).
     pub subpixel: bool,
+    /// Keypoints spread over the image: a share of `max_keypoints` as per-cell quotas on a grid
+    /// (`share: 0` = the strongest responses only, as the reference extractors select).
+    pub spread: crate::features::keypoints::SpreadOptions,
     /// Engine precision (XFeat: `auto` = INT8 on the CPU, float32 on a GPU; the other extractors have
     /// float32 engines only and accept `auto` or `fp32`).
     pub precision: crate::features::xfeat::Precision,
@@ -89,6 +92,7 @@ impl Default for ExtractorConfig {
             max_keypoints: 2048,
             detection_threshold: None,
             subpixel: true,
+            spread: crate::features::keypoints::SpreadOptions::default(),
             precision: crate::features::xfeat::Precision::Auto,
             max_image_side: 1280,
             matcha: crate::features::matcha::MatchaOptions::default(),

@@ -104,6 +104,7 @@ fn disk_options(e: &crate::config::ExtractorConfig) -> DiskOptions {
         detection_threshold: e.detection_threshold.unwrap_or(0.0),
         nms_window: 5,
         resize_long_side: None,
+        spread: e.spread,
     }
 }
 
@@ -118,6 +119,7 @@ pub fn build_extractor(config: &MatchaConfig) -> Result<Box<dyn FeatureExtractor
                 detection_threshold: e.detection_threshold.unwrap_or(0.05),
                 subpixel: e.subpixel,
                 precision: e.precision,
+                spread: e.spread,
             },
         )?),
         ExtractorKind::Disk => Box::new(Disk::new(&config.runtime, disk_options(e))?),

@@ -79,7 +79,7 @@ fn match_json_on_a_real_stereo_pair() {
 }
 
 #[test]
-fn identical_images_give_no_pose_with_exit_zero() {
+fn identical_images_are_a_rotation_without_translation() {
     let img = data("left01.png");
     let o = matcha(&[
         "match",
@@ -91,8 +91,15 @@ fn identical_images_give_no_pose_with_exit_zero() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(v["R"].is_null() && v["t"].is_null(), "{v}");
-    assert!(v["no_pose_reason"].as_str().unwrap().len() > 5);
+    // no motion: the identity rotation, no translation (unobservable), labelled panoramic
+    assert_eq!(v["configuration"], "panoramic", "{v}");
+    assert!(v["t"].is_null(), "{v}");
+    for i in 0..3 {
+        for j in 0..3 {
+            let want = if i == j { 1.0 } else { 0.0 };
+            assert!((v["R"][i][j].as_f64().unwrap() - want).abs() < 1e-6, "{v}");
+        }
+    }
 }
 
 fn assert_fails(args: &[&str], needle: &str) {

@@ -12,6 +12,7 @@ mod common;
 
 use std::time::Instant;
 
+use matcha::features::keypoints::SpreadOptions;
 use matcha::features::matcha::MatchaEngines;
 use matcha::features::preprocess::{resize_bilinear, rgb_tensor};
 use matcha::features::xfeat::{Precision, XFeat, XFeatOptions};
@@ -54,6 +55,7 @@ fn xfeat_on_cuda_agrees_with_cpu() {
         detection_threshold: 0.05,
         subpixel: true,
         precision: Precision::Fp32,
+        spread: SpreadOptions::OFF,
     };
     let gpu_rt = cuda_runtime();
     let engine = Engine::load(&gpu_rt.engines_dir.join("xfeat.onnx"), &gpu_rt).unwrap();

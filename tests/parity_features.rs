@@ -11,6 +11,7 @@ mod common;
 use std::collections::HashMap;
 
 use matcha::features::disk::{Disk, DiskOptions};
+use matcha::features::keypoints::SpreadOptions;
 use matcha::features::xfeat::{Precision, XFeat, XFeatOptions};
 use matcha::features::{FeatureExtractor, Features};
 use ndarray::{Array1, Array2};
@@ -85,6 +86,7 @@ fn xfeat_matches_python_reference_on_real_photos() {
             detection_threshold: 0.05,
             subpixel: false,
             precision: Precision::Fp32,
+            spread: SpreadOptions::OFF,
         },
     )
     .expect("xfeat engine loads");
@@ -114,6 +116,7 @@ fn xfeat_int8_agrees_with_float32_on_real_photos() {
         detection_threshold: 0.05,
         subpixel: true,
         precision,
+        spread: SpreadOptions::OFF,
     };
     let rt = common::cpu_runtime();
     let mut fp32 = XFeat::new(&rt, options(Precision::Fp32)).expect("xfeat engine loads");
@@ -170,6 +173,7 @@ fn disk_matches_python_reference_on_real_photos() {
             detection_threshold: 0.0,
             nms_window: 5,
             resize_long_side: Some(1024),
+            spread: SpreadOptions::OFF,
         },
     )
     .expect("disk engine loads");

@@ -11,6 +11,7 @@ mod common;
 use std::path::Path;
 
 use matcha::features::disk::DiskOptions;
+use matcha::features::keypoints::SpreadOptions;
 use matcha::features::matcha::{Matcha, MatchaEngines, MatchaOptions};
 use matcha::features::FeatureExtractor;
 use matcha::image::RgbImage;
@@ -164,6 +165,7 @@ fn matcha_extractor_describes_disk_keypoints() {
         detection_threshold: 0.0,
         nms_window: 5,
         resize_long_side: None,
+        spread: SpreadOptions::OFF,
     };
     let mut m = Matcha::new(&rt, &opts, disk).unwrap();
     assert_eq!(m.name(), "matcha");

@@ -16,7 +16,7 @@
 
 use ndarray::{s, Array2, ArrayD, Ix4};
 
-use super::keypoints::{nms, top_k, NmsRule};
+use super::keypoints::{nms, spread_top_k, NmsRule, SpreadOptions};
 use super::preprocess::{pad_to_multiple, resize_bilinear, rgb_tensor};
 use super::sampling::l2_normalize_rows;
 use super::{FeatureError, FeatureExtractor, Features};
@@ -44,6 +44,8 @@ pub struct DiskOptions {
     pub nms_window: usize,
     /// Resize so that the long side has this many pixels before the network (`None` = native size).
     pub resize_long_side: Option<u32>,
+    /// How the keypoint budget is spread over the image ([`SpreadOptions::OFF`]: the reference's top-k).
+    pub spread: SpreadOptions,
 }
 
 /// Dense DISK outputs at the network resolution: heatmap (`h × w`), descriptor map (`128 × h × w`) and the
@@ -153,7 +155,15 @@ impl FeatureExtractor for Disk {
             .iter()
             .map(|p| heat[[p[1] as usize, p[0] as usize]])
             .collect();
-        let keep = top_k(&scores, self.options.max_keypoints);
+        let pts: Vec<[f32; 2]> = cand.iter().map(|p| [p[0] as f32, p[1] as f32]).collect();
+        let (hh, hw) = heat.dim();
+        let keep = spread_top_k(
+            &pts,
+            &scores,
+            self.options.max_keypoints,
+            [hw as f32, hh as f32],
+            &self.options.spread,
+        );
         let mut descriptors = Array2::<f32>::zeros((keep.len(), DIM));
         for (row, &i) in keep.iter().enumerate() {
             let [x, y] = cand[i];

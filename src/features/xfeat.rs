@@ -21,7 +21,7 @@
 
 use ndarray::{s, Array2, ArrayView4, ArrayViewD, Ix4};
 
-use super::keypoints::{nms, top_k, NmsRule};
+use super::keypoints::{nms, spread_top_k, NmsRule, SpreadOptions};
 use super::preprocess::{resize_bilinear, rgb_tensor};
 use super::sampling::{l2_normalize_rows, sample_map, GridConvention, Interpolation};
 use super::{FeatureError, FeatureExtractor, Features};
@@ -53,6 +53,8 @@ pub struct XFeatOptions {
     pub subpixel: bool,
     /// Which engine runs: float32 or INT8.
     pub precision: Precision,
+    /// How the keypoint budget is spread over the image ([`SpreadOptions::OFF`]: the reference's top-k).
+    pub spread: SpreadOptions,
 }
 
 /// Numeric precision of the XFeat engine.
@@ -286,10 +288,16 @@ fn postprocess(
             }
         })
         .collect();
-    let keep: Vec<usize> = top_k(&scores, options.max_keypoints)
-        .into_iter()
-        .filter(|&i| scores[i] > 0.0)
-        .collect();
+    let keep: Vec<usize> = spread_top_k(
+        &pts,
+        &scores,
+        options.max_keypoints,
+        [rw as f32, rh as f32],
+        &options.spread,
+    )
+    .into_iter()
+    .filter(|&i| scores[i] > 0.0)
+    .collect();
     let heat2 = heat.index_axis(ndarray::Axis(0), 0);
     let kept_pts: Vec<[f32; 2]> = keep
         .iter()

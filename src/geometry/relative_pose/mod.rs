@@ -47,7 +47,7 @@ mod tests;
 pub use covariance::UNOBSERVABLE_VARIANCE;
 pub use model_selection::{
     DISTINCT_SIGMAS, FRONT_SLACK, H_THRESHOLD_SCALE, MIN_DECISIVE, OFF_PLANE_SCALE, PLANAR_RATIO,
-    PLANE_MIN_TRANSLATION, PLANE_PARALLAX_SAMPLES, PLANE_PARALLAX_TRIGGER,
+    PLANE_MIN_TRANSLATION, PLANE_PARALLAX_SAMPLES, PLANE_PARALLAX_TRIGGER, SIGN_TEST_Z,
 };
 
 use nalgebra::{Matrix3, Matrix6};
@@ -444,14 +444,20 @@ impl<'a> Context<'a> {
             let theirs = off_plane_inliers(est, plane, &p);
             let common = shared(off, &theirs);
             log::debug!(
-                "planar check: winner {} off-plane inliers (chance {lambda:.1}), alternative {} ({common} shared), {:.1}° / {:.1}° apart",
+                "planar check: winner {} off-plane inliers (chance {lambda:.1}), alternative {} ({common} shared), scores {:.1} vs {:.1}, {:.1}° / {:.1}° apart",
                 off.len(),
                 theirs.len(),
+                est.score(&pose.essential()).0,
+                est.score(&p.essential()).0,
                 crate::geometry::metrics::rotation_error_deg(&p.r, &pose.r),
                 crate::geometry::metrics::translation_error_deg(&p.t, &pose.t)
             );
             let (own, their_own) = (off.len() - common, theirs.len() - common);
-            if own < MIN_DECISIVE.max(chance_bound) || own < 3 * their_own {
+            // sign test: were both explanations equally good, the points only one of them explains would
+            // split evenly between them; the winner's excess must exceed SIGN_TEST_Z standard deviations
+            let excess = own as f64 - their_own as f64;
+            let significant = excess > SIGN_TEST_Z * ((own + their_own) as f64).sqrt();
+            if own < MIN_DECISIVE.max(chance_bound) || !significant {
                 rivals.push((p, theirs.len()));
             }
         }

@@ -22,8 +22,9 @@
 //! 3. **Ambiguity**: a rival is a candidate that explains the plane with a pose distinct from the
 //!    winner's beyond the winner's estimation noise ([`distinct`]: at low parallax the translation of
 //!    equally good refits wobbles by degrees, which is one explanation, not two). Against a rival the winner
-//!    needs off-plane inliers of its own (not shared with the rival): at least [`MIN_DECISIVE`], three
-//!    times the rival's own, and more than chance explains (the inlier rate of the winner on random
+//!    needs off-plane inliers of its own (not shared with the rival): at least [`MIN_DECISIVE`], more than
+//!    the rival's own by [`SIGN_TEST_Z`] standard deviations of a sign test, and more than chance explains
+//!    (the inlier rate of the winner on random
 //!    pairings of the off-plane points, doubled for the selection of the best refit, at a Poisson tail of
 //!    ~10⁻⁴: [`chance_off_plane_inliers`]); otherwise
 //!    the result is [`crate::geometry::NoPose::PlanarAmbiguity`] — the rule for a truly planar scene with two
@@ -57,11 +58,15 @@ pub const H_THRESHOLD_SCALE: f64 = 2.0;
 
 /// Transfer error, relative to the homography threshold, beyond which a point counts as off the plane
 /// (with pixel noise σ the plane's points exceed 3 × 2σ·√2 with probability ≈ e⁻¹⁸).
-pub const OFF_PLANE_SCALE: f64 = 1.0;
+pub const OFF_PLANE_SCALE: f64 = 3.0;
 
 /// Most plane-and-parallax samples: enough to draw two off-plane inliers with confidence 0.9999 when they
 /// are ≥ 7% of the points off the plane.
 pub const PLANE_PARALLAX_SAMPLES: usize = 2000;
+
+/// Standard deviations by which the winner's own off-plane inliers must exceed a rival's (a sign test on
+/// the points only one of the two explains).
+pub const SIGN_TEST_Z: f64 = 2.0;
 
 /// Off-plane inliers of its own (not shared with a rival) that the winner needs to be the pose.
 pub const MIN_DECISIVE: usize = 8;

@@ -241,6 +241,7 @@ fn bench_extract(
                 detection_threshold: 0.05,
                 subpixel: cfg.engine.subpixel,
                 precision,
+                spread: cfg.engine.spread,
             },
         )?;
         let mut full = Vec::with_capacity(runs);
