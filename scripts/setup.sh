@@ -159,7 +159,7 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------------------------
-step "7/7 main job: match a real stereo pair, pose accuracy against ground truth on three real sets, the ROS 2 node on a real image sequence"
+step "7/7 main job: match a real stereo pair, pose accuracy against ground truth on four sets, the ROS 2 node on a rendered image sequence"
 if [ "$DO_MAIN" = 1 ]; then
   "$MATCHA_VENV/bin/python" tools/eval_sets.py --out "$MATCHA_CACHE/eval"
   cargo build --release -j 2 --bin matcha
@@ -171,7 +171,7 @@ if [ "$DO_MAIN" = 1 ]; then
       --out out/motorcycle_matches.png
   ./target/release/matcha eval --method xfeat+mnn --out out/eval \
       --manifest "$E/chessboard/manifest.json" --manifest "$E/motorcycle/manifest.json" \
-      --manifest "$E/rendered/manifest.json"
+      --manifest "$E/rendered/manifest.json" --manifest "$E/rooms/manifest.json"
   info "match picture: out/motorcycle_matches.png; accuracy tables and recall curves: out/eval/"
   # ROS 2 node + player publishing a real-photo sequence: poses vs ground truth (PyPI wheels, loopback netns)
   "$REPO/scripts/demo_ros.sh"

@@ -79,6 +79,22 @@ fn match_json_on_a_real_stereo_pair() {
 }
 
 #[test]
+fn negative_distortion_needs_no_equals_sign() {
+    let img = data("left01.png");
+    let o = matcha(&[
+        "match",
+        &img,
+        &img,
+        "--intrinsics",
+        "534,534,320,240",
+        "--distortion",
+        "-0.28,0.07,0.001,0.0",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
 fn identical_images_are_a_rotation_without_translation() {
     let img = data("left01.png");
     let o = matcha(&[

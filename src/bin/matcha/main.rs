@@ -72,11 +72,12 @@ enum Command {
         /// Intrinsics of image b: fx,fy,cx,cy.
         #[arg(long, value_parser = parse_intrinsics)]
         intrinsics_b: Option<[f64; 4]>,
-        /// plumb_bob distortion of image a (and b unless --distortion-b): k1,k2,p1,p2[,k3].
-        #[arg(long, value_parser = parse_distortion)]
+        /// plumb_bob distortion of image a (and b unless --distortion-b): k1,k2,p1,p2[,k3] (negative
+        /// values need no `=`: `--distortion -0.2,0.1,0,0`).
+        #[arg(long, value_parser = parse_distortion, allow_hyphen_values = true)]
         distortion: Option<Distortion>,
         /// plumb_bob distortion of image b.
-        #[arg(long, value_parser = parse_distortion)]
+        #[arg(long, value_parser = parse_distortion, allow_hyphen_values = true)]
         distortion_b: Option<Distortion>,
         /// Print one JSON object on stdout.
         #[arg(long)]
