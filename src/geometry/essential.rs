@@ -48,9 +48,17 @@ impl PixelWeights {
     }
 }
 
-/// Squared Sampson error in pixels² of one correspondence (normalised coordinates) under `E` (row-major).
+/// For one correspondence: `(E·x_a)₀, (E·x_a)₁, (Eᵀ·x_b)₀, (Eᵀ·x_b)₁`, the epipolar residual `r = x_bᵀ E x_a`
+/// and the Sampson denominator `den` (pixel-weighted squared gradient norm): `[a, b, d, f, r, den]`.
 #[inline(always)]
-pub fn sampson_sq(e: &[f64; 9], w: &PixelWeights, xa: f64, ya: f64, xb: f64, yb: f64) -> f64 {
+pub(crate) fn epipolar_terms(
+    e: &[f64; 9],
+    w: &PixelWeights,
+    xa: f64,
+    ya: f64,
+    xb: f64,
+    yb: f64,
+) -> [f64; 6] {
     let a = e[0] * xa + e[1] * ya + e[2];
     let b = e[3] * xa + e[4] * ya + e[5];
     let c = e[6] * xa + e[7] * ya + e[8];
@@ -58,6 +66,13 @@ pub fn sampson_sq(e: &[f64; 9], w: &PixelWeights, xa: f64, ya: f64, xb: f64, yb:
     let d = e[0] * xb + e[3] * yb + e[6];
     let f = e[1] * xb + e[4] * yb + e[7];
     let den = w.wb_x * a * a + w.wb_y * b * b + w.wa_x * d * d + w.wa_y * f * f;
+    [a, b, d, f, r, den]
+}
+
+/// Squared Sampson error in pixels² of one correspondence (normalised coordinates) under `E` (row-major).
+#[inline(always)]
+pub fn sampson_sq(e: &[f64; 9], w: &PixelWeights, xa: f64, ya: f64, xb: f64, yb: f64) -> f64 {
+    let [_, _, _, _, r, den] = epipolar_terms(e, w, xa, ya, xb, yb);
     if den > 0.0 {
         r * r / den
     } else {

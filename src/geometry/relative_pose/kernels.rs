@@ -15,25 +15,11 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub(crate) use crate::geometry::correspondences::Soa;
-use crate::geometry::essential::PixelWeights;
+use crate::geometry::essential::{epipolar_terms, PixelWeights};
 use crate::geometry::ransac::{SprtTest, Verification};
 
 /// Correspondences per block.
 const LANES: usize = 8;
-
-/// For one correspondence: `(E·x_a)₀, (E·x_a)₁, (Eᵀ·x_b)₀, (Eᵀ·x_b)₁`, the epipolar residual `r = x_bᵀ E x_a`
-/// and the Sampson denominator `den` (pixel-weighted squared gradient norm): `[a, b, d, f, r, den]`.
-#[inline(always)]
-fn epipolar_terms(e: &[f64; 9], w: &PixelWeights, xa: f64, ya: f64, xb: f64, yb: f64) -> [f64; 6] {
-    let a = e[0] * xa + e[1] * ya + e[2];
-    let b = e[3] * xa + e[4] * ya + e[5];
-    let c = e[6] * xa + e[7] * ya + e[8];
-    let r = xb * a + yb * b + c;
-    let d = e[0] * xb + e[3] * yb + e[6];
-    let f = e[1] * xb + e[4] * yb + e[7];
-    let den = w.wb_x * a * a + w.wb_y * b * b + w.wa_x * d * d + w.wa_y * f * f;
-    [a, b, d, f, r, den]
-}
 
 /// Sampson numerator `r` (the epipolar residual `x_bᵀ E x_a`) and denominator `den` (pixel-weighted squared
 /// gradient norm) of the block of eight correspondences starting at `k`; lanes past the end are zero.

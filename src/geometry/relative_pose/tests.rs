@@ -3,8 +3,20 @@ use crate::geometry::RelativePose;
 use nalgebra::{Rotation3, Vector3};
 
 use crate::geometry::metrics::{pose_error_deg, pose_error_max_deg, rotation_error_deg};
-use crate::geometry::synthetic::{generate_sets, SyntheticConfig};
+use crate::geometry::synthetic::{generate_sets, SyntheticConfig, SyntheticInstance};
 use crate::geometry::TwoViewConfiguration;
+
+/// Our estimator on a synthetic instance (no priority).
+fn estimate_on(inst: &SyntheticInstance, opts: &RansacOptions) -> Result<RelativePose, NoPose> {
+    estimate_relative_pose(
+        &inst.points_a,
+        &inst.points_b,
+        &inst.camera,
+        &inst.camera,
+        None,
+        opts,
+    )
+}
 
 fn cam() -> PinholeCamera {
     PinholeCamera::new(525.0, 525.0, 320.0, 240.0).unwrap()
@@ -19,15 +31,7 @@ fn recovers_synthetic_poses() {
     };
     for (k, inst) in generate_sets(&cfg).iter().enumerate() {
         let opts = RansacOptions::default();
-        let pose = estimate_relative_pose(
-            &inst.points_a,
-            &inst.points_b,
-            &inst.camera,
-            &inst.camera,
-            None,
-            &opts,
-        )
-        .unwrap();
+        let pose = estimate_on(inst, &opts).unwrap();
         let (rg, tg) = inst.ground_truth();
         let (re, te) = pose_error_deg(&pose.rotation, &pose.translation.unwrap(), &rg, &tg);
         // Loose bounds (300 inliers, 0.5 px noise); the comparison with PoseLib is in tests/.
@@ -57,15 +61,7 @@ fn recovers_synthetic_poses() {
         let sd = pose.covariance[(0, 0)].sqrt().to_degrees();
         assert!(sd > 1e-5 && sd < 0.1, "rotation sd {sd}°");
         // Same seed, same result.
-        let again = estimate_relative_pose(
-            &inst.points_a,
-            &inst.points_b,
-            &inst.camera,
-            &inst.camera,
-            None,
-            &opts,
-        )
-        .unwrap();
+        let again = estimate_on(inst, &opts).unwrap();
         assert_eq!(again.rotation, pose.rotation);
         assert_eq!(again.inliers, pose.inliers);
     }
@@ -144,15 +140,7 @@ fn refinement_from_an_initial_pose_matches_ransac() {
     let opts = RansacOptions::default();
     for inst in generate_sets(&cfg) {
         let (rg, tg) = inst.ground_truth();
-        let full = estimate_relative_pose(
-            &inst.points_a,
-            &inst.points_b,
-            &inst.camera,
-            &inst.camera,
-            None,
-            &opts,
-        )
-        .unwrap();
+        let full = estimate_on(&inst, &opts).unwrap();
         // start ~0.1° and ~0.3° off the truth (the size of a detector-keypoint pose's error; farther
         // than the LO threshold reaches, there is no consensus to start from): LO and the final
         // refinement pull it in, with no sampling
@@ -187,15 +175,7 @@ fn refinement_from_an_initial_pose_matches_ransac() {
     }
     // invalid initial poses
     let inst = &generate_sets(&cfg)[0];
-    let good = estimate_relative_pose(
-        &inst.points_a,
-        &inst.points_b,
-        &inst.camera,
-        &inst.camera,
-        None,
-        &opts,
-    )
-    .unwrap();
+    let good = estimate_on(inst, &opts).unwrap();
     let bad_r = Matrix3::identity() * 2.0;
     let t = Vector3::new(1.0, 0.0, 0.0);
     for (r, t) in [
@@ -289,15 +269,7 @@ fn prosac_uses_priority() {
             &opts,
         )
         .unwrap();
-        let without_inliers = estimate_relative_pose(
-            &inst.points_a,
-            &inst.points_b,
-            &inst.camera,
-            &inst.camera,
-            None,
-            &opts,
-        )
-        .map_or(0, |p| p.num_inliers);
+        let without_inliers = estimate_on(&inst, &opts).map_or(0, |p| p.num_inliers);
         assert!(
             with.num_inliers > without_inliers,
             "{} vs {without_inliers} inliers",
@@ -432,11 +404,7 @@ fn cfg_small() -> SyntheticConfig {
 }
 
 /// Dominant-plane instances: `off_plane` of the inliers in front of the plane, 40% outliers.
-fn plane_sets(
-    off_plane: f64,
-    instances: usize,
-    seed: u64,
-) -> Vec<crate::geometry::synthetic::SyntheticInstance> {
+fn plane_sets(off_plane: f64, instances: usize, seed: u64) -> Vec<SyntheticInstance> {
     generate_sets(&SyntheticConfig {
         instances,
         num_points: 800,
@@ -458,15 +426,7 @@ fn a_dominant_plane_with_few_off_plane_points_gives_the_true_pose() {
         .chain(&plane_sets(0.1, 8, 12))
         .enumerate()
     {
-        let p = estimate_relative_pose(
-            &inst.points_a,
-            &inst.points_b,
-            &inst.camera,
-            &inst.camera,
-            None,
-            &opts,
-        )
-        .unwrap_or_else(|e| panic!("instance {k}: {e}"));
+        let p = estimate_on(inst, &opts).unwrap_or_else(|e| panic!("instance {k}: {e}"));
         let (rg, tg) = inst.ground_truth();
         let err = pose_error_max_deg(&p.rotation, p.translation.as_ref(), &rg, &tg);
         assert!(err < 2.0, "instance {k}: {err}° ({:?})", p.quality);
@@ -485,14 +445,7 @@ fn a_truly_planar_scene_is_the_true_pose_or_a_stated_ambiguity() {
     let mut ambiguous = 0;
     for (k, inst) in plane_sets(0.0, 12, 13).iter().enumerate() {
         let (rg, tg) = inst.ground_truth();
-        match estimate_relative_pose(
-            &inst.points_a,
-            &inst.points_b,
-            &inst.camera,
-            &inst.camera,
-            None,
-            &opts,
-        ) {
+        match estimate_on(inst, &opts) {
             Ok(p) => {
                 let err = pose_error_max_deg(&p.rotation, p.translation.as_ref(), &rg, &tg);
                 assert!(
@@ -531,15 +484,7 @@ fn a_pure_rotation_is_panoramic_with_the_true_rotation() {
         ..Default::default()
     });
     for (k, inst) in sets.iter().enumerate() {
-        let p = estimate_relative_pose(
-            &inst.points_a,
-            &inst.points_b,
-            &inst.camera,
-            &inst.camera,
-            None,
-            &opts,
-        )
-        .unwrap();
+        let p = estimate_on(inst, &opts).unwrap();
         assert_eq!(
             p.configuration,
             TwoViewConfiguration::Panoramic,
@@ -569,15 +514,7 @@ fn a_small_baseline_keeps_its_translation() {
         ..Default::default()
     });
     for (k, inst) in sets.iter().enumerate() {
-        let p = estimate_relative_pose(
-            &inst.points_a,
-            &inst.points_b,
-            &inst.camera,
-            &inst.camera,
-            None,
-            &opts,
-        )
-        .unwrap();
+        let p = estimate_on(inst, &opts).unwrap();
         assert_ne!(
             p.configuration,
             TwoViewConfiguration::Panoramic,
