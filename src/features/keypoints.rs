@@ -142,9 +142,8 @@ pub struct SpreadOptions {
     pub share: f32,
 }
 
-/// Off by default: on the `rooms` evaluation set, XFeat + MNN with share 0.5 on 8×6 cells scored AUC@5
-/// 30.3 and 0.25 on 4×3 cells 32.4, against 32.0 with plain top-k (the quotas move keypoints onto weak,
-/// textureless responses whose matches are worse).
+/// Off by default: measured on the `rooms` evaluation set, the quotas did not improve the pose (they move
+/// keypoints onto weak, textureless responses whose matches are worse); figures in `docs/benchmarks.md`.
 impl Default for SpreadOptions {
     fn default() -> Self {
         Self {
