@@ -11,6 +11,11 @@
 # Options: --sets a,b   (default chessboard,motorcycle,rendered,rooms)   --methods sift,xfeat,colmap
 #          --force (recompute all)
 #          --no-matcha  (stop after the baselines)
+#          --vo  instead of the above: the stereo visual-odometry evaluation. Renders the four sequences
+#                (tools/vo_sequences.py: vo_short, vo_loop, vo_forward_turns, vo_hard; ~40 min once, cached under
+#                $MATCHA_CACHE/vo/<name>/), runs the baselines (tools/vo_baselines.py: opencv_stereo, colmap; up to
+#                ~10 min each per sequence, skipped when newer than the sequence and the script) into
+#                $MATCHA_CACHE/vo/results/<name>/<method>.{tum,json}, then prints the table (--report)
 # Needs: the venv from scripts/setup.sh and Debian's opencv-doc (apt-get install opencv-doc).
 set -euo pipefail
 
@@ -23,13 +28,15 @@ SETS="chessboard,motorcycle,rendered,rooms"
 METHODS="sift,xfeat,colmap"
 FORCE=0
 RUN_MATCHA=1
+RUN_VO=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --sets) SETS="$2"; shift ;;
     --methods) METHODS="$2"; shift ;;
     --force) FORCE=1 ;;
     --no-matcha) RUN_MATCHA=0 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --vo) RUN_VO=1 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift
@@ -40,12 +47,33 @@ if [ ! -x "$PY" ]; then
   echo "no Python venv at $MATCHA_VENV: run scripts/setup.sh first" >&2
   exit 1
 fi
+force_flag=()
+[ "$FORCE" = 1 ] && force_flag=(--force)
+
+if [ "$RUN_VO" = 1 ]; then
+  VO="$MATCHA_CACHE/vo"
+  "$PY" tools/vo_sequences.py --out "$VO" "${force_flag[@]}"
+  for dir in "$VO"/vo_*/; do
+    dir="${dir%/}"
+    name="$(basename "$dir")"
+    [ -f "$dir/.stamp" ] || continue
+    for m in opencv_stereo colmap; do
+      out="$VO/results/$name/$m.json"
+      if [ "$FORCE" = 0 ] && [ -f "$out" ] && [ "$out" -nt "$dir/.stamp" ] && [ "$out" -nt tools/vo_baselines.py ]; then
+        echo "[eval] $out is up to date"
+        continue
+      fi
+      "$PY" tools/vo_baselines.py --sequence "$dir" --method "$m"
+    done
+  done
+  "$PY" tools/vo_baselines.py --report --root "$VO"
+  exit 0
+fi
+
 EVAL="$MATCHA_CACHE/eval"
 RESULTS="$EVAL/results"
 mkdir -p "$RESULTS"
 
-force_flag=()
-[ "$FORCE" = 1 ] && force_flag=(--force)
 "$PY" tools/eval_sets.py --sets "$SETS" --out "$EVAL" "${force_flag[@]}"
 
 IFS=',' read -r -a set_list <<<"$SETS"

@@ -162,6 +162,8 @@ fi
 step "7/7 main job: match a real stereo pair, pose accuracy against ground truth on four sets, the ROS 2 node on a rendered image sequence"
 if [ "$DO_MAIN" = 1 ]; then
   "$MATCHA_VENV/bin/python" tools/eval_sets.py --out "$MATCHA_CACHE/eval"
+  # the bundled stereo visual-odometry sequence (10 s, a few minutes; cached): $MATCHA_CACHE/vo/vo_short
+  "$MATCHA_VENV/bin/python" tools/vo_sequences.py --only vo_short --out "$MATCHA_CACHE/vo"
   cargo build --release -j 2 --bin matcha
   mkdir -p out
   E="$MATCHA_CACHE/eval"

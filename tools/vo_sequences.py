@@ -213,10 +213,11 @@ class SequenceSpec:
     extra_segments: list = field(default_factory=list)  # (kind, t0, t1) beyond the plan's
     sensor: Sensor = Sensor(vignetting=0.3, full_well=5000.0, read_noise=4.0, white_balance=(1.04, 1.0, 0.95))
     index: int = 0
+    closed: bool = False  # a loop: whole strides, so the last pose is the first
 
     @functools.cached_property
     def path(self) -> CameraPath:
-        return CameraPath(self.plan.keys)
+        return CameraPath(self.plan.keys, whole_strides=self.closed)
 
     @property
     def n_frames(self) -> int:
@@ -273,8 +274,8 @@ def seq_loop() -> SequenceSpec:
     start = -math.pi / 2  # south point of the ellipse, walking counter-clockwise seen from above (+x then +z)
     pts = [(cx + a * math.cos(start + 2 * math.pi * k / n), cz + b * math.sin(start + 2 * math.pi * k / n))
            for k in range(1, n + 1)]
-    p = Plan(pts[-1][0], pts[-1][1], 90.0)
-    p.walk(pts, 0.4, look_deg=[-12.0] * n, kind="loop")
+    p = Plan(pts[-1][0], pts[-1][1], 90.0 - 12.0)
+    p.walk(pts, 0.4, look_deg=[-12.0] * n, kind="loop", end_yaw_deg=90.0 - 12.0)
     dur = p.t
 
     def lights(t):
@@ -285,7 +286,7 @@ def seq_loop() -> SequenceSpec:
     return SequenceSpec("vo_loop", "a closed loop of ~15.5 m (ellipse 4.3 x 5.6 m round an island of crates and a "
                         "table) through a 7 x 9 m hall with brick walls, posters and boxes, at ~0.4 m/s, looking "
                         "12 deg into the loop; the light drifts slowly (0.6 m circle, intensity +-15%); ends where "
-                        "it started", HALL, p, lights, index=1)
+                        "it started", HALL, p, lights, index=1, closed=True)
 
 
 def seq_forward_turns() -> SequenceSpec:

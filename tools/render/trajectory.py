@@ -13,7 +13,8 @@ On top of the floor path, the walk's arc length s(t) (integrated at 1 kHz) drive
 stop exactly when the walker stops. The camera looks along (sin yaw, 0, cos yaw) in the world (x right, y down,
 z forward; y = 0 is the floor, so the eye height h is y = -h), pitched down by ``pitch_deg``.
 
-``Plan`` writes keys from motion primitives (walk through way points at a speed, turn in place, stop) and records
+``whole_strides`` rounds the stride length so that the walk is a whole number of strides (a closed loop then
+ends in exactly the pose it started in). ``Plan`` writes keys from motion primitives (walk through way points at a speed, turn in place, stop) and records
 the time span of each labelled segment. Not here: rooms, lights, rendering, collision checks (the sequence
 builders check the path against the room).
 """
@@ -83,7 +84,7 @@ class CameraPath:
     """Camera pose over time from keys (see the module docstring). ``pose(t)`` -> (R_world_from_cam, centre)."""
 
     def __init__(self, keys: list, eye_height: float = 1.5, pitch_deg: float = 8.0, bob: float = 0.012,
-                 bob_period: float = 0.9, nod_deg: float = 0.4, sway_deg: float = 0.5):
+                 bob_period: float = 0.9, nod_deg: float = 0.4, sway_deg: float = 0.5, whole_strides: bool = False):
         self.keys = list(keys)
         ts = np.array([k.t for k in self.keys], np.float64)
         if np.any(np.diff(ts) <= 0):
@@ -98,9 +99,13 @@ class CameraPath:
         self.bob, self.bob_period = bob, bob_period
         self.nod, self.sway = math.radians(nod_deg), math.radians(sway_deg)
         self.duration = float(ts[-1])
-        self._tt = np.linspace(0.0, self.duration, int(round(self.duration * 1000)) + 1)
+        # 1 kHz grid laid per piece (the keys are grid points), so that a stopped piece has exactly constant s
+        self._tt = np.unique(np.concatenate([np.linspace(a, b, max(2, int(round((b - a) * 1000)) + 1))
+                                             for a, b in zip(ts[:-1], ts[1:])]))
         speed = np.hypot(*self.floor_velocity(self._tt))
         self._s = np.concatenate([[0.0], np.cumsum(0.5 * (speed[1:] + speed[:-1]) * np.diff(self._tt))])
+        if whole_strides and self.length > 0:  # a closed loop ends with the bob, nod and sway it started with
+            self.bob_period = self.length / max(1, round(self.length / self.bob_period))
 
     def _channel(self, j: int, t):
         t = np.clip(np.asarray(t, np.float64), 0.0, self.duration)
@@ -190,11 +195,12 @@ class Plan:
         return self
 
     def walk(self, points: list, speed: float, look_deg=None, kind: str | None = "forward",
-             ramp: float = 0.4) -> "Plan":
+             ramp: float = 0.4, end_yaw_deg: float | None = None) -> "Plan":
         """Walk from rest through the way points (x, z) to rest at ``speed`` m/s, facing the direction of travel
         (+ ``look_deg`` per way point, looking aside). The walker accelerates over the first ``ramp`` metres and
         brakes over the last (a key is put there; those legs take 2 d / speed); a walk too short for that is one
-        minimum-jerk leg of 1.875 d / speed (peak speed = ``speed``)."""
+        minimum-jerk leg of 1.875 d / speed (peak speed = ``speed``). ``end_yaw_deg``: the heading at the end
+        (the nearest turn of it to the direction of travel) instead of the direction of the last leg."""
         t0, k = self.t, self.last
         pts = [np.array([k.x, k.z])] + [np.array(p, np.float64) for p in points]
         look = [0.0] * len(pts) if look_deg is None else [0.0] + [float(v) for v in look_deg]
@@ -218,6 +224,9 @@ class Plan:
             tangent = (pts[i + 1] - a) if i < n else (b - a)
             heading = math.atan2(tangent[0], tangent[1]) + math.radians(look[i])
             heading += 2 * math.pi * round((yaw_prev - heading) / (2 * math.pi))  # unwrap next to the last yaw
+            if i == n and end_yaw_deg is not None:
+                e = math.radians(end_yaw_deg)
+                heading = e + 2 * math.pi * round((heading - e) / (2 * math.pi))
             self._add(dt, float(b[0]), float(b[1]), heading)
             yaw_prev = heading
         if kind:
