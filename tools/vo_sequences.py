@@ -5,8 +5,9 @@
 Writes ``$MATCHA_CACHE/vo/<name>/`` (default ``~/.cache/matcha/vo``); the layout is a contract the Rust side reads:
 
     left/000000.png, right/000000.png   8-bit RGB PNG, 640 x 480
-    groundtruth.txt   TUM "stamp tx ty tz qx qy qz qw" per frame: the LEFT camera optical frame (x right, y down,
-                      z forward) in the world, camera-to-world; world = the first left camera (first line identity)
+    groundtruth.txt   TUM "stamp tx ty tz qx qy qz qw", one line per frame (no comment lines): the LEFT camera
+                      optical frame (x right, y down, z forward) in the world, camera-to-world; world = the first
+                      left camera (first line identity)
     sequence.json     {"name", "description", "rate_hz", "width", "height", "left": {fx, fy, cx, cy}, "right": ...,
                        "right_from_left": {"R", "t"} (x_right = R x_left + t, metres), "frames": [{"index",
                        "stamp", "left", "right"}], "segments": [{"kind", "first", "last"}], "path_length_m",
@@ -550,7 +551,6 @@ def write_sequence(spec: SequenceSpec, root: Path, scale: float = 1.0, max_frame
         if log and (k % 50 == 0 or k == n - 1):
             log(f"[vo_sequences] {spec.name}: frame {k + 1}/{n}, {np.mean(times):.2f} s/frame")
     with open(root / "groundtruth.txt", "w") as f:
-        f.write("# stamp tx ty tz qx qy qz qw (left camera optical frame in the world = first left camera)\n")
         for fr, (R, t) in zip(frames, poses):
             f.write(tum_line(fr["stamp"], R, t) + "\n")
     cam = {"fx": float(K[0, 0]), "fy": float(K[1, 1]), "cx": float(K[0, 2]), "cy": float(K[1, 2])}
