@@ -6,6 +6,7 @@
 //! PoseLib), with `t` of unit length (monocular scale is unobservable). Pixel centres are at integer
 //! coordinates (OpenCV). This module knows nothing of images, ONNX or ROS.
 
+pub mod absolute_pose;
 pub mod camera;
 pub(crate) mod correspondences;
 pub mod essential;
@@ -16,7 +17,11 @@ pub(crate) mod ransac;
 pub mod relative_pose;
 mod sturm;
 pub mod synthetic;
+pub mod triangulation;
 
+pub use absolute_pose::{
+    estimate_absolute_pose, refine_absolute_pose, AbsolutePose, AbsolutePoseError,
+};
 pub use camera::{CameraError, Distortion, PinholeCamera};
 pub use homography::{estimate_homography, Homography};
 pub use relative_pose::{
