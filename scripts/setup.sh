@@ -9,7 +9,8 @@
 #   4. the onnxruntime shared library, taken from the PyPI `onnxruntime` wheel -> $ORT_DYLIB_PATH
 #   5. the ONNX models (tools/export_models.py, cached by the hash of their inputs) linked into engines/
 #   6. the reference outputs and test photos for the parity tests (tools/reference_features.py, cached)
-#   7. the main job: `matcha match` on a real stereo pair, `matcha eval` against ground truth, the ROS 2 node demo
+#   7. the main job: `matcha match` on a real stereo pair, `matcha eval` against ground truth, the ROS 2 node demo;
+#      it also renders the bundled stereo VO sequence vo_short (tools/vo_sequences.py, cached)
 #
 # Options: --no-apt  --no-models  --no-references  --no-main   (skip those steps)
 # Cache locations: see scripts/env.sh (MATCHA_CACHE, default ~/.cache/matcha).
