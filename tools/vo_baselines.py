@@ -115,6 +115,7 @@ def opencv_stereo(seq_dir: Path, max_frames: int | None = None, log=None) -> dic
     K = K_of(seq["left"])
     t_rl = np.asarray(seq["right_from_left"]["t"], np.float64)
     baseline = float(-t_rl[0])
+    cv2.setNumThreads(1)  # one core, like the other baseline (and bit-stable RANSAC)
     sift = cv2.SIFT_create(nfeatures=SIFT_FEATURES)
     bf = cv2.BFMatcher(cv2.NORM_L2)
     frames = seq["frames"][:max_frames] if max_frames else seq["frames"]
