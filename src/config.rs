@@ -155,6 +155,8 @@ pub struct MatchaConfig {
     pub matcher: MatcherConfig,
     /// Robust relative pose.
     pub pose: RansacOptions,
+    /// Visual odometry (`matcha vo`, the node's odometry modes).
+    pub vo: crate::vo::VoOptions,
     /// Engine runtime (providers, threads, engines directory).
     pub runtime: RuntimeConfig,
     /// ROS node settings (interpreted by the node only).
@@ -210,6 +212,9 @@ impl MatchaConfig {
             if !t.is_finite() {
                 return bad("engine.detection_threshold", "must be finite");
             }
+        }
+        if let Err(e) = self.vo.validate() {
+            return bad("vo", &e.to_string());
         }
         let p = &self.pose;
         if !(p.threshold_px.is_finite() && p.threshold_px > 0.0) {

@@ -21,3 +21,4 @@ pub mod pipeline;
 pub mod runtime;
 pub mod util;
 pub mod viz;
+pub mod vo;

@@ -7,6 +7,9 @@
 //! exactly the points that would poison PnP later (behind a camera, at infinity, mismatched). Not here:
 //! which correspondences to triangulate, or refining points over many views (bundle adjustment).
 
+// `!(x > y)` is deliberate: it is true for NaN, which must take the rejecting branch.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 use nalgebra::{Matrix3, Matrix4, Vector3, Vector4};
 
 /// Acceptance limits of a triangulated point.
@@ -75,7 +78,7 @@ pub fn check(
     limits: &TriangulationLimits,
 ) -> bool {
     let xb = r * x + t;
-    if !(x.z > limits.min_depth && xb.z > limits.min_depth) || !x.iter().all(|v| v.is_finite()) {
+    if !(x.z > limits.min_depth && xb.z > limits.min_depth && x.iter().all(|v| v.is_finite())) {
         return false;
     }
     let err = |c: &Vector3<f64>, n: [f64; 2]| {

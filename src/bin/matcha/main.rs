@@ -12,6 +12,7 @@ use matcha::geometry::{Distortion, PinholeCamera};
 use matcha::pipeline::Pipeline;
 
 mod bench;
+mod vo;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -100,6 +101,22 @@ enum Command {
         /// Output folder for the tables (markdown, JSON) and recall-curve plots (SVG).
         #[arg(long, default_value = "out/eval")]
         out: PathBuf,
+    },
+    /// Metric stereo visual odometry over a sequence folder (sequence.json + left/right images, as
+    /// tools/vo_sequences.py writes them): the left camera's trajectory in TUM format (stamp tx ty tz qx qy
+    /// qz qw, camera-to-odom, odom = the first left camera frame).
+    Vo {
+        /// The sequence folder.
+        sequence: PathBuf,
+        /// Trajectory output (TUM).
+        #[arg(long, default_value = "out/vo/trajectory.tum")]
+        out: PathBuf,
+        /// One JSON line per frame: state, keyframe, still, tracked landmarks, σ of the pose, latency.
+        #[arg(long)]
+        states: Option<PathBuf>,
+        /// Process only the first N frames.
+        #[arg(long)]
+        frames: Option<usize>,
     },
     /// Benchmarks (figures printed side by side with their anchors).
     #[command(subcommand)]
@@ -452,6 +469,20 @@ fn run(cli: &Cli) -> Result<()> {
             methods,
             out,
         } => run_eval(&cfg, manifests, baselines, methods, out),
+        Command::Vo {
+            sequence,
+            out,
+            states,
+            frames,
+        } => vo::run(
+            &cfg,
+            &vo::VoRun {
+                sequence,
+                out,
+                states: states.as_deref(),
+                max_frames: *frames,
+            },
+        ),
         Command::Bench(b) => bench::run(&cfg, b),
     }
 }

@@ -7,6 +7,9 @@
 //! parameters a dense 6×6 solve per step is cheap. Used by local optimisation (≤ 256 inliers, a few
 //! steps), the final refinement (all inliers) and the VO's motion-only tracking.
 
+// `!(x > y)` is deliberate: it is true for NaN, which must take the rejecting branch.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 use nalgebra::{Matrix2x3, Matrix3, Matrix6, Rotation3, Vector3, Vector6};
 
 /// A set of 3-D ↔ 2-D correspondences in the form the refinement uses: world points and normalised image

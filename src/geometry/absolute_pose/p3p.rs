@@ -14,6 +14,9 @@
 //!
 //! Not here: sampling, scoring or refinement ([`super::estimator`], [`super::lm`]).
 
+// `!(x > y)` is deliberate: it is true for NaN, which must take the rejecting branch.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 use nalgebra::{Matrix3, SymmetricEigen, Vector3};
 
 /// A camera pose `x_cam = R·X + t`.
@@ -154,19 +157,9 @@ impl Equations {
 /// does better): of the cubic's real roots, the one whose matrix is closest to rank 2.
 fn degenerate_member(d1: &Matrix3<f64>, d2: &Matrix3<f64>) -> Option<Matrix3<f64>> {
     let det3 = |c0: &Vector3<f64>, c1: &Vector3<f64>, c2: &Vector3<f64>| c0.dot(&c1.cross(c2));
-    let (a0, a1, a2) = (
-        d1.column(0).into(),
-        d1.column(1).into(),
-        d1.column(2).into(),
-    );
-    let (b0, b1, b2): (Vector3<f64>, Vector3<f64>, Vector3<f64>) = (
-        d2.column(0).into(),
-        d2.column(1).into(),
-        d2.column(2).into(),
-    );
-    let a0: Vector3<f64> = a0;
-    let a1: Vector3<f64> = a1;
-    let a2: Vector3<f64> = a2;
+    let col = |m: &Matrix3<f64>, j: usize| -> Vector3<f64> { m.column(j).into() };
+    let (a0, a1, a2) = (col(d1, 0), col(d1, 1), col(d1, 2));
+    let (b0, b1, b2) = (col(d2, 0), col(d2, 1), col(d2, 2));
     // det(D1 + γ D2) = c0 + c1 γ + c2 γ² + c3 γ³ (multilinear in the columns)
     let c0 = det3(&a0, &a1, &a2);
     let c1 = det3(&b0, &a1, &a2) + det3(&a0, &b1, &a2) + det3(&a0, &a1, &b2);
@@ -330,14 +323,14 @@ mod tests {
     use crate::util::rng::SplitMix64;
     use nalgebra::Rotation3;
 
-    fn random_problem(
-        rng: &mut SplitMix64,
-    ) -> (
+    type Problem = (
         Matrix3<f64>,
         Vector3<f64>,
         [Vector3<f64>; 3],
         [Vector3<f64>; 3],
-    ) {
+    );
+
+    fn random_problem(rng: &mut SplitMix64) -> Problem {
         let r = Rotation3::new(rng.unit_vector() * rng.range(0.0, 3.0)).into_inner();
         let t = Vector3::new(
             rng.range(-2.0, 2.0),

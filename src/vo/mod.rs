@@ -1,0 +1,256 @@
+//! Visual odometry: the camera's motion through a run, from features of consecutive frames.
+//!
+//! [`StereoOdometry`] (metric): each frame's left and right features are matched and triangulated with the
+//! rig's calibration; the left features are matched to the landmarks of the current keyframe (and, after a
+//! failure, of the recent keyframes) and the pose comes from P3P + LO-RANSAC + LM
+//! ([`crate::geometry::absolute_pose`]). A keyframe is made when too few of its landmarks are still tracked
+//! or the camera moved far from it; its landmarks are the frame's stereo points placed in the world by the
+//! frame's pose. Poses are frame-to-keyframe, so a camera that stands still adds no drift; a motion that the
+//! pose's own uncertainty cannot tell from zero is reported as no motion ([`VoEstimate::still`]).
+//!
+//! Conventions: the world is the odometry frame, the first left camera frame (optical axes: x right, y
+//! down, z forward); poses are `world_from_camera`; covariances are 6×6 over (x, y, z, rotation about x, y,
+//! z) in the world frame — the order of ROS `nav_msgs/Odometry` — and grow with every keyframe (each
+//! adds its own estimate's uncertainty). While tracking is lost the last pose is held with
+//! [`LOST_VARIANCE`] on the diagonal and the state says so.
+//!
+//! What it does not do (yet): windowed bundle adjustment, monocular VO, frame-to-frame optical-flow
+//! tracking between keyframes, loop closure. Not here: images, engines, ROS — features come in, poses go
+//! out; [`sequence`] reads the on-disk sequences the `matcha vo` subcommand and the evaluation use.
+
+// `!(x > y)` is deliberate: it is true for NaN, which must take the rejecting branch.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
+mod covariance;
+pub mod sequence;
+mod stereo;
+#[cfg(test)]
+mod tests;
+pub mod trajectory;
+
+pub use stereo::StereoOdometry;
+
+use nalgebra::{Isometry3, Matrix3, Matrix6, Vector3};
+
+use crate::geometry::{PinholeCamera, RansacOptions};
+use crate::matching::mnn::MnnOptions;
+
+/// Variance put on the covariance diagonal while tracking is lost (RTAB-Map's convention: a consumer that
+/// fuses the pose gives it no weight).
+pub const LOST_VARIANCE: f64 = 9999.0;
+
+/// Errors of the caller (not outcomes of the scene: those are [`TrackingState`]s).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum VoError {
+    /// The rig's calibration is unusable.
+    #[error("invalid stereo rig: {0}")]
+    InvalidRig(String),
+    /// An option is out of range.
+    #[error("invalid VO options: {0}")]
+    InvalidOptions(String),
+    /// The features of a frame do not fit the run (descriptor dimension, image size).
+    #[error("invalid frame: {0}")]
+    InvalidFrame(String),
+}
+
+/// A calibrated stereo pair: the two cameras and the transform from the left camera's frame to the
+/// right's, `x_right = R·x_left + t` (metres). Rectified rigs have `R = I`, `t = (−baseline, 0, 0)`.
+#[derive(Debug, Clone)]
+pub struct StereoRig {
+    /// Left camera.
+    pub left: PinholeCamera,
+    /// Right camera.
+    pub right: PinholeCamera,
+    /// Rotation of `x_right = R·x_left + t`.
+    pub rotation: Matrix3<f64>,
+    /// Translation of `x_right = R·x_left + t`, metres.
+    pub translation: Vector3<f64>,
+}
+
+impl StereoRig {
+    /// Checks the cameras and the extrinsic (a rotation, a baseline of at least a millimetre).
+    pub fn validate(&self) -> Result<(), VoError> {
+        self.left
+            .validate()
+            .and(self.right.validate())
+            .map_err(|e| VoError::InvalidRig(e.to_string()))?;
+        let r = &self.rotation;
+        let rotation =
+            (r.transpose() * r - Matrix3::identity()).norm() < 1e-6 && r.determinant() > 0.0;
+        if !rotation || !r.iter().all(|v| v.is_finite()) {
+            return Err(VoError::InvalidRig(
+                "the extrinsic rotation is not a rotation".into(),
+            ));
+        }
+        if !(self.baseline() >= 1e-3) {
+            return Err(VoError::InvalidRig(format!(
+                "baseline {:.4} m: the cameras must be at least 1 mm apart",
+                self.baseline()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Distance between the camera centres, metres.
+    pub fn baseline(&self) -> f64 {
+        self.translation.norm()
+    }
+}
+
+/// Options of the visual odometry (the `vo` section of the configuration).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VoOptions {
+    /// Stereo triangulation: largest reprojection error in either image, pixels.
+    pub stereo_max_error_px: f64,
+    /// Stereo points nearer than this are dropped, metres.
+    pub min_depth_m: f64,
+    /// Stereo points farther than this many baselines are dropped (their depth is too uncertain).
+    pub max_depth_baselines: f64,
+    /// Descriptor matching (left ↔ right, frame ↔ keyframe).
+    pub mnn: MnnOptions,
+    /// Photometric sub-pixel refinement of the right match of each left keypoint and of each keyframe
+    /// detection in later frames (needs the grayscale frames in the features: `matcher.refine.enabled`).
+    pub refine: bool,
+    /// Robust PnP against the keyframe's landmarks (threshold on the reprojection error in pixels).
+    pub pnp: RansacOptions,
+    /// A new keyframe when fewer than this share of the keyframe's landmarks are PnP inliers.
+    pub keyframe_tracked_ratio: f64,
+    /// A new keyframe when fewer than this many landmarks are PnP inliers.
+    pub keyframe_min_tracked: usize,
+    /// A new keyframe when the camera is this far from the keyframe, metres.
+    pub keyframe_max_distance_m: f64,
+    /// A new keyframe when the camera turned this much from the keyframe, degrees.
+    pub keyframe_max_angle_deg: f64,
+    /// Stereo points a frame needs to start a keyframe.
+    pub min_stereo_points: usize,
+    /// A motion smaller than this many standard deviations of the pose (position and rotation) is
+    /// reported as none: the pose is held and the twist is zero.
+    pub still_sigmas: f64,
+    /// Keyframes kept for recovery after a failed frame.
+    pub recent_keyframes: usize,
+    /// After this many failed frames in a row the run restarts from the held pose with a new keyframe.
+    pub restart_after_failures: usize,
+}
+
+impl Default for VoOptions {
+    fn default() -> Self {
+        Self {
+            stereo_max_error_px: 1.5,
+            min_depth_m: 0.1,
+            max_depth_baselines: 150.0,
+            mnn: MnnOptions::default(),
+            refine: true,
+            pnp: RansacOptions {
+                threshold_px: 2.0,
+                confidence: 0.9999,
+                max_iterations: 2000,
+                min_iterations: 20,
+                min_inliers: 25,
+                seed: 0,
+            },
+            keyframe_tracked_ratio: 0.5,
+            keyframe_min_tracked: 80,
+            keyframe_max_distance_m: 0.5,
+            keyframe_max_angle_deg: 20.0,
+            min_stereo_points: 40,
+            still_sigmas: 3.0,
+            recent_keyframes: 8,
+            restart_after_failures: 15,
+        }
+    }
+}
+
+impl VoOptions {
+    /// Checks the ranges.
+    pub fn validate(&self) -> Result<(), VoError> {
+        let bad = |what: &str| Err(VoError::InvalidOptions(what.to_string()));
+        if !(self.stereo_max_error_px > 0.0) {
+            return bad("stereo_max_error_px must be > 0");
+        }
+        if !(self.min_depth_m >= 0.0 && self.max_depth_baselines > 1.0) {
+            return bad("min_depth_m must be ≥ 0 and max_depth_baselines > 1");
+        }
+        if !(self.keyframe_tracked_ratio > 0.0 && self.keyframe_tracked_ratio < 1.0) {
+            return bad("keyframe_tracked_ratio must be in (0, 1)");
+        }
+        if !(self.keyframe_max_distance_m > 0.0 && self.keyframe_max_angle_deg > 0.0) {
+            return bad("keyframe_max_distance_m and keyframe_max_angle_deg must be > 0");
+        }
+        if !(self.still_sigmas >= 0.0) {
+            return bad("still_sigmas must be ≥ 0");
+        }
+        if self.recent_keyframes == 0 || self.min_stereo_points < 6 {
+            return bad("recent_keyframes must be ≥ 1 and min_stereo_points ≥ 6");
+        }
+        Ok(())
+    }
+}
+
+/// Where the tracker stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackingState {
+    /// No keyframe yet (too few stereo points so far).
+    Initializing,
+    /// The pose comes from the current keyframe's landmarks.
+    Tracking,
+    /// This frame failed: the last pose is held with [`LOST_VARIANCE`].
+    Lost,
+    /// Tracking came back after a loss (from a recent keyframe, or restarted from the held pose).
+    Recovered,
+}
+
+impl TrackingState {
+    /// The lower-case name used in messages and diagnostics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Initializing => "initializing",
+            Self::Tracking => "tracking",
+            Self::Lost => "lost",
+            Self::Recovered => "recovered",
+        }
+    }
+}
+
+/// The odometry's answer for one frame.
+#[derive(Debug, Clone)]
+pub struct VoEstimate {
+    /// The frame's time stamp, seconds.
+    pub stamp: f64,
+    /// Tracking state after this frame.
+    pub state: TrackingState,
+    /// Pose of the left camera in the odometry frame; `None` only while initializing.
+    pub world_from_camera: Option<Isometry3<f64>>,
+    /// Covariance over (x, y, z, rotation about x, y, z) in the odometry frame.
+    pub covariance: Matrix6<f64>,
+    /// Linear velocity (m/s) of the camera in its own frame since the previous frame.
+    pub linear_velocity: Vector3<f64>,
+    /// Angular velocity (rad/s) of the camera in its own frame since the previous frame.
+    pub angular_velocity: Vector3<f64>,
+    /// The motion since the last moving frame was below [`VoOptions::still_sigmas`]: the pose is held.
+    pub still: bool,
+    /// This frame became a keyframe.
+    pub keyframe: bool,
+    /// Triangulated stereo points of the frame.
+    pub stereo_points: usize,
+    /// PnP inliers against the keyframe (0 when the frame failed).
+    pub tracked: usize,
+    /// Counters of the run so far.
+    pub counters: VoCounters,
+}
+
+/// Counters of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct VoCounters {
+    /// Frames processed.
+    pub frames: usize,
+    /// Keyframes made.
+    pub keyframes: usize,
+    /// Times tracking was lost (a run of failed frames counts once).
+    pub losses: usize,
+    /// Recoveries from a recent keyframe.
+    pub recoveries: usize,
+    /// Restarts from the held pose after [`VoOptions::restart_after_failures`] failed frames.
+    pub restarts: usize,
+}

@@ -1,0 +1,500 @@
+//! The metric stereo tracker: stereo points per frame, PnP against the current keyframe's landmarks,
+//! keyframes, still-camera detection and recovery after a failed frame (see the module doc of
+//! [`crate::vo`]).
+
+// `!(x > y)` is deliberate: it is true for NaN, which must take the rejecting branch.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
+use std::collections::VecDeque;
+
+use nalgebra::{Isometry3, Matrix3, Matrix6, Rotation3, Translation3, UnitQuaternion, Vector3};
+use ndarray::Array2;
+
+use super::covariance::{carried, world_from_pnp};
+use super::{StereoRig, TrackingState, VoCounters, VoError, VoEstimate, VoOptions, LOST_VARIANCE};
+use crate::features::{Features, GrayFrame};
+use crate::geometry::triangulation::{triangulate, TriangulationLimits};
+use crate::geometry::{estimate_absolute_pose, AbsolutePose};
+use crate::matching::mnn::mutual_nearest_neighbors;
+use crate::matching::refine::{refine_matches, RefineOptions, WarpModel};
+
+/// A keyframe: its pose, the covariance of that pose, and its landmarks (world points with the left
+/// descriptors that saw them).
+struct Keyframe {
+    world_from_camera: Isometry3<f64>,
+    covariance: Matrix6<f64>,
+    points: Vec<Vector3<f64>>,
+    descriptors: Array2<f32>,
+    /// Left keypoint of each landmark (where it was triangulated) and the left image, for the photometric
+    /// refinement of later observations.
+    keypoints: Vec<[f32; 2]>,
+    gray: Option<GrayFrame>,
+}
+
+/// A frame's stereo points: the left keypoints that triangulated and their camera-frame points.
+struct StereoPoints {
+    keypoint: Vec<usize>,
+    camera: Vec<Vector3<f64>>,
+}
+
+/// Metric stereo visual odometry over a stream of left/right feature pairs.
+pub struct StereoOdometry {
+    rig: StereoRig,
+    options: VoOptions,
+    keyframes: VecDeque<Keyframe>,
+    /// The last published pose and its time (the still-camera anchor is `anchor`).
+    last: Option<(f64, Isometry3<f64>)>,
+    /// The pose held while the motion is below the still threshold.
+    anchor: Option<Isometry3<f64>>,
+    last_covariance: Matrix6<f64>,
+    failures: usize,
+    lost: bool,
+    descriptor_dim: Option<usize>,
+    counters: VoCounters,
+}
+
+impl StereoOdometry {
+    /// A tracker for `rig` (checked) with `options` (checked).
+    pub fn new(rig: StereoRig, options: VoOptions) -> Result<Self, VoError> {
+        rig.validate()?;
+        options.validate()?;
+        Ok(Self {
+            rig,
+            options,
+            keyframes: VecDeque::new(),
+            last: None,
+            anchor: None,
+            last_covariance: Matrix6::zeros(),
+            failures: 0,
+            lost: false,
+            descriptor_dim: None,
+            counters: VoCounters::default(),
+        })
+    }
+
+    /// Forgets the run: the next frame starts a new odometry frame at identity.
+    pub fn reset(&mut self) {
+        let counters = self.counters;
+        *self = Self::new(self.rig.clone(), self.options.clone()).expect("checked at construction");
+        self.counters = VoCounters {
+            frames: counters.frames,
+            ..Default::default()
+        };
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> VoCounters {
+        self.counters
+    }
+
+    /// Processes one stereo frame taken at `stamp` (seconds, increasing): `left` and `right` are the
+    /// features of the two images (same extractor).
+    pub fn process(
+        &mut self,
+        stamp: f64,
+        left: &Features,
+        right: &Features,
+    ) -> Result<VoEstimate, VoError> {
+        self.check(stamp, left, right)?;
+        self.counters.frames += 1;
+        let stereo = self.stereo_points(left, right);
+        if self.keyframes.is_empty() {
+            if stereo.camera.len() < self.options.min_stereo_points {
+                return Ok(self.initializing(stamp, stereo.camera.len()));
+            }
+            let pose = Isometry3::identity();
+            self.add_keyframe(&pose, &Matrix6::zeros(), &stereo, left);
+            return Ok(self.publish(
+                stamp,
+                pose,
+                Matrix6::zeros(),
+                TrackingState::Tracking,
+                &stereo,
+                0,
+                true,
+                false,
+            ));
+        }
+        // the current keyframe first, then the recent ones (newest first) after a failure
+        let found = (0..self.keyframes.len())
+            .rev()
+            .find_map(|k| self.track(k, left).map(|hit| (k, hit)));
+        let Some((k, pnp)) = found else {
+            return Ok(self.failed(stamp, &stereo, left));
+        };
+        let recovered = self.lost || k + 1 != self.keyframes.len();
+        let kf = &self.keyframes[k];
+        let pose = isometry_from_pnp(&pnp);
+        let offset = pose.translation.vector - kf.world_from_camera.translation.vector;
+        let frame_covariance = world_from_pnp(&pnp.rotation, &pnp.covariance);
+        let covariance = carried(&kf.covariance, &offset) + frame_covariance;
+        let tracked = pnp.num_inliers;
+        let kf_landmarks = kf.points.len();
+        let relative = kf.world_from_camera.inverse() * pose;
+        let far = relative.translation.vector.norm() > self.options.keyframe_max_distance_m
+            || relative.rotation.angle().to_degrees() > self.options.keyframe_max_angle_deg;
+        let weak = (tracked as f64) < self.options.keyframe_tracked_ratio * kf_landmarks as f64
+            || tracked < self.options.keyframe_min_tracked;
+        if k + 1 != self.keyframes.len() {
+            // recovered from an older keyframe: it becomes the current one again
+            if let Some(kf) = self.keyframes.remove(k) {
+                self.keyframes.push_back(kf);
+            }
+        }
+        // still camera: hold the anchor when the motion since it is within the pose's own uncertainty
+        let (pose, still) = self.hold_if_still(pose, &frame_covariance);
+        let keyframe = (far || weak || recovered)
+            && !still
+            && stereo.camera.len() >= self.options.min_stereo_points;
+        if keyframe {
+            self.add_keyframe(&pose, &covariance, &stereo, left);
+        }
+        let state = if recovered {
+            self.counters.recoveries += 1;
+            TrackingState::Recovered
+        } else {
+            TrackingState::Tracking
+        };
+        self.lost = false;
+        self.failures = 0;
+        Ok(self.publish(
+            stamp, pose, covariance, state, &stereo, tracked, keyframe, still,
+        ))
+    }
+
+    fn check(&mut self, stamp: f64, left: &Features, right: &Features) -> Result<(), VoError> {
+        if !stamp.is_finite() {
+            return Err(VoError::InvalidFrame("time stamp is not finite".into()));
+        }
+        if let Some((t, _)) = self.last {
+            if !(stamp > t) {
+                return Err(VoError::InvalidFrame(format!(
+                    "time stamp {stamp:.6} s is not after the previous frame's {t:.6} s"
+                )));
+            }
+        }
+        let dim = left.descriptor_dim();
+        if right.descriptor_dim() != dim || self.descriptor_dim.is_some_and(|d| d != dim) {
+            return Err(VoError::InvalidFrame(format!(
+                "descriptor dimensions differ (left {dim}, right {}, run {:?}): one extractor for the whole run",
+                right.descriptor_dim(),
+                self.descriptor_dim
+            )));
+        }
+        self.descriptor_dim = Some(dim);
+        Ok(())
+    }
+
+    /// Left ↔ right mutual nearest neighbours, triangulated with the rig and checked.
+    fn stereo_points(&self, left: &Features, right: &Features) -> StereoPoints {
+        let matches =
+            mutual_nearest_neighbors(&left.descriptors, &right.descriptors, &self.options.mnn);
+        let limits = TriangulationLimits {
+            max_error_px: self.options.stereo_max_error_px,
+            min_parallax_deg: 0.0,
+            min_depth: self.options.min_depth_m,
+        };
+        let max_depth = self.options.max_depth_baselines * self.rig.baseline();
+        let focal = [self.rig.left.fx, self.rig.left.fy];
+        let mut out = StereoPoints {
+            keypoint: Vec::with_capacity(matches.len()),
+            camera: Vec::with_capacity(matches.len()),
+        };
+        // the right position that matches the left detection photometrically (a rectified pair differs by
+        // a shift along the row; a translation is enough for small patches of any calibrated pair)
+        let refined = match (&left.gray, &right.gray) {
+            (Some(gl), Some(gr)) if self.options.refine => Some(
+                refine_matches(
+                    &gl.0,
+                    &left.keypoints,
+                    &gr.0,
+                    &right.keypoints,
+                    &matches,
+                    &stereo_refine(),
+                )
+                .points_b,
+            ),
+            _ => None,
+        };
+        for (k, m) in matches.iter().enumerate() {
+            let kl = left.keypoints[m.a as usize];
+            let kr = refined
+                .as_ref()
+                .and_then(|r| r[k])
+                .unwrap_or(right.keypoints[m.b as usize]);
+            let (Ok(nl), Ok(nr)) = (
+                self.rig.left.try_normalize([kl[0] as f64, kl[1] as f64]),
+                self.rig.right.try_normalize([kr[0] as f64, kr[1] as f64]),
+            ) else {
+                continue;
+            };
+            if let Some(x) = triangulate(
+                nl,
+                nr,
+                &self.rig.rotation,
+                &self.rig.translation,
+                focal,
+                &limits,
+            ) {
+                if x.z <= max_depth {
+                    out.keypoint.push(m.a as usize);
+                    out.camera.push(x);
+                }
+            }
+        }
+        out
+    }
+
+    /// PnP of the left features against keyframe `k`'s landmarks.
+    fn track(&self, k: usize, left: &Features) -> Option<AbsolutePose> {
+        let kf = &self.keyframes[k];
+        let matches =
+            mutual_nearest_neighbors(&left.descriptors, &kf.descriptors, &self.options.mnn);
+        if matches.len() < self.options.pnp.min_inliers {
+            return None;
+        }
+        let world: Vec<[f64; 3]> = matches
+            .iter()
+            .map(|m| {
+                let p = kf.points[m.b as usize];
+                [p.x, p.y, p.z]
+            })
+            .collect();
+        // the current position of each landmark's keyframe detection (so every observation refers to the
+        // point that was triangulated), where the photometric refinement succeeds
+        let swapped: Vec<crate::matching::Match> = matches
+            .iter()
+            .map(|m| crate::matching::Match {
+                a: m.b,
+                b: m.a,
+                score: m.score,
+            })
+            .collect();
+        let refined = match (&kf.gray, &left.gray) {
+            (Some(gk), Some(gl)) if self.options.refine => Some(
+                refine_matches(
+                    &gk.0,
+                    &kf.keypoints,
+                    &gl.0,
+                    &left.keypoints,
+                    &swapped,
+                    &tracking_refine(),
+                )
+                .points_b,
+            ),
+            _ => None,
+        };
+        let pixels: Vec<[f64; 2]> = matches
+            .iter()
+            .enumerate()
+            .map(|(k, m)| {
+                let p = refined
+                    .as_ref()
+                    .and_then(|r| r[k])
+                    .unwrap_or(left.keypoints[m.a as usize]);
+                [p[0] as f64, p[1] as f64]
+            })
+            .collect();
+        match estimate_absolute_pose(&world, &pixels, &self.rig.left, &self.options.pnp) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                log::debug!("vo: PnP against keyframe {k} failed: {e}");
+                None
+            }
+        }
+    }
+
+    fn add_keyframe(
+        &mut self,
+        pose: &Isometry3<f64>,
+        covariance: &Matrix6<f64>,
+        stereo: &StereoPoints,
+        left: &Features,
+    ) {
+        let points = stereo
+            .camera
+            .iter()
+            .map(|x| pose * nalgebra::Point3::from(*x))
+            .map(|p| p.coords)
+            .collect();
+        let dim = left.descriptor_dim();
+        let mut descriptors = Array2::zeros((stereo.keypoint.len(), dim));
+        for (row, &i) in stereo.keypoint.iter().enumerate() {
+            descriptors.row_mut(row).assign(&left.descriptors.row(i));
+        }
+        self.keyframes.push_back(Keyframe {
+            world_from_camera: *pose,
+            covariance: *covariance,
+            points,
+            descriptors,
+            keypoints: stereo.keypoint.iter().map(|&i| left.keypoints[i]).collect(),
+            gray: left.gray.clone(),
+        });
+        while self.keyframes.len() > self.options.recent_keyframes {
+            self.keyframes.pop_front();
+        }
+        self.counters.keyframes += 1;
+    }
+
+    /// The anchor pose when `pose` is within `still_sigmas` of it (position and rotation, each against the
+    /// standard deviation of this frame's own estimate, `frame_covariance`: the keyframe's uncertainty is
+    /// common to the anchor and the pose and cancels), else `pose` (which becomes the anchor).
+    fn hold_if_still(
+        &mut self,
+        pose: Isometry3<f64>,
+        frame_covariance: &Matrix6<f64>,
+    ) -> (Isometry3<f64>, bool) {
+        if let Some(anchor) = self.anchor {
+            let rel = anchor.inverse() * pose;
+            let sigma_p = frame_covariance
+                .fixed_view::<3, 3>(0, 0)
+                .trace()
+                .max(0.0)
+                .sqrt();
+            let sigma_r = frame_covariance
+                .fixed_view::<3, 3>(3, 3)
+                .trace()
+                .max(0.0)
+                .sqrt();
+            let k = self.options.still_sigmas;
+            if rel.translation.vector.norm() <= k * sigma_p && rel.rotation.angle() <= k * sigma_r {
+                return (anchor, true);
+            }
+        }
+        self.anchor = Some(pose);
+        (pose, false)
+    }
+
+    /// A frame that could not be tracked: hold the last pose with the lost variance; after
+    /// `restart_after_failures` failures restart from the held pose with this frame as the keyframe.
+    fn failed(&mut self, stamp: f64, stereo: &StereoPoints, left: &Features) -> VoEstimate {
+        self.failures += 1;
+        if !self.lost {
+            self.lost = true;
+            self.counters.losses += 1;
+        }
+        let held = self.last.map_or(Isometry3::identity(), |(_, p)| p);
+        if self.failures >= self.options.restart_after_failures
+            && stereo.camera.len() >= self.options.min_stereo_points
+        {
+            // odom stays continuous: the new keyframe sits at the held pose; its covariance says the
+            // pose is unknown relative to the earlier run
+            let cov = self.last_covariance + Matrix6::identity() * LOST_VARIANCE;
+            self.keyframes.clear();
+            self.add_keyframe(&held, &cov, stereo, left);
+            self.counters.restarts += 1;
+            self.lost = false;
+            self.failures = 0;
+            self.anchor = Some(held);
+            return self.publish(
+                stamp,
+                held,
+                cov,
+                TrackingState::Recovered,
+                stereo,
+                0,
+                true,
+                false,
+            );
+        }
+        let cov = Matrix6::identity() * LOST_VARIANCE;
+        let mut est = self.publish(
+            stamp,
+            held,
+            cov,
+            TrackingState::Lost,
+            stereo,
+            0,
+            false,
+            false,
+        );
+        // a failed frame says nothing about the motion
+        est.linear_velocity = Vector3::zeros();
+        est.angular_velocity = Vector3::zeros();
+        est
+    }
+
+    fn initializing(&mut self, stamp: f64, stereo_points: usize) -> VoEstimate {
+        self.last = Some((stamp, Isometry3::identity()));
+        VoEstimate {
+            stamp,
+            state: TrackingState::Initializing,
+            world_from_camera: None,
+            covariance: Matrix6::identity() * LOST_VARIANCE,
+            linear_velocity: Vector3::zeros(),
+            angular_velocity: Vector3::zeros(),
+            still: false,
+            keyframe: false,
+            stereo_points,
+            tracked: 0,
+            counters: self.counters,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn publish(
+        &mut self,
+        stamp: f64,
+        pose: Isometry3<f64>,
+        covariance: Matrix6<f64>,
+        state: TrackingState,
+        stereo: &StereoPoints,
+        tracked: usize,
+        keyframe: bool,
+        still: bool,
+    ) -> VoEstimate {
+        let (linear, angular) = match self.last {
+            Some((t0, p0)) if !still && stamp > t0 => {
+                let dt = stamp - t0;
+                let rel = p0.inverse() * pose;
+                (rel.translation.vector / dt, rel.rotation.scaled_axis() / dt)
+            }
+            _ => (Vector3::zeros(), Vector3::zeros()),
+        };
+        self.last = Some((stamp, pose));
+        if state != TrackingState::Lost {
+            self.last_covariance = covariance;
+        }
+        VoEstimate {
+            stamp,
+            state,
+            world_from_camera: Some(pose),
+            covariance,
+            linear_velocity: linear,
+            angular_velocity: angular,
+            still,
+            keyframe,
+            stereo_points: stereo.camera.len(),
+            tracked,
+            counters: self.counters,
+        }
+    }
+}
+
+/// Refinement of the right image's match of a left keypoint: a translation on 11×11 patches, every match.
+fn stereo_refine() -> RefineOptions {
+    RefineOptions {
+        enabled: true,
+        model: WarpModel::Translation,
+        patch_radius: 5,
+        max_matches: 0,
+        ..RefineOptions::default()
+    }
+}
+
+/// Refinement of a keyframe detection in a later frame: affine (the view turns and moves), every match.
+fn tracking_refine() -> RefineOptions {
+    RefineOptions {
+        enabled: true,
+        model: WarpModel::Affine,
+        max_matches: 0,
+        ..RefineOptions::default()
+    }
+}
+
+/// `world_from_camera` of a PnP pose `x_cam = R·X + t`.
+fn isometry_from_pnp(p: &AbsolutePose) -> Isometry3<f64> {
+    let r: Matrix3<f64> = p.rotation.transpose();
+    let q = UnitQuaternion::from_rotation_matrix(&Rotation3::from_matrix_unchecked(r));
+    Isometry3::from_parts(Translation3::from(p.centre()), q)
+}

@@ -1,0 +1,273 @@
+//! The stereo odometry on synthetic stereo frames: landmarks with random unit descriptors projected into a
+//! moving rectified rig with pixel noise (no images, so no photometric refinement).
+
+use nalgebra::{Isometry3, Matrix3, Translation3, UnitQuaternion, Vector3};
+use ndarray::Array2;
+
+use super::*;
+use crate::features::Features;
+use crate::geometry::PinholeCamera;
+use crate::util::rng::SplitMix64;
+
+const DIM: usize = 32;
+
+fn rig() -> StereoRig {
+    let cam = PinholeCamera::new(500.0, 500.0, 319.5, 239.5).unwrap();
+    StereoRig {
+        left: cam,
+        right: cam,
+        rotation: Matrix3::identity(),
+        translation: Vector3::new(-0.12, 0.0, 0.0),
+    }
+}
+
+/// A world of points in a 12 × 4 × 12 m box around the start, each with a random unit descriptor.
+struct World {
+    points: Vec<Vector3<f64>>,
+    descriptors: Array2<f32>,
+}
+
+fn world(rng: &mut SplitMix64, n: usize) -> World {
+    let points: Vec<Vector3<f64>> = (0..n)
+        .map(|_| {
+            Vector3::new(
+                rng.range(-6.0, 6.0),
+                rng.range(-2.0, 2.0),
+                rng.range(1.0, 12.0),
+            )
+        })
+        .collect();
+    let mut descriptors = Array2::zeros((n, DIM));
+    for i in 0..n {
+        let v: Vec<f32> = (0..DIM).map(|_| rng.normal() as f32).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        for (k, x) in v.iter().enumerate() {
+            descriptors[(i, k)] = x / norm;
+        }
+    }
+    World {
+        points,
+        descriptors,
+    }
+}
+
+/// Features of the camera at `world_from_camera` (left, or the right one of the rig): the visible points
+/// with noise `sigma` px.
+fn features(
+    w: &World,
+    world_from_camera: &Isometry3<f64>,
+    right: bool,
+    sigma: f64,
+    rng: &mut SplitMix64,
+) -> Features {
+    let r = rig();
+    let mut kps = Vec::new();
+    let mut rows = Vec::new();
+    for (i, p) in w.points.iter().enumerate() {
+        let mut c = world_from_camera
+            .inverse_transform_point(&(*p).into())
+            .coords;
+        if right {
+            c += r.translation;
+        }
+        if c.z < 0.3 {
+            continue;
+        }
+        let u = 500.0 * c.x / c.z + 319.5 + sigma * rng.normal();
+        let v = 500.0 * c.y / c.z + 239.5 + sigma * rng.normal();
+        if (0.0..639.0).contains(&u) && (0.0..479.0).contains(&v) {
+            kps.push([u as f32, v as f32]);
+            rows.push(i);
+        }
+    }
+    let mut d = Array2::zeros((rows.len(), DIM));
+    for (k, &i) in rows.iter().enumerate() {
+        d.row_mut(k).assign(&w.descriptors.row(i));
+    }
+    Features {
+        scores: vec![1.0; kps.len()],
+        keypoints: kps,
+        descriptors: d,
+        image_size: [640, 480],
+        gray: None,
+    }
+}
+
+/// A forward walk that turns: 0.04 m and 0.8° per frame.
+fn pose_at(k: usize) -> Isometry3<f64> {
+    let yaw = (0.8 * k as f64).to_radians();
+    let t = Vector3::new(0.4 * (0.01 * k as f64).sin(), 0.0, 0.04 * k as f64);
+    Isometry3::from_parts(
+        Translation3::from(t),
+        UnitQuaternion::from_scaled_axis(Vector3::y() * yaw),
+    )
+}
+
+fn run_frames(
+    vo: &mut StereoOdometry,
+    w: &World,
+    poses: &[Isometry3<f64>],
+    t0: f64,
+    rng: &mut SplitMix64,
+) -> Vec<VoEstimate> {
+    poses
+        .iter()
+        .enumerate()
+        .map(|(k, p)| {
+            let l = features(w, p, false, 0.3, rng);
+            let r = features(w, p, true, 0.3, rng);
+            vo.process(t0 + k as f64 / 15.0, &l, &r).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn tracks_a_metric_trajectory() {
+    let mut rng = SplitMix64::new(1);
+    let w = world(&mut rng, 4000);
+    let mut vo = StereoOdometry::new(rig(), VoOptions::default()).unwrap();
+    let poses: Vec<_> = (0..60).map(pose_at).collect();
+    let est = run_frames(&mut vo, &w, &poses, 0.0, &mut rng);
+    for (k, (e, gt)) in est.iter().zip(&poses).enumerate() {
+        assert_eq!(e.state, TrackingState::Tracking, "frame {k}");
+        let p = e.world_from_camera.unwrap();
+        let dp = (p.translation.vector - gt.translation.vector).norm();
+        let dr = p.rotation.angle_to(&gt.rotation).to_degrees();
+        assert!(dp < 0.03 && dr < 0.3, "frame {k}: {dp:.4} m {dr:.3}°");
+    }
+    assert!(
+        vo.counters().keyframes >= 2,
+        "the walk leaves the first keyframe"
+    );
+    // velocity: 0.04 m per frame at 15 Hz along the camera's z
+    let v = est[30].linear_velocity;
+    assert!((v.norm() - 0.6).abs() < 0.1, "{v}");
+    // the covariance grows with the keyframes
+    assert!(est[59].covariance[(0, 0)] > est[5].covariance[(0, 0)]);
+}
+
+#[test]
+fn a_still_camera_holds_its_pose_without_keyframes() {
+    let mut rng = SplitMix64::new(2);
+    let w = world(&mut rng, 1500);
+    let mut vo = StereoOdometry::new(rig(), VoOptions::default()).unwrap();
+    // 60 s at 15 Hz of noise-only frames of one view
+    let poses = vec![pose_at(3); 900];
+    let est = run_frames(&mut vo, &w, &poses, 0.0, &mut rng);
+    let first = est[0].world_from_camera.unwrap();
+    let last = est.last().unwrap().world_from_camera.unwrap();
+    let drift = (last.translation.vector - first.translation.vector).norm();
+    let turn = last.rotation.angle_to(&first.rotation).to_degrees();
+    assert!(drift < 1e-3 && turn < 0.01, "drift {drift} m, {turn}°");
+    assert_eq!(vo.counters().keyframes, 1);
+    let still = est.iter().filter(|e| e.still).count();
+    assert!(still > 850, "{still} of 900 frames still");
+    assert!(est.iter().all(|e| e.state == TrackingState::Tracking));
+    assert!(est
+        .iter()
+        .filter(|e| e.still)
+        .all(|e| e.linear_velocity.norm() == 0.0));
+}
+
+#[test]
+fn a_lost_frame_is_reported_and_tracking_recovers() {
+    let mut rng = SplitMix64::new(3);
+    let w = world(&mut rng, 4000);
+    let mut vo = StereoOdometry::new(rig(), VoOptions::default()).unwrap();
+    let poses: Vec<_> = (0..10).map(pose_at).collect();
+    run_frames(&mut vo, &w, &poses, 0.0, &mut rng);
+    // a blank frame (lens covered): lost, pose held, covariance inflated
+    let empty = Features::empty(DIM, [640, 480]);
+    let lost = vo.process(10.0 / 15.0, &empty, &empty).unwrap();
+    assert_eq!(lost.state, TrackingState::Lost);
+    assert_eq!(lost.covariance[(0, 0)], LOST_VARIANCE);
+    assert!(lost.world_from_camera.is_some());
+    // the view comes back
+    let back = run_frames(
+        &mut vo,
+        &w,
+        &[pose_at(11), pose_at(12)],
+        11.0 / 15.0,
+        &mut rng,
+    );
+    assert_eq!(back[0].state, TrackingState::Recovered);
+    assert_eq!(back[1].state, TrackingState::Tracking);
+    let p = back[1].world_from_camera.unwrap();
+    assert!((p.translation.vector - pose_at(12).translation.vector).norm() < 0.03);
+    let c = vo.counters();
+    assert_eq!((c.losses, c.recoveries), (1, 1));
+}
+
+#[test]
+fn a_long_loss_restarts_from_the_held_pose() {
+    let mut rng = SplitMix64::new(4);
+    let w = world(&mut rng, 3000);
+    let other = world(&mut rng, 3000); // a different place: nothing matches the keyframes
+    let mut vo = StereoOdometry::new(rig(), VoOptions::default()).unwrap();
+    run_frames(&mut vo, &w, &[pose_at(0), pose_at(1)], 0.0, &mut rng);
+    let held = vo
+        .process(
+            2.0 / 15.0,
+            &features(&other, &pose_at(2), false, 0.3, &mut rng),
+            &features(&other, &pose_at(2), true, 0.3, &mut rng),
+        )
+        .unwrap();
+    assert_eq!(held.state, TrackingState::Lost);
+    let mut last = held;
+    // the held frame was the first failure: the restart comes with the last of `restart_after_failures`
+    for k in 3..(2 + VoOptions::default().restart_after_failures) {
+        let p = pose_at(2);
+        last = vo
+            .process(
+                k as f64 / 15.0,
+                &features(&other, &p, false, 0.3, &mut rng),
+                &features(&other, &p, true, 0.3, &mut rng),
+            )
+            .unwrap();
+    }
+    assert_eq!(last.state, TrackingState::Recovered);
+    assert_eq!(vo.counters().restarts, 1);
+    // odom is continuous: the restart sits where the pose was held
+    let jump =
+        (last.world_from_camera.unwrap().translation.vector - pose_at(1).translation.vector).norm();
+    assert!(jump < 0.03, "{jump}");
+    assert!(last.covariance[(0, 0)] >= LOST_VARIANCE);
+}
+
+#[test]
+fn bad_frames_are_errors_and_lose_nothing() {
+    let mut rng = SplitMix64::new(5);
+    let w = world(&mut rng, 2000);
+    let mut vo = StereoOdometry::new(rig(), VoOptions::default()).unwrap();
+    run_frames(&mut vo, &w, &[pose_at(0)], 0.0, &mut rng);
+    let l = features(&w, &pose_at(1), false, 0.3, &mut rng);
+    let r = features(&w, &pose_at(1), true, 0.3, &mut rng);
+    // a stamp that goes back, or descriptors of another extractor
+    assert!(matches!(
+        vo.process(0.0, &l, &r),
+        Err(VoError::InvalidFrame(_))
+    ));
+    assert!(matches!(
+        vo.process(f64::NAN, &l, &r),
+        Err(VoError::InvalidFrame(_))
+    ));
+    let other = Features::empty(DIM + 1, [640, 480]);
+    assert!(matches!(
+        vo.process(1.0, &l, &other),
+        Err(VoError::InvalidFrame(_))
+    ));
+    // the run goes on
+    assert_eq!(
+        vo.process(1.0 / 15.0, &l, &r).unwrap().state,
+        TrackingState::Tracking
+    );
+    // a bad rig or bad options are refused up front
+    let mut bad = rig();
+    bad.translation = Vector3::zeros();
+    assert!(StereoOdometry::new(bad, VoOptions::default()).is_err());
+    let opts = VoOptions {
+        keyframe_tracked_ratio: 1.5,
+        ..VoOptions::default()
+    };
+    assert!(StereoOdometry::new(rig(), opts).is_err());
+}
