@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent references for matcha's geometry layer (PoseLib and OpenCV).
 
-Two sub-commands:
+Sub-commands:
 
   bench SETS.json OUT.json
       Reads the synthetic sets written by the Rust benchmark (`matcha::geometry::bench::write_sets_json`),
@@ -10,6 +10,20 @@ Two sub-commands:
       `estimate_calibrated_two_view_geometry` (its configuration decides E or H; PANORAMIC gives a rotation
       only) on exactly the same correspondences, interleaved instance by instance, and writes one row per
       method {method, median_us, p90_us, median_err_deg, ...} plus the per-call poses.
+
+  pnp SETS.json OUT.json
+      Reads the absolute-pose sets written by `matcha bench pnp` (src/bin/matcha/bench/pnp.rs: cameras, world
+      points, pixels, threshold, confidence, max_iterations) and times, interleaved instance by instance on
+      exactly the same correspondences: PoseLib `estimate_absolute_pose` with its defaults (max_reproj_error
+      12 px) and with max_reproj_error = the threshold, and OpenCV `solvePnPRansac` (SOLVEPNP_P3P, and
+      SOLVEPNP_SQPNP: EPnP samples, SQPnP refit on the inliers) at the same threshold, confidence and
+      iteration cap, followed by `solvePnPRefineLM` on its inliers. Writes per method the call times (us) and
+      the poses ({R, t} of x_cam = R X + t, or null); the Rust side scores them. One untimed warm-up call each.
+
+  pnp-reference OUT_DIR
+      Writes tests/data/geometry/pnp_poselib.json for tests/geometry_reference.rs: absolute-pose problems generated
+      here with numpy (seeded; independent of the Rust generator), coordinates rounded, PoseLib's pose at a 2 px
+      threshold and its errors over seeds 0-4, and the ground truth.
 
   real DUMP.json OUT.json [SEED]
       Runs PoseLib (defaults) on the matched keypoints of real image pairs dumped by the Rust helper test
@@ -270,9 +284,132 @@ def reference(out_dir):
               open(os.path.join(out_dir, "undistort_opencv.json"), "w"))
 
 
+def camera_matrix(cam):
+    return np.array([[cam["fx"], 0, cam["cx"]], [0, cam["fy"], cam["cy"]], [0, 0, 1.0]])
+
+
+def run_poselib_absolute(world, pixels, cam, thr=None, seed=0):
+    """PoseLib's robust absolute pose: (R, t, num_inliers); `thr` None keeps its defaults (12 px)."""
+    ransac = {"seed": seed}
+    if thr is not None:
+        ransac["max_reproj_error"] = thr
+    c = camera_dict(cam, int(cam.get("width", 640)), int(cam.get("height", 480)))
+    pose, info = poselib.estimate_absolute_pose(pixels, world, c, ransac, {})
+    return np.asarray(pose.R), np.asarray(pose.t), int(info["num_inliers"])
+
+
+def run_opencv_pnp(world, pixels, cam, thr, conf, max_it, flag):
+    """solvePnPRansac (flag) + solvePnPRefineLM on its inliers: (R, t) or None."""
+    k = camera_matrix(cam)
+    ok, rvec, tvec, inl = cv2.solvePnPRansac(world, pixels, k, None, iterationsCount=max_it,
+                                             reprojectionError=thr, confidence=conf, flags=flag)
+    if not ok or inl is None or len(inl) < 4:
+        return None
+    inl = inl.ravel()
+    rvec, tvec = cv2.solvePnPRefineLM(world[inl], pixels[inl], k, None, rvec, tvec)
+    return cv2.Rodrigues(rvec)[0], tvec.ravel()
+
+
+def pnp_bench(sets_path, out_path):
+    cv2.setNumThreads(1)
+    data = json.load(open(sets_path))
+    thr, conf, max_it = data["threshold_px"], data["confidence"], int(data["max_iterations"])
+    thr_name = f"{thr:g} px"
+    methods = {
+        "PoseLib (defaults: 12 px)": lambda w, p, c: run_poselib_absolute(w, p, c)[:2],
+        f"PoseLib ({thr_name})": lambda w, p, c: run_poselib_absolute(w, p, c, thr)[:2],
+        "OpenCV P3P + RefineLM": lambda w, p, c: run_opencv_pnp(w, p, c, thr, conf, max_it, cv2.SOLVEPNP_P3P),
+        "OpenCV SQPNP + RefineLM": lambda w, p, c: run_opencv_pnp(w, p, c, thr, conf, max_it, cv2.SOLVEPNP_SQPNP),
+    }
+    problems = [(np.ascontiguousarray(inst["world"], dtype=np.float64),
+                 np.ascontiguousarray(inst["pixels"], dtype=np.float64), inst["camera"])
+                for inst in data["instances"]]
+    times = {m: [] for m in methods}
+    poses = {m: [] for m in methods}
+    for f in methods.values():
+        f(*problems[0])
+    for w, p, c in problems:
+        for name, f in methods.items():
+            t0 = time.perf_counter()
+            out = f(w, p, c)
+            times[name].append((time.perf_counter() - t0) * 1e6)
+            poses[name].append(None if out is None else {"R": np.asarray(out[0]).tolist(),
+                                                         "t": np.asarray(out[1]).ravel().tolist()})
+    json.dump({"samples": [{"method": m, "times_us": times[m], "poses": poses[m]} for m in methods],
+               "versions": {"poselib": poselib.__version__, "opencv": cv2.__version__, "numpy": np.__version__}},
+              open(out_path, "w"))
+
+
+def pnp_synthetic(rng, n, outlier_ratio, noise, layout, depth, f=500.0, w=640, h=480):
+    """One absolute-pose problem (numpy RNG): world points, pixels, R, t (x_cam = R X + t), median inlier depth.
+    layout: "wide" (whole image), "narrow" (120x90 px window at the centre), "plane" (one plane, normal tilted
+    0-60 deg, 3 m away). Outliers: the pixel replaced by a random one in the same region."""
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    r = cv2.Rodrigues(axis * rng.uniform(0, np.pi))[0]
+    c = rng.uniform(-5, 5, size=3)
+    t = -r @ c
+    k = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1.0]])
+    if layout == "narrow":
+        box = (k[0, 2] - 60, k[0, 2] + 60, k[1, 2] - 45, k[1, 2] + 45)
+    else:
+        box = (0, w - 1, 0, h - 1)
+    tilt, az = rng.uniform(0, np.radians(60)), rng.uniform(0, 2 * np.pi)
+    normal = np.array([np.sin(tilt) * np.cos(az), np.sin(tilt) * np.sin(az), np.cos(tilt)])
+    n_out = int(round(n * outlier_ratio))
+    world, pix, depths = [], [], []
+    while len(world) < n:
+        u = np.array([rng.uniform(box[0], box[1]), rng.uniform(box[2], box[3])])
+        ray = np.linalg.solve(k, np.array([u[0], u[1], 1.0]))
+        z = 3.0 / (normal @ ray) if layout == "plane" else rng.uniform(*depth)
+        if not depth[0] <= z <= depth[1]:
+            continue
+        world.append(r.T @ (ray * z - t))
+        if len(world) <= n_out:
+            pix.append(np.array([rng.uniform(box[0], box[1]), rng.uniform(box[2], box[3])]))
+        else:
+            pix.append(u + noise * rng.normal(size=2))
+            depths.append(z)
+    perm = rng.permutation(n)
+    return np.array(world)[perm], np.array(pix)[perm], r, t, float(np.median(depths)), k
+
+
+def pnp_reference(out_dir):
+    import os
+    os.makedirs(out_dir, exist_ok=True)
+    rng = np.random.default_rng(20261202)
+    thr = 2.0
+    cases = []
+    for name, n, out, noise, layout, depth in [
+            ("general", 300, 0.3, 0.7, "wide", (1, 8)), ("heavy outliers", 300, 0.7, 0.7, "wide", (1, 8)),
+            ("few points", 30, 0.2, 1.0, "wide", (1, 8)), ("far/narrow", 200, 0.3, 0.7, "narrow", (10, 40)),
+            ("planar", 200, 0.3, 0.7, "plane", (1, 8)), ("general, 1 px", 200, 0.5, 1.0, "wide", (1, 8))]:
+        world, pix, r, t, med_depth, k = pnp_synthetic(rng, n, out, noise, layout, depth)
+        world, pix = np.round(world, 5), np.round(pix, 4)
+        cam = {"fx": k[0, 0], "fy": k[1, 1], "cx": k[0, 2], "cy": k[1, 2], "width": 640, "height": 480}
+        c_gt = -r.T @ t
+        runs = []
+        for seed in range(5):
+            pr, pt, inl = run_poselib_absolute(world, pix, cam, thr, seed)
+            runs.append({"rot_deg": rot_err_deg(pr, r), "centre_m": float(np.linalg.norm(-pr.T @ pt - c_gt)),
+                         "inliers": inl})
+            if seed == 0:
+                r_pl, t_pl = pr, pt
+        cases.append({"name": name, "camera": cam, "threshold_px": thr, "noise_px": noise,
+                      "median_depth": med_depth, "world": world.tolist(), "pixels": pix.tolist(),
+                      "r_gt": r.tolist(), "t_gt": t.tolist(), "r_poselib": r_pl.tolist(), "t_poselib": t_pl.tolist(),
+                      "poselib_seeds": runs})
+    json.dump({"generator": "tools/pose_reference.py pnp-reference", "poselib": poselib.__version__,
+               "cases": cases}, open(os.path.join(out_dir, "pnp_poselib.json"), "w"), separators=(",", ":"))
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "bench":
         bench(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 4 and sys.argv[1] == "pnp":
+        pnp_bench(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 3 and sys.argv[1] == "pnp-reference":
+        pnp_reference(sys.argv[2])
     elif len(sys.argv) in (4, 5) and sys.argv[1] == "real":
         real(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) == 5 else 0)
     elif len(sys.argv) >= 4 and sys.argv[1] == "real-fixture":

@@ -6,7 +6,10 @@
 //!   pose estimated), frames/s against the 30 Hz goal, per-stage times and peak memory.
 //! * `pose`: the robust pose solver against PoseLib, OpenCV and COLMAP on general, planar, low-parallax and
 //!   pure-rotation cases ([`pose`]).
+//! * `pnp`: the absolute-pose (PnP) solver against PoseLib and OpenCV `solvePnPRansac` on general, heavy-outlier,
+//!   few-point, far/narrow and planar cases ([`pnp`]).
 
+mod pnp;
 mod pose;
 
 use std::path::{Path, PathBuf};
@@ -60,6 +63,19 @@ pub enum BenchCommand {
         #[arg(long)]
         python: Option<PathBuf>,
     },
+    /// The absolute-pose (PnP) solver on synthetic cases vs PoseLib and OpenCV solvePnPRansac (alternating
+    /// passes).
+    Pnp {
+        /// Synthetic instances per case.
+        #[arg(long, default_value_t = 20)]
+        instances: usize,
+        /// Alternating passes (ours | Python).
+        #[arg(long, default_value_t = 3)]
+        passes: usize,
+        /// Python interpreter with poselib and opencv (default: $MATCHA_VENV/bin/python).
+        #[arg(long)]
+        python: Option<PathBuf>,
+    },
 }
 
 fn cache_dir() -> PathBuf {
@@ -92,18 +108,23 @@ pub fn run(cfg: &MatchaConfig, cmd: &BenchCommand) -> Result<()> {
             instances,
             passes,
             python,
-        } => bench_pose(*instances, *passes, python.clone()),
+        } => pose::run(*instances, *passes, venv_python(python.clone())),
+        BenchCommand::Pnp {
+            instances,
+            passes,
+            python,
+        } => pnp::run(*instances, *passes, venv_python(python.clone())),
     }
 }
 
-fn bench_pose(instances: usize, passes: usize, python: Option<PathBuf>) -> Result<()> {
-    let python = python.unwrap_or_else(|| {
+/// The given interpreter, or `$MATCHA_VENV/bin/python` (default: the cache's venv).
+fn venv_python(python: Option<PathBuf>) -> PathBuf {
+    python.unwrap_or_else(|| {
         std::env::var_os("MATCHA_VENV")
             .map(PathBuf::from)
             .unwrap_or_else(|| cache_dir().join("venv"))
             .join("bin/python")
-    });
-    pose::run(instances, passes, python)
+    })
 }
 
 fn photo_640x480(path: &Path) -> Result<matcha::image::RgbImage> {
