@@ -160,7 +160,7 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------------------------
-step "7/7 main job: match a real stereo pair, pose accuracy against ground truth on four sets, the ROS 2 node on a rendered image sequence"
+step "7/7 main job: match a real stereo pair, pose accuracy against ground truth on four sets, stereo VO on a rendered sequence, the ROS 2 node on a rendered image sequence"
 if [ "$DO_MAIN" = 1 ]; then
   "$MATCHA_VENV/bin/python" tools/eval_sets.py --out "$MATCHA_CACHE/eval"
   # the bundled stereo visual-odometry sequence (10 s, a few minutes; cached): $MATCHA_CACHE/vo/vo_short
@@ -176,6 +176,11 @@ if [ "$DO_MAIN" = 1 ]; then
       --manifest "$E/chessboard/manifest.json" --manifest "$E/motorcycle/manifest.json" \
       --manifest "$E/rendered/manifest.json" --manifest "$E/rooms/manifest.json"
   info "match picture: out/motorcycle_matches.png; accuracy tables and recall curves: out/eval/"
+  # metric stereo visual odometry on the bundled rendered sequence, scored against its ground truth (evo)
+  ./target/release/matcha vo "$MATCHA_CACHE/vo/vo_short" --out out/vo/vo_short.tum --states out/vo/vo_short.jsonl
+  "$MATCHA_VENV/bin/python" tools/eval_vo.py --sequence "$MATCHA_CACHE/vo/vo_short" --trajectory out/vo/vo_short.tum \
+      --align se3 --plot out/vo/vo_short.png
+  info "trajectory picture (top view against ground truth, error over time): out/vo/vo_short.png"
   # ROS 2 node + player publishing a real-photo sequence: poses vs ground truth (PyPI wheels, loopback netns)
   "$REPO/scripts/demo_ros.sh"
   info "baselines side by side (SIFT + PoseLib, XFeat-Python + PoseLib): scripts/eval.sh"

@@ -114,7 +114,9 @@ pub struct VoOptions {
     pub refine: bool,
     /// Robust PnP against the keyframe's landmarks (threshold on the reprojection error in pixels).
     pub pnp: RansacOptions,
-    /// A new keyframe when fewer than this share of the keyframe's landmarks are PnP inliers.
+    /// A new keyframe when fewer than this share of the keyframe's landmarks are PnP inliers. Every
+    /// keyframe adds its pose error to all later poses, so keyframes are made as late as tracking allows
+    /// (docs/vo.md has the measurement).
     pub keyframe_tracked_ratio: f64,
     /// A new keyframe when fewer than this many landmarks are PnP inliers.
     pub keyframe_min_tracked: usize,
@@ -142,14 +144,15 @@ impl Default for VoOptions {
             mnn: MnnOptions::default(),
             refine: true,
             pnp: RansacOptions {
-                threshold_px: 2.0,
+                // the observations are photometrically refined to the keyframe's detections: sub-pixel
+                threshold_px: 1.0,
                 confidence: 0.9999,
                 max_iterations: 2000,
                 min_iterations: 20,
                 min_inliers: 25,
                 seed: 0,
             },
-            keyframe_tracked_ratio: 0.5,
+            keyframe_tracked_ratio: 0.2,
             keyframe_min_tracked: 80,
             keyframe_max_distance_m: 0.5,
             keyframe_max_angle_deg: 20.0,
