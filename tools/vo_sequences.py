@@ -180,8 +180,8 @@ def clearance(room: Room, X: np.ndarray) -> float:
     return float(d)
 
 
-STUDIO = RoomSpec("studio", (5.0, 6.0, 2.8), (OFF_WHITE, PAINTED_BRICK, NOTICE_BOARD, RED_BRICK), CARPET,
-                  (2, 1, 2, 1), (0.5, 1.0),
+STUDIO = RoomSpec("studio", (5.0, 6.0, 2.8), (OFF_WHITE, RED_BRICK, NOTICE_BOARD, RED_BRICK), CARPET,
+                  (2, 2, 2, 1), (0.5, 1.0),
                   (("table", "free", 3.2, 3.9, 15.0), ("cabinet", "north", 1.0), ("crate", "east", 4.6),
                    ("crate", "free", 1.1, 4.9, 30.0), ("cabinet", "west", 1.2)), seed=1)
 HALL = RoomSpec("hall", (7.0, 9.0, 3.0), (PAINTED_BRICK, OFF_WHITE, GREY_BRICK, OFF_WHITE), WOOD, (2, 4, 2, 4),
