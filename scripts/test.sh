@@ -3,7 +3,8 @@
 #
 #   1. scripts/setup.sh --no-main: system packages, pinned venv, onnxruntime library, exported models,
 #      Python reference outputs (all cached under $MATCHA_CACHE, redone only when their inputs change)
-#   2. test fixtures: tiny random-weight MATCHA engines + PyTorch stage outputs, the evaluation sets (cached)
+#   2. test fixtures: tiny random-weight MATCHA engines + PyTorch stage outputs, the evaluation sets, the vo_short
+#      stereo sequence (cached)
 #   3. cargo fmt --check, cargo clippy -D warnings (default features, and cuda+tensorrt: must compile here)
 #   4. cargo test (unit, integration and parity tests; doc tests)
 #   5. pytest tools/ (exporters, MATCHA model definitions incl. the full-size export, eval sets and baselines)
@@ -38,6 +39,8 @@ fixtures() {
     "$PY" tools/export_matcha.py --random-init --config tiny --mode "$mode" --height 96 --width 160 --fixtures
   done
   "$PY" tools/eval_sets.py --out "$MATCHA_CACHE/eval"
+  # the stereo sequence tests/vo.rs runs `matcha vo` on (rendered once, cached)
+  "$PY" tools/vo_sequences.py --only vo_short --out "$MATCHA_CACHE/vo"
 }
 stage "test fixtures (cached)" fixtures
 stage "cargo fmt --check" cargo fmt --all -- --check

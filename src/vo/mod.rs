@@ -22,6 +22,7 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 mod covariance;
+mod flow;
 pub mod sequence;
 mod stereo;
 #[cfg(test)]
@@ -124,6 +125,8 @@ pub struct VoOptions {
     pub keyframe_max_distance_m: f64,
     /// A new keyframe when the camera turned this much from the keyframe, degrees.
     pub keyframe_max_angle_deg: f64,
+    /// Landmarks of the keyframe followed by [`StereoOdometry::track`] at most (an even spread of them).
+    pub flow_max_points: usize,
     /// Stereo points a frame needs to start a keyframe.
     pub min_stereo_points: usize,
     /// A motion smaller than this many standard deviations of the pose (position and rotation) is
@@ -156,6 +159,7 @@ impl Default for VoOptions {
             keyframe_min_tracked: 80,
             keyframe_max_distance_m: 0.5,
             keyframe_max_angle_deg: 20.0,
+            flow_max_points: 500,
             min_stereo_points: 40,
             still_sigmas: 3.0,
             recent_keyframes: 8,
@@ -239,6 +243,8 @@ pub struct VoEstimate {
     pub stereo_points: usize,
     /// PnP inliers against the keyframe (0 when the frame failed).
     pub tracked: usize,
+    /// The landmarks were followed by photometric tracking ([`StereoOdometry::track`]), without features.
+    pub by_flow: bool,
     /// Counters of the run so far.
     pub counters: VoCounters,
 }

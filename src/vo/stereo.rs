@@ -11,6 +11,7 @@ use nalgebra::{Isometry3, Matrix3, Matrix6, Rotation3, Translation3, UnitQuatern
 use ndarray::Array2;
 
 use super::covariance::{carried, world_from_pnp};
+use super::flow::{track_landmarks, Pyramid};
 use super::{StereoRig, TrackingState, VoCounters, VoError, VoEstimate, VoOptions, LOST_VARIANCE};
 use crate::features::{Features, GrayFrame};
 use crate::geometry::triangulation::{triangulate, TriangulationLimits};
@@ -28,7 +29,7 @@ struct Keyframe {
     /// Left keypoint of each landmark (where it was triangulated) and the left image, for the photometric
     /// refinement of later observations.
     keypoints: Vec<[f32; 2]>,
-    gray: Option<GrayFrame>,
+    pyramid: Option<Pyramid>,
 }
 
 /// A frame's stereo points: the left keypoints that triangulated and their camera-frame points.
@@ -42,8 +43,9 @@ pub struct StereoOdometry {
     rig: StereoRig,
     options: VoOptions,
     keyframes: VecDeque<Keyframe>,
-    /// The last published pose and its time (the still-camera anchor is `anchor`).
+    /// The last published pose and its time (the still-camera anchor is `anchor`), and the one before.
     last: Option<(f64, Isometry3<f64>)>,
+    previous: Option<(f64, Isometry3<f64>)>,
     /// The pose held while the motion is below the still threshold.
     anchor: Option<Isometry3<f64>>,
     last_covariance: Matrix6<f64>,
@@ -63,6 +65,7 @@ impl StereoOdometry {
             options,
             keyframes: VecDeque::new(),
             last: None,
+            previous: None,
             anchor: None,
             last_covariance: Matrix6::zeros(),
             failures: 0,
@@ -118,7 +121,7 @@ impl StereoOdometry {
         // the current keyframe first, then the recent ones (newest first) after a failure
         let found = (0..self.keyframes.len())
             .rev()
-            .find_map(|k| self.track(k, left).map(|hit| (k, hit)));
+            .find_map(|k| self.localize(k, left).map(|hit| (k, hit)));
         let Some((k, pnp)) = found else {
             return Ok(self.failed(stamp, &stereo, left));
         };
@@ -162,7 +165,112 @@ impl StereoOdometry {
         ))
     }
 
-    fn check(&mut self, stamp: f64, left: &Features, right: &Features) -> Result<(), VoError> {
+    /// Tracks the current keyframe's landmarks into the left image `left` without features (see
+    /// [`super::flow`]) and answers the frame when that suffices: `Ok(None)` when the caller must extract
+    /// the features of both images and call [`Self::process`] for this frame instead (no keyframe or no
+    /// keyframe image yet, tracking lost, too few landmarks followed, or the camera moved far enough from
+    /// the keyframe that a new one is due).
+    pub fn track(&mut self, stamp: f64, left: &GrayFrame) -> Result<Option<VoEstimate>, VoError> {
+        self.check_stamp(stamp)?;
+        if self.lost || self.failures > 0 {
+            return Ok(None);
+        }
+        let Some(kf) = self.keyframes.back() else {
+            return Ok(None);
+        };
+        let Some(kf_pyramid) = &kf.pyramid else {
+            return Ok(None);
+        };
+        if left.0.dimensions() != kf_pyramid.full.dimensions() {
+            return Err(VoError::InvalidFrame(format!(
+                "image size {:?} differs from the keyframe's {:?}",
+                left.0.dimensions(),
+                kf_pyramid.full.dimensions()
+            )));
+        }
+        let predicted = self.predict(stamp);
+        let current = Pyramid::new(left.0.clone());
+        let mut select: Vec<usize> = (0..kf.points.len()).collect();
+        crate::util::stats::subsample_evenly(&mut select, self.options.flow_max_points);
+        let tracked = track_landmarks(
+            kf_pyramid,
+            &kf.keypoints,
+            &kf.points,
+            &select,
+            &current,
+            &self.rig.left,
+            &predicted,
+        );
+        if tracked.len() < self.options.pnp.min_inliers {
+            return Ok(None);
+        }
+        let world: Vec<[f64; 3]> = tracked
+            .iter()
+            .map(|(i, _)| {
+                let p = kf.points[*i];
+                [p.x, p.y, p.z]
+            })
+            .collect();
+        let pixels: Vec<[f64; 2]> = tracked
+            .iter()
+            .map(|(_, p)| [p[0] as f64, p[1] as f64])
+            .collect();
+        let Ok(pnp) = estimate_absolute_pose(&world, &pixels, &self.rig.left, &self.options.pnp)
+        else {
+            return Ok(None);
+        };
+        // the share of the selected landmarks still followed stands for the share of all of them
+        let followed = pnp.num_inliers as f64 / select.len().max(1) as f64;
+        let pose = isometry_from_pnp(&pnp);
+        let relative = kf.world_from_camera.inverse() * pose;
+        let far = relative.translation.vector.norm() > self.options.keyframe_max_distance_m
+            || relative.rotation.angle().to_degrees() > self.options.keyframe_max_angle_deg;
+        let weak = followed < self.options.keyframe_tracked_ratio
+            || followed * (kf.points.len() as f64) < self.options.keyframe_min_tracked as f64;
+        if far || weak {
+            return Ok(None);
+        }
+        let offset = pose.translation.vector - kf.world_from_camera.translation.vector;
+        let frame_covariance = world_from_pnp(&pnp.rotation, &pnp.covariance);
+        let covariance = carried(&kf.covariance, &offset) + frame_covariance;
+        let (pose, still) = self.hold_if_still(pose, &frame_covariance);
+        self.counters.frames += 1;
+        let empty = StereoPoints {
+            keypoint: Vec::new(),
+            camera: Vec::new(),
+        };
+        let mut est = self.publish(
+            stamp,
+            pose,
+            covariance,
+            TrackingState::Tracking,
+            &empty,
+            pnp.num_inliers,
+            false,
+            still,
+        );
+        est.by_flow = true;
+        Ok(Some(est))
+    }
+
+    /// The pose at `stamp` by constant velocity from the last two poses (the last pose when there is one).
+    fn predict(&self, stamp: f64) -> Isometry3<f64> {
+        match (self.previous, self.last) {
+            (Some((t0, p0)), Some((t1, p1))) if t1 > t0 => {
+                let step = p0.inverse() * p1;
+                let k = ((stamp - t1) / (t1 - t0)).clamp(0.0, 3.0);
+                let scaled = Isometry3::from_parts(
+                    Translation3::from(step.translation.vector * k),
+                    UnitQuaternion::from_scaled_axis(step.rotation.scaled_axis() * k),
+                );
+                p1 * scaled
+            }
+            (_, Some((_, p1))) => p1,
+            _ => Isometry3::identity(),
+        }
+    }
+
+    fn check_stamp(&self, stamp: f64) -> Result<(), VoError> {
         if !stamp.is_finite() {
             return Err(VoError::InvalidFrame("time stamp is not finite".into()));
         }
@@ -173,6 +281,11 @@ impl StereoOdometry {
                 )));
             }
         }
+        Ok(())
+    }
+
+    fn check(&mut self, stamp: f64, left: &Features, right: &Features) -> Result<(), VoError> {
+        self.check_stamp(stamp)?;
         let dim = left.descriptor_dim();
         if right.descriptor_dim() != dim || self.descriptor_dim.is_some_and(|d| d != dim) {
             return Err(VoError::InvalidFrame(format!(
@@ -246,7 +359,7 @@ impl StereoOdometry {
     }
 
     /// PnP of the left features against keyframe `k`'s landmarks.
-    fn track(&self, k: usize, left: &Features) -> Option<AbsolutePose> {
+    fn localize(&self, k: usize, left: &Features) -> Option<AbsolutePose> {
         let kf = &self.keyframes[k];
         let matches =
             mutual_nearest_neighbors(&left.descriptors, &kf.descriptors, &self.options.mnn);
@@ -270,10 +383,10 @@ impl StereoOdometry {
                 score: m.score,
             })
             .collect();
-        let refined = match (&kf.gray, &left.gray) {
+        let refined = match (&kf.pyramid, &left.gray) {
             (Some(gk), Some(gl)) if self.options.refine => Some(
                 refine_matches(
-                    &gk.0,
+                    &gk.full,
                     &kf.keypoints,
                     &gl.0,
                     &left.keypoints,
@@ -328,7 +441,7 @@ impl StereoOdometry {
             points,
             descriptors,
             keypoints: stereo.keypoint.iter().map(|&i| left.keypoints[i]).collect(),
-            gray: left.gray.clone(),
+            pyramid: left.gray.as_ref().map(|g| Pyramid::new(g.0.clone())),
         });
         while self.keyframes.len() > self.options.recent_keyframes {
             self.keyframes.pop_front();
@@ -427,6 +540,7 @@ impl StereoOdometry {
             keyframe: false,
             stereo_points,
             tracked: 0,
+            by_flow: false,
             counters: self.counters,
         }
     }
@@ -451,6 +565,7 @@ impl StereoOdometry {
             }
             _ => (Vector3::zeros(), Vector3::zeros()),
         };
+        self.previous = self.last;
         self.last = Some((stamp, pose));
         if state != TrackingState::Lost {
             self.last_covariance = covariance;
@@ -466,6 +581,7 @@ impl StereoOdometry {
             keyframe,
             stereo_points: stereo.camera.len(),
             tracked,
+            by_flow: false,
             counters: self.counters,
         }
     }
