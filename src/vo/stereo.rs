@@ -46,6 +46,10 @@ pub struct StereoOdometry {
     /// The last published pose and its time (the still-camera anchor is `anchor`), and the one before.
     last: Option<(f64, Isometry3<f64>)>,
     previous: Option<(f64, Isometry3<f64>)>,
+    /// A pose [`Self::track`] found for a frame that needs a keyframe: [`Self::process`] of the same frame
+    /// uses it instead of localizing by descriptors (the patches followed the landmarks better than the
+    /// descriptors match them in low texture and blur).
+    pending: Option<(f64, AbsolutePose)>,
     /// The pose held while the motion is below the still threshold.
     anchor: Option<Isometry3<f64>>,
     last_covariance: Matrix6<f64>,
@@ -66,6 +70,7 @@ impl StereoOdometry {
             keyframes: VecDeque::new(),
             last: None,
             previous: None,
+            pending: None,
             anchor: None,
             last_covariance: Matrix6::zeros(),
             failures: 0,
@@ -119,9 +124,17 @@ impl StereoOdometry {
             ));
         }
         // the current keyframe first, then the recent ones (newest first) after a failure
-        let found = (0..self.keyframes.len())
-            .rev()
-            .find_map(|k| self.localize(k, left).map(|hit| (k, hit)));
+        // the pose [`Self::track`] found for this frame (it asked for a keyframe), else the descriptors'
+        let pending = self
+            .pending
+            .take()
+            .filter(|(t, _)| *t == stamp)
+            .map(|(_, p)| (self.keyframes.len() - 1, p));
+        let found = pending.or_else(|| {
+            (0..self.keyframes.len())
+                .rev()
+                .find_map(|k| self.localize(k, left).map(|hit| (k, hit)))
+        });
         let Some((k, pnp)) = found else {
             return Ok(self.failed(stamp, &stereo, left));
         };
@@ -172,6 +185,7 @@ impl StereoOdometry {
     /// the keyframe that a new one is due).
     pub fn track(&mut self, stamp: f64, left: &GrayFrame) -> Result<Option<VoEstimate>, VoError> {
         self.check_stamp(stamp)?;
+        self.pending = None;
         if self.lost || self.failures > 0 {
             return Ok(None);
         }
@@ -228,6 +242,7 @@ impl StereoOdometry {
         let weak = followed < self.options.keyframe_tracked_ratio
             || followed * (kf.points.len() as f64) < self.options.keyframe_min_tracked as f64;
         if far || weak {
+            self.pending = Some((stamp, pnp));
             return Ok(None);
         }
         let offset = pose.translation.vector - kf.world_from_camera.translation.vector;
