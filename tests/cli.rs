@@ -7,16 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn matcha(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_matcha"))
-        .args([
-            "--engines",
-            common::engines_dir().to_str().unwrap(),
-            "--threads",
-            "1",
-        ])
-        .args(args)
-        .output()
-        .expect("matcha runs")
+    common::run_matcha(args)
 }
 
 fn tmp(name: &str) -> PathBuf {

@@ -4,21 +4,12 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use matcha::vo::trajectory::parse_tum;
 
 fn matcha(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_matcha"))
-        .args([
-            "--engines",
-            common::engines_dir().to_str().unwrap(),
-            "--threads",
-            "1",
-        ])
-        .args(args)
-        .output()
-        .expect("matcha runs")
+    common::run_matcha(args)
 }
 
 #[test]

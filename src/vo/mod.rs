@@ -132,6 +132,10 @@ pub struct VoOptions {
     /// A motion smaller than this many standard deviations of the pose (position and rotation) is
     /// reported as none: the pose is held and the twist is zero.
     pub still_sigmas: f64,
+    /// The still test applies only when this frame's position σ is at most this (metres) ...
+    pub still_max_sigma_m: f64,
+    /// ... and its rotation σ at most this (degrees): a poorly determined pose cannot tell a still camera.
+    pub still_max_sigma_deg: f64,
     /// Keyframes kept for recovery after a failed frame.
     pub recent_keyframes: usize,
     /// After this many failed frames in a row the run restarts from the held pose with a new keyframe.
@@ -162,6 +166,8 @@ impl Default for VoOptions {
             flow_max_points: 500,
             min_stereo_points: 40,
             still_sigmas: 3.0,
+            still_max_sigma_m: 0.005,
+            still_max_sigma_deg: 0.1,
             recent_keyframes: 8,
             restart_after_failures: 15,
         }

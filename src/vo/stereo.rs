@@ -159,8 +159,8 @@ impl StereoOdometry {
         }
         // still camera: hold the anchor when the motion since it is within the pose's own uncertainty
         let (pose, still) = self.hold_if_still(pose, &frame_covariance);
-        let keyframe = (far || weak || recovered)
-            && !still
+        // a weak keyframe is replaced even when the camera holds still (an occluder, a light change)
+        let keyframe = (weak || ((far || recovered) && !still))
             && stereo.camera.len() >= self.options.min_stereo_points;
         if keyframe {
             self.add_keyframe(&pose, &covariance, &stereo, left);
@@ -485,7 +485,14 @@ impl StereoOdometry {
                 .max(0.0)
                 .sqrt();
             let k = self.options.still_sigmas;
-            if rel.translation.vector.norm() <= k * sigma_p && rel.rotation.angle() <= k * sigma_r {
+            // only a well-determined pose can say "no motion": with few landmarks σ is large, and a
+            // moving camera would be held
+            let determined = sigma_p <= self.options.still_max_sigma_m
+                && sigma_r.to_degrees() <= self.options.still_max_sigma_deg;
+            if determined
+                && rel.translation.vector.norm() <= k * sigma_p
+                && rel.rotation.angle() <= k * sigma_r
+            {
                 return (anchor, true);
             }
         }

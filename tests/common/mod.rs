@@ -74,3 +74,17 @@ pub fn matcha_reference_image(dir: &Path) -> RgbImage {
         image::Rgb([px[[y, x, 0]], px[[y, x, 1]], px[[y, x, 2]]])
     })
 }
+
+/// Runs the `matcha` binary with the test engines and one engine thread, then `args`.
+pub fn run_matcha(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_matcha"))
+        .args([
+            "--engines",
+            engines_dir().to_str().unwrap(),
+            "--threads",
+            "1",
+        ])
+        .args(args)
+        .output()
+        .expect("matcha runs")
+}
