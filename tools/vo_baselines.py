@@ -15,7 +15,7 @@
     PINHOLE camera with the known intrinsics, held fixed in bundle adjustment (focal length, principal point), one
     thread, fewer and shorter bundle adjustments than the defaults (global BA after 40% model growth, <= 20 global
     / 15 local iterations), mapping capped at 420 s (``max_runtime_seconds``). Sequences longer than 220 frames use
-    every n-th frame (n = ceil(frames / 220): 3 for vo_loop and vo_hard, 4 for vo_forward_turns; the coverage is
+    every n-th frame (n = ceil(frames / 220): 3 for vo_loop, 4 for vo_forward_turns and vo_hard; the coverage is
     <= 1/n by construction; ``frames_used`` and ``subsample`` say so), to finish in <= ~10 min on one (shared) core. The largest model's registered images give the TUM trajectory
     (camera-to-world); its scale is arbitrary: scored with a Sim(3) alignment.
 
