@@ -15,7 +15,8 @@
 #                (tools/vo_sequences.py: vo_short, vo_loop, vo_forward_turns, vo_hard; ~40 min once, cached under
 #                $MATCHA_CACHE/vo/<name>/), runs the baselines (tools/vo_baselines.py: opencv_stereo, colmap; up to
 #                ~10 min each per sequence, skipped when newer than the sequence and the script) into
-#                $MATCHA_CACHE/vo/results/<name>/<method>.{tum,json}, then prints the table (--report)
+#                $MATCHA_CACHE/vo/results/<name>/<method>.{tum,json}, runs `matcha vo` on each (results/<name>/matcha.*),
+#                then prints the table of all three (--report)
 # Needs: the venv from scripts/setup.sh and Debian's opencv-doc (apt-get install opencv-doc).
 set -euo pipefail
 
@@ -65,6 +66,29 @@ if [ "$RUN_VO" = 1 ]; then
       fi
       "$PY" tools/vo_baselines.py --sequence "$dir" --method "$m"
     done
+  done
+  # ours: matcha vo (CPU default) on every sequence, scored the same way, in the report's result format
+  cargo build --release -j 2 --bin matcha
+  for dir in "$VO"/vo_*/; do
+    dir="${dir%/}"
+    name="$(basename "$dir")"
+    [ -f "$dir/.stamp" ] || continue
+    res="$VO/results/$name"
+    mkdir -p "$res"
+    start=$(date +%s.%N)
+    ./target/release/matcha vo "$dir" --out "$res/matcha.tum" --states "$res/matcha_states.jsonl"
+    end=$(date +%s.%N)
+    "$PY" tools/eval_vo.py --sequence "$dir" --trajectory "$res/matcha.tum" --align se3 --json > "$res/matcha_metrics.json"
+    "$PY" - "$res" "$name" "$start" "$end" <<'PYEOF'
+import json, sys
+from pathlib import Path
+res, name, t0, t1 = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+m = json.loads((res / "matcha_metrics.json").read_text())
+(res / "matcha.json").write_text(json.dumps({
+    "sequence": name, "method": "matcha", "align": "se3", "runtime_s": t1 - t0,
+    "trajectory": str(res / "matcha.tum"), "frames_used": m["gt_frames"], "frames_posed": m["estimated_poses"],
+    "metrics": m}, indent=1))
+PYEOF
   done
   "$PY" tools/vo_baselines.py --report --root "$VO"
   exit 0

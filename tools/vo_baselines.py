@@ -278,7 +278,7 @@ def report(root: Path) -> str:
     rows = []
     for seq_json in sorted(root.glob("*/sequence.json")):
         name = seq_json.parent.name
-        for method in METHODS:
+        for method in ("matcha", *METHODS):  # matcha.json: written by scripts/eval.sh --vo from `matcha vo`
             f = results_dir(root) / name / f"{method}.json"
             if f.exists():
                 rows.append(json.loads(f.read_text()))
