@@ -16,6 +16,9 @@ third of a 15 Hz frame). Then, on the matched poses:
   through the segments that span them.
 - drift at the end: the estimate anchored at the first matched pose (evo's ``align_origin``; scaled first when
   ``align=sim3``), the position (m) and rotation (deg) error of the last matched pose.
+- also ``rot_rmse_origin_deg`` / ``ate_origin_m``: rotation and position RMSE with the estimate anchored at its
+  first matched pose (scaled for sim3) instead of fitted: a short, nearly straight path leaves the fitted rotation
+  about the walking direction poorly determined, and these then say more about a VO that starts at identity.
 - coverage: matched poses / ground-truth frames (a method that drops frames, or runs on every n-th, has < 1).
 
 Usage: python tools/eval_vo.py --sequence DIR --trajectory FILE.tum [--align se3|sim3] [--json] [--plot out.png]
@@ -97,7 +100,7 @@ def evaluate(sequence_dir: Path, trajectory, align: str = "se3", max_diff: float
     out["coverage"] = matched / n_gt if n_gt else 0.0
     nan = float("nan")
     keys = ("ate_rmse_m", "ate_pct", "rot_rmse_deg", "rpe_trans_pct", "rpe_rot_deg_per_m", "drift_end_m",
-            "drift_end_deg", "sim3_scale")
+            "drift_end_deg", "sim3_scale", "rot_rmse_origin_deg", "ate_origin_m")
     if matched < 3:
         out.update({k: nan for k in keys})
         return (out, (ref, est)) if return_trajectories else out
@@ -136,6 +139,11 @@ def evaluate(sequence_dir: Path, trajectory, align: str = "se3", max_diff: float
     E = np.linalg.inv(ref.poses_se3[-1]) @ anchored.poses_se3[-1]
     out["drift_end_m"] = float(np.linalg.norm(anchored.positions_xyz[-1] - ref.positions_xyz[-1]))
     out["drift_end_deg"] = _rot_deg(E[:3, :3])
+    # the same errors with the estimate anchored at its first pose instead of fitted (a short, nearly straight
+    # path leaves the fitted rotation about the walking direction poorly determined)
+    rot = [_rot_deg((np.linalg.inv(a) @ b)[:3, :3]) for a, b in zip(ref.poses_se3, anchored.poses_se3)]
+    out["rot_rmse_origin_deg"] = float(np.sqrt(np.mean(np.square(rot))))
+    out["ate_origin_m"] = float(np.sqrt(np.mean(np.sum((anchored.positions_xyz - ref.positions_xyz) ** 2, 1))))
     return (out, (ref, aligned)) if return_trajectories else out
 
 

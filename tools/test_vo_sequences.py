@@ -209,7 +209,7 @@ def test_eval_ground_truth_is_zero(gt_dir, tmp_path):
         m = eval_vo.evaluate(d, d / "groundtruth.txt", align)
         assert m["ate_rmse_m"] < 1e-6 and m["rot_rmse_deg"] < 1e-4 and m["rpe_trans_pct"] < 1e-4
         assert m["drift_end_m"] < 1e-6 and m["coverage"] == 1.0 and abs(m["sim3_scale"] - 1) < 1e-6
-        assert m["rpe_segments"] > 100
+        assert m["rpe_segments"] > 100 and m["rot_rmse_origin_deg"] < 1e-4 and m["ate_origin_m"] < 1e-6
 
 
 def test_eval_alignment_and_known_errors(gt_dir, tmp_path):
@@ -221,6 +221,7 @@ def test_eval_alignment_and_known_errors(gt_dir, tmp_path):
     moved = [(Rm @ R, Rm @ t + tm) for R, t in poses]
     m = eval_vo.evaluate(d, _write(tmp_path / "moved.tum", stamps, moved), "se3")
     assert m["ate_rmse_m"] < 1e-6 and m["rot_rmse_deg"] < 1e-4 and m["drift_end_m"] < 1e-6
+    assert m["rot_rmse_origin_deg"] < 1e-4 and m["ate_origin_m"] < 1e-6
     scaled = [(Rm @ R, 2.5 * (Rm @ t) + tm) for R, t in poses]
     m = eval_vo.evaluate(d, _write(tmp_path / "scaled.tum", stamps, scaled), "sim3")
     assert m["ate_rmse_m"] < 1e-6 and abs(m["sim3_scale"] - 1 / 2.5) < 1e-6 and m["rpe_trans_pct"] < 1e-4

@@ -23,7 +23,7 @@ Output: ``$MATCHA_CACHE/vo/results/<sequence>/<method>.tum`` and ``<method>.json
 posed, failures, the metrics of ``eval_vo.evaluate``), or ``--out FILE.tum`` (the JSON beside it).
 
 Usage: python tools/vo_baselines.py --sequence DIR --method opencv_stereo|colmap [--out FILE.tum]
-       python tools/vo_baselines.py --report [--root DIR]
+       python tools/vo_baselines.py --report [--rescore] [--root DIR]
 """
 from __future__ import annotations
 
@@ -273,8 +273,18 @@ def run(seq_dir: Path, method: str, out: Path | None = None, log=print) -> dict:
     return record
 
 
+def rescore(root: Path) -> None:
+    for f in sorted(results_dir(root).glob("*/*.json")):
+        rec = json.loads(f.read_text())
+        seq_dir, tum = root / rec["sequence"], f.with_suffix(".tum")
+        if (seq_dir / "sequence.json").exists() and tum.exists() and tum.stat().st_size:
+            rec["metrics"] = eval_vo.evaluate(seq_dir, tum, rec["align"])
+            f.write_text(json.dumps(rec, indent=1) + "\n")
+
+
 def report(root: Path) -> str:
-    """A table over every sequence under ``root`` with results in ``root/results``."""
+    """A table over every sequence under ``root`` with results in ``root/results`` (rot deg: after the alignment;
+    rot0 deg: anchored at the first pose)."""
     rows = []
     for seq_json in sorted(root.glob("*/sequence.json")):
         name = seq_json.parent.name
@@ -282,7 +292,7 @@ def report(root: Path) -> str:
             f = results_dir(root) / name / f"{method}.json"
             if f.exists():
                 rows.append(json.loads(f.read_text()))
-    head = (f"{'sequence':<17} {'method':<14} {'align':<5} {'ATE %':>7} {'ATE m':>7} {'rot deg':>8} {'RPE %':>7} "
+    head = (f"{'sequence':<17} {'method':<14} {'align':<5} {'ATE %':>7} {'ATE m':>7} {'rot deg':>8} {'rot0 deg':>8} {'RPE %':>7} "
             f"{'RPE deg/m':>9} {'drift m':>8} {'cover':>6} {'used/posed':>11} {'fail':>5} {'time s':>7}")
     lines = [head, "-" * len(head)]
     nan = float("nan")
@@ -290,7 +300,7 @@ def report(root: Path) -> str:
         m = r.get("metrics") or {}
         g = lambda k: m.get(k, nan) if m.get(k) is not None else nan  # noqa: E731
         lines.append(f"{r['sequence']:<17} {r['method']:<14} {r['align']:<5} {g('ate_pct'):7.2f} {g('ate_rmse_m'):7.3f} "
-                     f"{g('rot_rmse_deg'):8.2f} {g('rpe_trans_pct'):7.2f} {g('rpe_rot_deg_per_m'):9.3f} "
+                     f"{g('rot_rmse_deg'):8.2f} {g('rot_rmse_origin_deg'):8.2f} {g('rpe_trans_pct'):7.2f} {g('rpe_rot_deg_per_m'):9.3f} "
                      f"{g('drift_end_m'):8.3f} {g('coverage'):6.2f} "
                      f"{str(r.get('frames_used')) + '/' + str(r.get('frames_posed')):>11} "
                      f"{r.get('failures', '-')!s:>5} {r['runtime_s']:7.0f}")
@@ -305,9 +315,13 @@ def main(argv=None) -> int:
     ap.add_argument("--method", choices=METHODS)
     ap.add_argument("--out", type=Path, help="trajectory file (.tum); the JSON record goes beside it")
     ap.add_argument("--report", action="store_true", help="print the table of all results")
-    ap.add_argument("--root", type=Path, default=default_out(), help="sequences root for --report")
+    ap.add_argument("--root", type=Path, default=default_out(), help="sequences root for --report / --rescore")
+    ap.add_argument("--rescore", action="store_true",
+                    help="recompute the metrics of every result from its .tum file (after a change of eval_vo.py)")
     args = ap.parse_args(argv)
-    if args.report:
+    if args.rescore:
+        rescore(args.root)
+    if args.report or args.rescore:
         print(report(args.root))
         return 0
     if not args.sequence or not args.method:
