@@ -274,7 +274,7 @@ def run(seq_dir: Path, method: str, out: Path | None = None, log=print) -> dict:
 
 
 def rescore(root: Path) -> None:
-    for f in sorted(results_dir(root).glob("*/*.json")):
+    for f in sorted(f for m in METHODS for f in results_dir(root).glob(f"*/{m}.json")):  # the anchors only
         rec = json.loads(f.read_text())
         seq_dir, tum = root / rec["sequence"], f.with_suffix(".tum")
         if (seq_dir / "sequence.json").exists() and tum.exists() and tum.stat().st_size:
