@@ -24,6 +24,7 @@ import argparse
 import io
 import os
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -181,11 +182,11 @@ class Peer:
 
 
 class NodeProc:
-    def __init__(self, binary, ns, args, log):
+    def __init__(self, binary, ns, args, log, cwd=None):
         self.log = open(log, "w")
         cmd = [binary, "--ros-args", "-r", f"__ns:={ns}"] + args
-        print("start:", " ".join(cmd), flush=True)
-        self.p = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        print("start:", " ".join(cmd), f"(in {cwd})" if cwd else "", flush=True)
+        self.p = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=cwd)
 
     def log_tail(self):
         self.log.flush()
@@ -459,6 +460,30 @@ def test_pipeline_failure(a):
         peer.close()
 
 
+def test_foreign_directory(a, frames):
+    """Started elsewhere with the shipped config (relative `runtime.engines_dir: engines`), as `ros2 launch`
+    does: the node finds the engines in $MATCHA_CACHE and answers a frame."""
+    ns = "/elsewhere"
+    binary, params = os.path.abspath(a.node), os.path.abspath(a.params)
+    node = NodeProc(binary, ns, ["--params-file", params, "-p", "node.mode:=odometry"],
+                    os.path.join(a.logs, "node_elsewhere.log"), cwd=tempfile.mkdtemp(prefix="matcha-cwd-"))
+    peer = Peer(ns)
+    img_t, info_t = f"{ns}/image", f"{ns}/camera_info"
+    pi, pc = peer.pub(Image, img_t), peer.pub(CameraInfo, info_t)
+    try:
+        if not check(peer.wait_matched([img_t, info_t], node=node), "foreign directory: node subscribed"):
+            print(node.log_tail())
+            return
+        t0 = 1_700_000_300_000_000_000
+        ok = publish_until(pc, pi, camera_info(t0), image_msg(frames[0], t0),
+                           lambda t: peer.wait_for(peer.odom, lambda m: ns_of(m.header.stamp) == t0, t))
+        if not check(ok, "foreign directory: engines found from another working directory, first frame answered"):
+            print(node.log_tail())
+    finally:
+        node.stop()
+        peer.close()
+
+
 def publish_until(pc, pi, info, img, answered, tries=10):
     """Publishes CameraInfo then the image until `answered(timeout)` is true: the first best-effort samples
     right after discovery may be lost (then the node skips the image for want of a CameraInfo)."""
@@ -727,6 +752,7 @@ def main():
         "odometry": lambda: test_odometry(a, textures, poses, frames),
         "stereo": lambda: test_stereo_and_service(a, textures, poses),
         "pipeline": lambda: test_pipeline_failure(a),
+        "elsewhere": lambda: test_foreign_directory(a, frames),
         "keyframes": lambda: test_keyframes(a),
         "decimation": lambda: test_decimation(a, frames),
         "relocalization": lambda: test_relocalization(a, textures, poses, frames),

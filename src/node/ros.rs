@@ -132,7 +132,7 @@ fn param_to_json(v: &ParameterValue) -> serde_json::Value {
 pub fn config_from_params(
     params: &[(String, ParameterValue)],
 ) -> Result<(MatchaConfig, NodeConfig), NodeError> {
-    const SECTIONS: [&str; 5] = ["engine", "matcher", "pose", "runtime", "node"];
+    const SECTIONS: [&str; 6] = ["engine", "matcher", "pose", "vo", "runtime", "node"];
     let flat: Vec<(&str, serde_json::Value)> = params
         .iter()
         .filter(|(k, _)| SECTIONS.contains(&k.split('.').next().unwrap_or("")))
@@ -140,8 +140,11 @@ pub fn config_from_params(
         .collect();
     let tree =
         super::config::params_to_tree(flat).map_err(|e| NodeError::Parameters(e.to_string()))?;
-    let cfg: MatchaConfig = serde_json::from_value(tree)
+    let mut cfg: MatchaConfig = serde_json::from_value(tree)
         .map_err(|e| NodeError::Parameters(format!("invalid parameters: {e}")))?;
+    // `ros2 launch` starts the node in the user's directory: a relative engines directory is found the
+    // way the CLI finds it (working directory, $MATCHA_CACHE, the installed package's share)
+    cfg.runtime.engines_dir = crate::util::paths::resolve_engines_dir(&cfg.runtime.engines_dir);
     cfg.validate()
         .map_err(|e| NodeError::Parameters(e.to_string()))?;
     let node =

@@ -185,11 +185,7 @@ pub const ONNXRUNTIME_VERSION: &str = "1.32.0";
 /// `$MATCHA_CACHE/onnxruntime/<version>/libonnxruntime.so.<version>` (`MATCHA_CACHE` defaults to
 /// `~/.cache/matcha`), where `scripts/setup.sh` puts it.
 pub fn default_library_path() -> PathBuf {
-    let cache = std::env::var_os("MATCHA_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/matcha")))
-        .unwrap_or_else(|| PathBuf::from(".cache/matcha"));
-    cache
+    crate::util::paths::cache_dir()
         .join("onnxruntime")
         .join(ONNXRUNTIME_VERSION)
         .join(format!("libonnxruntime.so.{ONNXRUNTIME_VERSION}"))

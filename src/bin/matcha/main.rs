@@ -178,29 +178,15 @@ fn load_config(cli: &Cli) -> Result<MatchaConfig> {
     if let Some(k) = cli.max_keypoints {
         cfg.engine.max_keypoints = k;
     }
-    if let Some(e) = &cli.engines {
-        cfg.runtime.engines_dir = e.clone();
-    } else if cli.config.is_none() {
-        cfg.runtime.engines_dir = default_engines_dir();
-    }
+    // the node resolves a relative engines directory the same way (working directory, $MATCHA_CACHE,
+    // installed package share)
+    let engines = cli.engines.as_ref().unwrap_or(&cfg.runtime.engines_dir);
+    cfg.runtime.engines_dir = matcha::util::paths::resolve_engines_dir(engines);
     if let Some(t) = cli.threads {
         cfg.runtime.threads = t;
     }
     cfg.validate()?;
     Ok(cfg)
-}
-
-/// `engines/` next to the working directory if it has a manifest, else `$MATCHA_CACHE/engines`.
-fn default_engines_dir() -> PathBuf {
-    let local = PathBuf::from("engines");
-    if local.join("manifest.json").exists() {
-        return local;
-    }
-    matcha::runtime::default_library_path()
-        .ancestors()
-        .nth(3)
-        .map(|cache| cache.join("engines"))
-        .unwrap_or(local)
 }
 
 fn load_image(path: &Path) -> Result<matcha::image::RgbImage> {
