@@ -10,9 +10,7 @@
 
 use nalgebra::{Matrix3, Matrix6, Vector3};
 
-fn skew(v: &Vector3<f64>) -> Matrix3<f64> {
-    Matrix3::new(0.0, -v.z, v.y, v.z, 0.0, -v.x, -v.y, v.x, 0.0)
-}
+use crate::geometry::essential::skew;
 
 /// World covariance (p, θ) of a PnP pose with rotation `r` (`x_cam = R·X + t`) and covariance `pnp` over
 /// `(ω, v)`.

@@ -57,8 +57,6 @@ pub fn run(cfg: &MatchaConfig, args: &VoRun) -> Result<()> {
     for f in frames {
         let left = matcha::image::load(&seq.root.join(&f.left))
             .with_context(|| format!("frame {}: left image", f.index))?;
-        let right = matcha::image::load(&seq.root.join(&f.right))
-            .with_context(|| format!("frame {}: right image", f.index))?;
         let t0 = Instant::now();
         // the landmarks followed photometrically when that suffices; the network only when it does not
         let gray = matcha::features::GrayFrame::from_rgb(&left);
@@ -68,6 +66,9 @@ pub fn run(cfg: &MatchaConfig, args: &VoRun) -> Result<()> {
         {
             Some(est) => est,
             None => {
+                // the right image is only needed for a keyframe's stereo points
+                let right = matcha::image::load(&seq.root.join(&f.right))
+                    .with_context(|| format!("frame {}: right image", f.index))?;
                 let fl = pipeline
                     .extract(&left)
                     .with_context(|| format!("frame {}: left features", f.index))?;
@@ -138,13 +139,12 @@ pub fn run(cfg: &MatchaConfig, args: &VoRun) -> Result<()> {
         percentile(&latency_ms, 0.99)
     );
     eprintln!("[vo] trajectory (TUM) written to {}", args.out.display());
-    if let Some(gt) = seq.groundtruth() {
+    if seq.groundtruth().is_some() {
         eprintln!(
             "[vo] score it: python tools/eval_vo.py --sequence {} --trajectory {} --align se3",
             seq.root.display(),
             args.out.display()
         );
-        let _ = gt;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use nalgebra::{Matrix3, Vector3};
 
 use super::lm::Observations;
 use super::p3p::{p3p, CameraFromWorld};
-use crate::geometry::ransac::{Candidate, Estimator, SprtTest, Verification};
+use crate::geometry::ransac::{verify_errors, Candidate, Estimator, SprtTest, Verification};
 use crate::util::stats::subsample_evenly;
 
 /// Most inliers a local-optimisation refit uses (an even spread of them).
@@ -77,26 +77,9 @@ impl Estimator for PnpEstimator<'_> {
     }
 
     fn verify(&self, h: &CameraFromWorld, test: &SprtTest, bar: f64) -> Verification {
-        let thr_sq = self.thr_sq();
-        let (mut score, mut inliers, mut log_lambda) = (0.0, 0usize, 0.0);
-        for i in 0..self.obs.world.len() {
-            let e = self.obs.error_sq(&h.0, &h.1, i);
-            if e < thr_sq {
-                score += e;
-                inliers += 1;
-                log_lambda += test.log_in;
-            } else {
-                score += thr_sq;
-                log_lambda += test.log_out;
-                if log_lambda > test.log_a || score > bar {
-                    return Verification::Rejected {
-                        tested: i + 1,
-                        inliers,
-                    };
-                }
-            }
-        }
-        Verification::Accepted { score, inliers }
+        verify_errors(self.obs.world.len(), self.thr_sq(), test, bar, |i| {
+            self.obs.error_sq(&h.0, &h.1, i)
+        })
     }
 
     fn model(&self, h: &CameraFromWorld, _sample: &[usize]) -> Option<CameraFromWorld> {

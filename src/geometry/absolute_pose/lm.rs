@@ -12,6 +12,8 @@
 
 use nalgebra::{Matrix2x3, Matrix3, Matrix6, Rotation3, Vector3, Vector6};
 
+use crate::geometry::essential::skew;
+
 /// A set of 3-D ↔ 2-D correspondences in the form the refinement uses: world points and normalised image
 /// points (undistorted, on the `z = 1` plane), with the focal lengths that turn normalised errors into
 /// pixels.
@@ -109,7 +111,7 @@ impl Observations<'_> {
                 -self.focal[1] * c.y * iz * iz,
             );
             // ∂c/∂(ω, v) = [−[c]×, I]
-            let cx = Matrix3::new(0.0, -c.z, c.y, c.z, 0.0, -c.x, -c.y, c.x, 0.0);
+            let cx = skew(&c);
             let jw = dp * (-cx);
             let mut j = nalgebra::Matrix2x6::zeros();
             j.fixed_view_mut::<2, 3>(0, 0).copy_from(&jw);

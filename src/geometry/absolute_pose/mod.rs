@@ -137,14 +137,7 @@ pub fn estimate_absolute_pose(
     camera: &PinholeCamera,
     options: &RansacOptions,
 ) -> Result<AbsolutePose, AbsolutePoseError> {
-    let problem = Problem::prepare(world, pixels, camera, options)?;
-    let need = options.min_inliers.max(4);
-    if problem.world.len() < need {
-        return Err(AbsolutePoseError::TooFewCorrespondences {
-            have: problem.world.len(),
-            need,
-        });
-    }
+    let (problem, need) = Problem::prepare(world, pixels, camera, options)?;
     let mut rng = SplitMix64::new(options.seed);
     // verification order: a fixed random permutation (SPRT assumes the points come in random order)
     let mut order: Vec<usize> = (0..problem.world.len()).collect();
@@ -199,14 +192,7 @@ pub fn refine_absolute_pose(
             "initial pose: R must be a rotation and t finite".into(),
         ));
     }
-    let problem = Problem::prepare(world, pixels, camera, options)?;
-    let need = options.min_inliers.max(4);
-    if problem.world.len() < need {
-        return Err(AbsolutePoseError::TooFewCorrespondences {
-            have: problem.world.len(),
-            need,
-        });
-    }
+    let (problem, need) = Problem::prepare(world, pixels, camera, options)?;
     // a prediction may be a few thresholds off: take the inliers of a loose threshold first
     let obs = problem.observations();
     let loose: Vec<u32> = (0..problem.world.len())
@@ -232,7 +218,7 @@ impl Problem {
         pixels: &[[f64; 2]],
         camera: &PinholeCamera,
         options: &RansacOptions,
-    ) -> Result<Self, AbsolutePoseError> {
+    ) -> Result<(Self, usize), AbsolutePoseError> {
         if world.len() != pixels.len() {
             return Err(AbsolutePoseError::LengthMismatch {
                 world: world.len(),
@@ -274,7 +260,15 @@ impl Problem {
                 out.orig.push(i);
             }
         }
-        Ok(out)
+        // P3P needs 3 points and a fourth to tell its solutions apart
+        let need = options.min_inliers.max(4);
+        if out.world.len() < need {
+            return Err(AbsolutePoseError::TooFewCorrespondences {
+                have: out.world.len(),
+                need,
+            });
+        }
+        Ok((out, need))
     }
 
     fn observations(&self) -> Observations<'_> {

@@ -26,7 +26,9 @@ use nalgebra::Matrix3;
 use self::dlt::{homography_4pt, homography_dlt, oriented_sample, transfer};
 use super::camera::PinholeCamera;
 use super::correspondences::{prepare, Correspondences};
-use super::ransac::{self, Candidate, Estimator, Limits, Sampler, SprtTest, Verification};
+use super::ransac::{
+    self, verify_errors, Candidate, Estimator, Limits, Sampler, SprtTest, Verification,
+};
 use super::{NoPose, RansacOptions};
 use crate::util::rng::SplitMix64;
 use crate::util::stats::subsample_evenly;
@@ -200,26 +202,9 @@ impl Estimator for HomographyEstimator<'_> {
     /// Verification in the stored (priority) order: the points are not reordered for SPRT here, which is
     /// conservative only when the priority correlates with consistency (it never accepts a model early).
     fn verify(&self, h: &Matrix3<f64>, test: &SprtTest, bar: f64) -> Verification {
-        let (mut score, mut inliers, mut log_lambda) = (0.0, 0usize, 0.0);
-        for i in 0..self.pts.len() {
-            let e = self.error_sq(h, i);
-            let consistent = e < self.thr_sq;
-            if consistent {
-                score += e;
-                inliers += 1;
-                log_lambda += test.log_in;
-            } else {
-                score += self.thr_sq;
-                log_lambda += test.log_out;
-                if log_lambda > test.log_a || score > bar {
-                    return Verification::Rejected {
-                        tested: i + 1,
-                        inliers,
-                    };
-                }
-            }
-        }
-        Verification::Accepted { score, inliers }
+        verify_errors(self.pts.len(), self.thr_sq, test, bar, |i| {
+            self.error_sq(h, i)
+        })
     }
 
     fn model(&self, h: &Matrix3<f64>, _sample: &[usize]) -> Option<Matrix3<f64>> {

@@ -73,6 +73,36 @@ pub(crate) trait Estimator {
     }
 }
 
+/// SPRT + MSAC bail-out verification of a hypothesis whose squared error at correspondence `i` (in the
+/// stored order, `0..n`) is `error_sq(i)`: the loop of every estimator that checks one point at a time.
+pub(crate) fn verify_errors(
+    n: usize,
+    thr_sq: f64,
+    test: &SprtTest,
+    bar: f64,
+    error_sq: impl Fn(usize) -> f64,
+) -> Verification {
+    let (mut score, mut inliers, mut log_lambda) = (0.0, 0usize, 0.0);
+    for i in 0..n {
+        let e = error_sq(i);
+        if e < thr_sq {
+            score += e;
+            inliers += 1;
+            log_lambda += test.log_in;
+        } else {
+            score += thr_sq;
+            log_lambda += test.log_out;
+            if log_lambda > test.log_a || score > bar {
+                return Verification::Rejected {
+                    tested: i + 1,
+                    inliers,
+                };
+            }
+        }
+    }
+    Verification::Accepted { score, inliers }
+}
+
 /// Largest minimal sample the driver supports.
 pub(crate) const MAX_SAMPLE: usize = 8;
 
