@@ -42,6 +42,13 @@ pub enum Mode {
     Relocalization,
 }
 
+impl Mode {
+    /// Whether the mode takes left + right images (synchronised by stamp).
+    pub fn stereo_input(self) -> bool {
+        matches!(self, Mode::Stereo)
+    }
+}
+
 /// Which image message type the node subscribes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -221,16 +228,19 @@ pub struct NodeConfig {
     pub debug_image: bool,
     /// Process at most this many frames per second (0 = as fast as they come; extra frames are dropped).
     pub max_rate_hz: f64,
-    /// Freshness bound, milliseconds: when the worker finishes a frame, the newest waiting frame is processed
-    /// only if it arrived at most this long before; an older one is skipped (counted in `skipped_stale`) and
-    /// the worker takes the next frame to arrive. Frames that arrive while the worker is idle are always
-    /// processed. 0 = only such fresh frames (image-to-pose latency ≈ processing time, lower rate when the
-    /// pipeline is slower than the camera); negative = no bound (always the newest frame: highest rate,
-    /// latency up to processing time + one camera period).
+    /// Frames (or stereo pairs) that may wait for the worker; a burst beyond this drops the oldest (see
+    /// [`crate::node::admission`]).
+    pub max_queued_frames: usize,
+    /// Freshness bound while the worker is behind on average (see [`crate::node::admission`]),
+    /// milliseconds: the newest waiting frame is processed only if it arrived at most this long before the
+    /// worker became free; an older one is skipped (`skipped_stale`) for the next arrival. 0 = fresh frames
+    /// only (latency ≈ processing time); negative = no bound. While the worker keeps up on average, every
+    /// frame is processed in arrival order whatever its wait.
     pub max_frame_wait_ms: f64,
     /// Frame decimation: results every k-th camera period (see [`crate::node::schedule`]). 0 = automatic
-    /// (the smallest k whose interval covers the latency p99; 1 on a fast machine), 1 = every fresh
-    /// frame, k = every k-th, up to [`crate::node::schedule::MAX_FACTOR`].
+    /// while the worker is behind on average (the smallest k whose interval covers the latency p99), every
+    /// frame while it keeps up; 1 = every frame; k = every k-th, up to
+    /// [`crate::node::schedule::MAX_FACTOR`].
     pub decimation: u32,
     /// Reject images with more pixels than this (width × height).
     pub max_image_pixels: u64,
@@ -255,6 +265,7 @@ impl Default for NodeConfig {
             odom_frame_id: "odom".into(),
             debug_image: true,
             max_rate_hz: 0.0,
+            max_queued_frames: 16,
             max_frame_wait_ms: 0.0,
             decimation: 0,
             max_image_pixels: 4096 * 4096,
@@ -345,6 +356,9 @@ impl NodeConfig {
         if self.odom_frame_id.is_empty() {
             return bad("odom_frame_id", "must not be empty");
         }
+        if self.max_queued_frames == 0 || self.max_queued_frames > 256 {
+            return bad("max_queued_frames", "must be in 1..=256");
+        }
         if !(self.max_rate_hz.is_finite() && self.max_rate_hz >= 0.0) {
             return bad("max_rate_hz", "must be >= 0 (0 = unlimited)");
         }
@@ -357,7 +371,7 @@ impl NodeConfig {
         if self.decimation > crate::node::schedule::MAX_FACTOR {
             return bad(
                 "decimation",
-                "must be 0 (automatic), 1 (every fresh frame) or a factor up to 16",
+                "must be 0 (automatic), 1 (every frame) or a factor up to 16",
             );
         }
         if self.max_image_pixels == 0 {

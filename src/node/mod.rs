@@ -5,12 +5,15 @@
 //! ROS; `convert` and `ros` need r2r and a ROS 2 environment at build time (see `scripts/setup_ros.sh`).
 //! The node is a thin shell over [`crate::pipeline`]: it knows nothing of model internals.
 
+pub mod admission;
 pub mod config;
 pub mod keyframes;
 pub mod map;
 pub mod schedule;
 pub mod stats;
+pub mod stereo_odometry;
 pub mod sync;
+pub mod tf_tree;
 
 #[cfg(feature = "ros")]
 pub mod convert;

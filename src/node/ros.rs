@@ -1,21 +1,20 @@
-//! The r2r node (feature `ros`): subscriptions, the worker that runs the pipeline, publishers, the `match`
-//! service, diagnostics and the `log` → ROS logging bridge.
+//! The r2r node (feature `ros`): the worker that runs the pipeline for each mode, publishers, the `match`
+//! service, diagnostics and `run`, which wires them together. Frames enter in [`inbox`]; the parameters
+//! are read in [`params`]; logging goes to ROS through [`logging`].
 //!
 //! Threads: rcl is spun on one thread (`spin_once` loop); small tokio tasks drain each subscription stream
-//! into an [`Inbox`] that holds at most the latest frame (or latest stereo pair) and a short service queue;
-//! one worker thread owns the pipeline and processes whatever is newest. A frame that is overwritten before
-//! the worker takes it is counted as dropped (latest-frame-wins): queues never grow, and latency stays one
-//! frame at most however slow the pipeline is. With `node.max_frame_wait_ms` ([`is_stale`]) the worker also
-//! skips a frame that waited for it longer than that and takes the next arrival, so latency ≈ processing time.
-//! The r2r subscription channels themselves hold at most 10 messages and are drained immediately.
+//! into the [`inbox::Inbox`], whose frame queue is governed by the one frame-admission policy
+//! ([`crate::node::admission`]: every frame while the worker keeps up on average, the newest when it is
+//! behind); one worker thread owns the pipeline and answers service calls first, then frames. The r2r
+//! subscription channels themselves hold at most 10 messages and are drained immediately.
 //!
 //! Bad input never stops the node: each cause is counted, logged once and then rate-limited (see
-//! [`super::stats`]), and the next good frame is processed normally.
+//! [`super::stats`]), and the next good frame is processed normally. Diagnostics report the node's own
+//! failures (pipeline, map) apart from rejected inputs.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -36,9 +35,7 @@ use super::config::{Mode, NodeConfig, Reliability, Transport};
 use super::convert::{self, BadInput, ImageMsg, PairOutput};
 use super::keyframes::{covariance_b_in_a, pose_b_in_a, published_pose, OdometryTracker, Step};
 use super::map::{global_descriptor, KeyframeMap};
-use super::schedule::FrameScheduler;
-use super::stats::Stats;
-use super::sync::{Side, StereoSync};
+use super::sync::Side;
 use crate::config::MatchaConfig;
 use crate::features::Features;
 use crate::geometry::PinholeCamera;
@@ -63,254 +60,14 @@ pub enum NodeError {
 }
 
 const NODE_NAME: &str = "matcha_node";
-const SERVICE_QUEUE: usize = 4;
 
-// ------------------------------------------------------------------------------------------------ logging
+mod inbox;
+mod logging;
+mod params;
 
-struct RosLogger {
-    name: String,
-}
-
-impl log::Log for RosLogger {
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= log::max_level()
-    }
-    fn log(&self, r: &log::Record) {
-        if !self.enabled(r.metadata()) {
-            return;
-        }
-        let sev = match r.level() {
-            log::Level::Error => r2r::LogSeverity::Error,
-            log::Level::Warn => r2r::LogSeverity::Warn,
-            log::Level::Info => r2r::LogSeverity::Info,
-            log::Level::Debug | log::Level::Trace => r2r::LogSeverity::Debug,
-        };
-        // r2r builds C strings: strip NULs (messages may quote input data).
-        let msg = format!("{}", r.args()).replace('\0', "?");
-        let file = r.file().unwrap_or("").replace('\0', "?");
-        r2r::log(&msg, &self.name, &file, r.line().unwrap_or(0), sev);
-    }
-    fn flush(&self) {}
-}
-
-/// Routes the `log` crate to ROS logging (rcutils: console + log files) under the logger `name`.
-/// Level from `RUST_LOG` (error, warn, info, debug, trace; default info).
-pub fn init_logging(name: &str) {
-    let level = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| v.parse::<log::LevelFilter>().ok())
-        .unwrap_or(log::LevelFilter::Info);
-    if log::set_boxed_logger(Box::new(RosLogger {
-        name: name.to_string(),
-    }))
-    .is_ok()
-    {
-        log::set_max_level(level);
-    }
-}
-
-// ------------------------------------------------------------------------------------------------ params
-
-fn param_to_json(v: &ParameterValue) -> serde_json::Value {
-    use serde_json::Value as J;
-    match v {
-        ParameterValue::NotSet => J::Null,
-        ParameterValue::Bool(b) => J::from(*b),
-        ParameterValue::Integer(i) => J::from(*i),
-        ParameterValue::Double(d) => J::from(*d),
-        ParameterValue::String(s) => J::from(s.clone()),
-        ParameterValue::BoolArray(a) => J::from(a.clone()),
-        ParameterValue::ByteArray(a) => J::from(a.clone()),
-        ParameterValue::IntegerArray(a) => J::from(a.clone()),
-        ParameterValue::DoubleArray(a) => J::from(a.clone()),
-        ParameterValue::StringArray(a) => J::from(a.clone()),
-    }
-}
-
-/// Builds the configuration from the node's parameters (`--params-file` and `-p`, flat dotted names).
-/// Parameters outside the config sections (`use_sim_time`, `qos_overrides.*`, ...) are ignored.
-pub fn config_from_params(
-    params: &[(String, ParameterValue)],
-) -> Result<(MatchaConfig, NodeConfig), NodeError> {
-    const SECTIONS: [&str; 6] = ["engine", "matcher", "pose", "vo", "runtime", "node"];
-    let flat: Vec<(&str, serde_json::Value)> = params
-        .iter()
-        .filter(|(k, _)| SECTIONS.contains(&k.split('.').next().unwrap_or("")))
-        .map(|(k, v)| (k.as_str(), param_to_json(v)))
-        .collect();
-    let tree =
-        super::config::params_to_tree(flat).map_err(|e| NodeError::Parameters(e.to_string()))?;
-    let mut cfg: MatchaConfig = serde_json::from_value(tree)
-        .map_err(|e| NodeError::Parameters(format!("invalid parameters: {e}")))?;
-    // `ros2 launch` starts the node in the user's directory: a relative engines directory is found the
-    // way the CLI finds it (working directory, $MATCHA_CACHE, the installed package's share)
-    cfg.runtime.engines_dir = crate::util::paths::resolve_engines_dir(&cfg.runtime.engines_dir);
-    cfg.validate()
-        .map_err(|e| NodeError::Parameters(e.to_string()))?;
-    let node =
-        NodeConfig::from_value(&cfg.node).map_err(|e| NodeError::Parameters(e.to_string()))?;
-    Ok((cfg, node))
-}
-
-// ------------------------------------------------------------------------------------------------ shared state
-
-struct Frame {
-    msg: ImageMsg,
-    received: Instant,
-}
-
-enum Job {
-    Mono(Frame),
-    Stereo(Frame, Frame),
-    Service(Box<r2r::ServiceRequest<Match::Service>>),
-}
-
-impl Job {
-    /// When the job became ready for the worker (a stereo pair: when its second image arrived).
-    fn ready_at(&self) -> Option<Instant> {
-        match self {
-            Job::Mono(f) => Some(f.received),
-            Job::Stereo(l, r) => Some(l.received.max(r.received)),
-            Job::Service(_) => None,
-        }
-    }
-
-    /// Images in the job (for the drop counters).
-    fn images(&self) -> u64 {
-        match self {
-            Job::Mono(_) => 1,
-            Job::Stereo(..) => 2,
-            Job::Service(_) => 0,
-        }
-    }
-}
-
-/// The freshness rule of `node.max_frame_wait_ms`: whether a frame that became ready at `ready` is too old
-/// for a worker that has been free since `free_since` (frames that arrived while it was idle never are).
-fn is_stale(ready: Instant, free_since: Instant, max_wait_ms: f64) -> bool {
-    max_wait_ms >= 0.0
-        && ready < free_since
-        && (free_since - ready).as_secs_f64() * 1e3 > max_wait_ms
-}
-
-struct Inbox {
-    latest: Option<Job>,
-    service: VecDeque<r2r::ServiceRequest<Match::Service>>,
-    shutdown: bool,
-    /// Frame decimation (`node.decimation`): sees every arrival, admits the frames to process.
-    scheduler: FrameScheduler,
-}
-
-impl Inbox {
-    fn new(decimation: u32) -> Self {
-        Self {
-            latest: None,
-            service: VecDeque::new(),
-            shutdown: false,
-            scheduler: FrameScheduler::new(decimation),
-        }
-    }
-}
-
-struct Shared {
-    inbox: Mutex<Inbox>,
-    wake: Condvar,
-    stats: Mutex<Stats>,
-    camera_info: Mutex<[Option<CameraInfo>; 2]>,
-    sync: Mutex<StereoSync<Frame>>,
-    last_stamp: Mutex<[Option<i64>; 2]>,
-    reset_requested: AtomicBool,
-    status: Mutex<(u8, String)>,
-}
-
-impl Shared {
-    fn problem(&self, b: &BadInput) {
-        let log = self
-            .stats
-            .lock()
-            .ok()
-            .and_then(|mut s| s.problem(b.cause, &b.message));
-        if let Some(text) = log {
-            log::warn!("{text}");
-        }
-    }
-
-    fn put(&self, job: Job) {
-        if let Ok(mut inbox) = self.inbox.lock() {
-            if let Some(ready) = job.ready_at() {
-                inbox.scheduler.record_arrival(ready);
-            }
-            let replaced = match &inbox.latest {
-                Some(Job::Stereo(..)) => 2,
-                Some(_) => 1,
-                None => 0,
-            };
-            inbox.latest = Some(job);
-            if replaced > 0 {
-                if let Ok(mut s) = self.stats.lock() {
-                    s.dropped += replaced;
-                }
-            }
-        }
-        self.wake.notify_one();
-    }
-
-    /// Checks that stamps of `side` do not go backwards; on a jump back, asks the worker to reset.
-    fn check_stamp(&self, side: usize, stamp: i64) {
-        if let Ok(mut last) = self.last_stamp.lock() {
-            if let Some(prev) = last[side] {
-                if stamp < prev {
-                    self.problem(&BadInput::new(
-                        "stamp_backwards",
-                        format!(
-                            "stamp went backwards by {:.3} s (bag restarted?): keyframe and stereo queues reset",
-                            (prev - stamp) as f64 * 1e-9
-                        ),
-                    ));
-                    self.reset_requested.store(true, Ordering::SeqCst);
-                    if let Ok(mut sync) = self.sync.lock() {
-                        sync.clear();
-                    }
-                }
-            }
-            last[side] = Some(stamp);
-        }
-    }
-
-    fn on_image(&self, side: Side, mode: Mode, msg: ImageMsg) {
-        let frame = Frame {
-            received: Instant::now(),
-            msg,
-        };
-        if let Ok(mut s) = self.stats.lock() {
-            s.received += 1;
-        }
-        let stamp = convert::time_ns(&frame.msg.header().stamp);
-        let idx = if side == Side::Left { 0 } else { 1 };
-        self.check_stamp(idx, stamp);
-        if mode != Mode::Stereo {
-            self.put(Job::Mono(frame));
-            return;
-        }
-        let pair = match self.sync.lock() {
-            Ok(mut sync) => {
-                let before = sync.dropped();
-                let pair = sync.push(side, stamp, frame);
-                let lost = sync.dropped() - before;
-                if lost > 0 {
-                    if let Ok(mut s) = self.stats.lock() {
-                        s.dropped += lost;
-                    }
-                }
-                pair
-            }
-            Err(_) => None,
-        };
-        if let Some(((_, l), (_, r))) = pair {
-            self.put(Job::Stereo(l, r));
-        }
-    }
-}
+use inbox::{Frame, Job, Shared, SERVICE_QUEUE};
+pub use logging::init_logging;
+pub use params::config_from_params;
 
 // ------------------------------------------------------------------------------------------------ publishers
 
@@ -358,7 +115,14 @@ struct Worker {
     keyframe: Option<Keyframe>,
     map: Option<KeyframeMap>,
     map_dirty: usize,
-    last_processed: Option<Instant>,
+    /// Receipt → publication latency of the frame just answered (set by [`Self::publish_pair`]).
+    last_latency_ms: std::cell::Cell<Option<f64>>,
+}
+
+/// What the worker takes from the inbox.
+enum Work {
+    Frame(Box<Job>),
+    Service(Box<r2r::ServiceRequest<Match::Service>>),
 }
 
 fn zero_time() -> Time {
@@ -499,7 +263,7 @@ impl Worker {
     fn run(mut self) {
         let mut free_since = Instant::now();
         loop {
-            let job = {
+            let (job, drops) = {
                 let Ok(mut inbox) = self.shared.inbox.lock() else {
                     return;
                 };
@@ -510,25 +274,13 @@ impl Worker {
                         return;
                     }
                     if let Some(req) = inbox.service.pop_front() {
-                        break Job::Service(Box::new(req));
+                        break (Some(Work::Service(Box::new(req))), Default::default());
                     }
-                    if let Some(j) = inbox.latest.take() {
-                        let Some(ready) = j.ready_at() else {
-                            break j;
-                        };
-                        let stale = is_stale(ready, free_since, self.node.max_frame_wait_ms);
-                        if !stale && inbox.scheduler.admit(ready) {
-                            break j;
+                    if !inbox.frames.is_empty() {
+                        let (job, drops) = inbox.frames.take(free_since, Instant::now());
+                        if job.is_some() || drops.total() > 0 {
+                            break (job.map(|j| Work::Frame(Box::new(j))), drops);
                         }
-                        if let Ok(mut s) = self.shared.stats.lock() {
-                            s.dropped += j.images();
-                            if stale {
-                                s.stale += j.images();
-                            } else {
-                                s.decimated += j.images();
-                            }
-                        }
-                        continue;
                     }
                     inbox = match self
                         .shared
@@ -540,64 +292,44 @@ impl Worker {
                     };
                 }
             };
+            self.shared.count_drops(&drops);
+            let Some(work) = job else { continue };
             if self.shared.reset_requested.swap(false, Ordering::SeqCst) {
                 self.tracker.reset();
                 self.keyframe = None;
             }
-            match job {
-                Job::Service(req) => self.serve(*req),
-                job @ (Job::Mono(_) | Job::Stereo(..)) if !self.rate_ok() => {
-                    if let Ok(mut s) = self.shared.stats.lock() {
-                        s.dropped += job.images();
-                    }
+            let started = Instant::now();
+            let job = match work {
+                Work::Service(req) => {
+                    self.serve(*req);
+                    free_since = Instant::now();
+                    continue;
                 }
-                Job::Mono(f) => {
-                    if !self.ensure_pipeline() {
-                        continue;
-                    }
-                    let r = match self.node.mode {
-                        Mode::Relocalization => self.relocalize(&f),
-                        _ => self.odometry(&f),
-                    };
-                    self.finish(r);
-                }
-                Job::Stereo(l, r) => {
-                    if !self.ensure_pipeline() {
-                        continue;
-                    }
-                    let res = self.stereo(&l, &r);
-                    self.finish(res);
-                }
+                Work::Frame(job) => *job,
+            };
+            if !self.ensure_pipeline() {
+                continue;
             }
+            let r = match job {
+                Job::Mono(f) if self.node.mode == Mode::Relocalization => self.relocalize(&f),
+                Job::Mono(f) => self.odometry(&f),
+                Job::Stereo(l, r) => self.stereo(&l, &r),
+            };
+            self.finish(r);
             free_since = Instant::now();
+            self.update_admission(free_since - started);
         }
     }
 
-    fn rate_ok(&mut self) -> bool {
-        if self.node.max_rate_hz <= 0.0 {
-            return true;
-        }
-        let period = 1.0 / self.node.max_rate_hz;
-        if self
-            .last_processed
-            .is_some_and(|t| t.elapsed().as_secs_f64() < period * 0.95)
-        {
-            return false;
-        }
-        self.last_processed = Some(Instant::now());
-        true
-    }
-
-    /// After a result: lets an automatic decimation follow the latency.
-    fn update_decimation(&self, latency_ms: f64) {
+    /// After a result: the admission policy learns the processing time and the latency.
+    fn update_admission(&mut self, processing: Duration) {
+        // frames without a result (the first keyframe, no relocalization candidate) count as cost only
+        let latency_ms = self.last_latency_ms.take().unwrap_or(f64::NAN);
         if let Ok(mut inbox) = self.shared.inbox.lock() {
-            let before = inbox.scheduler.factor();
-            inbox.scheduler.on_result(latency_ms);
-            let after = inbox.scheduler.factor();
-            if after != before {
+            if let Some((before, after)) = inbox.frames.processed(processing, latency_ms) {
                 log::info!(
                     "decimation: a result every {after} camera period(s), was {before} (latency p99 {:.1} ms)",
-                    inbox.scheduler.latency_p99_ms().unwrap_or(f64::NAN)
+                    inbox.frames.latency_p99_ms().unwrap_or(f64::NAN)
                 );
             }
         }
@@ -649,7 +381,7 @@ impl Worker {
                 s.poses += 1;
             }
         }
-        self.update_decimation(latency_ms);
+        self.last_latency_ms.set(Some(latency_ms));
         msg
     }
 
@@ -1047,8 +779,11 @@ fn diagnostics(shared: &Shared, node_name: &str, cfg: &NodeConfig, stamp: Time) 
         values.push(kv("received", s.received.to_string()));
         values.push(kv("processed", s.processed.to_string()));
         values.push(kv("dropped", s.dropped.to_string()));
-        values.push(kv("skipped_stale", s.stale.to_string()));
-        values.push(kv("skipped_decimation", s.decimated.to_string()));
+        values.push(kv("skipped_stale", s.admission.stale.to_string()));
+        values.push(kv("skipped_decimation", s.admission.decimated.to_string()));
+        values.push(kv("skipped_rate", s.admission.rate.to_string()));
+        values.push(kv("dropped_behind", s.admission.behind.to_string()));
+        values.push(kv("dropped_queue_full", s.admission.queue_full.to_string()));
         values.push(kv("poses", s.poses.to_string()));
         values.push(kv("last_matches", s.last_matches.to_string()));
         values.push(kv("last_inliers", s.last_inliers.to_string()));
@@ -1057,15 +792,20 @@ fn diagnostics(shared: &Shared, node_name: &str, cfg: &NodeConfig, stamp: Time) 
             values.push(kv("latency_p99_ms", format!("{p99:.1}")));
         }
         values.push(kv("uptime_s", format!("{:.0}", s.uptime_s())));
-        let mut errors = 0;
         for (cause, count, last) in s.causes() {
             values.push(kv(&format!("errors.{cause}"), count.to_string()));
             values.push(kv(&format!("errors.{cause}.last"), last.to_string()));
-            errors += count;
         }
-        if level == 0 && errors > 0 {
+        let (failures, rejected) = s.failures_and_rejections();
+        values.push(kv("node_failures", failures.to_string()));
+        values.push(kv("inputs_rejected", rejected.to_string()));
+        if level == 0 && failures + rejected > 0 {
             level = 1;
-            message = format!("{errors} inputs rejected (see errors.*)");
+            message = match (failures, rejected) {
+                (0, r) => format!("{r} inputs rejected (see errors.*)"),
+                (f, 0) => format!("{f} node failures (see errors.*)"),
+                (f, r) => format!("{f} node failures, {r} inputs rejected (see errors.*)"),
+            };
         }
     }
     DiagnosticArray {
@@ -1123,24 +863,12 @@ pub fn run() -> Result<(), NodeError> {
         .build()?;
     let _guard = rt.enter();
 
-    let shared = Arc::new(Shared {
-        inbox: Mutex::new(Inbox::new(ncfg.decimation)),
-        wake: Condvar::new(),
-        stats: Mutex::new(Stats::new(Duration::from_secs_f64(ncfg.log_throttle_s))),
-        camera_info: Mutex::new([None, None]),
-        sync: Mutex::new(StereoSync::new(
-            (ncfg.stereo.sync_tolerance_s * 1e9) as i64,
-            ncfg.stereo.max_pending,
-        )),
-        last_stamp: Mutex::new([None, None]),
-        reset_requested: AtomicBool::new(false),
-        status: Mutex::new((1, "starting: pipeline not created yet".into())),
-    });
+    let shared = Arc::new(Shared::new(&ncfg));
 
     let mut tasks = Vec::new();
     let t = &ncfg.topics;
     subscribe_images(&mut node, &shared, &ncfg, &t.image, Side::Left, &mut tasks)?;
-    let infos: Vec<(&str, usize)> = if ncfg.mode == Mode::Stereo {
+    let infos: Vec<(&str, usize)> = if ncfg.mode.stereo_input() {
         subscribe_images(
             &mut node,
             &shared,
@@ -1244,7 +972,7 @@ pub fn run() -> Result<(), NodeError> {
         keyframe: None,
         map: None,
         map_dirty: 0,
-        last_processed: None,
+        last_latency_ms: std::cell::Cell::new(None),
     };
     // Create the pipeline before the first frame (a failure is logged, counted and retried).
     let worker_thread = std::thread::Builder::new()
@@ -1285,50 +1013,4 @@ pub fn run() -> Result<(), NodeError> {
         t.abort();
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn freshness_rule() {
-        let t0 = Instant::now();
-        let ms = |v: u64| t0 + Duration::from_millis(v);
-        // arrived 12 ms before the worker became free
-        assert!(is_stale(ms(0), ms(12), 10.0));
-        assert!(!is_stale(ms(0), ms(12), 15.0));
-        // a negative bound is no bound
-        assert!(!is_stale(ms(0), ms(12), -1.0));
-        // arrived while the worker was idle: never stale, even with a 0 ms bound
-        assert!(!is_stale(ms(20), ms(12), 0.0));
-        assert!(is_stale(ms(11), ms(12), 0.0));
-    }
-
-    #[test]
-    fn parameters_map_onto_the_config_and_bad_values_are_rejected() {
-        let p = |k: &str, v: ParameterValue| (k.to_string(), v);
-        let (cfg, node) = config_from_params(&[
-            p("use_sim_time", ParameterValue::Bool(false)),
-            p("node.mode", ParameterValue::String("stereo".into())),
-            p("node.stereo.sync_tolerance_s", ParameterValue::Double(0.01)),
-            p("pose.threshold_px", ParameterValue::Integer(2)),
-        ])
-        .unwrap();
-        assert_eq!(node.mode, Mode::Stereo);
-        assert_eq!(node.stereo.sync_tolerance_s, 0.01);
-        assert_eq!(cfg.pose.threshold_px, 2.0);
-        let e = config_from_params(&[p("node.mode", ParameterValue::String("sideways".into()))])
-            .unwrap_err();
-        assert!(e.to_string().contains("sideways"), "{e}");
-        let e = config_from_params(&[p("pose.threshold_px", ParameterValue::Double(-1.0))])
-            .unwrap_err();
-        assert!(e.to_string().contains("pose.threshold_px"), "{e}");
-        let e = config_from_params(&[p(
-            "engine.max_keypoints",
-            ParameterValue::String("many".into()),
-        )])
-        .unwrap_err();
-        assert!(e.to_string().contains("many"), "{e}");
-    }
 }

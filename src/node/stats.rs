@@ -10,6 +10,14 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use super::admission::Drops;
+
+/// Whether a cause is a failure of the node itself (engines, pipeline, map file), not of the input it was
+/// given: diagnostics report the two apart (an operator fixes the first on the robot, the second upstream).
+pub fn is_node_failure(cause: &str) -> bool {
+    cause.starts_with("pipeline_") || cause.starts_with("map_") || cause.starts_with("odometry_")
+}
+
 /// Number of latency samples kept for percentiles.
 pub const LATENCY_WINDOW: usize = 512;
 
@@ -30,13 +38,10 @@ pub struct Stats {
     pub received: u64,
     /// Frames processed to a result.
     pub processed: u64,
-    /// Frames dropped because a newer one arrived before they were processed (latest-frame-wins), or by
-    /// the rate limit, or unpaired in stereo, or as stale (also counted in `stale`).
+    /// Frames not processed: by the frame admission (each reason in `admission`) or unpaired in stereo.
     pub dropped: u64,
-    /// Frames skipped because they had waited longer than `node.max_frame_wait_ms` for the worker.
-    pub stale: u64,
-    /// Fresh frames skipped by the frame decimation (`node.decimation`; also counted in `dropped`).
-    pub decimated: u64,
+    /// Frames the admission policy did not process, by reason (also counted in `dropped`).
+    pub admission: Drops,
     /// Results with a valid pose.
     pub poses: u64,
     /// Inliers of the last result.
@@ -60,8 +65,7 @@ impl Stats {
             received: 0,
             processed: 0,
             dropped: 0,
-            stale: 0,
-            decimated: 0,
+            admission: Drops::default(),
             poses: 0,
             last_inliers: 0,
             last_matches: 0,
@@ -118,6 +122,18 @@ impl Stats {
         self.causes
             .iter()
             .map(|(k, c)| (k.as_str(), c.count, c.last_message.as_str()))
+    }
+
+    /// Counts of the causes that are the node's own failures (the pipeline, the map: see
+    /// [`is_node_failure`]) and of those that are the input's fault.
+    pub fn failures_and_rejections(&self) -> (u64, u64) {
+        self.causes().fold((0, 0), |(f, r), (cause, n, _)| {
+            if is_node_failure(cause) {
+                (f + n, r)
+            } else {
+                (f, r + n)
+            }
+        })
     }
 
     /// Records one image-in → result-out latency.

@@ -237,6 +237,10 @@ pub struct VoEstimate {
     pub world_from_camera: Option<Isometry3<f64>>,
     /// Covariance over (x, y, z, rotation about x, y, z) in the odometry frame.
     pub covariance: Matrix6<f64>,
+    /// This frame's own share of [`Self::covariance`] (its pose against the keyframe, same frame and
+    /// order, without the keyframe's accumulated uncertainty): what the motion since the previous frame
+    /// is known to.
+    pub frame_covariance: Matrix6<f64>,
     /// Linear velocity (m/s) of the camera in its own frame since the previous frame.
     pub linear_velocity: Vector3<f64>,
     /// Angular velocity (rad/s) of the camera in its own frame since the previous frame.

@@ -173,9 +173,11 @@ impl StereoOdometry {
         };
         self.lost = false;
         self.failures = 0;
-        Ok(self.publish(
+        let mut est = self.publish(
             stamp, pose, covariance, state, &stereo, tracked, keyframe, still,
-        ))
+        );
+        est.frame_covariance = frame_covariance;
+        Ok(est)
     }
 
     /// Tracks the current keyframe's landmarks into the left image `left` without features (see
@@ -265,6 +267,7 @@ impl StereoOdometry {
             still,
         );
         est.by_flow = true;
+        est.frame_covariance = frame_covariance;
         Ok(Some(est))
     }
 
@@ -556,6 +559,7 @@ impl StereoOdometry {
             state: TrackingState::Initializing,
             world_from_camera: None,
             covariance: Matrix6::identity() * LOST_VARIANCE,
+            frame_covariance: Matrix6::identity() * LOST_VARIANCE,
             linear_velocity: Vector3::zeros(),
             angular_velocity: Vector3::zeros(),
             still: false,
@@ -597,6 +601,7 @@ impl StereoOdometry {
             state,
             world_from_camera: Some(pose),
             covariance,
+            frame_covariance: covariance,
             linear_velocity: linear,
             angular_velocity: angular,
             still,
