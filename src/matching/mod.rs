@@ -8,8 +8,6 @@
 
 use crate::features::Features;
 
-mod affine_sampling;
-
 /// One correspondence: keypoint `a` of the first image with keypoint `b` of the second.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Match {

@@ -1,7 +1,9 @@
-//! Bilinear sampling of an 8-bit grayscale image on an affinely warped square grid: the inner loop of the
-//! affine match refinement ([`super::refine`]), where every sample has its own sub-pixel weights.
+//! Bilinear sampling of an 8-bit grayscale image on the square grids of the match refinement ([`super`]):
+//! a unit-spaced grid ([`sample_grid`], the translation model and the template: one set of four weights
+//! serves every sample) and an affinely warped grid ([`sample_affine_grid`], the affine model's inner loop,
+//! where every sample has its own sub-pixel weights).
 //!
-//! Sample `(i, j)` (`0 <= i, j < 2r+1`, row-major output) lies at `c + M·(i − r, j − r)`. Two
+//! Affine grid: sample `(i, j)` (`0 <= i, j < 2r+1`, row-major output) lies at `c + M·(i − r, j − r)`. Two
 //! implementations give bit-identical results: a portable scalar loop and, on x86-64 CPUs with AVX2 (checked
 //! at run time), eight samples at a time with gathered pixel pairs. Both compute every position directly from
 //! the formula above (no accumulated increments) with the same operations in the same order.
@@ -13,10 +15,58 @@
 
 use image::GrayImage;
 
+/// Samples the `(2e+1)²` grid centred on `(cx, cy)` (unit spacing) bilinearly into `out`, row-major.
+/// Returns false (leaving `out` unspecified) when a sample would need a pixel outside the image.
+pub(super) fn sample_grid(img: &GrayImage, cx: f32, cy: f32, e: usize, out: &mut [f32]) -> bool {
+    if !(cx.is_finite() && cy.is_finite()) {
+        return false;
+    }
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let (x0f, y0f) = (cx.floor(), cy.floor());
+    // the top-left sample's integer pixel; all samples need [x0, x0 + 2e + 1] × [y0, y0 + 2e + 1]
+    // (compared as floats first: huge coordinates must not wrap when cast)
+    let side = 2 * e + 1;
+    let (left, top) = (x0f - e as f32, y0f - e as f32);
+    if !(left >= 0.0
+        && top >= 0.0
+        && left + (side as f32) < w as f32
+        && top + (side as f32) < h as f32)
+    {
+        return false;
+    }
+    let (left, top) = (left as usize, top as usize);
+    if left + side >= w || top + side >= h || out.len() < side * side {
+        return false;
+    }
+    let (fx, fy) = (cx - x0f, cy - y0f);
+    let (w00, w01, w10, w11) = (
+        (1.0 - fx) * (1.0 - fy),
+        fx * (1.0 - fy),
+        (1.0 - fx) * fy,
+        fx * fy,
+    );
+    let data = img.as_raw();
+    for (j, row_out) in out.chunks_exact_mut(side).take(side).enumerate() {
+        let base = (top + j) * w + left;
+        let (r0, r1) = (
+            &data[base..base + side + 1],
+            &data[base + w..base + w + side + 1],
+        );
+        for ((o, (&a0, &a1)), (&b0, &b1)) in row_out
+            .iter_mut()
+            .zip(r0[..side].iter().zip(&r0[1..]))
+            .zip(r1[..side].iter().zip(&r1[1..]))
+        {
+            *o = w00 * a0 as f32 + w01 * a1 as f32 + w10 * b0 as f32 + w11 * b1 as f32;
+        }
+    }
+    true
+}
+
 /// Samples the `(2r+1)²` grid at `centre + M·(i − r, j − r)` (`m = [m00, m01, m10, m11]`) bilinearly into
 /// `out` (row-major, at least `(2r+1)²` long). Returns false, sampling nothing, when a sample could need a
 /// pixel outside the image, when the input is not finite, or when `out` is too short.
-pub(crate) fn sample_affine_grid(
+pub(super) fn sample_affine_grid(
     img: &GrayImage,
     centre: [f32; 2],
     m: [f32; 4],
