@@ -124,11 +124,6 @@ impl<J> FrameAdmission<J> {
         n
     }
 
-    /// The automatic decimation factor in force (1 when not behind).
-    pub fn decimation_factor(&self) -> u32 {
-        self.scheduler.factor()
-    }
-
     /// The p99 of the recent receipt → result latencies the automatic decimation looks at.
     pub fn latency_p99_ms(&self) -> Option<f64> {
         self.scheduler.latency_p99_ms()

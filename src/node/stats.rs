@@ -15,7 +15,7 @@ use super::admission::Drops;
 /// Whether a cause is a failure of the node itself (engines, pipeline, map file), not of the input it was
 /// given: diagnostics report the two apart (an operator fixes the first on the robot, the second upstream).
 pub fn is_node_failure(cause: &str) -> bool {
-    cause.starts_with("pipeline_") || cause.starts_with("map_") || cause.starts_with("odometry_")
+    cause.starts_with("pipeline_") || cause.starts_with("map_")
 }
 
 /// Number of latency samples kept for percentiles.

@@ -246,11 +246,8 @@ fn not_configured() -> VoError {
 }
 
 fn same_rig(a: &StereoRig, b: &StereoRig) -> bool {
-    let cam = |x: &crate::geometry::PinholeCamera, y: &crate::geometry::PinholeCamera| {
-        format!("{x:?}") == format!("{y:?}")
-    };
-    cam(&a.left, &b.left)
-        && cam(&a.right, &b.right)
+    a.left == b.left
+        && a.right == b.right
         && (a.rotation - b.rotation).norm() < 1e-12
         && (a.translation - b.translation).norm() < 1e-12
 }

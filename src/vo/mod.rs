@@ -14,8 +14,8 @@
 //! adds its own estimate's uncertainty). While tracking is lost the last pose is held with
 //! [`LOST_VARIANCE`] on the diagonal and the state says so.
 //!
-//! What it does not do (yet): windowed bundle adjustment, monocular VO, frame-to-frame optical-flow
-//! tracking between keyframes, loop closure. Not here: images, engines, ROS — features come in, poses go
+//! What it does not do (yet): windowed bundle adjustment, monocular VO, loop closure (between keyframes
+//! the landmarks are followed photometrically: [`StereoOdometry::track`]). Not here: images, engines, ROS — features come in, poses go
 //! out; [`sequence`] reads the on-disk sequences the `matcha vo` subcommand and the evaluation use.
 
 // `!(x > y)` is deliberate: it is true for NaN, which must take the rejecting branch.

@@ -179,12 +179,12 @@ impl Shared {
         if let Ok(mut sync) = self.sync.lock() {
             sync.clear();
         }
+        // the queued frames belong to the old run: dropped, like unpaired stereo images (no admission reason)
         let cleared = self.inbox.lock().map_or(0, |mut i| i.frames.clear());
         if cleared > 0 {
-            self.count_drops(&Drops {
-                behind: cleared,
-                ..Drops::default()
-            });
+            if let Ok(mut s) = self.stats.lock() {
+                s.dropped += cleared;
+            }
         }
     }
 
