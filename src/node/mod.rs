@@ -1,8 +1,8 @@
 //! The ROS 2 node's logic: configuration (`node:` section), pairing policies (odometry keyframes, stereo
 //! sync, relocalization map), health counters, and — behind the `ros` feature — the r2r node itself.
 //!
-//! The pure parts ([`config`], [`keyframes`], [`sync`], [`map`], [`schedule`], [`stats`]) build and are unit-tested without
-//! ROS; `convert` and `ros` need r2r and a ROS 2 environment at build time (see `scripts/setup_ros.sh`).
+//! The pure parts ([`config`], [`admission`], [`keyframes`], [`sync`], [`map`], [`schedule`], [`stats`],
+//! [`stereo_odometry`], [`stereo_rig`], [`tf_tree`]) build and are unit-tested without ROS; `convert` and `ros` need r2r and a ROS 2 environment at build time (see `scripts/setup_ros.sh`).
 //! The node is a thin shell over [`crate::pipeline`]: it knows nothing of model internals.
 
 pub mod admission;
@@ -12,6 +12,7 @@ pub mod map;
 pub mod schedule;
 pub mod stats;
 pub mod stereo_odometry;
+pub mod stereo_rig;
 pub mod sync;
 pub mod tf_tree;
 

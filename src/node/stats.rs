@@ -29,6 +29,23 @@ struct Cause {
     last_message: String,
 }
 
+/// What `/diagnostics` reports of the stereo odometry.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OdometryHealth {
+    /// Tracking state after the last frame (`initializing`, `tracking`, `lost`, `recovered`).
+    pub state: &'static str,
+    /// Landmarks that gave the last pose.
+    pub tracked_landmarks: usize,
+    /// Frames answered by landmark tracking alone (no features extracted).
+    pub by_flow: u64,
+    /// Keyframes, losses, recoveries and restarts of the run.
+    pub counters: crate::vo::VoCounters,
+    /// `reset` service calls served.
+    pub resets: u64,
+    /// Where the camera's mounting came from (`tf_static` or `parameter`).
+    pub mounting_source: &'static str,
+}
+
 /// Counters of one node.
 #[derive(Debug, Clone)]
 pub struct Stats {
@@ -48,6 +65,8 @@ pub struct Stats {
     pub last_inliers: usize,
     /// Correspondences of the last result.
     pub last_matches: usize,
+    /// The stereo odometry's state after its last frame (`None` in the other modes).
+    pub odometry: Option<OdometryHealth>,
     causes: BTreeMap<String, Cause>,
     latencies_ms: Vec<f64>,
     next_latency: usize,
@@ -69,6 +88,7 @@ impl Stats {
             poses: 0,
             last_inliers: 0,
             last_matches: 0,
+            odometry: None,
             causes: BTreeMap::new(),
             latencies_ms: Vec::with_capacity(LATENCY_WINDOW),
             next_latency: 0,

@@ -1,5 +1,5 @@
-//! The coming `stereo_odometry` node mode's logic without ROS (the r2r wiring is not written yet): the metric stereo VO of [`crate::vo`] turned into what a
-//! robot stack consumes (REP-105 / REP-103): the pose of the *base* frame in `odom`, its covariance in the
+//! The `stereo_odometry` node mode's logic without ROS (the r2r glue is `node::ros::vo_mode`): the metric
+//! stereo VO of [`crate::vo`] turned into what a robot stack consumes (REP-105 / REP-103): the pose of the *base* frame in `odom`, its covariance in the
 //! `odom` frame, the twist in the base frame, and the services' semantics (`reset`, `set_pose`).
 //!
 //! The VO estimates `world_from_camera`, where the world is the first left camera's optical frame. With the
@@ -163,6 +163,23 @@ impl StereoVo {
         self.odom_from_world = self.base_from_camera;
         self.last = None;
         self.last_odom_from_base = Isometry3::identity();
+    }
+
+    /// Starts the VO again from the next frame with the pose held where it was (`odom` stays continuous),
+    /// e.g. after the input's stamps jumped back (a bag restarted). Counted as a restart.
+    pub fn restart(&mut self) -> Result<(), VoError> {
+        let Some(rig) = self.rig.clone() else {
+            return Ok(());
+        };
+        let vo = StereoOdometry::new(rig, self.options.clone())?;
+        if let Some(old) = &self.vo {
+            add_counters(&mut self.earlier, &old.counters());
+        }
+        self.earlier.restarts += 1;
+        self.odom_from_world = self.last_odom_from_base * self.base_from_camera;
+        self.vo = Some(vo);
+        self.last = None;
+        Ok(())
     }
 
     /// Makes the latest frame's base pose `odom_from_base`; later poses follow from it.
@@ -404,6 +421,40 @@ mod tests {
         let again = vo.output(estimate(0.3, Isometry3::identity(), Vector3::zeros()));
         assert!(again.odom_from_base.translation.vector.norm() < 1e-12);
         assert!(again.odom_from_base.rotation.angle() < 1e-12);
+    }
+
+    #[test]
+    fn a_restart_holds_the_pose_and_is_counted() {
+        let cam = crate::geometry::PinholeCamera::new(500.0, 500.0, 319.5, 239.5).unwrap();
+        let rig = StereoRig {
+            left: cam,
+            right: cam,
+            rotation: Matrix3::identity(),
+            translation: Vector3::new(-0.12, 0.0, 0.0),
+        };
+        let mut vo = StereoVo::new(VoOptions::default()).unwrap();
+        assert!(vo.configure(rig.clone(), mounting()).unwrap());
+        assert!(
+            !vo.configure(rig, mounting()).unwrap(),
+            "same rig: no restart"
+        );
+        let moved = vo.output(estimate(
+            0.0,
+            Isometry3::translation(0.0, 0.0, 2.0),
+            Vector3::zeros(),
+        ));
+        vo.restart().unwrap();
+        assert_eq!(vo.counters().restarts, 1);
+        // the new run's world is the camera where the base was: its first (initializing) frame holds the pose
+        let mut first = estimate(0.1, Isometry3::identity(), Vector3::zeros());
+        first.state = TrackingState::Initializing;
+        first.world_from_camera = None;
+        let held = vo.output(first);
+        let d = held.odom_from_base.to_homogeneous() - moved.odom_from_base.to_homogeneous();
+        assert!(d.norm() < 1e-9, "{d}");
+        assert!(
+            (moved.odom_from_base.translation.vector - Vector3::new(2.0, 0.0, 0.0)).norm() < 1e-9
+        );
     }
 
     #[test]

@@ -1,22 +1,25 @@
 //! Where a frame enters the node: the subscription callbacks hand each image to [`Shared::on_image`], which
 //! checks its stamp, pairs left and right images in the stereo modes ([`StereoSync`]) and queues the frame
 //! (or pair) under the one frame-admission policy ([`FrameAdmission`]); the worker thread takes jobs from
-//! the same [`Inbox`] (service calls first). Everything the subscription side and the worker share lives
-//! in [`Shared`], each part behind its own lock, held only for a few statements.
+//! the same [`Inbox`] (odometry control calls first, then `match` service calls, then frames). Everything
+//! the subscription side and the worker share lives in [`Shared`], each part behind its own lock, held
+//! only for a few statements.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
-use r2r::matcha_msgs::srv::Match;
+use r2r::matcha_msgs::srv::{Match, SetPose};
 use r2r::sensor_msgs::msg::CameraInfo;
+use r2r::std_srvs::srv::Trigger;
 
 use crate::node::admission::{AdmissionSettings, Drops, FrameAdmission};
 use crate::node::config::{Mode, NodeConfig};
 use crate::node::convert::{self, BadInput, ImageMsg};
 use crate::node::stats::Stats;
 use crate::node::sync::{Side, StereoSync};
+use crate::node::tf_tree::TransformBuffer;
 
 /// Service requests the inbox holds at most (further ones are answered "busy").
 pub const SERVICE_QUEUE: usize = 4;
@@ -55,12 +58,23 @@ impl Job {
     }
 }
 
+/// A call to the odometry's services (answered by the worker between frames, so that it applies exactly
+/// from the next frame on).
+pub enum Control {
+    /// `reset` (`std_srvs/Trigger`).
+    Reset(r2r::ServiceRequest<Trigger::Service>),
+    /// `set_pose` (`matcha_msgs/SetPose`).
+    SetPose(r2r::ServiceRequest<SetPose::Service>),
+}
+
 /// What waits for the worker.
 pub struct Inbox {
     /// Frames under the admission policy.
     pub frames: FrameAdmission<Job>,
     /// `match` service requests (answered before frames).
     pub service: VecDeque<r2r::ServiceRequest<Match::Service>>,
+    /// Odometry service calls (answered first).
+    pub control: VecDeque<Control>,
     /// The node is stopping.
     pub shutdown: bool,
 }
@@ -76,6 +90,7 @@ impl Inbox {
                 max_rate_hz: cfg.max_rate_hz,
             }),
             service: VecDeque::new(),
+            control: VecDeque::new(),
             shutdown: false,
         }
     }
@@ -91,6 +106,8 @@ pub struct Shared {
     pub stats: Mutex<Stats>,
     /// The latest CameraInfo of the left (0) and right (1) camera.
     pub camera_info: Mutex<[Option<CameraInfo>; 2]>,
+    /// The static transforms received on `/tf_static` (the camera's mounting, a two-frame stereo rig).
+    pub tf_static: Mutex<TransformBuffer>,
     sync: Mutex<StereoSync<Frame>>,
     last_stamp: Mutex<[Option<i64>; 2]>,
     /// A stamp went backwards: the worker restarts its tracking before the next frame.
@@ -109,6 +126,7 @@ impl Shared {
                 cfg.log_throttle_s,
             ))),
             camera_info: Mutex::new([None, None]),
+            tf_static: Mutex::new(TransformBuffer::new()),
             sync: Mutex::new(StereoSync::new(
                 (cfg.stereo.sync_tolerance_s * 1e9) as i64,
                 cfg.stereo.max_pending,

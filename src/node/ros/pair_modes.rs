@@ -1,0 +1,216 @@
+//! The modes that answer with correspondences and a relative pose: `odometry` (monocular: each frame
+//! against the last keyframe, unit-scale steps chained; see [`crate::node::keyframes`]), `stereo` (the left
+//! → right pose of each synchronised pair, metric with the right `P`'s baseline) and the `match` service
+//! (an explicit pair). They share the [`PairOutput`] they publish; the metric stereo odometry is
+//! [`super::vo_mode`].
+
+use std::time::Instant;
+
+use r2r::matcha_msgs::msg::Correspondences;
+use r2r::matcha_msgs::srv::Match;
+
+use super::inbox::Frame;
+use super::worker::{Keyframe, Worker};
+use crate::node::convert::{self, BadInput, ImageMsg, PairOutput};
+use crate::node::keyframes::{covariance_b_in_a, pose_b_in_a, published_pose, Step};
+
+impl Worker {
+    pub fn odometry(&mut self, f: &Frame) -> Result<(), BadInput> {
+        let d = self.decode(f, 0)?;
+        let feats = self.extract(&d.image)?;
+        let want_debug = self.out.debug_wanted();
+        let Some(kf) = self.keyframe.take() else {
+            self.tracker.step(None);
+            self.publish_mono_odometry(&d.header, &self.tracker.odom_from_keyframe(), None);
+            if let Ok(mut s) = self.shared.stats.lock() {
+                s.processed += 1;
+            }
+            self.keyframe = Some(Keyframe {
+                header: d.header,
+                features: feats,
+                camera: d.camera,
+                image: want_debug.then_some(d.image),
+            });
+            return Ok(());
+        };
+        let p = self
+            .pipeline
+            .as_mut()
+            .ok_or_else(|| BadInput::new("pipeline_unavailable", "no pipeline"))?;
+        let names = (p.descriptor_name().to_string(), self.matcher_name.clone());
+        let pair = p
+            .match_pair(&kf.features, &kf.camera, &feats, &d.camera)
+            .map_err(|e| BadInput::new("pipeline_error", e.to_string()));
+        let pair = match pair {
+            Ok(p) => p,
+            Err(e) => {
+                self.keyframe = Some(kf);
+                return Err(e);
+            }
+        };
+        let (iso, cov) = published_pose(&pair.pose);
+        let out = PairOutput {
+            header: d.header.clone(),
+            reference_stamp: kf.header.stamp.clone(),
+            reference_frame_id: kf.header.frame_id.clone(),
+            keyframe_id: self.tracker.keyframe_id(),
+            features: (&kf.features, &feats),
+            matches: &pair.matches,
+            pose: pair.pose.as_ref().map_err(|e| e.to_string()),
+            pose_b_in_a: iso,
+            covariance: cov,
+            metric: false,
+            names: (&names.0, &names.1),
+        };
+        let images = match (&kf.image, want_debug) {
+            (Some(a), true) => Some((a, &d.image)),
+            _ => None,
+        };
+        self.publish_pair(&out, d.received, images);
+        let step = self.tracker.step(match (&pair.pose, iso) {
+            (Ok(rp), Some(iso)) => Some((iso, rp.num_inliers, rp.quality.median_parallax_deg)),
+            _ => None,
+        });
+        let replace = match &step {
+            Step::Tracked {
+                odom_from_current,
+                new_keyframe,
+            } => {
+                self.publish_mono_odometry(&d.header, odom_from_current, Some(&cov));
+                *new_keyframe
+            }
+            Step::Failed { reset } => *reset,
+            Step::Initialise => true,
+        };
+        self.keyframe = Some(if replace {
+            Keyframe {
+                header: d.header,
+                features: feats,
+                camera: d.camera,
+                image: want_debug.then_some(d.image),
+            }
+        } else {
+            kf
+        });
+        Ok(())
+    }
+
+    pub fn stereo(&mut self, l: &Frame, r: &Frame) -> Result<(), BadInput> {
+        let a = self.decode(l, 0)?;
+        let b = self.decode(r, 1)?;
+        let baseline = self
+            .shared
+            .camera_info
+            .lock()
+            .ok()
+            .and_then(|c| c[1].as_ref().and_then(convert::baseline_from_p));
+        let fa = self.extract(&a.image)?;
+        let fb = self.extract(&b.image)?;
+        let want_debug = self.out.debug_wanted();
+        let p = self
+            .pipeline
+            .as_mut()
+            .ok_or_else(|| BadInput::new("pipeline_unavailable", "no pipeline"))?;
+        let names = (p.descriptor_name().to_string(), self.matcher_name.clone());
+        let pair = p
+            .match_pair(&fa, &a.camera, &fb, &b.camera)
+            .map_err(|e| BadInput::new("pipeline_error", e.to_string()))?;
+        let (iso, cov) = match &pair.pose {
+            Ok(rp) => {
+                let t = rp.translation.unwrap_or_else(nalgebra::Vector3::zeros);
+                let mut iso = pose_b_in_a(&rp.rotation, &t);
+                let mut cov = covariance_b_in_a(rp);
+                if let Some(bl) = baseline {
+                    // Unit translation → metres: scale the translation block of the covariance, S·C·S.
+                    iso.translation.vector *= bl;
+                    let s = |i: usize| if i < 3 { bl } else { 1.0 };
+                    for (i, v) in cov.iter_mut().enumerate() {
+                        *v *= s(i / 6) * s(i % 6);
+                    }
+                }
+                (Some(iso), cov)
+            }
+            Err(_) => (None, [0.0; 36]),
+        };
+        let out = PairOutput {
+            header: b.header.clone(),
+            reference_stamp: a.header.stamp.clone(),
+            reference_frame_id: a.header.frame_id.clone(),
+            keyframe_id: 0,
+            features: (&fa, &fb),
+            matches: &pair.matches,
+            pose: pair.pose.as_ref().map_err(|e| e.to_string()),
+            pose_b_in_a: iso,
+            covariance: cov,
+            metric: baseline.is_some(),
+            names: (&names.0, &names.1),
+        };
+        let received = a.received.min(b.received);
+        self.publish_pair(&out, received, want_debug.then_some((&a.image, &b.image)));
+        Ok(())
+    }
+
+    pub fn serve(&mut self, req: r2r::ServiceRequest<Match::Service>) {
+        let resp = match self.serve_inner(&req.message) {
+            Ok(c) => Match::Response {
+                success: true,
+                message: String::new(),
+                correspondences: c,
+            },
+            Err(b) => {
+                self.shared.problem(&b);
+                Match::Response {
+                    success: false,
+                    message: format!("{}: {}", b.cause, b.message),
+                    correspondences: Correspondences::default(),
+                }
+            }
+        };
+        if let Err(e) = req.respond(resp) {
+            log::error!("match service: cannot respond: {e}");
+        }
+    }
+
+    pub fn serve_inner(&mut self, m: &Match::Request) -> Result<Correspondences, BadInput> {
+        let received = Instant::now();
+        if !self.ensure_pipeline() {
+            return Err(BadInput::new(
+                "pipeline_unavailable",
+                "the pipeline could not be created (see diagnostics)",
+            ));
+        }
+        let max = self.node.max_image_pixels;
+        let ia = convert::decode_image(&ImageMsg::Raw(m.image_a.clone()), max)?;
+        let ib = convert::decode_image(&ImageMsg::Raw(m.image_b.clone()), max)?;
+        let ca = convert::camera_from_info(&m.camera_info_a, ia.width(), ia.height())?;
+        let cb = convert::camera_from_info(&m.camera_info_b, ib.width(), ib.height())?;
+        let fa = self.extract(&ia)?;
+        let fb = self.extract(&ib)?;
+        let p = self
+            .pipeline
+            .as_mut()
+            .ok_or_else(|| BadInput::new("pipeline_unavailable", "no pipeline"))?;
+        let names = (p.descriptor_name().to_string(), self.matcher_name.clone());
+        let pair = p
+            .match_pair(&fa, &ca, &fb, &cb)
+            .map_err(|e| BadInput::new("pipeline_error", e.to_string()))?;
+        let (iso, cov) = published_pose(&pair.pose);
+        let out = PairOutput {
+            header: m.image_b.header.clone(),
+            reference_stamp: m.image_a.header.stamp.clone(),
+            reference_frame_id: m.image_a.header.frame_id.clone(),
+            keyframe_id: 0,
+            features: (&fa, &fb),
+            matches: &pair.matches,
+            pose: pair.pose.as_ref().map_err(|e| e.to_string()),
+            pose_b_in_a: iso,
+            covariance: cov,
+            metric: false,
+            names: (&names.0, &names.1),
+        };
+        Ok(convert::correspondences_msg(
+            &out,
+            received.elapsed().as_secs_f32() * 1e3,
+        ))
+    }
+}

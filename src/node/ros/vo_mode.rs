@@ -1,0 +1,246 @@
+//! The `stereo_odometry` mode's r2r glue: it turns the two CameraInfos (and `/tf_static`) into the
+//! [`StereoRig`] and the camera's mounting, hands each synchronised pair to
+//! [`crate::node::stereo_odometry::StereoVo`] (the left image tracked alone when that suffices, features of
+//! both images only when the VO asks), publishes the answer, and serves `reset` and `set_pose` between
+//! frames. The conventions (REP-105 base pose, covariances, twist, continuity) live in the pure module.
+
+use nalgebra::{Isometry3, Matrix3, Quaternion, Translation3, UnitQuaternion};
+use r2r::sensor_msgs::msg::CameraInfo;
+
+use super::inbox::{Control, Frame};
+use super::worker::Worker;
+use crate::features::GrayFrame;
+use crate::geometry::PinholeCamera;
+use crate::node::config::Mode;
+use crate::node::convert::{self, BadInput};
+use crate::node::stereo_odometry::isometry_from_xyz_rpy;
+use crate::node::stereo_rig::extrinsic_from_projections;
+use crate::vo::{StereoRig, VoError};
+
+/// The camera of a rectified image: the left 3×3 of `P`, no distortion.
+fn camera_from_p(info: &CameraInfo, width: u32, height: u32) -> Result<PinholeCamera, BadInput> {
+    let p = &info.p;
+    if p.len() != 12 || !p.iter().all(|v| v.is_finite()) || p[0] <= 0.0 || p[5] <= 0.0 {
+        return Err(BadInput::new(
+            "bad_camera_info",
+            "P is missing or invalid, and node.stereo.rectified says the images are rectified \
+             (cameras from P); set it to false for raw images",
+        ));
+    }
+    let mut rect = info.clone();
+    rect.k = vec![p[0], p[1], p[2], p[4], p[5], p[6], p[8], p[9], p[10]];
+    rect.d.clear();
+    convert::camera_from_info(&rect, width, height)
+}
+
+fn vo_problem(e: VoError) -> BadInput {
+    match e {
+        VoError::InvalidRig(m) => BadInput::new("bad_camera_info", m),
+        VoError::InvalidFrame(m) => BadInput::new("bad_frame", m),
+        VoError::InvalidOptions(m) => BadInput::new("pipeline_error", m),
+    }
+}
+
+/// An isometry from a ROS pose; `None` unless finite with a non-zero quaternion (which is normalised).
+fn isometry_from_pose(p: &r2r::geometry_msgs::msg::Pose) -> Option<Isometry3<f64>> {
+    let (t, q) = (&p.position, &p.orientation);
+    let q = Quaternion::new(q.w, q.x, q.y, q.z);
+    let finite = [t.x, t.y, t.z, q.w, q.i, q.j, q.k]
+        .iter()
+        .all(|v| v.is_finite());
+    if !finite || q.norm() < 1e-6 {
+        return None;
+    }
+    Some(Isometry3::from_parts(
+        Translation3::new(t.x, t.y, t.z),
+        UnitQuaternion::from_quaternion(q),
+    ))
+}
+
+impl Worker {
+    /// The rig from the latest CameraInfos: cameras from `P` (rectified input) or `K`, `D` (raw), the
+    /// extrinsic from `R` and `P`, else from `/tf_static` between the two images' frames.
+    fn stereo_rig(
+        &self,
+        left: (&CameraInfo, &str, (u32, u32)),
+        right: (&CameraInfo, &str),
+    ) -> Result<StereoRig, BadInput> {
+        let rectified = self.node.stereo.rectified;
+        let (li, lframe, (w, h)) = left;
+        let (ri, rframe) = right;
+        // the right image is decoded only for keyframes: its size is the CameraInfo's (else the left's)
+        let (rw, rh) = if ri.width > 0 && ri.height > 0 {
+            (ri.width, ri.height)
+        } else {
+            (w, h)
+        };
+        let (lc, rc) = if rectified {
+            (camera_from_p(li, w, h)?, camera_from_p(ri, rw, rh)?)
+        } else {
+            (
+                convert::camera_from_info(li, w, h)?,
+                convert::camera_from_info(ri, rw, rh)?,
+            )
+        };
+        let from_p = extrinsic_from_projections(&li.r, &li.p, &ri.r, &ri.p, rectified);
+        let (rotation, translation) = match from_p {
+            Some(e) => e,
+            None => {
+                let tf = self
+                    .shared
+                    .tf_static
+                    .lock()
+                    .ok()
+                    .and_then(|t| t.lookup(rframe, lframe))
+                    .filter(|_| lframe.trim_start_matches('/') != rframe.trim_start_matches('/'));
+                let Some(right_from_left) = tf else {
+                    return Err(BadInput::new(
+                        "no_stereo_baseline",
+                        format!(
+                            "the right CameraInfo's P has no baseline (Tx = 0) and /tf_static has no \
+                             transform between '{lframe}' and '{rframe}': frame skipped"
+                        ),
+                    ));
+                };
+                let r: Matrix3<f64> = right_from_left.rotation.to_rotation_matrix().into_inner();
+                (r, right_from_left.translation.vector)
+            }
+        };
+        let rig = StereoRig {
+            left: lc,
+            right: rc,
+            rotation,
+            translation,
+        };
+        rig.validate().map_err(vo_problem)?;
+        Ok(rig)
+    }
+
+    /// `base_from_camera` of the left camera: `/tf_static` when it connects the base to the image's frame,
+    /// else the `camera_mounting` parameter.
+    fn mounting(&mut self, camera_frame: &str) -> Isometry3<f64> {
+        let base = &self.node.base_frame_id;
+        let from_tf = self
+            .shared
+            .tf_static
+            .lock()
+            .ok()
+            .and_then(|t| t.lookup(base, camera_frame));
+        let (source, m) = match from_tf {
+            Some(m) => ("tf_static", m),
+            None => {
+                let p = &self.node.camera_mounting;
+                ("parameter", isometry_from_xyz_rpy(p.xyz, p.rpy))
+            }
+        };
+        if source != self.mounting_source {
+            log::info!(
+                "stereo odometry: camera mounting {base} → '{camera_frame}' from {source}: xyz {:?}",
+                m.translation.vector.as_slice()
+            );
+            self.mounting_source = source;
+        }
+        m
+    }
+
+    /// One synchronised pair of the `stereo_odometry` mode.
+    pub fn stereo_odometry(&mut self, l: &Frame, r: &Frame) -> Result<(), BadInput> {
+        let (li, ri) = (self.camera_info(0)?, self.camera_info(1)?);
+        let left = convert::decode_image(&l.msg, self.node.max_image_pixels)?;
+        let header = l.msg.header().clone();
+        let rig = self.stereo_rig(
+            (&li, &header.frame_id, (left.width(), left.height())),
+            (&ri, &r.msg.header().frame_id),
+        )?;
+        let mounting = self.mounting(&header.frame_id);
+        let baseline = rig.baseline();
+        let vo = self
+            .vo
+            .as_mut()
+            .ok_or_else(|| BadInput::new("pipeline_unavailable", "no stereo odometry"))?;
+        if vo.configure(rig, mounting).map_err(vo_problem)? {
+            log::info!(
+                "stereo odometry: started with a {baseline:.3} m baseline (pose continues from the last)"
+            );
+        }
+        let stamp = convert::time_ns(&header.stamp) as f64 * 1e-9;
+        let gray = GrayFrame::from_rgb(&left);
+        let tracked = vo.track(stamp, &gray).map_err(vo_problem)?;
+        let frame = match tracked {
+            Some(f) => {
+                self.by_flow += 1;
+                f
+            }
+            None => {
+                let right = convert::decode_image(&r.msg, self.node.max_image_pixels)?;
+                let fl = self.extract(&left)?;
+                let fr = self.extract(&right)?;
+                let vo = self
+                    .vo
+                    .as_mut()
+                    .ok_or_else(|| BadInput::new("pipeline_unavailable", "no stereo odometry"))?;
+                vo.process(stamp, &fl, &fr).map_err(vo_problem)?
+            }
+        };
+        self.publish_stereo_odometry(&frame, &header, l.received.min(r.received));
+        Ok(())
+    }
+
+    /// Serves an odometry service call (between frames).
+    pub fn control(&mut self, c: Control) {
+        use r2r::matcha_msgs::srv::SetPose;
+        use r2r::std_srvs::srv::Trigger;
+        let not_here = || {
+            format!(
+                "the node runs in {} mode; reset and set_pose serve stereo_odometry",
+                self.node.mode.name()
+            )
+        };
+        match c {
+            Control::Reset(req) => {
+                let (success, message) = match self.vo.as_mut() {
+                    Some(vo) if self.node.mode == Mode::StereoOdometry => {
+                        vo.reset();
+                        self.resets += 1;
+                        log::info!(
+                            "stereo odometry: reset (the next frame's pose is the identity)"
+                        );
+                        (
+                            true,
+                            "reset: the next frame's base pose is the identity".to_string(),
+                        )
+                    }
+                    _ => (false, not_here()),
+                };
+                if let Err(e) = req.respond(Trigger::Response { success, message }) {
+                    log::error!("reset service: cannot respond: {e}");
+                }
+            }
+            Control::SetPose(req) => {
+                let pose = isometry_from_pose(&req.message.pose);
+                let (success, message) = match (self.vo.as_mut(), pose) {
+                    (Some(vo), Some(p)) if self.node.mode == Mode::StereoOdometry => {
+                        vo.set_pose(p);
+                        log::info!(
+                            "stereo odometry: pose set to xyz {:?}",
+                            p.translation.vector.as_slice()
+                        );
+                        (true, String::new())
+                    }
+                    (Some(_), None) if self.node.mode == Mode::StereoOdometry => (
+                        false,
+                        "the pose is not finite or its quaternion is zero: nothing changed".into(),
+                    ),
+                    _ => (false, not_here()),
+                };
+                if !success {
+                    self.shared
+                        .problem(&BadInput::new("bad_set_pose", message.clone()));
+                }
+                if let Err(e) = req.respond(SetPose::Response { success, message }) {
+                    log::error!("set_pose service: cannot respond: {e}");
+                }
+            }
+        }
+    }
+}

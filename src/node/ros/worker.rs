@@ -1,0 +1,266 @@
+//! The worker thread: it owns the pipeline and the state of the configured mode, takes work from the
+//! [`super::inbox::Inbox`] (odometry service calls first, then `match` calls, then frames under the
+//! admission policy) and hands each frame to its mode ([`super::pair_modes`], [`super::relocalization`],
+//! [`super::vo_mode`]). A frame that fails is counted under its cause and the next one is processed
+//! normally; the pipeline is created lazily and retried while it cannot be (a missing engine file).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use r2r::std_msgs::msg::Header;
+
+use super::inbox::{Control, Frame, Job, Shared};
+use super::publish::Outputs;
+use crate::config::MatchaConfig;
+use crate::features::Features;
+use crate::geometry::PinholeCamera;
+use crate::image::RgbImage;
+use crate::node::config::{Mode, NodeConfig};
+use crate::node::convert::{self, BadInput};
+use crate::node::keyframes::OdometryTracker;
+use crate::node::map::KeyframeMap;
+use crate::node::stereo_odometry::StereoVo;
+use crate::pipeline::Pipeline;
+
+/// A decoded image with its calibration.
+pub(super) struct Decoded {
+    pub header: Header,
+    pub image: RgbImage,
+    pub camera: PinholeCamera,
+    pub received: Instant,
+}
+
+/// The monocular odometry's keyframe.
+pub(super) struct Keyframe {
+    pub header: Header,
+    pub features: Features,
+    pub camera: PinholeCamera,
+    pub image: Option<RgbImage>,
+}
+
+/// The worker's state (one per node).
+pub(super) struct Worker {
+    pub shared: Arc<Shared>,
+    pub cfg: MatchaConfig,
+    pub node: NodeConfig,
+    pub out: Outputs,
+    pub pipeline: Option<Pipeline>,
+    pub last_pipeline_try: Option<Instant>,
+    pub matcher_name: String,
+    /// Monocular odometry: the keyframe policy and the chained pose.
+    pub tracker: OdometryTracker,
+    pub keyframe: Option<Keyframe>,
+    /// Stereo odometry (`None` in the other modes).
+    pub vo: Option<StereoVo>,
+    /// `reset` calls served (stereo odometry).
+    pub resets: u64,
+    /// Frames answered by landmark tracking alone (stereo odometry).
+    pub by_flow: u64,
+    /// Where the mounting in use came from (stereo odometry; logged when it changes).
+    pub mounting_source: &'static str,
+    pub map: Option<KeyframeMap>,
+    pub map_dirty: usize,
+    /// Receipt → publication latency of the frame just answered (set by the publishing functions, which
+    /// borrow the worker shared).
+    pub last_latency_ms: std::cell::Cell<Option<f64>>,
+}
+
+/// What the worker takes from the inbox.
+enum Work {
+    Frame(Box<Job>),
+    Service(Box<r2r::ServiceRequest<r2r::matcha_msgs::srv::Match::Service>>),
+    Control(Box<Control>),
+}
+
+impl Worker {
+    /// Creates the pipeline if it is missing and a retry is due; `false` while there is none.
+    pub fn ensure_pipeline(&mut self) -> bool {
+        if self.pipeline.is_some() {
+            return true;
+        }
+        let due = self
+            .last_pipeline_try
+            .is_none_or(|t| t.elapsed().as_secs_f64() >= self.node.pipeline_retry_s);
+        if !due {
+            return false;
+        }
+        self.last_pipeline_try = Some(Instant::now());
+        match Pipeline::new(&self.cfg) {
+            Ok(p) => {
+                log::info!(
+                    "pipeline ready: descriptor '{}', matcher '{}'",
+                    p.descriptor_name(),
+                    self.matcher_name
+                );
+                if let Ok(mut st) = self.shared.status.lock() {
+                    *st = (0, "ok".into());
+                }
+                self.pipeline = Some(p);
+                self.load_map();
+                true
+            }
+            Err(e) => {
+                let msg = format!("{e} (retrying every {} s)", self.node.pipeline_retry_s);
+                self.shared
+                    .problem(&BadInput::new("pipeline_unavailable", msg.clone()));
+                if let Ok(mut st) = self.shared.status.lock() {
+                    *st = (2, msg);
+                }
+                false
+            }
+        }
+    }
+
+    /// The pipeline, or the cause to count when there is none.
+    pub fn pipeline(&mut self) -> Result<&mut Pipeline, BadInput> {
+        self.pipeline
+            .as_mut()
+            .ok_or_else(|| BadInput::new("pipeline_unavailable", "no pipeline"))
+    }
+
+    /// The features of one image.
+    pub fn extract(&mut self, img: &RgbImage) -> Result<Features, BadInput> {
+        self.pipeline()?
+            .extract(img)
+            .map_err(|e| BadInput::new("pipeline_error", e.to_string()))
+    }
+
+    /// The latest CameraInfo of camera `cam_idx` (0 left, 1 right), or why there is none.
+    pub fn camera_info(
+        &self,
+        cam_idx: usize,
+    ) -> Result<r2r::sensor_msgs::msg::CameraInfo, BadInput> {
+        self.shared
+            .camera_info
+            .lock()
+            .ok()
+            .and_then(|c| c[cam_idx].clone())
+            .ok_or_else(|| {
+                let topic = if cam_idx == 0 {
+                    &self.node.topics.camera_info
+                } else {
+                    &self.node.topics.right_camera_info
+                };
+                BadInput::new(
+                    "no_camera_info",
+                    format!("no CameraInfo received yet on '{topic}': frame skipped"),
+                )
+            })
+    }
+
+    /// Decodes a frame and makes its camera from the latest CameraInfo of camera `cam_idx`.
+    pub fn decode(&self, f: &Frame, cam_idx: usize) -> Result<Decoded, BadInput> {
+        let image = convert::decode_image(&f.msg, self.node.max_image_pixels)?;
+        let info = self.camera_info(cam_idx)?;
+        let camera = convert::camera_from_info(&info, image.width(), image.height())?;
+        Ok(Decoded {
+            header: f.msg.header().clone(),
+            image,
+            camera,
+            received: f.received,
+        })
+    }
+
+    /// The next piece of work, with the frames the admission policy dropped on the way; `None`: stop.
+    fn next_work(
+        &mut self,
+        free_since: Instant,
+    ) -> Option<(Option<Work>, crate::node::admission::Drops)> {
+        let mut inbox = self.shared.inbox.lock().ok()?;
+        loop {
+            if inbox.shutdown {
+                return None;
+            }
+            if let Some(c) = inbox.control.pop_front() {
+                return Some((Some(Work::Control(Box::new(c))), Default::default()));
+            }
+            if let Some(req) = inbox.service.pop_front() {
+                return Some((Some(Work::Service(Box::new(req))), Default::default()));
+            }
+            if !inbox.frames.is_empty() {
+                let (job, drops) = inbox.frames.take(free_since, Instant::now());
+                if job.is_some() || drops.total() > 0 {
+                    return Some((job.map(|j| Work::Frame(Box::new(j))), drops));
+                }
+            }
+            inbox = self
+                .shared
+                .wake
+                .wait_timeout(inbox, Duration::from_millis(500))
+                .ok()?
+                .0;
+        }
+    }
+
+    /// The worker loop: until the inbox says shutdown (the map is saved then).
+    pub fn run(mut self) {
+        let mut free_since = Instant::now();
+        loop {
+            let Some((work, drops)) = self.next_work(free_since) else {
+                self.save_map();
+                return;
+            };
+            self.shared.count_drops(&drops);
+            let Some(work) = work else { continue };
+            if self.shared.reset_requested.swap(false, Ordering::SeqCst) {
+                self.restart_tracking();
+            }
+            let started = Instant::now();
+            let job = match work {
+                Work::Service(req) => {
+                    self.serve(*req);
+                    free_since = Instant::now();
+                    continue;
+                }
+                Work::Control(c) => {
+                    self.control(*c);
+                    free_since = Instant::now();
+                    continue;
+                }
+                Work::Frame(job) => *job,
+            };
+            if !self.ensure_pipeline() {
+                continue;
+            }
+            let r = match job {
+                Job::Mono(f) if self.node.mode == Mode::Relocalization => self.relocalize(&f),
+                Job::Mono(f) => self.odometry(&f),
+                Job::Stereo(l, r) if self.node.mode == Mode::StereoOdometry => {
+                    self.stereo_odometry(&l, &r)
+                }
+                Job::Stereo(l, r) => self.stereo(&l, &r),
+            };
+            if let Err(b) = r {
+                self.shared.problem(&b);
+            }
+            free_since = Instant::now();
+            self.update_admission(free_since - started);
+        }
+    }
+
+    /// The input's stamps went back (a bag restarted): tracking starts again, `odom` continuous.
+    fn restart_tracking(&mut self) {
+        self.tracker.reset();
+        self.keyframe = None;
+        if let Some(vo) = self.vo.as_mut() {
+            if let Err(e) = vo.restart() {
+                log::error!("stereo odometry: cannot restart: {e}");
+            }
+        }
+    }
+
+    /// After a result: the admission policy learns the processing time and the latency.
+    fn update_admission(&mut self, processing: Duration) {
+        // frames without a result (the first keyframe, no relocalization candidate) count as cost only
+        let latency_ms = self.last_latency_ms.take().unwrap_or(f64::NAN);
+        if let Ok(mut inbox) = self.shared.inbox.lock() {
+            if let Some((before, after)) = inbox.frames.processed(processing, latency_ms) {
+                log::info!(
+                    "decimation: a result every {after} camera period(s), was {before} (latency p99 {:.1} ms)",
+                    inbox.frames.latency_p99_ms().unwrap_or(f64::NAN)
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,377 @@
+"""End-to-end test of matcha_node's stereo_odometry mode against a real rclpy peer (run inside
+scripts/ros_netns.sh; see scripts/test_ros.sh).
+
+The peer plays a rendered stereo sequence with exact ground truth (tools/vo_sequences.py, default vo_short:
+10 s at 15 Hz, 640x480) at its camera rate: left and right sensor_msgs/Image with identical stamps and their
+CameraInfos (rectified rig: baseline in the right P), and latches the camera's mounting on /tf_static
+(base_link -> left optical frame, tf2_msgs/TFMessage; on the PyPI path the stand-in package with tf2's
+identical definition). It checks:
+  rate       an answer (nav_msgs/Odometry + matcha_msgs/OdometryStatus + TF) for every frame played;
+  frames     Odometry header.frame_id = odom, child_frame_id = base_link; TF odom -> base_link equal to it;
+             the mounting taken from /tf_static (diagnostics mounting_source);
+  accuracy   the camera poses (odom->base . mounting) against ground truth after SE(3) alignment: ATE RMSE as
+             a share of the path length and rotation RMSE (printed; bounds a little above what `matcha vo`
+             reaches offline on the same frames, so a regression in the node's glue shows);
+  still      the last frame repeated with new stamps (no motion): every frame answered, the pose moves less
+             than 1 mm / 0.01 deg, zero twist, no new keyframes;
+  loss       black frames: state lost with the covariance inflated (>= 9999), the pose held; the scene again:
+             tracking recovered, the pose within 2 cm of where it was (odom continuous), loss and recovery
+             counted;
+  services   odometry/set_pose moves the next pose to the given one; a zero quaternion is refused;
+             odometry/reset makes the next pose the identity and is counted.
+
+Usage: python3 tests/ros/stereo_odometry_test.py --node target/release/matcha_node --params config/matcha.yaml
+       --engines DIR [--sequence $MATCHA_CACHE/vo/vo_short]
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import Pose, TransformStamped
+from matcha_msgs.msg import OdometryStatus
+from matcha_msgs.srv import SetPose
+from nav_msgs.msg import Odometry
+from PIL import Image as PILImage
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo
+from std_srvs.srv import Trigger
+from tf2_msgs.msg import TFMessage
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from ros_e2e_test import FAILURES, NodeProc, Peer, check, image_msg, stamp  # noqa: E402
+
+NS = "/svo"
+LEFT_FRAME = "svo_left_optical"
+RIGHT_FRAME = "svo_right_optical"
+# the camera 0.25 m ahead of and 0.4 m above the base, looking forward (optical frame: z forward, x right)
+MOUNT_XYZ = (0.25, 0.0, 0.4)
+MOUNT_Q = (-0.5, 0.5, -0.5, 0.5)  # (x, y, z, w) of rpy (-pi/2, 0, -pi/2)
+
+
+def quat_to_rot(x, y, z, w):
+    n = math.sqrt(x * x + y * y + z * z + w * w)
+    x, y, z, w = x / n, y / n, z / n, w / n
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def iso(R, t):
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, t
+    return T
+
+
+def pose_T(p):
+    o, q = p.position, p.orientation
+    return iso(quat_to_rot(q.x, q.y, q.z, q.w), [o.x, o.y, o.z])
+
+
+def rot_deg(R):
+    return math.degrees(math.acos(max(-1.0, min(1.0, (np.trace(R) - 1) / 2))))
+
+
+def align_se3(est, gt):
+    """Rotation and translation minimising |R est + t - gt| (Umeyama without scale)."""
+    me, mg = est.mean(0), gt.mean(0)
+    U, _, Vt = np.linalg.svd((gt - mg).T @ (est - me))
+    S = np.diag([1, 1, np.sign(np.linalg.det(U @ Vt))])
+    R = U @ S @ Vt
+    return R, mg - R @ me
+
+
+class VoPeer(Peer):
+    """The e2e peer plus the stereo odometry's outputs and services."""
+
+    def __init__(self, ns):
+        super().__init__(ns)
+        rel = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        self.status, self.tf = [], []
+        self.node.create_subscription(OdometryStatus, f"{ns}/odometry/status", self._rec(self.status), rel)
+        self.node.create_subscription(TFMessage, "/tf", self._rec(self.tf), rel)
+        latched = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.tf_static = self.node.create_publisher(TFMessage, "/tf_static", latched)
+        self.reset = self.node.create_client(Trigger, f"{ns}/odometry/reset")
+        self.set_pose = self.node.create_client(SetPose, f"{ns}/odometry/set_pose")
+
+    def call(self, client, req, timeout=20.0):
+        if not client.wait_for_service(timeout_sec=timeout):
+            return None
+        fut = client.call_async(req)
+        done = threading.Event()
+        fut.add_done_callback(lambda _: done.set())
+        return fut.result() if done.wait(timeout) else None
+
+    def count(self, lst):
+        with self.lock:
+            return len(lst)
+
+    def wait_count(self, lst, n, timeout):
+        deadline = time.time() + timeout
+        with self.lock:
+            while len(lst) < n and time.time() < deadline:
+                self.lock.wait(0.1)
+            return len(lst)
+
+
+def load_sequence(root, max_frames):
+    with open(os.path.join(root, "sequence.json")) as f:
+        seq = json.load(f)
+    gt = {}
+    with open(os.path.join(root, "groundtruth.txt")) as f:
+        for line in f:
+            v = [float(x) for x in line.split()]
+            if len(v) == 8:
+                gt[round(v[0], 6)] = iso(quat_to_rot(*v[4:8]), v[1:4])
+    frames = []
+    for fr in seq["frames"][:max_frames]:
+        left = np.asarray(PILImage.open(os.path.join(root, fr["left"])).convert("RGB"))
+        right = np.asarray(PILImage.open(os.path.join(root, fr["right"])).convert("RGB"))
+        frames.append((fr["stamp"], left, right, gt.get(round(fr["stamp"], 6))))
+    return seq, frames
+
+
+def infos(seq, t_ns):
+    out = []
+    tx = seq["right_from_left"]["t"][0]  # metres, -baseline for a rectified rig
+    for side, frame, txp in (("left", LEFT_FRAME, 0.0), ("right", RIGHT_FRAME, tx)):
+        c = seq[side]
+        m = CameraInfo()
+        m.header.stamp = stamp(t_ns)
+        m.header.frame_id = frame
+        m.width, m.height = seq["width"], seq["height"]
+        m.distortion_model = "plumb_bob"
+        m.d = [0.0] * 5
+        m.k = [c["fx"], 0.0, c["cx"], 0.0, c["fy"], c["cy"], 0.0, 0.0, 1.0]
+        m.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        m.p = [c["fx"], 0.0, c["cx"], c["fx"] * txp, 0.0, c["fy"], c["cy"], 0.0, 0.0, 0.0, 1.0, 0.0]
+        out.append(m)
+    return out
+
+
+class Player:
+    def __init__(self, peer, seq):
+        self.peer, self.seq = peer, seq
+        self.pl = peer.pub(type(image_msg(np.zeros((2, 2, 3), np.uint8), 0)), f"{NS}/image")
+        self.pr = peer.pub(type(image_msg(np.zeros((2, 2, 3), np.uint8), 0)), f"{NS}/right/image")
+        self.il = peer.pub(CameraInfo, f"{NS}/camera_info")
+        self.ir = peer.pub(CameraInfo, f"{NS}/right/camera_info")
+        self.sent = 0
+
+    def play(self, t_s, left, right):
+        t_ns = int(round(t_s * 1e9))
+        li, ri = infos(self.seq, t_ns)
+        self.il.publish(li)
+        self.ir.publish(ri)
+        self.pl.publish(image_msg(left, t_ns, LEFT_FRAME))
+        self.pr.publish(image_msg(right, t_ns, RIGHT_FRAME))
+        self.sent += 1
+
+    def play_at_rate(self, items, rate):
+        t0 = time.time()
+        for k, (t_s, left, right) in enumerate(items):
+            delay = t0 + k / rate - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            self.play(t_s, left, right)
+
+
+def latch_mounting(peer):
+    t = TransformStamped()
+    t.header.frame_id = "base_link"
+    t.child_frame_id = LEFT_FRAME
+    t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = MOUNT_XYZ
+    r = t.transform.rotation
+    r.x, r.y, r.z, r.w = MOUNT_Q
+    peer.tf_static.publish(TFMessage(transforms=[t]))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--node", required=True)
+    ap.add_argument("--params", default=os.path.join(os.path.dirname(__file__), "..", "..", "config", "matcha.yaml"))
+    cache = os.environ.get("MATCHA_CACHE", os.path.expanduser("~/.cache/matcha"))
+    ap.add_argument("--engines", default=os.path.join(cache, "engines"))
+    ap.add_argument("--sequence", default=os.path.join(cache, "vo", "vo_short"))
+    ap.add_argument("--max-frames", type=int, default=150)
+    ap.add_argument("--logs", default="/tmp/matcha-ros-test")
+    ap.add_argument("--max-ate-percent", type=float, default=0.5)
+    ap.add_argument("--max-rot-deg", type=float, default=0.5)
+    a = ap.parse_args()
+    os.makedirs(a.logs, exist_ok=True)
+    seq, frames = load_sequence(a.sequence, a.max_frames)
+    rate = seq["rate_hz"]
+    rclpy.init()
+    peer = VoPeer(NS)
+    latch_mounting(peer)
+    node = NodeProc(a.node, NS, ["--params-file", a.params, "-p", f"runtime.engines_dir:={a.engines}",
+                                 "-p", "node.mode:=stereo_odometry"], os.path.join(a.logs, "stereo_odometry.log"))
+    try:
+        run(a, peer, node, seq, frames, rate)
+    finally:
+        code = node.stop()
+        check(code == 0, f"node exits cleanly on SIGINT (code {code})")
+        peer.close()
+        rclpy.shutdown()
+    print(f"{len(FAILURES)} failure(s)" + ("" if not FAILURES else ":\n  " + "\n  ".join(FAILURES)))
+    sys.exit(1 if FAILURES else 0)
+
+
+def run(a, peer, node, seq, frames, rate):
+    player = Player(peer, seq)
+    if not check(peer.wait_matched([f"{NS}/image", f"{NS}/right/image"], node=node), "node subscribed"):
+        print(node.log_tail())
+        return
+    # the pipeline is created before the first frame; wait for it (diagnostics say ok) so that the first
+    # frame is not measured with the engine load
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        v, st = peer.diag_value("mode", "matcha_node")
+        if st is not None and st.level == 0:
+            break
+    # ---------------------------------------------------------------- the sequence at its camera rate
+    t_play = time.time()
+    player.play_at_rate([(t, l, r) for t, l, r, _ in frames], rate)
+    n = len(frames)
+    got = peer.wait_count(peer.odom, n, 30.0)
+    wall = time.time() - t_play
+    check(got == n, f"rate: {got} of {n} frames answered at {rate:.0f} Hz ({wall:.1f} s)")
+    with peer.lock:
+        odom, status, tfs = list(peer.odom), list(peer.status), list(peer.tf)
+    if not odom:
+        print(node.log_tail())
+        return
+    check(all(m.header.frame_id == "odom" and m.child_frame_id == "base_link" for m in odom),
+          "frames: Odometry odom -> base_link")
+    tf_by_stamp = {}
+    for m in tfs:
+        for t in m.transforms:
+            if t.header.frame_id == "odom" and t.child_frame_id == "base_link":
+                tf_by_stamp[(t.header.stamp.sec, t.header.stamp.nanosec)] = t.transform
+    same_tf = 0
+    for m in odom:
+        tr = tf_by_stamp.get((m.header.stamp.sec, m.header.stamp.nanosec))
+        if tr is not None and abs(tr.translation.x - m.pose.pose.position.x) < 1e-9 and \
+                abs(tr.rotation.w - m.pose.pose.orientation.w) < 1e-9:
+            same_tf += 1
+    check(same_tf == len(odom), f"frames: TF odom -> base_link with every pose ({same_tf} of {len(odom)})")
+    src, _ = peer.diag_value("mounting_source", "matcha_node")
+    check(src == "tf_static", f"frames: mounting from /tf_static (diagnostics mounting_source={src})")
+    check(len(status) >= len(odom), f"status: {len(status)} OdometryStatus for {len(odom)} poses")
+    states = [s.state for s in status]
+    print("states:", {s: states.count(s) for s in set(states)},
+          f"by_flow {sum(s.by_flow for s in status)}, keyframes {status[-1].keyframes if status else 0}")
+    # accuracy: camera = odom->base . base->camera against ground truth
+    M = iso(quat_to_rot(*MOUNT_Q), MOUNT_XYZ)
+    gt_by_ns = {int(round(t * 1e9)): g for t, _, _, g in frames}
+    est, ref, rots = [], [], []
+    for m in odom:
+        g = gt_by_ns.get(m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec)
+        if g is None:
+            continue
+        cam = pose_T(m.pose.pose) @ M
+        est.append(cam)
+        ref.append(g)
+    if check(len(est) >= 0.9 * n, f"accuracy: {len(est)} poses matched to ground truth"):
+        P = np.array([T[:3, 3] for T in est])
+        G = np.array([T[:3, 3] for T in ref])
+        R, t = align_se3(P, G)
+        ate = float(np.sqrt(np.mean(np.sum((P @ R.T + t - G) ** 2, axis=1))))
+        path = float(np.sum(np.linalg.norm(np.diff(G, axis=0), axis=1)))
+        rots = [rot_deg(g[:3, :3].T @ R @ e[:3, :3]) for e, g in zip(est, ref)]
+        rot_rmse = float(np.sqrt(np.mean(np.square(rots))))
+        print(f"accuracy: ATE {ate * 100:.2f} cm over a {path:.2f} m path = {100 * ate / path:.3f}%, "
+              f"rotation RMSE {rot_rmse:.3f} deg")
+        check(100 * ate / path <= a.max_ate_percent, f"accuracy: ATE {100 * ate / path:.3f}% <= {a.max_ate_percent}%")
+        check(rot_rmse <= a.max_rot_deg, f"accuracy: rotation RMSE {rot_rmse:.3f} <= {a.max_rot_deg} deg")
+    # ---------------------------------------------------------------- still camera
+    t_last, l_last, r_last, _ = frames[-1]
+    dt = 1.0 / rate
+    k0 = peer.count(peer.odom)
+    kf0 = status[-1].keyframes if status else 0
+    still = [(t_last + dt * (i + 1), l_last, r_last) for i in range(60)]
+    player.play_at_rate(still, rate)
+    got = peer.wait_count(peer.odom, k0 + len(still), 20.0) - k0
+    check(got == len(still), f"still: {got} of {len(still)} frames answered")
+    with peer.lock:
+        held = list(peer.odom)[k0:]
+        st = list(peer.status)
+    if len(held) >= 2:
+        T0, T1 = pose_T(held[0].pose.pose), pose_T(held[-1].pose.pose)
+        moved_mm = 1000 * float(np.linalg.norm(T1[:3, 3] - T0[:3, 3]))
+        turned = rot_deg(T0[:3, :3].T @ T1[:3, :3])
+        check(moved_mm < 1.0 and turned < 0.01,
+              f"still: drift {moved_mm:.3f} mm, {turned:.4f} deg over {len(held)} frames")
+        tw = [abs(v) for m in held[1:] for v in (m.twist.twist.linear.x, m.twist.twist.linear.y,
+                                                 m.twist.twist.linear.z, m.twist.twist.angular.x,
+                                                 m.twist.twist.angular.y, m.twist.twist.angular.z)]
+        check(max(tw) == 0.0, f"still: zero twist (max |component| {max(tw):.2e})")
+        check(st[-1].keyframes == kf0, f"still: no new keyframes ({kf0} -> {st[-1].keyframes})")
+        check(sum(s.still for s in st[-len(held):]) >= len(held) - 2, "still: frames flagged still")
+    # ---------------------------------------------------------------- tracking loss and recovery
+    before = pose_T(peer.odom[-1].pose.pose)
+    k0 = peer.count(peer.odom)
+    black = np.zeros_like(l_last)
+    t_next = still[-1][0]
+    lost = [(t_next + dt * (i + 1), black, black) for i in range(8)]
+    back = [(lost[-1][0] + dt * (i + 1), l_last, r_last) for i in range(15)]
+    player.play_at_rate(lost + back, rate)
+    peer.wait_count(peer.odom, k0 + len(lost) + len(back), 20.0)
+    with peer.lock:
+        after_odom = list(peer.odom)[k0:]
+        st = list(peer.status)
+    lost_msgs = [m for m in after_odom[:len(lost)]]
+    inflated = [m for m in lost_msgs if m.pose.covariance[0] >= 9999.0]
+    check(len(inflated) >= len(lost) - 1,
+          f"loss: covariance inflated on {len(inflated)} of {len(lost)} black frames")
+    check(any(s.state == "lost" for s in st), "loss: state 'lost' reported")
+    if after_odom:
+        T_end = pose_T(after_odom[-1].pose.pose)
+        jump_cm = 100 * float(np.linalg.norm(T_end[:3, 3] - before[:3, 3]))
+        check(jump_cm < 2.0, f"loss: pose after recovery {jump_cm:.2f} cm from before the loss (odom continuous)")
+        check(st[-1].state in ("tracking", "recovered"), f"loss: tracking again (state {st[-1].state})")
+        check(st[-1].losses >= 1 and (st[-1].recoveries + st[-1].restarts) >= 1,
+              f"loss: counted (losses {st[-1].losses}, recoveries {st[-1].recoveries}, restarts {st[-1].restarts})")
+    # ---------------------------------------------------------------- services
+    t_next = back[-1][0]
+    req = SetPose.Request()
+    req.pose = Pose()
+    req.pose.position.x, req.pose.position.y = 1.0, -2.0
+    req.pose.orientation.w = 1.0
+    resp = peer.call(peer.set_pose, req)
+    check(resp is not None and resp.success, f"services: set_pose accepted ({resp and resp.message})")
+    k0 = peer.count(peer.odom)
+    player.play(t_next + dt, l_last, r_last)
+    if peer.wait_count(peer.odom, k0 + 1, 10.0) > k0:
+        p = peer.odom[k0].pose.pose.position
+        check(abs(p.x - 1.0) < 0.01 and abs(p.y + 2.0) < 0.01, f"services: pose after set_pose ({p.x:.3f}, {p.y:.3f})")
+    bad = SetPose.Request()
+    bad.pose = Pose()
+    bad.pose.orientation.w = 0.0
+    resp = peer.call(peer.set_pose, bad)
+    check(resp is not None and not resp.success, f"services: zero quaternion refused ({resp and resp.message})")
+    resp = peer.call(peer.reset, Trigger.Request())
+    check(resp is not None and resp.success, f"services: reset accepted ({resp and resp.message})")
+    k0 = peer.count(peer.odom)
+    player.play(t_next + 2 * dt, l_last, r_last)
+    if peer.wait_count(peer.odom, k0 + 1, 10.0) > k0:
+        T = pose_T(peer.odom[k0].pose.pose)
+        check(np.allclose(T, np.eye(4), atol=1e-9), "services: the pose after reset is the identity")
+    resets, _ = peer.diag_value("resets", "matcha_node")
+    check(resets == "1", f"services: reset counted (diagnostics resets={resets})")
+    check(node.alive(), "node still running")
+    if FAILURES:
+        print(node.log_tail())
+
+
+if __name__ == "__main__":
+    main()
