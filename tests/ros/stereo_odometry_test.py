@@ -17,6 +17,7 @@ identical definition). It checks:
   loss       black frames: state lost with the covariance inflated (>= 9999), the pose held; the scene again:
              tracking recovered, the pose within 2 cm of where it was (odom continuous), loss and recovery
              counted;
+  bursts     frames two at a time 5 ms apart, then a pause (a player faster than real time): none dropped;
   services   odometry/set_pose moves the next pose to the given one; a zero quaternion is refused;
              odometry/reset makes the next pose the identity and is counted.
 
@@ -25,174 +26,21 @@ Usage: python3 tests/ros/stereo_odometry_test.py --node target/release/matcha_no
 """
 
 import argparse
-import json
-import math
 import os
 import sys
-import threading
 import time
 
 import numpy as np
 import rclpy
-from geometry_msgs.msg import Pose, TransformStamped
-from matcha_msgs.msg import OdometryStatus
+from geometry_msgs.msg import Pose
 from matcha_msgs.srv import SetPose
-from nav_msgs.msg import Odometry
-from PIL import Image as PILImage
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo
 from std_srvs.srv import Trigger
-from tf2_msgs.msg import TFMessage
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from ros_e2e_test import FAILURES, NodeProc, Peer, check, image_msg, stamp  # noqa: E402
-
-NS = "/svo"
-LEFT_FRAME = "svo_left_optical"
-RIGHT_FRAME = "svo_right_optical"
-# the camera 0.25 m ahead of and 0.4 m above the base, looking forward (optical frame: z forward, x right)
-MOUNT_XYZ = (0.25, 0.0, 0.4)
-MOUNT_Q = (-0.5, 0.5, -0.5, 0.5)  # (x, y, z, w) of rpy (-pi/2, 0, -pi/2)
-
-
-def quat_to_rot(x, y, z, w):
-    n = math.sqrt(x * x + y * y + z * z + w * w)
-    x, y, z, w = x / n, y / n, z / n, w / n
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-
-
-def iso(R, t):
-    T = np.eye(4)
-    T[:3, :3], T[:3, 3] = R, t
-    return T
-
-
-def pose_T(p):
-    o, q = p.position, p.orientation
-    return iso(quat_to_rot(q.x, q.y, q.z, q.w), [o.x, o.y, o.z])
-
-
-def rot_deg(R):
-    return math.degrees(math.acos(max(-1.0, min(1.0, (np.trace(R) - 1) / 2))))
-
-
-def align_se3(est, gt):
-    """Rotation and translation minimising |R est + t - gt| (Umeyama without scale)."""
-    me, mg = est.mean(0), gt.mean(0)
-    U, _, Vt = np.linalg.svd((gt - mg).T @ (est - me))
-    S = np.diag([1, 1, np.sign(np.linalg.det(U @ Vt))])
-    R = U @ S @ Vt
-    return R, mg - R @ me
-
-
-class VoPeer(Peer):
-    """The e2e peer plus the stereo odometry's outputs and services."""
-
-    def __init__(self, ns):
-        super().__init__(ns)
-        rel = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-        self.status, self.tf = [], []
-        self.node.create_subscription(OdometryStatus, f"{ns}/odometry/status", self._rec(self.status), rel)
-        self.node.create_subscription(TFMessage, "/tf", self._rec(self.tf), rel)
-        latched = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.tf_static = self.node.create_publisher(TFMessage, "/tf_static", latched)
-        self.reset = self.node.create_client(Trigger, f"{ns}/odometry/reset")
-        self.set_pose = self.node.create_client(SetPose, f"{ns}/odometry/set_pose")
-
-    def call(self, client, req, timeout=20.0):
-        if not client.wait_for_service(timeout_sec=timeout):
-            return None
-        fut = client.call_async(req)
-        done = threading.Event()
-        fut.add_done_callback(lambda _: done.set())
-        return fut.result() if done.wait(timeout) else None
-
-    def count(self, lst):
-        with self.lock:
-            return len(lst)
-
-    def wait_count(self, lst, n, timeout):
-        deadline = time.time() + timeout
-        with self.lock:
-            while len(lst) < n and time.time() < deadline:
-                self.lock.wait(0.1)
-            return len(lst)
-
-
-def load_sequence(root, max_frames):
-    with open(os.path.join(root, "sequence.json")) as f:
-        seq = json.load(f)
-    gt = {}
-    with open(os.path.join(root, "groundtruth.txt")) as f:
-        for line in f:
-            v = [float(x) for x in line.split()]
-            if len(v) == 8:
-                gt[round(v[0], 6)] = iso(quat_to_rot(*v[4:8]), v[1:4])
-    frames = []
-    for fr in seq["frames"][:max_frames]:
-        left = np.asarray(PILImage.open(os.path.join(root, fr["left"])).convert("RGB"))
-        right = np.asarray(PILImage.open(os.path.join(root, fr["right"])).convert("RGB"))
-        frames.append((fr["stamp"], left, right, gt.get(round(fr["stamp"], 6))))
-    return seq, frames
-
-
-def infos(seq, t_ns):
-    out = []
-    tx = seq["right_from_left"]["t"][0]  # metres, -baseline for a rectified rig
-    for side, frame, txp in (("left", LEFT_FRAME, 0.0), ("right", RIGHT_FRAME, tx)):
-        c = seq[side]
-        m = CameraInfo()
-        m.header.stamp = stamp(t_ns)
-        m.header.frame_id = frame
-        m.width, m.height = seq["width"], seq["height"]
-        m.distortion_model = "plumb_bob"
-        m.d = [0.0] * 5
-        m.k = [c["fx"], 0.0, c["cx"], 0.0, c["fy"], c["cy"], 0.0, 0.0, 1.0]
-        m.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-        m.p = [c["fx"], 0.0, c["cx"], c["fx"] * txp, 0.0, c["fy"], c["cy"], 0.0, 0.0, 0.0, 1.0, 0.0]
-        out.append(m)
-    return out
-
-
-class Player:
-    def __init__(self, peer, seq):
-        self.peer, self.seq = peer, seq
-        self.pl = peer.pub(type(image_msg(np.zeros((2, 2, 3), np.uint8), 0)), f"{NS}/image")
-        self.pr = peer.pub(type(image_msg(np.zeros((2, 2, 3), np.uint8), 0)), f"{NS}/right/image")
-        self.il = peer.pub(CameraInfo, f"{NS}/camera_info")
-        self.ir = peer.pub(CameraInfo, f"{NS}/right/camera_info")
-        self.sent = 0
-
-    def play(self, t_s, left, right):
-        t_ns = int(round(t_s * 1e9))
-        li, ri = infos(self.seq, t_ns)
-        self.il.publish(li)
-        self.ir.publish(ri)
-        self.pl.publish(image_msg(left, t_ns, LEFT_FRAME))
-        self.pr.publish(image_msg(right, t_ns, RIGHT_FRAME))
-        self.sent += 1
-
-    def play_at_rate(self, items, rate):
-        t0 = time.time()
-        for k, (t_s, left, right) in enumerate(items):
-            delay = t0 + k / rate - time.time()
-            if delay > 0:
-                time.sleep(delay)
-            self.play(t_s, left, right)
-
-
-def latch_mounting(peer):
-    t = TransformStamped()
-    t.header.frame_id = "base_link"
-    t.child_frame_id = LEFT_FRAME
-    t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = MOUNT_XYZ
-    r = t.transform.rotation
-    r.x, r.y, r.z, r.w = MOUNT_Q
-    peer.tf_static.publish(TFMessage(transforms=[t]))
+from ros_e2e_test import FAILURES, check  # noqa: E402
+from vo_player import (NS, VoPeer, align_se3, camera_poses, latch_mounting, load_sequence, play_sequence,  # noqa: E402
+                       pose_T, rot_deg, start_node, summary, wait_ready)
 
 
 def main():
@@ -213,8 +61,7 @@ def main():
     rclpy.init()
     peer = VoPeer(NS)
     latch_mounting(peer)
-    node = NodeProc(a.node, NS, ["--params-file", a.params, "-p", f"runtime.engines_dir:={a.engines}",
-                                 "-p", "node.mode:=stereo_odometry"], os.path.join(a.logs, "stereo_odometry.log"))
+    node = start_node(a, a.logs)
     try:
         run(a, peer, node, seq, frames, rate)
     finally:
@@ -227,26 +74,16 @@ def main():
 
 
 def run(a, peer, node, seq, frames, rate):
-    player = Player(peer, seq)
-    if not check(peer.wait_matched([f"{NS}/image", f"{NS}/right/image"], node=node), "node subscribed"):
+    if not check(wait_ready(peer, node), "node subscribed, pipeline ready"):
         print(node.log_tail())
         return
-    # the pipeline is created before the first frame; wait for it (diagnostics say ok) so that the first
-    # frame is not measured with the engine load
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        v, st = peer.diag_value("mode", "matcha_node")
-        if st is not None and st.level == 0:
-            break
     # ---------------------------------------------------------------- the sequence at its camera rate
-    t_play = time.time()
-    player.play_at_rate([(t, l, r) for t, l, r, _ in frames], rate)
+    odom, status, wall, player = play_sequence(peer, node, seq, frames)
     n = len(frames)
-    got = peer.wait_count(peer.odom, n, 30.0)
-    wall = time.time() - t_play
-    check(got == n, f"rate: {got} of {n} frames answered at {rate:.0f} Hz ({wall:.1f} s)")
+    print(summary(seq, frames, odom, status, wall, 1.0))
+    check(len(odom) == n, f"rate: {len(odom)} of {n} frames answered at {rate:.0f} Hz ({wall:.1f} s)")
     with peer.lock:
-        odom, status, tfs = list(peer.odom), list(peer.status), list(peer.tf)
+        tfs = list(peer.tf)
     if not odom:
         print(node.log_tail())
         return
@@ -267,20 +104,14 @@ def run(a, peer, node, seq, frames, rate):
     src, _ = peer.diag_value("mounting_source", "matcha_node")
     check(src == "tf_static", f"frames: mounting from /tf_static (diagnostics mounting_source={src})")
     check(len(status) >= len(odom), f"status: {len(status)} OdometryStatus for {len(odom)} poses")
-    states = [s.state for s in status]
-    print("states:", {s: states.count(s) for s in set(states)},
-          f"by_flow {sum(s.by_flow for s in status)}, keyframes {status[-1].keyframes if status else 0}")
     # accuracy: camera = odom->base . base->camera against ground truth
-    M = iso(quat_to_rot(*MOUNT_Q), MOUNT_XYZ)
     gt_by_ns = {int(round(t * 1e9)): g for t, _, _, g in frames}
-    est, ref, rots = [], [], []
-    for m in odom:
-        g = gt_by_ns.get(m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec)
-        if g is None:
-            continue
-        cam = pose_T(m.pose.pose) @ M
-        est.append(cam)
-        ref.append(g)
+    est, ref = [], []
+    for t, cam in camera_poses(odom):
+        g = gt_by_ns.get(int(round(t * 1e9)))
+        if g is not None:
+            est.append(cam)
+            ref.append(g)
     if check(len(est) >= 0.9 * n, f"accuracy: {len(est)} poses matched to ground truth"):
         P = np.array([T[:3, 3] for T in est])
         G = np.array([T[:3, 3] for T in ref])
@@ -317,6 +148,20 @@ def run(a, peer, node, seq, frames, rate):
         check(max(tw) == 0.0, f"still: zero twist (max |component| {max(tw):.2e})")
         check(st[-1].keyframes == kf0, f"still: no new keyframes ({kf0} -> {st[-1].keyframes})")
         check(sum(s.still for s in st[-len(held):]) >= len(held) - 2, "still: frames flagged still")
+    # ---------------------------------------------------------------- bursts (a triggered camera, a fast player)
+    # pairs of frames 5 ms apart, then a pause: the node keeps up on average, so no frame may be dropped
+    k0 = peer.count(peer.odom)
+    t_next = still[-1][0]
+    bursts = 0
+    for i in range(12):
+        for j in range(2):
+            player.play(t_next + dt * (2 * i + j + 1), l_last, r_last)
+            time.sleep(0.005)
+        bursts += 2
+        time.sleep(2.5 / rate)
+    got = peer.wait_count(peer.odom, k0 + bursts, 20.0) - k0
+    check(got == bursts, f"bursts: {got} of {bursts} frames answered (2 frames 5 ms apart, then a pause)")
+    still = [(t_next + dt * (bursts + 1), l_last, r_last)]
     # ---------------------------------------------------------------- tracking loss and recovery
     before = pose_T(peer.odom[-1].pose.pose)
     k0 = peer.count(peer.odom)
