@@ -160,7 +160,7 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------------------------
-step "7/7 main job: match a real stereo pair, pose accuracy against ground truth on four sets, stereo VO on a rendered sequence, the ROS 2 node on a rendered image sequence"
+step "7/7 main job: match a real stereo pair, pose accuracy against ground truth on four sets, stereo VO on a rendered sequence (CLI and ROS 2 node), the ROS 2 node on a rendered image sequence"
 if [ "$DO_MAIN" = 1 ]; then
   "$MATCHA_VENV/bin/python" tools/eval_sets.py --out "$MATCHA_CACHE/eval"
   # the bundled stereo visual-odometry sequence (10 s, a few minutes; cached): $MATCHA_CACHE/vo/vo_short
@@ -181,7 +181,8 @@ if [ "$DO_MAIN" = 1 ]; then
   "$MATCHA_VENV/bin/python" tools/eval_vo.py --sequence "$MATCHA_CACHE/vo/vo_short" --trajectory out/vo/vo_short.tum \
       --align se3 --plot out/vo/vo_short.png
   info "trajectory picture (top view against ground truth, error over time): out/vo/vo_short.png"
-  # ROS 2 node + player publishing a real-photo sequence: poses vs ground truth (PyPI wheels, loopback netns)
+  # the ROS 2 node (PyPI wheels, loopback netns): stereo_odometry on the same sequence played at its camera rate,
+  # scored with evo and drawn (out/vo/vo_short_node.png); then a real-photo sequence's relative poses vs ground truth
   "$REPO/scripts/demo_ros.sh"
   info "baselines side by side (SIFT + PoseLib, XFeat-Python + PoseLib): scripts/eval.sh"
 else
