@@ -155,6 +155,25 @@ impl StereoVo {
         Ok(self.output(est))
     }
 
+    /// The features of a frame whose estimate asked for them ([`VoEstimate::keyframe_requested`]); see
+    /// [`StereoOdometry::insert_keyframe`].
+    pub fn insert_keyframe(
+        &mut self,
+        stamp: f64,
+        left: &Features,
+        right: &Features,
+    ) -> Result<bool, VoError> {
+        let vo = self.vo.as_mut().ok_or_else(not_configured)?;
+        vo.insert_keyframe(stamp, left, right)
+    }
+
+    /// Withdraws an open keyframe request (see [`StereoOdometry::cancel_keyframe_request`]).
+    pub fn cancel_keyframe_request(&mut self) {
+        if let Some(vo) = self.vo.as_mut() {
+            vo.cancel_keyframe_request();
+        }
+    }
+
     /// Forgets the run: tracking starts again from the next frame, whose pose is the identity.
     pub fn reset(&mut self) {
         if let Some(vo) = self.vo.as_mut() {
@@ -328,6 +347,7 @@ mod tests {
             stereo_points: 0,
             tracked: 100,
             by_flow: true,
+            keyframe_requested: false,
             counters: VoCounters::default(),
         }
     }

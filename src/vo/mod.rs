@@ -21,6 +21,7 @@
 // `!(x > y)` is deliberate: it is true for NaN, which must take the rejecting branch.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+pub mod background;
 mod covariance;
 mod flow;
 pub mod sequence;
@@ -140,6 +141,12 @@ pub struct VoOptions {
     pub recent_keyframes: usize,
     /// After this many failed frames in a row the run restarts from the held pose with a new keyframe.
     pub restart_after_failures: usize,
+    /// Deferred keyframes: when [`StereoOdometry::track`] finds a keyframe due while the landmarks are
+    /// still followed, it answers the frame and asks for its features ([`VoEstimate::keyframe_requested`]),
+    /// which the caller computes elsewhere (another thread) and hands to
+    /// [`StereoOdometry::insert_keyframe`]; tracking goes on against the old keyframe meanwhile, for at most
+    /// this many frames (then the frame waits for its features as without deferral). 0 = never defer.
+    pub keyframe_max_lag_frames: usize,
 }
 
 impl Default for VoOptions {
@@ -170,6 +177,7 @@ impl Default for VoOptions {
             still_max_sigma_deg: 0.1,
             recent_keyframes: 8,
             restart_after_failures: 15,
+            keyframe_max_lag_frames: 10,
         }
     }
 }
@@ -255,6 +263,9 @@ pub struct VoEstimate {
     pub tracked: usize,
     /// The landmarks were followed by photometric tracking ([`StereoOdometry::track`]), without features.
     pub by_flow: bool,
+    /// This frame should become a keyframe: compute the features of both its images and pass them to
+    /// [`StereoOdometry::insert_keyframe`] (see [`VoOptions::keyframe_max_lag_frames`]).
+    pub keyframe_requested: bool,
     /// Counters of the run so far.
     pub counters: VoCounters,
 }

@@ -32,6 +32,15 @@ struct Keyframe {
     pyramid: Option<Pyramid>,
 }
 
+/// A frame that is to become a keyframe once its features are computed.
+struct KeyframeCandidate {
+    stamp: f64,
+    /// [`VoCounters::frames`] when it was asked for (its age in frames bounds the deferral).
+    frame: usize,
+    pose: Isometry3<f64>,
+    covariance: Matrix6<f64>,
+}
+
 /// A frame's stereo points: the left keypoints that triangulated and their camera-frame points.
 struct StereoPoints {
     keypoint: Vec<usize>,
@@ -50,6 +59,9 @@ pub struct StereoOdometry {
     /// uses it instead of localizing by descriptors (the patches followed the landmarks better than the
     /// descriptors match them in low texture and blur).
     pending: Option<(f64, AbsolutePose)>,
+    /// A frame answered by [`Self::track`] whose features were asked for, to become a keyframe when they
+    /// arrive ([`Self::insert_keyframe`]).
+    candidate: Option<KeyframeCandidate>,
     /// The pose held while the motion is below the still threshold.
     anchor: Option<Isometry3<f64>>,
     last_covariance: Matrix6<f64>,
@@ -71,6 +83,7 @@ impl StereoOdometry {
             last: None,
             previous: None,
             pending: None,
+            candidate: None,
             anchor: None,
             last_covariance: Matrix6::zeros(),
             failures: 0,
@@ -105,6 +118,8 @@ impl StereoOdometry {
     ) -> Result<VoEstimate, VoError> {
         self.check(stamp, left, right)?;
         self.counters.frames += 1;
+        // this frame's own features make any keyframe that is still asked for obsolete
+        self.candidate = None;
         let stereo = self.stereo_points(left, right);
         if self.keyframes.is_empty() {
             if stereo.camera.len() < self.options.min_stereo_points {
@@ -243,9 +258,20 @@ impl StereoOdometry {
             || relative.rotation.angle().to_degrees() > self.options.keyframe_max_angle_deg;
         let weak = followed < self.options.keyframe_tracked_ratio
             || followed * (kf.points.len() as f64) < self.options.keyframe_min_tracked as f64;
+        let mut requested = false;
         if far || weak {
-            self.pending = Some((stamp, pnp));
-            return Ok(None);
+            let lag = self.options.keyframe_max_lag_frames;
+            let deferrable = lag > 0
+                && self
+                    .candidate
+                    .as_ref()
+                    .is_none_or(|c| self.counters.frames - c.frame < lag);
+            if !deferrable {
+                self.candidate = None;
+                self.pending = Some((stamp, pnp));
+                return Ok(None);
+            }
+            requested = self.candidate.is_none();
         }
         let offset = pose.translation.vector - kf.world_from_camera.translation.vector;
         let frame_covariance = world_from_pnp(&pnp.rotation, &pnp.covariance);
@@ -268,7 +294,54 @@ impl StereoOdometry {
         );
         est.by_flow = true;
         est.frame_covariance = frame_covariance;
+        if requested {
+            self.candidate = Some(KeyframeCandidate {
+                stamp,
+                frame: self.counters.frames,
+                pose,
+                covariance,
+            });
+            est.keyframe_requested = true;
+        }
         Ok(Some(est))
+    }
+
+    /// The features of the frame at `stamp` that [`Self::track`] asked for
+    /// ([`VoEstimate::keyframe_requested`]): the frame becomes the current keyframe at the pose published
+    /// for it. `Ok(false)` when the request is no longer open (a later frame made a keyframe itself, the
+    /// run was reset) or the frame has too few stereo points.
+    pub fn insert_keyframe(
+        &mut self,
+        stamp: f64,
+        left: &Features,
+        right: &Features,
+    ) -> Result<bool, VoError> {
+        if self.candidate.as_ref().is_none_or(|c| c.stamp != stamp) {
+            return Ok(false);
+        }
+        let dim = left.descriptor_dim();
+        if right.descriptor_dim() != dim || self.descriptor_dim.is_some_and(|d| d != dim) {
+            return Err(VoError::InvalidFrame(format!(
+                "descriptor dimensions differ (left {dim}, right {}, run {:?}): one extractor for the whole run",
+                right.descriptor_dim(),
+                self.descriptor_dim
+            )));
+        }
+        let Some(c) = self.candidate.take() else {
+            return Ok(false);
+        };
+        let stereo = self.stereo_points(left, right);
+        if stereo.camera.len() < self.options.min_stereo_points {
+            return Ok(false);
+        }
+        self.add_keyframe(&c.pose, &c.covariance, &stereo, left);
+        Ok(true)
+    }
+
+    /// Withdraws an open keyframe request (the caller cannot compute its features now); the next frame
+    /// that needs a keyframe asks again.
+    pub fn cancel_keyframe_request(&mut self) {
+        self.candidate = None;
     }
 
     /// The pose at `stamp` by constant velocity from the last two poses (the last pose when there is one).
@@ -567,6 +640,7 @@ impl StereoOdometry {
             stereo_points,
             tracked: 0,
             by_flow: false,
+            keyframe_requested: false,
             counters: self.counters,
         }
     }
@@ -609,6 +683,7 @@ impl StereoOdometry {
             stereo_points: stereo.camera.len(),
             tracked,
             by_flow: false,
+            keyframe_requested: false,
             counters: self.counters,
         }
     }

@@ -246,11 +246,26 @@ def summary(seq, frames, odom, status, wall, speed):
     lat = sorted(s.latency_ms for s in status)
     pct = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]) if lat else (lambda q: float("nan"))
     states = [s.state for s in status]
+    # after the first second: the first keyframe needs both images' features before anything can be tracked
+    settled = sorted(s.latency_ms for s in status[int(math.ceil(rate)):])
+    p99_settled = settled[min(len(settled) - 1, int(0.99 * len(settled)))] if settled else float("nan")
     return (f"{seq['name']}: {len(odom)} of {len(frames)} frames answered, played at {rate:.1f} Hz "
             f"({len(frames) / wall:.1f} frames/s in); latency receipt->publish p50 {pct(0.5):.1f} ms, "
-            f"p99 {pct(0.99):.1f} ms; states {dict((s, states.count(s)) for s in sorted(set(states)))}; "
+            f"p99 {pct(0.99):.1f} ms (after the first second {p99_settled:.1f} ms), max {pct(1.0):.1f} ms; states {dict((s, states.count(s)) for s in sorted(set(states)))}; "
             f"{sum(s.by_flow for s in status)} frames by landmark tracking alone, "
             f"{status[-1].keyframes if status else 0} keyframes")
+
+
+def diagnostics_line(peer):
+    """The node's frame counters from /diagnostics (what was dropped or rejected, and why)."""
+    keys = ("received", "processed", "dropped", "dropped_behind", "dropped_queue_full", "skipped_stale",
+            "skipped_decimation", "inputs_rejected", "node_failures")
+    _, st = peer.diag_value("mode", "matcha_node")
+    if st is None:
+        return "diagnostics: none received"
+    vals = {kv.key: kv.value for kv in st.values}
+    errors = {k: v for k, v in vals.items() if k.startswith("errors.") and not k.endswith(".last")}
+    return "diagnostics: " + ", ".join(f"{k} {vals.get(k)}" for k in keys) + (f"; {errors}" if errors else "")
 
 
 def main():
@@ -279,6 +294,9 @@ def main():
             odom, status, wall, _ = play_sequence(peer, node, seq, frames, a.speed)
             write_tum(a.tum, camera_poses(odom))
             print(summary(seq, frames, odom, status, wall, a.speed))
+            print(diagnostics_line(peer))
+            slow = sorted(((s.latency_ms, k) for k, s in enumerate(status)), reverse=True)[:6]
+            print("slowest answers (ms, frame): " + ", ".join(f"{ms:.0f} @{k}" for ms, k in slow))
             print(f"trajectory: {a.tum}")
             ok = len(odom) > 0
     finally:

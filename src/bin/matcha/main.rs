@@ -117,6 +117,12 @@ enum Command {
         /// Process only the first N frames.
         #[arg(long)]
         frames: Option<usize>,
+        /// Deferred keyframes as the node makes them (a second thread extracts a keyframe's features while
+        /// the next frames are answered by landmark tracking): insert each keyframe this many frames after
+        /// it was asked for, deterministically. 0 = in the same frame. The latency figures then count the
+        /// answer only (the extraction is reported apart), as in the node. Up to `vo.keyframe_max_lag_frames`.
+        #[arg(long, default_value_t = 0)]
+        keyframe_lag: usize,
     },
     /// Benchmarks (figures printed side by side with their anchors).
     #[command(subcommand)]
@@ -460,6 +466,7 @@ fn run(cli: &Cli) -> Result<()> {
             out,
             states,
             frames,
+            keyframe_lag,
         } => vo::run(
             &cfg,
             &vo::VoRun {
@@ -467,6 +474,7 @@ fn run(cli: &Cli) -> Result<()> {
                 out,
                 states: states.as_deref(),
                 max_frames: *frames,
+                keyframe_lag: *keyframe_lag,
             },
         ),
         Command::Bench(b) => bench::run(&cfg, b),

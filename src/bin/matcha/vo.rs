@@ -21,10 +21,18 @@ pub struct VoRun<'a> {
     pub out: &'a Path,
     pub states: Option<&'a Path>,
     pub max_frames: Option<usize>,
+    pub keyframe_lag: usize,
 }
 
 pub fn run(cfg: &MatchaConfig, args: &VoRun) -> Result<()> {
     let seq = StereoSequence::open(args.sequence)?;
+    if args.keyframe_lag > cfg.vo.keyframe_max_lag_frames {
+        anyhow::bail!(
+            "--keyframe-lag {} exceeds vo.keyframe_max_lag_frames {} (the odometry stops waiting then)",
+            args.keyframe_lag,
+            cfg.vo.keyframe_max_lag_frames
+        );
+    }
     let mut pipeline = Pipeline::new(cfg).context("building the feature pipeline")?;
     let mut vo =
         StereoOdometry::new(seq.rig.clone(), cfg.vo.clone()).context("starting the odometry")?;
@@ -53,8 +61,22 @@ pub fn run(cfg: &MatchaConfig, args: &VoRun) -> Result<()> {
     let mut latency_ms = Vec::with_capacity(frames.len());
     let mut by_state = [0usize; 4];
     let mut flow_frames = 0usize;
+    let mut extraction_ms = Vec::new();
+    // requested keyframes: (frame index at which to insert, stamp, left and right features)
+    let mut deferred: std::collections::VecDeque<(
+        usize,
+        f64,
+        matcha::features::Features,
+        matcha::features::Features,
+    )> = std::collections::VecDeque::new();
     let start = Instant::now();
-    for f in frames {
+    for (i, f) in frames.iter().enumerate() {
+        while deferred.front().is_some_and(|(due, ..)| *due <= i) {
+            if let Some((_, stamp, fl, fr)) = deferred.pop_front() {
+                vo.insert_keyframe(stamp, &fl, &fr)
+                    .with_context(|| format!("frame {}: deferred keyframe", f.index))?;
+            }
+        }
         let left = matcha::image::load(&seq.root.join(&f.left))
             .with_context(|| format!("frame {}: left image", f.index))?;
         let t0 = Instant::now();
@@ -81,6 +103,20 @@ pub fn run(cfg: &MatchaConfig, args: &VoRun) -> Result<()> {
         };
         flow_frames += est.by_flow as usize;
         latency_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        if est.keyframe_requested {
+            // what the node's keyframe thread does, timed apart from the answer
+            let t1 = Instant::now();
+            let right = matcha::image::load(&seq.root.join(&f.right))
+                .with_context(|| format!("frame {}: right image", f.index))?;
+            let fl = pipeline.extract(&left)?;
+            let fr = pipeline.extract(&right)?;
+            extraction_ms.push(t1.elapsed().as_secs_f64() * 1e3);
+            if args.keyframe_lag == 0 {
+                vo.insert_keyframe(est.stamp, &fl, &fr)?;
+            } else {
+                deferred.push_back((i + args.keyframe_lag, est.stamp, fl, fr));
+            }
+        }
         by_state[est.state as usize] += 1;
         if let Some(pose) = &est.world_from_camera {
             writeln!(tum, "{}", tum_line(est.stamp, pose))?;
@@ -114,6 +150,15 @@ pub fn run(cfg: &MatchaConfig, args: &VoRun) -> Result<()> {
         s.flush()?;
     }
     let wall = start.elapsed().as_secs_f64();
+    if !extraction_ms.is_empty() {
+        eprintln!(
+            "[vo] {} deferred keyframes (inserted {} frame(s) after the request): extraction of both images p50 {:.1} ms, max {:.1} ms, not in the latency below",
+            extraction_ms.len(),
+            args.keyframe_lag,
+            percentile(&extraction_ms, 0.5),
+            percentile(&extraction_ms, 1.0)
+        );
+    }
     let c = vo.counters();
     eprintln!(
         "[vo] states: tracking {}, recovered {}, lost {}, initializing {}; keyframes {}, losses {}, recoveries {}, restarts {}",

@@ -153,6 +153,22 @@ pub fn run() -> Result<(), NodeError> {
     } else {
         None
     };
+    // deferred keyframes: a second pipeline on its own thread extracts keyframe features while the worker
+    // answers the next frames by landmark tracking; its engines get half the threads, so that tracking
+    // keeps a core
+    let keyframe_extractor = if stereo_odometry && cfg.vo.keyframe_max_lag_frames > 0 {
+        let mut c = cfg.clone();
+        c.runtime.threads = (c.runtime.threads / 2).max(1);
+        Some(crate::vo::background::BackgroundExtractor::spawn(
+            move || {
+                let mut p = crate::pipeline::Pipeline::new(&c).map_err(|e| e.to_string())?;
+                worker::warm_up(&mut p);
+                Ok(move |img: &crate::image::RgbImage| p.extract(img).map_err(|e| e.to_string()))
+            },
+        )?)
+    } else {
+        None
+    };
     subscriptions::match_service(&mut node, &shared, &t.match_service, &mut tasks)?;
     let out_qos = QosProfile::default().keep_last(ncfg.qos.depth as usize);
     let out = Outputs {
@@ -216,6 +232,7 @@ pub fn run() -> Result<(), NodeError> {
         matcher_name,
         keyframe: None,
         vo,
+        keyframe_extractor,
         resets: 0,
         by_flow: 0,
         mounting_source: "none",

@@ -154,35 +154,91 @@ impl Worker {
         )?;
         let mounting = self.mounting(&header.frame_id);
         let baseline = rig.baseline();
-        let vo = self
-            .vo
-            .as_mut()
-            .ok_or_else(|| BadInput::new("pipeline_unavailable", "no stereo odometry"))?;
+        let vo = self.vo_mut()?;
         if vo.configure(rig, mounting).map_err(vo_problem)? {
             log::info!(
                 "stereo odometry: started with a {baseline:.3} m baseline (pose continues from the last)"
             );
         }
+        self.insert_finished_keyframe()?;
+        let vo = self.vo_mut()?;
         let stamp = convert::time_ns(&header.stamp) as f64 * 1e-9;
         let gray = GrayFrame::from_rgb(&left);
         let tracked = vo.track(stamp, &gray).map_err(vo_problem)?;
         let frame = match tracked {
             Some(f) => {
                 self.by_flow += 1;
+                if f.estimate.keyframe_requested {
+                    self.request_keyframe(stamp, left, r)?;
+                }
                 f
             }
             None => {
                 let right = convert::decode_image(&r.msg, self.node.max_image_pixels)?;
                 let fl = self.extract(&left)?;
                 let fr = self.extract(&right)?;
-                let vo = self
-                    .vo
-                    .as_mut()
-                    .ok_or_else(|| BadInput::new("pipeline_unavailable", "no stereo odometry"))?;
+                let vo = self.vo_mut()?;
                 vo.process(stamp, &fl, &fr).map_err(vo_problem)?
             }
         };
         self.publish_stereo_odometry(&frame, &header, l.received.min(r.received));
+        Ok(())
+    }
+
+    fn vo_mut(&mut self) -> Result<&mut crate::node::stereo_odometry::StereoVo, BadInput> {
+        self.vo
+            .as_mut()
+            .ok_or_else(|| BadInput::new("pipeline_unavailable", "no stereo odometry"))
+    }
+
+    /// Hands the keyframe features the extractor thread finished (if any) to the odometry.
+    fn insert_finished_keyframe(&mut self) -> Result<(), BadInput> {
+        let Some(done) = self.keyframe_extractor.as_mut().and_then(|x| x.poll()) else {
+            return Ok(());
+        };
+        let vo = self.vo_mut()?;
+        match done.features {
+            Ok((l, r)) => {
+                let made = vo.insert_keyframe(done.stamp, &l, &r).map_err(vo_problem)?;
+                log::debug!(
+                    "stereo odometry: keyframe features of {:.3} s ready after {:.0} ms ({})",
+                    done.stamp,
+                    done.seconds * 1e3,
+                    if made { "inserted" } else { "no longer wanted" }
+                );
+                Ok(())
+            }
+            Err(e) => {
+                vo.cancel_keyframe_request();
+                Err(BadInput::new("pipeline_error", e))
+            }
+        }
+    }
+
+    /// Starts the extraction of a requested keyframe's two images on the extractor thread; without one (or
+    /// while it is busy) the request is withdrawn and the next frame that needs a keyframe asks again.
+    fn request_keyframe(
+        &mut self,
+        stamp: f64,
+        left: crate::image::RgbImage,
+        r: &Frame,
+    ) -> Result<(), BadInput> {
+        let right = convert::decode_image(&r.msg, self.node.max_image_pixels);
+        let submitted = match (self.keyframe_extractor.as_mut(), right) {
+            (Some(x), Ok(right)) if !x.is_busy() => x.submit(stamp, left, right),
+            (_, Err(e)) => {
+                if let Some(vo) = self.vo.as_mut() {
+                    vo.cancel_keyframe_request();
+                }
+                return Err(e);
+            }
+            _ => false,
+        };
+        if !submitted {
+            if let Some(vo) = self.vo.as_mut() {
+                vo.cancel_keyframe_request();
+            }
+        }
         Ok(())
     }
 

@@ -53,6 +53,8 @@ pub(super) struct Worker {
     pub keyframe: Option<Keyframe>,
     /// Stereo odometry (`None` in the other modes).
     pub vo: Option<StereoVo>,
+    /// Keyframe features computed on their own thread (stereo odometry with deferred keyframes).
+    pub keyframe_extractor: Option<crate::vo::background::BackgroundExtractor>,
     /// `reset` calls served (stereo odometry).
     pub resets: u64,
     /// Frames answered by landmark tracking alone (stereo odometry).
@@ -87,12 +89,13 @@ impl Worker {
         }
         self.last_pipeline_try = Some(Instant::now());
         match Pipeline::new(&self.cfg) {
-            Ok(p) => {
+            Ok(mut p) => {
                 log::info!(
                     "pipeline ready: descriptor '{}', matcher '{}'",
                     p.descriptor_name(),
                     self.matcher_name
                 );
+                warm_up(&mut p);
                 if let Ok(mut st) = self.shared.status.lock() {
                     *st = (0, "ok".into());
                 }
@@ -262,5 +265,18 @@ impl Worker {
                 );
             }
         }
+    }
+}
+
+/// Runs the engines once on a blank VGA image, so that the first camera frame does not pay for the
+/// runtime's first-run allocations (a failure here shows again, counted, on the first frame).
+pub(super) fn warm_up(p: &mut Pipeline) {
+    let t0 = Instant::now();
+    match p.extract(&RgbImage::new(640, 480)) {
+        Ok(_) => log::info!(
+            "engines warmed up in {:.0} ms",
+            t0.elapsed().as_secs_f64() * 1e3
+        ),
+        Err(e) => log::warn!("engine warm-up failed: {e}"),
     }
 }
