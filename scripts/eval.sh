@@ -17,6 +17,9 @@
 #                ~10 min each per sequence, skipped when newer than the sequence and the script) into
 #                $MATCHA_CACHE/vo/results/<name>/<method>.{tum,json}, runs `matcha vo` on each (results/<name>/matcha.*),
 #                then prints the table of all three (--report)
+#          --vo --node  also the ROS 2 node (stereo_odometry, PyPI-wheel ROS, loopback netns) on every sequence,
+#                played by tests/ros/vo_player.py at the camera rate (15 Hz) and at twice it (30 Hz): results
+#                results/<name>/matcha_node_<hz>hz.*, in the same table, with frames answered and latency
 # Needs: the venv from scripts/setup.sh and Debian's opencv-doc (apt-get install opencv-doc).
 set -euo pipefail
 
@@ -30,6 +33,7 @@ METHODS="sift,xfeat,colmap"
 FORCE=0
 RUN_MATCHA=1
 RUN_VO=0
+RUN_NODE=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --sets) SETS="$2"; shift ;;
@@ -37,6 +41,7 @@ while [ $# -gt 0 ]; do
     --force) FORCE=1 ;;
     --no-matcha) RUN_MATCHA=0 ;;
     --vo) RUN_VO=1 ;;
+    --node) RUN_NODE=1 ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
@@ -90,6 +95,40 @@ m = json.loads((res / "matcha_metrics.json").read_text())
     "metrics": m}, indent=1))
 PYEOF
   done
+  if [ "$RUN_NODE" = 1 ]; then
+    (
+      # shellcheck source=scripts/ros_prepare.sh
+      . "$REPO/scripts/ros_prepare.sh"
+      for dir in "$VO"/vo_*/; do
+        dir="${dir%/}"
+        name="$(basename "$dir")"
+        [ -f "$dir/.stamp" ] || continue
+        res="$VO/results/$name"
+        mkdir -p "$res"
+        for speed in 1 2; do
+          hz=$((15 * speed))
+          m="matcha_node_${hz}hz"
+          start=$(date +%s.%N)
+          "$REPO/scripts/ros_netns.sh" python3 tests/ros/vo_player.py --node target/release/matcha_node \
+              --params config/matcha.yaml --engines "$engines" --sequence "$dir" --speed "$speed" \
+              --tum "$res/$m.tum" --json "$res/${m}_rate.json"
+          end=$(date +%s.%N)
+          "$PY" tools/eval_vo.py --sequence "$dir" --trajectory "$res/$m.tum" --align se3 --json > "$res/${m}_metrics.json"
+          "$PY" - "$res" "$name" "$m" "$start" "$end" <<'PYEOF'
+import json, sys
+from pathlib import Path
+res, name, m, t0, t1 = Path(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
+metrics = json.loads((res / f"{m}_metrics.json").read_text())
+rate = json.loads((res / f"{m}_rate.json").read_text())
+(res / f"{m}.json").write_text(json.dumps({
+    "sequence": name, "method": m, "align": "se3", "runtime_s": t1 - t0, "trajectory": str(res / f"{m}.tum"),
+    "frames_used": metrics["gt_frames"], "frames_posed": metrics["estimated_poses"], "metrics": metrics,
+    "node": rate}, indent=1))
+PYEOF
+        done
+      done
+    )
+  fi
   "$PY" tools/vo_baselines.py --report --root "$VO"
   exit 0
 fi

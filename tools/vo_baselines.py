@@ -288,7 +288,8 @@ def report(root: Path) -> str:
     rows = []
     for seq_json in sorted(root.glob("*/sequence.json")):
         name = seq_json.parent.name
-        for method in ("matcha", *METHODS):  # matcha.json: written by scripts/eval.sh --vo from `matcha vo`
+        # matcha.json: written by scripts/eval.sh --vo from `matcha vo`; matcha_node_*: by --vo --node
+        for method in ("matcha", "matcha_node_15hz", "matcha_node_30hz", *METHODS):
             f = results_dir(root) / name / f"{method}.json"
             if f.exists():
                 rows.append(json.loads(f.read_text()))
@@ -306,6 +307,16 @@ def report(root: Path) -> str:
                      f"{r.get('failures', '-')!s:>5} {r['runtime_s']:7.0f}")
     if not rows:
         lines.append(f"(no results under {results_dir(root)})")
+    node = [r for r in rows if r.get("node")]
+    if node:
+        lines += ["", "node (stereo_odometry) at the camera rate: frames answered, latency receipt -> publish "
+                  "(p99 settled: after the first second)"]
+        for r in node:
+            n = r["node"]
+            lines.append(f"{r['sequence']:<17} {r['method']:<17} {n['answered']}/{n['frames']} answered at "
+                         f"{n['input_rate_hz']:.0f} Hz; p50 {n['latency_p50_ms']:.1f} ms, p99 {n['latency_p99_ms']:.1f} ms, "
+                         f"p99 settled {n['latency_p99_settled_ms']:.1f} ms, max {n['latency_max_ms']:.1f} ms; "
+                         f"states {n['states']}")
     return "\n".join(lines)
 
 

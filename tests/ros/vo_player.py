@@ -241,19 +241,33 @@ def play_sequence(peer, node, seq, frames, speed=1.0):
         return list(peer.odom)[k0:], list(peer.status)[s0:], wall, player
 
 
-def summary(seq, frames, odom, status, wall, speed):
+def _pct(values, q):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))] if v else float("nan")
+
+
+def figures(seq, frames, odom, status, wall, speed):
+    """The run's rate and latency figures (latency: receipt of the later image -> publication, from the
+    node's OdometryStatus; 'settled': after the first second, when the first keyframe needed both images'
+    features before anything could be tracked)."""
     rate = seq["rate_hz"] * speed
-    lat = sorted(s.latency_ms for s in status)
-    pct = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]) if lat else (lambda q: float("nan"))
+    lat = [s.latency_ms for s in status]
+    settled = lat[int(math.ceil(rate)):]
     states = [s.state for s in status]
-    # after the first second: the first keyframe needs both images' features before anything can be tracked
-    settled = sorted(s.latency_ms for s in status[int(math.ceil(rate)):])
-    p99_settled = settled[min(len(settled) - 1, int(0.99 * len(settled)))] if settled else float("nan")
-    return (f"{seq['name']}: {len(odom)} of {len(frames)} frames answered, played at {rate:.1f} Hz "
-            f"({len(frames) / wall:.1f} frames/s in); latency receipt->publish p50 {pct(0.5):.1f} ms, "
-            f"p99 {pct(0.99):.1f} ms (after the first second {p99_settled:.1f} ms), max {pct(1.0):.1f} ms; states {dict((s, states.count(s)) for s in sorted(set(states)))}; "
-            f"{sum(s.by_flow for s in status)} frames by landmark tracking alone, "
-            f"{status[-1].keyframes if status else 0} keyframes")
+    return {"frames": len(frames), "answered": len(odom), "input_rate_hz": rate, "input_fps": len(frames) / wall,
+            "latency_p50_ms": _pct(lat, 0.5), "latency_p99_ms": _pct(lat, 0.99),
+            "latency_p99_settled_ms": _pct(settled, 0.99), "latency_max_ms": _pct(lat, 1.0),
+            "states": {s: states.count(s) for s in sorted(set(states))},
+            "by_flow": sum(s.by_flow for s in status), "keyframes": status[-1].keyframes if status else 0}
+
+
+def summary(seq, frames, odom, status, wall, speed):
+    f = figures(seq, frames, odom, status, wall, speed)
+    return (f"{seq['name']}: {f['answered']} of {f['frames']} frames answered, played at {f['input_rate_hz']:.1f} Hz "
+            f"({f['input_fps']:.1f} frames/s in); latency receipt->publish p50 {f['latency_p50_ms']:.1f} ms, "
+            f"p99 {f['latency_p99_ms']:.1f} ms (after the first second {f['latency_p99_settled_ms']:.1f} ms), "
+            f"max {f['latency_max_ms']:.1f} ms; states {f['states']}; {f['by_flow']} frames by landmark tracking "
+            f"alone, {f['keyframes']} keyframes")
 
 
 def diagnostics_line(peer):
@@ -278,6 +292,7 @@ def main():
     ap.add_argument("--max-frames", type=int, default=100000)
     ap.add_argument("--speed", type=float, default=1.0, help="play at this multiple of the camera rate")
     ap.add_argument("--tum", required=True, help="write the camera trajectory here (TUM)")
+    ap.add_argument("--json", help="write the rate and latency figures here")
     ap.add_argument("--logs", default="/tmp/matcha-ros-test")
     a = ap.parse_args()
     os.makedirs(a.logs, exist_ok=True)
@@ -294,7 +309,11 @@ def main():
             odom, status, wall, _ = play_sequence(peer, node, seq, frames, a.speed)
             write_tum(a.tum, camera_poses(odom))
             print(summary(seq, frames, odom, status, wall, a.speed))
-            print(diagnostics_line(peer))
+            diag = diagnostics_line(peer)
+            print(diag)
+            if a.json:
+                with open(a.json, "w") as f:
+                    json.dump({**figures(seq, frames, odom, status, wall, a.speed), "diagnostics": diag}, f, indent=1)
             slow = sorted(((s.latency_ms, k) for k, s in enumerate(status)), reverse=True)[:6]
             print("slowest answers (ms, frame): " + ", ".join(f"{ms:.0f} @{k}" for ms, k in slow))
             print(f"trajectory: {a.tum}")
