@@ -58,10 +58,59 @@ fn stereo_vo_follows_the_ground_truth_metrically() {
         .collect();
     assert_eq!(lines.len(), 90);
     assert!(lines.iter().all(|l| l["state"] == "tracking"));
-    let keyframes = lines.iter().filter(|l| l["keyframe"] == true).count();
+    // a keyframe is made in its frame (the first) or asked for and inserted afterwards (deferred)
+    let keyframes = lines
+        .iter()
+        .filter(|l| l["keyframe"] == true || l["keyframe_requested"] == true)
+        .count();
     let by_flow = lines.iter().filter(|l| l["by_flow"] == true).count();
     assert!((2..30).contains(&keyframes), "{keyframes} keyframes");
     assert!(by_flow > 45, "{by_flow} of 90 frames by landmark tracking");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn deferred_keyframes_keep_the_trajectory() {
+    // keyframes inserted 3 frames after they were asked for (what the node's keyframe thread does):
+    // the same landmarks, a little later, so nearly the same trajectory as in-frame keyframes
+    let seq = common::need("vo/vo_short");
+    let dir = std::env::temp_dir().join(format!("matcha-vo-lag-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut poses = Vec::new();
+    for lag in ["0", "3"] {
+        let tum = dir.join(format!("t{lag}.tum"));
+        let o = matcha(&[
+            "vo",
+            seq.to_str().unwrap(),
+            "--frames",
+            "90",
+            "--out",
+            tum.to_str().unwrap(),
+            "--keyframe-lag",
+            lag,
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        assert!(
+            err.contains(&format!("(inserted {lag} frame(s) after the request)")),
+            "{err}"
+        );
+        poses.push(parse_tum(&std::fs::read_to_string(&tum).unwrap()).unwrap());
+    }
+    assert_eq!(poses[0].len(), poses[1].len());
+    let worst = poses[0]
+        .iter()
+        .zip(&poses[1])
+        .map(|((_, a), (_, b))| (a.translation.vector - b.translation.vector).norm())
+        .fold(0.0f64, f64::max);
+    assert!(
+        worst < 0.01,
+        "lag 3 differs from lag 0 by up to {worst:.4} m"
+    );
+    // more than the allowed lag is refused with a message
+    let o = matcha(&["vo", seq.to_str().unwrap(), "--keyframe-lag", "99"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("keyframe_max_lag_frames"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

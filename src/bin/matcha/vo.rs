@@ -127,6 +127,7 @@ pub fn run(cfg: &MatchaConfig, args: &VoRun) -> Result<()> {
                 "stamp": est.stamp,
                 "state": est.state.name(),
                 "keyframe": est.keyframe,
+                "keyframe_requested": est.keyframe_requested,
                 "still": est.still,
                 "stereo_points": est.stereo_points,
                 "tracked": est.tracked,
