@@ -43,12 +43,14 @@ mod lm;
 mod model_selection;
 #[cfg(test)]
 mod tests;
+mod weights;
 
 pub use covariance::UNOBSERVABLE_VARIANCE;
 pub use model_selection::{
     DISTINCT_SIGMAS, FRONT_SLACK, H_THRESHOLD_SCALE, MIN_DECISIVE, OFF_PLANE_SCALE, PLANAR_RATIO,
     PLANE_MIN_TRANSLATION, PLANE_PARALLAX_SAMPLES, PLANE_PARALLAX_TRIGGER, SIGN_TEST_Z,
 };
+pub use weights::{unrefined_weight, MIN_GROUP_INLIERS};
 
 use nalgebra::{Matrix3, Matrix6};
 
