@@ -1,6 +1,8 @@
 //! The metric stereo tracker: stereo points per frame, PnP against the current keyframe's landmarks,
 //! keyframes, still-camera detection and recovery after a failed frame (see the module doc of
-//! [`crate::vo`]).
+//! [`crate::vo`]). `mod.rs`: the state and [`StereoOdometry::process`] (a frame with features);
+//! `track.rs`: frames answered by following the landmarks photometrically, and deferred keyframes;
+//! `landmarks.rs`: stereo points, localization against a keyframe, new keyframes.
 
 // `!(x > y)` is deliberate: it is true for NaN, which must take the rejecting branch.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
@@ -11,13 +13,10 @@ use nalgebra::{Isometry3, Matrix3, Matrix6, Rotation3, Translation3, UnitQuatern
 use ndarray::Array2;
 
 use super::covariance::{carried, world_from_pnp};
-use super::flow::{track_landmarks, Pyramid};
+use super::flow::Pyramid;
 use super::{StereoRig, TrackingState, VoCounters, VoError, VoEstimate, VoOptions, LOST_VARIANCE};
-use crate::features::{Features, GrayFrame};
-use crate::geometry::triangulation::{triangulate, TriangulationLimits};
-use crate::geometry::{estimate_absolute_pose, AbsolutePose};
-use crate::matching::mnn::mutual_nearest_neighbors;
-use crate::matching::refine::{refine_matches, RefineOptions, WarpModel};
+use crate::features::Features;
+use crate::geometry::AbsolutePose;
 
 /// A keyframe: its pose, the covariance of that pose, and its landmarks (world points with the left
 /// descriptors that saw them).
@@ -195,172 +194,6 @@ impl StereoOdometry {
         Ok(est)
     }
 
-    /// Tracks the current keyframe's landmarks into the left image `left` without features (see
-    /// [`super::flow`]) and answers the frame when that suffices: `Ok(None)` when the caller must extract
-    /// the features of both images and call [`Self::process`] for this frame instead (no keyframe or no
-    /// keyframe image yet, tracking lost, too few landmarks followed, or the camera moved far enough from
-    /// the keyframe that a new one is due).
-    pub fn track(&mut self, stamp: f64, left: &GrayFrame) -> Result<Option<VoEstimate>, VoError> {
-        self.check_stamp(stamp)?;
-        self.pending = None;
-        if self.lost || self.failures > 0 {
-            return Ok(None);
-        }
-        let Some(kf) = self.keyframes.back() else {
-            return Ok(None);
-        };
-        let Some(kf_pyramid) = &kf.pyramid else {
-            return Ok(None);
-        };
-        if left.0.dimensions() != kf_pyramid.full.dimensions() {
-            return Err(VoError::InvalidFrame(format!(
-                "image size {:?} differs from the keyframe's {:?}",
-                left.0.dimensions(),
-                kf_pyramid.full.dimensions()
-            )));
-        }
-        let predicted = self.predict(stamp);
-        let current = Pyramid::new(left.0.clone());
-        let mut select: Vec<usize> = (0..kf.points.len()).collect();
-        crate::util::stats::subsample_evenly(&mut select, self.options.flow_max_points);
-        let tracked = track_landmarks(
-            kf_pyramid,
-            &kf.keypoints,
-            &kf.points,
-            &select,
-            &current,
-            &self.rig.left,
-            &predicted,
-        );
-        if tracked.len() < self.options.pnp.min_inliers {
-            return Ok(None);
-        }
-        let world: Vec<[f64; 3]> = tracked
-            .iter()
-            .map(|(i, _)| {
-                let p = kf.points[*i];
-                [p.x, p.y, p.z]
-            })
-            .collect();
-        let pixels: Vec<[f64; 2]> = tracked
-            .iter()
-            .map(|(_, p)| [p[0] as f64, p[1] as f64])
-            .collect();
-        let Ok(pnp) = estimate_absolute_pose(&world, &pixels, &self.rig.left, &self.options.pnp)
-        else {
-            return Ok(None);
-        };
-        // the share of the selected landmarks still followed stands for the share of all of them
-        let followed = pnp.num_inliers as f64 / select.len().max(1) as f64;
-        let pose = isometry_from_pnp(&pnp);
-        let relative = kf.world_from_camera.inverse() * pose;
-        let far = relative.translation.vector.norm() > self.options.keyframe_max_distance_m
-            || relative.rotation.angle().to_degrees() > self.options.keyframe_max_angle_deg;
-        let weak = followed < self.options.keyframe_tracked_ratio
-            || followed * (kf.points.len() as f64) < self.options.keyframe_min_tracked as f64;
-        let mut requested = false;
-        if far || weak {
-            let lag = self.options.keyframe_max_lag_frames;
-            let deferrable = lag > 0
-                && self
-                    .candidate
-                    .as_ref()
-                    .is_none_or(|c| self.counters.frames - c.frame < lag);
-            if !deferrable {
-                self.candidate = None;
-                self.pending = Some((stamp, pnp));
-                return Ok(None);
-            }
-            requested = self.candidate.is_none();
-        }
-        let offset = pose.translation.vector - kf.world_from_camera.translation.vector;
-        let frame_covariance = world_from_pnp(&pnp.rotation, &pnp.covariance);
-        let covariance = carried(&kf.covariance, &offset) + frame_covariance;
-        let (pose, still) = self.hold_if_still(pose, &frame_covariance);
-        self.counters.frames += 1;
-        let empty = StereoPoints {
-            keypoint: Vec::new(),
-            camera: Vec::new(),
-        };
-        let mut est = self.publish(
-            stamp,
-            pose,
-            covariance,
-            TrackingState::Tracking,
-            &empty,
-            pnp.num_inliers,
-            false,
-            still,
-        );
-        est.by_flow = true;
-        est.frame_covariance = frame_covariance;
-        if requested {
-            self.candidate = Some(KeyframeCandidate {
-                stamp,
-                frame: self.counters.frames,
-                pose,
-                covariance,
-            });
-            est.keyframe_requested = true;
-        }
-        Ok(Some(est))
-    }
-
-    /// The features of the frame at `stamp` that [`Self::track`] asked for
-    /// ([`VoEstimate::keyframe_requested`]): the frame becomes the current keyframe at the pose published
-    /// for it. `Ok(false)` when the request is no longer open (a later frame made a keyframe itself, the
-    /// run was reset) or the frame has too few stereo points.
-    pub fn insert_keyframe(
-        &mut self,
-        stamp: f64,
-        left: &Features,
-        right: &Features,
-    ) -> Result<bool, VoError> {
-        if self.candidate.as_ref().is_none_or(|c| c.stamp != stamp) {
-            return Ok(false);
-        }
-        let dim = left.descriptor_dim();
-        if right.descriptor_dim() != dim || self.descriptor_dim.is_some_and(|d| d != dim) {
-            return Err(VoError::InvalidFrame(format!(
-                "descriptor dimensions differ (left {dim}, right {}, run {:?}): one extractor for the whole run",
-                right.descriptor_dim(),
-                self.descriptor_dim
-            )));
-        }
-        let Some(c) = self.candidate.take() else {
-            return Ok(false);
-        };
-        let stereo = self.stereo_points(left, right);
-        if stereo.camera.len() < self.options.min_stereo_points {
-            return Ok(false);
-        }
-        self.add_keyframe(&c.pose, &c.covariance, &stereo, left);
-        Ok(true)
-    }
-
-    /// Withdraws an open keyframe request (the caller cannot compute its features now); the next frame
-    /// that needs a keyframe asks again.
-    pub fn cancel_keyframe_request(&mut self) {
-        self.candidate = None;
-    }
-
-    /// The pose at `stamp` by constant velocity from the last two poses (the last pose when there is one).
-    fn predict(&self, stamp: f64) -> Isometry3<f64> {
-        match (self.previous, self.last) {
-            (Some((t0, p0)), Some((t1, p1))) if t1 > t0 => {
-                let step = p0.inverse() * p1;
-                let k = ((stamp - t1) / (t1 - t0)).clamp(0.0, 3.0);
-                let scaled = Isometry3::from_parts(
-                    Translation3::from(step.translation.vector * k),
-                    UnitQuaternion::from_scaled_axis(step.rotation.scaled_axis() * k),
-                );
-                p1 * scaled
-            }
-            (_, Some((_, p1))) => p1,
-            _ => Isometry3::identity(),
-        }
-    }
-
     fn check_stamp(&self, stamp: f64) -> Result<(), VoError> {
         if !stamp.is_finite() {
             return Err(VoError::InvalidFrame("time stamp is not finite".into()));
@@ -387,157 +220,6 @@ impl StereoOdometry {
         }
         self.descriptor_dim = Some(dim);
         Ok(())
-    }
-
-    /// Left ↔ right mutual nearest neighbours, triangulated with the rig and checked.
-    fn stereo_points(&self, left: &Features, right: &Features) -> StereoPoints {
-        let matches =
-            mutual_nearest_neighbors(&left.descriptors, &right.descriptors, &self.options.mnn);
-        let limits = TriangulationLimits {
-            max_error_px: self.options.stereo_max_error_px,
-            min_parallax_deg: 0.0,
-            min_depth: self.options.min_depth_m,
-        };
-        let max_depth = self.options.max_depth_baselines * self.rig.baseline();
-        let focal = [self.rig.left.fx, self.rig.left.fy];
-        let mut out = StereoPoints {
-            keypoint: Vec::with_capacity(matches.len()),
-            camera: Vec::with_capacity(matches.len()),
-        };
-        // the right position that matches the left detection photometrically (a rectified pair differs by
-        // a shift along the row; a translation is enough for small patches of any calibrated pair)
-        let refined = match (&left.gray, &right.gray) {
-            (Some(gl), Some(gr)) if self.options.refine => Some(
-                refine_matches(
-                    &gl.0,
-                    &left.keypoints,
-                    &gr.0,
-                    &right.keypoints,
-                    &matches,
-                    &stereo_refine(),
-                )
-                .points_b,
-            ),
-            _ => None,
-        };
-        for (k, m) in matches.iter().enumerate() {
-            let kl = left.keypoints[m.a as usize];
-            let kr = refined
-                .as_ref()
-                .and_then(|r| r[k])
-                .unwrap_or(right.keypoints[m.b as usize]);
-            let (Ok(nl), Ok(nr)) = (
-                self.rig.left.try_normalize([kl[0] as f64, kl[1] as f64]),
-                self.rig.right.try_normalize([kr[0] as f64, kr[1] as f64]),
-            ) else {
-                continue;
-            };
-            if let Some(x) = triangulate(
-                nl,
-                nr,
-                &self.rig.rotation,
-                &self.rig.translation,
-                focal,
-                &limits,
-            ) {
-                if x.z <= max_depth {
-                    out.keypoint.push(m.a as usize);
-                    out.camera.push(x);
-                }
-            }
-        }
-        out
-    }
-
-    /// PnP of the left features against keyframe `k`'s landmarks.
-    fn localize(&self, k: usize, left: &Features) -> Option<AbsolutePose> {
-        let kf = &self.keyframes[k];
-        let matches =
-            mutual_nearest_neighbors(&left.descriptors, &kf.descriptors, &self.options.mnn);
-        if matches.len() < self.options.pnp.min_inliers {
-            return None;
-        }
-        let world: Vec<[f64; 3]> = matches
-            .iter()
-            .map(|m| {
-                let p = kf.points[m.b as usize];
-                [p.x, p.y, p.z]
-            })
-            .collect();
-        // the current position of each landmark's keyframe detection (so every observation refers to the
-        // point that was triangulated), where the photometric refinement succeeds
-        let swapped: Vec<crate::matching::Match> = matches
-            .iter()
-            .map(|m| crate::matching::Match {
-                a: m.b,
-                b: m.a,
-                score: m.score,
-            })
-            .collect();
-        let refined = match (&kf.pyramid, &left.gray) {
-            (Some(gk), Some(gl)) if self.options.refine => Some(
-                refine_matches(
-                    &gk.full,
-                    &kf.keypoints,
-                    &gl.0,
-                    &left.keypoints,
-                    &swapped,
-                    &tracking_refine(),
-                )
-                .points_b,
-            ),
-            _ => None,
-        };
-        let pixels: Vec<[f64; 2]> = matches
-            .iter()
-            .enumerate()
-            .map(|(k, m)| {
-                let p = refined
-                    .as_ref()
-                    .and_then(|r| r[k])
-                    .unwrap_or(left.keypoints[m.a as usize]);
-                [p[0] as f64, p[1] as f64]
-            })
-            .collect();
-        match estimate_absolute_pose(&world, &pixels, &self.rig.left, &self.options.pnp) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                log::debug!("vo: PnP against keyframe {k} failed: {e}");
-                None
-            }
-        }
-    }
-
-    fn add_keyframe(
-        &mut self,
-        pose: &Isometry3<f64>,
-        covariance: &Matrix6<f64>,
-        stereo: &StereoPoints,
-        left: &Features,
-    ) {
-        let points = stereo
-            .camera
-            .iter()
-            .map(|x| pose * nalgebra::Point3::from(*x))
-            .map(|p| p.coords)
-            .collect();
-        let dim = left.descriptor_dim();
-        let mut descriptors = Array2::zeros((stereo.keypoint.len(), dim));
-        for (row, &i) in stereo.keypoint.iter().enumerate() {
-            descriptors.row_mut(row).assign(&left.descriptors.row(i));
-        }
-        self.keyframes.push_back(Keyframe {
-            world_from_camera: *pose,
-            covariance: *covariance,
-            points,
-            descriptors,
-            keypoints: stereo.keypoint.iter().map(|&i| left.keypoints[i]).collect(),
-            pyramid: left.gray.as_ref().map(|g| Pyramid::new(g.0.clone())),
-        });
-        while self.keyframes.len() > self.options.recent_keyframes {
-            self.keyframes.pop_front();
-        }
-        self.counters.keyframes += 1;
     }
 
     /// The anchor pose when `pose` is within `still_sigmas` of it (position and rotation, each against the
@@ -689,30 +371,12 @@ impl StereoOdometry {
     }
 }
 
-/// Refinement of the right image's match of a left keypoint: a translation on 11×11 patches, every match.
-fn stereo_refine() -> RefineOptions {
-    RefineOptions {
-        enabled: true,
-        model: WarpModel::Translation,
-        patch_radius: 5,
-        max_matches: 0,
-        ..RefineOptions::default()
-    }
-}
-
-/// Refinement of a keyframe detection in a later frame: affine (the view turns and moves), every match.
-fn tracking_refine() -> RefineOptions {
-    RefineOptions {
-        enabled: true,
-        model: WarpModel::Affine,
-        max_matches: 0,
-        ..RefineOptions::default()
-    }
-}
-
 /// `world_from_camera` of a PnP pose `x_cam = R·X + t`.
 fn isometry_from_pnp(p: &AbsolutePose) -> Isometry3<f64> {
     let r: Matrix3<f64> = p.rotation.transpose();
     let q = UnitQuaternion::from_rotation_matrix(&Rotation3::from_matrix_unchecked(r));
     Isometry3::from_parts(Translation3::from(p.centre()), q)
 }
+
+mod landmarks;
+mod track;

@@ -1,0 +1,188 @@
+//! Landmarks: a frame's stereo points (left ↔ right mutual nearest neighbours, refined along the row and
+//! triangulated), the PnP of a frame's left features against a keyframe's landmarks (each observation
+//! refined to the keyframe's detection), and new keyframes from a frame's stereo points.
+
+use nalgebra::{Isometry3, Matrix6};
+use ndarray::Array2;
+
+use super::super::flow::Pyramid;
+use super::{Keyframe, StereoOdometry, StereoPoints};
+use crate::features::Features;
+use crate::geometry::triangulation::{triangulate, TriangulationLimits};
+use crate::geometry::{estimate_absolute_pose, AbsolutePose};
+use crate::matching::mnn::mutual_nearest_neighbors;
+use crate::matching::refine::{refine_matches, RefineOptions, WarpModel};
+
+impl StereoOdometry {
+    /// Left ↔ right mutual nearest neighbours, triangulated with the rig and checked.
+    pub(super) fn stereo_points(&self, left: &Features, right: &Features) -> StereoPoints {
+        let matches =
+            mutual_nearest_neighbors(&left.descriptors, &right.descriptors, &self.options.mnn);
+        let limits = TriangulationLimits {
+            max_error_px: self.options.stereo_max_error_px,
+            min_parallax_deg: 0.0,
+            min_depth: self.options.min_depth_m,
+        };
+        let max_depth = self.options.max_depth_baselines * self.rig.baseline();
+        let focal = [self.rig.left.fx, self.rig.left.fy];
+        let mut out = StereoPoints {
+            keypoint: Vec::with_capacity(matches.len()),
+            camera: Vec::with_capacity(matches.len()),
+        };
+        // the right position that matches the left detection photometrically (a rectified pair differs by
+        // a shift along the row; a translation is enough for small patches of any calibrated pair)
+        let refined = match (&left.gray, &right.gray) {
+            (Some(gl), Some(gr)) if self.options.refine => Some(
+                refine_matches(
+                    &gl.0,
+                    &left.keypoints,
+                    &gr.0,
+                    &right.keypoints,
+                    &matches,
+                    &stereo_refine(),
+                )
+                .points_b,
+            ),
+            _ => None,
+        };
+        for (k, m) in matches.iter().enumerate() {
+            let kl = left.keypoints[m.a as usize];
+            let kr = refined
+                .as_ref()
+                .and_then(|r| r[k])
+                .unwrap_or(right.keypoints[m.b as usize]);
+            let (Ok(nl), Ok(nr)) = (
+                self.rig.left.try_normalize([kl[0] as f64, kl[1] as f64]),
+                self.rig.right.try_normalize([kr[0] as f64, kr[1] as f64]),
+            ) else {
+                continue;
+            };
+            if let Some(x) = triangulate(
+                nl,
+                nr,
+                &self.rig.rotation,
+                &self.rig.translation,
+                focal,
+                &limits,
+            ) {
+                if x.z <= max_depth {
+                    out.keypoint.push(m.a as usize);
+                    out.camera.push(x);
+                }
+            }
+        }
+        out
+    }
+
+    /// PnP of the left features against keyframe `k`'s landmarks.
+    pub(super) fn localize(&self, k: usize, left: &Features) -> Option<AbsolutePose> {
+        let kf = &self.keyframes[k];
+        let matches =
+            mutual_nearest_neighbors(&left.descriptors, &kf.descriptors, &self.options.mnn);
+        if matches.len() < self.options.pnp.min_inliers {
+            return None;
+        }
+        let world: Vec<[f64; 3]> = matches
+            .iter()
+            .map(|m| {
+                let p = kf.points[m.b as usize];
+                [p.x, p.y, p.z]
+            })
+            .collect();
+        // the current position of each landmark's keyframe detection (so every observation refers to the
+        // point that was triangulated), where the photometric refinement succeeds
+        let swapped: Vec<crate::matching::Match> = matches
+            .iter()
+            .map(|m| crate::matching::Match {
+                a: m.b,
+                b: m.a,
+                score: m.score,
+            })
+            .collect();
+        let refined = match (&kf.pyramid, &left.gray) {
+            (Some(gk), Some(gl)) if self.options.refine => Some(
+                refine_matches(
+                    &gk.full,
+                    &kf.keypoints,
+                    &gl.0,
+                    &left.keypoints,
+                    &swapped,
+                    &tracking_refine(),
+                )
+                .points_b,
+            ),
+            _ => None,
+        };
+        let pixels: Vec<[f64; 2]> = matches
+            .iter()
+            .enumerate()
+            .map(|(k, m)| {
+                let p = refined
+                    .as_ref()
+                    .and_then(|r| r[k])
+                    .unwrap_or(left.keypoints[m.a as usize]);
+                [p[0] as f64, p[1] as f64]
+            })
+            .collect();
+        match estimate_absolute_pose(&world, &pixels, &self.rig.left, &self.options.pnp) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                log::debug!("vo: PnP against keyframe {k} failed: {e}");
+                None
+            }
+        }
+    }
+
+    pub(super) fn add_keyframe(
+        &mut self,
+        pose: &Isometry3<f64>,
+        covariance: &Matrix6<f64>,
+        stereo: &StereoPoints,
+        left: &Features,
+    ) {
+        let points = stereo
+            .camera
+            .iter()
+            .map(|x| pose * nalgebra::Point3::from(*x))
+            .map(|p| p.coords)
+            .collect();
+        let dim = left.descriptor_dim();
+        let mut descriptors = Array2::zeros((stereo.keypoint.len(), dim));
+        for (row, &i) in stereo.keypoint.iter().enumerate() {
+            descriptors.row_mut(row).assign(&left.descriptors.row(i));
+        }
+        self.keyframes.push_back(Keyframe {
+            world_from_camera: *pose,
+            covariance: *covariance,
+            points,
+            descriptors,
+            keypoints: stereo.keypoint.iter().map(|&i| left.keypoints[i]).collect(),
+            pyramid: left.gray.as_ref().map(|g| Pyramid::new(g.0.clone())),
+        });
+        while self.keyframes.len() > self.options.recent_keyframes {
+            self.keyframes.pop_front();
+        }
+        self.counters.keyframes += 1;
+    }
+}
+
+/// Refinement of the right image's match of a left keypoint: a translation on 11×11 patches, every match.
+fn stereo_refine() -> RefineOptions {
+    RefineOptions {
+        enabled: true,
+        model: WarpModel::Translation,
+        patch_radius: 5,
+        max_matches: 0,
+        ..RefineOptions::default()
+    }
+}
+
+/// Refinement of a keyframe detection in a later frame: affine (the view turns and moves), every match.
+fn tracking_refine() -> RefineOptions {
+    RefineOptions {
+        enabled: true,
+        model: WarpModel::Affine,
+        max_matches: 0,
+        ..RefineOptions::default()
+    }
+}
