@@ -20,6 +20,7 @@
 #          --vo --node  also the ROS 2 node (stereo_odometry, PyPI-wheel ROS, loopback netns) on every sequence,
 #                played by tests/ros/vo_player.py at the camera rate (15 Hz) and at twice it (30 Hz): results
 #                results/<name>/matcha_node_<hz>hz.*, in the same table, with frames answered and latency
+#          --vo --no-baselines  skip the anchors (keep their earlier results)
 # Needs: the venv from scripts/setup.sh and Debian's opencv-doc (apt-get install opencv-doc).
 set -euo pipefail
 
@@ -34,6 +35,7 @@ FORCE=0
 RUN_MATCHA=1
 RUN_VO=0
 RUN_NODE=0
+RUN_BASELINES=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --sets) SETS="$2"; shift ;;
@@ -42,7 +44,8 @@ while [ $# -gt 0 ]; do
     --no-matcha) RUN_MATCHA=0 ;;
     --vo) RUN_VO=1 ;;
     --node) RUN_NODE=1 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --no-baselines) RUN_BASELINES=0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift
@@ -64,6 +67,7 @@ if [ "$RUN_VO" = 1 ]; then
     name="$(basename "$dir")"
     [ -f "$dir/.stamp" ] || continue
     for m in opencv_stereo colmap; do
+      [ "$RUN_BASELINES" = 1 ] || continue
       out="$VO/results/$name/$m.json"
       if [ "$FORCE" = 0 ] && [ -f "$out" ] && [ "$out" -nt "$dir/.stamp" ] && [ "$out" -nt tools/vo_baselines.py ]; then
         echo "[eval] $out is up to date"

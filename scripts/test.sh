@@ -46,6 +46,15 @@ stage "test fixtures (cached)" fixtures
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy" cargo clippy -j 2 --all-targets -- -D warnings
 stage "cargo clippy (cuda, tensorrt)" cargo clippy -j 2 --all-targets --features cuda,tensorrt -- -D warnings
+lib_alone() {
+  # the library without the `cli` feature: none of the binaries' dependencies, and it builds
+  if cargo tree -e normal --no-default-features --prefix none | grep -E '^(clap|anyhow|env_logger|plotters) '; then
+    echo "the library alone depends on a binary-only crate (above)" >&2
+    return 1
+  fi
+  cargo clippy -j 2 --lib --no-default-features -- -D warnings
+}
+stage "library alone (no cli feature)" lib_alone
 stage "cargo test" cargo test -j 2 --all-targets
 stage "cargo test --doc" cargo test -j 2 --doc
 stage "pytest tools/" "$PY" -m pytest -q -rs tools

@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+#[cfg(feature = "cli")]
 pub mod eval;
 pub mod features;
 pub mod geometry;
