@@ -227,7 +227,7 @@ fn run_match(
     let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
     if let Some(path) = out {
         let inliers = res.pose.as_ref().ok().map(|p| p.inliers.as_slice());
-        let pic = matcha::viz::draw_matches(&img_a, &fa, &img_b, &fb, &res.matches, inliers, 2000);
+        let pic = matcha::viz::draw_matches(&img_a, &fa, &img_b, &fb, &res.matches, inliers, 150);
         pic.save(path)
             .with_context(|| format!("writing {}", path.display()))?;
     }
