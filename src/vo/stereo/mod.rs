@@ -145,8 +145,8 @@ impl StereoOdometry {
             .filter(|(t, _)| *t == stamp)
             .map(|(_, p)| (self.keyframes.len() - 1, p));
         let found = pending.or_else(|| {
-            (0..self.keyframes.len())
-                .rev()
+            self.localization_order()
+                .into_iter()
                 .find_map(|k| self.localize(k, left).map(|hit| (k, hit)))
         });
         let Some((k, pnp)) = found else {
@@ -192,6 +192,19 @@ impl StereoOdometry {
         );
         est.frame_covariance = frame_covariance;
         Ok(est)
+    }
+
+    /// The keyframes to localize a frame against, in order: all of them newest first while tracking;
+    /// while lost, the newest and one older keyframe in turn (each failed frame tries the next), so that a
+    /// lost frame costs two localizations instead of [`VoOptions::recent_keyframes`] and the camera rate
+    /// holds while the camera is lost.
+    fn localization_order(&self) -> Vec<usize> {
+        let n = self.keyframes.len();
+        if !self.lost || n <= 2 {
+            return (0..n).rev().collect();
+        }
+        let older = (n - 2) - self.failures % (n - 1);
+        vec![n - 1, older]
     }
 
     fn check_stamp(&self, stamp: f64) -> Result<(), VoError> {
