@@ -54,8 +54,26 @@ pub struct OdometryFrame {
     pub angular_velocity: Vector3<f64>,
     /// Row-major 6×6 covariance of (linear, angular) velocity in the base frame.
     pub twist_covariance: [f64; 36],
+    /// The same answer for the left camera's optical frame.
+    pub camera: CameraOdometry,
     /// The VO's answer this was made from (keyframe, still, tracked landmarks, counters).
     pub estimate: VoEstimate,
+}
+
+/// The answer for the left camera's optical frame instead of the base (`odom_from_base · base_from_camera`):
+/// for consumers that want the camera itself, and for scoring against a camera's ground truth.
+#[derive(Debug, Clone)]
+pub struct CameraOdometry {
+    /// Pose of the left camera in `odom`.
+    pub odom_from_camera: Isometry3<f64>,
+    /// Row-major 6×6 covariance over (x, y, z, rotation about x, y, z) in `odom`.
+    pub pose_covariance: [f64; 36],
+    /// Linear velocity in the camera frame, m/s.
+    pub linear_velocity: Vector3<f64>,
+    /// Angular velocity in the camera frame, rad/s.
+    pub angular_velocity: Vector3<f64>,
+    /// Row-major 6×6 covariance of (linear, angular) velocity in the camera frame.
+    pub twist_covariance: [f64; 36],
 }
 
 /// The stereo VO with the robot's conventions.
@@ -230,12 +248,13 @@ impl StereoVo {
         ) && est.world_from_camera.is_some();
         let dt = self.last.map_or(0.0, |(t, _)| est.stamp - t);
         let r_bc = m.rotation.to_rotation_matrix().into_inner();
-        let (linear, angular, twist_cov) = if moving {
+        let lost_twist = Matrix6::identity() * LOST_VARIANCE;
+        let (camera_twist, base_twist) = if moving {
             let w_c = est.angular_velocity;
             let v_c = est.linear_velocity;
             let linear = r_bc * (v_c + w_c.cross(&c));
             let angular = r_bc * w_c;
-            let twist_cov = if dt > 0.0 {
+            let (camera_cov, base_cov) = if dt > 0.0 {
                 // the frame's pose covariance in its own camera frame, as a velocity covariance
                 let r_cw = world_from_camera
                     .rotation
@@ -248,17 +267,22 @@ impl StereoVo {
                 j.fixed_view_mut::<3, 3>(0, 3)
                     .copy_from(&(-r_bc * skew(&c)));
                 j.fixed_view_mut::<3, 3>(3, 3).copy_from(&r_bc);
-                j * in_camera * j.transpose()
+                (in_camera, j * in_camera * j.transpose())
             } else {
-                Matrix6::identity() * LOST_VARIANCE
+                (lost_twist, lost_twist)
             };
-            (linear, angular, twist_cov)
+            ((v_c, w_c, camera_cov), (linear, angular, base_cov))
         } else {
-            (
-                Vector3::zeros(),
-                Vector3::zeros(),
-                Matrix6::identity() * LOST_VARIANCE,
-            )
+            let zero = (Vector3::zeros(), Vector3::zeros(), lost_twist);
+            (zero, zero)
+        };
+        let (linear, angular, twist_cov) = base_twist;
+        let camera = CameraOdometry {
+            odom_from_camera: self.odom_from_world * world_from_camera,
+            pose_covariance: row_major(&rotated(&est.covariance, &r_odom)),
+            linear_velocity: camera_twist.0,
+            angular_velocity: camera_twist.1,
+            twist_covariance: row_major(&camera_twist.2),
         };
         if est.world_from_camera.is_some() {
             self.last = Some((est.stamp, world_from_camera));
@@ -272,6 +296,7 @@ impl StereoVo {
             linear_velocity: linear,
             angular_velocity: angular,
             twist_covariance: row_major(&twist_cov),
+            camera,
             estimate: est,
         }
     }
@@ -441,6 +466,26 @@ mod tests {
         let again = vo.output(estimate(0.3, Isometry3::identity(), Vector3::zeros()));
         assert!(again.odom_from_base.translation.vector.norm() < 1e-12);
         assert!(again.odom_from_base.rotation.angle() < 1e-12);
+    }
+
+    #[test]
+    fn the_camera_answer_is_the_base_answer_through_the_mounting() {
+        let m = mounting();
+        let mut vo = vo_with(m);
+        vo.output(estimate(0.0, Isometry3::identity(), Vector3::zeros()));
+        let turn = Isometry3::from_parts(
+            Translation3::new(0.3, 0.0, 1.0),
+            UnitQuaternion::from_euler_angles(0.0, 0.2, 0.0),
+        );
+        let v_c = Vector3::new(0.0, 0.0, 3.0);
+        let out = vo.output(estimate(0.1, turn, v_c));
+        let via_base = out.odom_from_base * m;
+        let d = via_base.to_homogeneous() - out.camera.odom_from_camera.to_homogeneous();
+        assert!(d.norm() < 1e-12, "{d}");
+        assert_eq!(out.camera.linear_velocity, v_c);
+        // the camera's own position uncertainty has no lever arm: the VO's, rotated into odom
+        let pos_var: f64 = (0..3).map(|i| out.camera.pose_covariance[i * 7]).sum();
+        assert!((pos_var - 3e-4).abs() < 1e-12, "{pos_var}");
     }
 
     #[test]

@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from ros_e2e_test import FAILURES, check  # noqa: E402
 from vo_player import (NS, VoPeer, align_se3, camera_poses, latch_mounting, load_sequence, play_sequence,  # noqa: E402
-                       pose_T, rot_deg, start_node, summary, wait_ready)
+                       pose_T, poses_of, rot_deg, start_node, summary, wait_ready)
 
 
 def main():
@@ -101,6 +101,13 @@ def run(a, peer, node, seq, frames, rate):
                 abs(tr.rotation.w - m.pose.pose.orientation.w) < 1e-9:
             same_tf += 1
     check(same_tf == len(odom), f"frames: TF odom -> base_link with every pose ({same_tf} of {len(odom)})")
+    cam = peer.last_camera_odom
+    check(len(cam) == len(odom) and all(m.child_frame_id == "svo_left_optical" for m in cam),
+          f"frames: odometry/camera ({len(cam)}) with child = the left optical frame")
+    via_base = {round(t, 6): T for t, T in camera_poses(odom)}
+    worst = max((float(np.abs(T - via_base.get(round(t, 6), np.full((4, 4), np.inf))).max()) for t, T in poses_of(cam)),
+                default=float("inf"))
+    check(worst < 1e-6, f"frames: odometry/camera = odom->base_link . mounting (max difference {worst:.1e})")
     src, _ = peer.diag_value("mounting_source", "matcha_node")
     check(src == "tf_static", f"frames: mounting from /tf_static (diagnostics mounting_source={src})")
     check(len(status) >= len(odom), f"status: {len(status)} OdometryStatus for {len(odom)} poses")

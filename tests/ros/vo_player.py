@@ -5,8 +5,9 @@ see scripts/demo_ros.sh and tests/ros/stereo_odometry_test.py, which imports the
 The player publishes left and right sensor_msgs/Image with identical stamps and their CameraInfos (a rectified
 rig: the baseline in the right P), and latches the camera's mounting on /tf_static (base_link -> the left optical
 frame; tf2_msgs/TFMessage). The node publishes nav_msgs/Odometry of base_link in odom; the camera pose written to
-the TUM file is odom->base_link . base_link->camera, so the trajectory is comparable with the ground truth
-(tools/eval_vo.py aligns it). It prints how many frames were answered, the tracking states, and the node's
+the TUM file is the node's odometry/camera (the left optical frame in odom), so the trajectory is comparable
+with the ground truth (tools/eval_vo.py aligns it); stereo_odometry_test.py checks that it equals
+odom->base_link . base_link->camera. It prints how many frames were answered, the tracking states, and the node's
 receipt -> publication latency p50/p99 from matcha_msgs/OdometryStatus.
 
     python3 tests/ros/vo_player.py --node target/release/matcha_node --params config/matcha.yaml \
@@ -26,6 +27,7 @@ import rclpy
 from geometry_msgs.msg import TransformStamped
 from matcha_msgs.msg import OdometryStatus
 from matcha_msgs.srv import SetPose
+from nav_msgs.msg import Odometry
 from PIL import Image as PILImage
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -82,8 +84,9 @@ class VoPeer(Peer):
     def __init__(self, ns):
         super().__init__(ns)
         rel = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-        self.status, self.tf = [], []
+        self.status, self.tf, self.camera_odom = [], [], []
         self.node.create_subscription(OdometryStatus, f"{ns}/odometry/status", self._rec(self.status), rel)
+        self.node.create_subscription(Odometry, f"{ns}/odometry/camera", self._rec(self.camera_odom), rel)
         self.node.create_subscription(TFMessage, "/tf", self._rec(self.tf), rel)
         latched = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -192,8 +195,13 @@ MOUNT = iso(quat_to_rot(*MOUNT_Q), MOUNT_XYZ)
 
 
 def camera_poses(odom):
-    """(stamp s, 4x4 world_from_camera) of each Odometry: odom->base . base->camera."""
+    """(stamp s, 4x4 world_from_camera) of each base Odometry: odom->base . base->camera."""
     return [(m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec, pose_T(m.pose.pose) @ MOUNT) for m in odom]
+
+
+def poses_of(odom):
+    """(stamp s, 4x4 pose) of each Odometry as published."""
+    return [(m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec, pose_T(m.pose.pose)) for m in odom]
 
 
 def rot_to_quat(R):
@@ -233,11 +241,12 @@ def play_sequence(peer, node, seq, frames, speed=1.0):
     """Plays the frames at speed x the camera rate; returns (answered Odometry, statuses, wall seconds)."""
     player = Player(peer, seq)
     rate = seq["rate_hz"] * speed
-    k0, s0 = peer.count(peer.odom), peer.count(peer.status)
+    k0, s0, c0 = peer.count(peer.odom), peer.count(peer.status), peer.count(peer.camera_odom)
     wall = player.play_at_rate([(t, l, r) for t, l, r, _ in frames], rate)
     peer.wait_count(peer.odom, k0 + len(frames), 30.0)
     time.sleep(0.5)
     with peer.lock:
+        peer.last_camera_odom = list(peer.camera_odom)[c0:]
         return list(peer.odom)[k0:], list(peer.status)[s0:], wall, player
 
 
@@ -307,7 +316,7 @@ def main():
             print("vo_player: the node did not come up\n" + node.log_tail(), file=sys.stderr)
         else:
             odom, status, wall, _ = play_sequence(peer, node, seq, frames, a.speed)
-            write_tum(a.tum, camera_poses(odom))
+            write_tum(a.tum, poses_of(peer.last_camera_odom))
             print(summary(seq, frames, odom, status, wall, a.speed))
             diag = diagnostics_line(peer)
             print(diag)

@@ -102,6 +102,9 @@ pub struct Topics {
     pub relative_pose: String,
     /// Output `nav_msgs/Odometry` (odometry and stereo_odometry modes).
     pub odometry: String,
+    /// Output `nav_msgs/Odometry` of the left camera's optical frame in `odom` (stereo_odometry mode): the
+    /// same answer as `odometry` without the mounting (for consumers of the camera pose, and scoring).
+    pub camera_odometry: String,
     /// Output `matcha_msgs/OdometryStatus` (stereo_odometry mode): tracking state and counters per frame.
     pub odometry_status: String,
     /// The `std_srvs/Trigger` service that restarts the odometry at the identity (stereo_odometry mode).
@@ -130,6 +133,7 @@ impl Default for Topics {
             correspondences: "correspondences".into(),
             relative_pose: "relative_pose".into(),
             odometry: "odometry".into(),
+            camera_odometry: "odometry/camera".into(),
             odometry_status: "odometry/status".into(),
             reset_service: "odometry/reset".into(),
             set_pose_service: "odometry/set_pose".into(),
@@ -378,6 +382,7 @@ impl NodeConfig {
             ("topics.correspondences", &t.correspondences),
             ("topics.relative_pose", &t.relative_pose),
             ("topics.odometry", &t.odometry),
+            ("topics.camera_odometry", &t.camera_odometry),
             ("topics.odometry_status", &t.odometry_status),
             ("topics.reset_service", &t.reset_service),
             ("topics.set_pose_service", &t.set_pose_service),

@@ -177,6 +177,11 @@ pub fn run() -> Result<(), NodeError> {
         relative_pose: node
             .create_publisher::<PoseWithCovarianceStamped>(&t.relative_pose, out_qos.clone())?,
         odometry: node.create_publisher::<Odometry>(&t.odometry, out_qos.clone())?,
+        camera_odometry: if stereo_odometry {
+            Some(node.create_publisher::<Odometry>(&t.camera_odometry, out_qos.clone())?)
+        } else {
+            None
+        },
         odometry_status: if stereo_odometry {
             Some(node.create_publisher::<OdometryStatus>(&t.odometry_status, out_qos.clone())?)
         } else {

@@ -28,6 +28,8 @@ pub(super) struct Outputs {
     pub odometry: r2r::Publisher<Odometry>,
     /// stereo_odometry only.
     pub odometry_status: Option<r2r::Publisher<OdometryStatus>>,
+    /// stereo_odometry only: the left camera's optical frame in `odom`.
+    pub camera_odometry: Option<r2r::Publisher<Odometry>>,
     /// stereo_odometry with `publish_tf` only.
     pub tf: Option<r2r::Publisher<TFMessage>>,
     pub debug: Option<r2r::Publisher<Image>>,
@@ -45,6 +47,31 @@ impl Outputs {
 
 /// `nav_msgs/Odometry` of the base in `odom` (REP-105) from the stereo odometry's frame.
 pub(super) fn odometry_msg(f: &OdometryFrame, header: &Header, odom: &str, base: &str) -> Odometry {
+    odometry(
+        header,
+        (odom, base),
+        (&f.odom_from_base, &f.pose_covariance),
+        (&f.linear_velocity, &f.angular_velocity, &f.twist_covariance),
+    )
+}
+
+/// The same frame's `nav_msgs/Odometry` of the left camera (child = the image's optical frame).
+pub(super) fn camera_odometry_msg(f: &OdometryFrame, header: &Header, odom: &str) -> Odometry {
+    let c = &f.camera;
+    odometry(
+        header,
+        (odom, &header.frame_id),
+        (&c.odom_from_camera, &c.pose_covariance),
+        (&c.linear_velocity, &c.angular_velocity, &c.twist_covariance),
+    )
+}
+
+fn odometry(
+    header: &Header,
+    (parent, child): (&str, &str),
+    (pose, pose_cov): (&Isometry3<f64>, &[f64; 36]),
+    (linear, angular, twist_cov): (&nalgebra::Vector3<f64>, &nalgebra::Vector3<f64>, &[f64; 36]),
+) -> Odometry {
     let v = |x: &nalgebra::Vector3<f64>| Vector3 {
         x: x.x,
         y: x.y,
@@ -53,19 +80,19 @@ pub(super) fn odometry_msg(f: &OdometryFrame, header: &Header, odom: &str, base:
     Odometry {
         header: Header {
             stamp: header.stamp.clone(),
-            frame_id: odom.to_string(),
+            frame_id: parent.to_string(),
         },
-        child_frame_id: base.to_string(),
+        child_frame_id: child.to_string(),
         pose: PoseWithCovariance {
-            pose: convert::pose_msg(&f.odom_from_base),
-            covariance: f.pose_covariance.to_vec(),
+            pose: convert::pose_msg(pose),
+            covariance: pose_cov.to_vec(),
         },
         twist: TwistWithCovariance {
             twist: Twist {
-                linear: v(&f.linear_velocity),
-                angular: v(&f.angular_velocity),
+                linear: v(linear),
+                angular: v(angular),
             },
-            covariance: f.twist_covariance.to_vec(),
+            covariance: twist_cov.to_vec(),
         },
     }
 }
@@ -189,6 +216,11 @@ impl Worker {
             .publish(&odometry_msg(f, header, odom, base))
         {
             log::error!("publish odometry: {e}");
+        }
+        if let Some(p) = &self.out.camera_odometry {
+            if let Err(e) = p.publish(&camera_odometry_msg(f, header, odom)) {
+                log::error!("publish camera odometry: {e}");
+            }
         }
         if let Some(tf) = &self.out.tf {
             let msg = TFMessage {
