@@ -223,6 +223,11 @@ impl StereoOdometry {
 
     fn check(&mut self, stamp: f64, left: &Features, right: &Features) -> Result<(), VoError> {
         self.check_stamp(stamp)?;
+        self.check_descriptors(left, right)
+    }
+
+    /// Both images' descriptors have the run's dimension (the first frame's sets it).
+    fn check_descriptors(&mut self, left: &Features, right: &Features) -> Result<(), VoError> {
         let dim = left.descriptor_dim();
         if right.descriptor_dim() != dim || self.descriptor_dim.is_some_and(|d| d != dim) {
             return Err(VoError::InvalidFrame(format!(

@@ -137,14 +137,7 @@ impl StereoOdometry {
         if self.candidate.as_ref().is_none_or(|c| c.stamp != stamp) {
             return Ok(false);
         }
-        let dim = left.descriptor_dim();
-        if right.descriptor_dim() != dim || self.descriptor_dim.is_some_and(|d| d != dim) {
-            return Err(VoError::InvalidFrame(format!(
-                "descriptor dimensions differ (left {dim}, right {}, run {:?}): one extractor for the whole run",
-                right.descriptor_dim(),
-                self.descriptor_dim
-            )));
-        }
+        self.check_descriptors(left, right)?;
         let Some(c) = self.candidate.take() else {
             return Ok(false);
         };
