@@ -335,4 +335,35 @@ mod tests {
             matches!(range, Err(ConfigError::Invalid { key, .. }) if key == "matcher.refine.max_shift_px")
         );
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        const BUNDLED: &str = include_str!("../config/matcha.yaml");
+
+        proptest! {
+            #[test]
+            fn any_text_parses_or_errors(text in "\\PC{0,400}") {
+                let _ = MatchaConfig::from_yaml_str(&text);
+            }
+
+            #[test]
+            fn the_bundled_file_with_a_line_changed_parses_or_errors(
+                line in any::<prop::sample::Index>(),
+                replacement in prop_oneof![
+                    Just(String::new()),
+                    "[ a-z_:0-9.\\-\\[\\]{}\"']{0,40}",
+                    Just("      threads: -1".to_string()),
+                    Just("      max_keypoints: 99999999999999999999".to_string()),
+                    Just("      threshold_px: .nan".to_string()),
+                ],
+            ) {
+                let mut lines: Vec<String> = BUNDLED.lines().map(str::to_string).collect();
+                let k = line.index(lines.len());
+                lines[k] = replacement;
+                let _ = MatchaConfig::from_yaml_str(&lines.join("\n"));
+            }
+        }
+    }
 }

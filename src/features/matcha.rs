@@ -693,4 +693,19 @@ mod tests {
         assert!(read_f32_file(&p, 4).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_manifest_text_parses_or_errors(text in prop_oneof![
+                "\\PC{0,300}",
+                "\\{\"format\": [0-9], \"model\": \"matcha\"[ ,a-z\":0-9\\[\\]{}]{0,120}\\}",
+            ]) {
+                let _ = Manifest::parse(&text, std::path::Path::new("/nonexistent"));
+            }
+        }
+    }
 }

@@ -182,9 +182,18 @@ fn decode_bytes(what: &str, bytes: &[u8]) -> Result<RgbImage, ImageError> {
     if bytes.is_empty() {
         return Err(decode_err("no data (empty file or buffer)".into()));
     }
-    let mut reader = ::image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
+    let open = || {
+        ::image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| decode_err(e.to_string()))
+    };
+    // the size from the header first, so that an oversized image is reported with its real size (the
+    // decoder's limit error carries none)
+    let (width, height) = open()?
+        .into_dimensions()
         .map_err(|e| decode_err(e.to_string()))?;
+    check_size(what, width, height)?;
+    let mut reader = open()?;
     let mut limits = ::image::Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
@@ -192,8 +201,8 @@ fn decode_bytes(what: &str, bytes: &[u8]) -> Result<RgbImage, ImageError> {
     let decoded = reader.decode().map_err(|e| match e {
         ::image::ImageError::Limits(_) => ImageError::BadSize {
             what: what.to_string(),
-            width: 0,
-            height: 0,
+            width,
+            height,
         },
         other => decode_err(other.to_string()),
     })?;
@@ -289,5 +298,73 @@ mod tests {
         let rgb = decode_compressed(&buf).unwrap();
         assert_eq!(rgb.dimensions(), (3, 2));
         assert_eq!(rgb.get_pixel(2, 1).0, [255; 3]);
+    }
+
+    // Property tests: any buffer decodes or is refused with an error, never a panic; memory stays bounded
+    // by the size limit (PROPTEST_CASES=100000 for a longer run by hand).
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn png(w: u32, h: u32) -> Vec<u8> {
+            let img =
+                RgbImage::from_fn(w, h, |x, y| ::image::Rgb([x as u8, y as u8, (x ^ y) as u8]));
+            let mut out = Vec::new();
+            img.write_to(
+                &mut std::io::Cursor::new(&mut out),
+                ::image::ImageFormat::Png,
+            )
+            .unwrap();
+            out
+        }
+
+        proptest! {
+            #[test]
+            fn raw_buffers_decode_or_error(
+                enc in prop::sample::select(vec!["mono8", "mono16", "rgb8", "bgr8", "rgba8", "bgra8",
+                                                 "yuv422", "", "RGB8", "8UC3", "bayer_rggb8"]),
+                width in prop_oneof![0u32..40, Just(u32::MAX), Just(MAX_IMAGE_SIDE + 1)],
+                height in prop_oneof![0u32..40, Just(u32::MAX)],
+                step in prop_oneof![0u32..200, Just(u32::MAX)],
+                big_endian in any::<bool>(),
+                data in prop::collection::vec(any::<u8>(), 0..4000),
+            ) {
+                if let Ok(img) = from_raw(enc, width, height, step, big_endian, &data) {
+                    prop_assert_eq!(img.dimensions(), (width, height));
+                }
+            }
+
+            #[test]
+            fn compressed_bytes_decode_or_error(data in prop::collection::vec(any::<u8>(), 0..2000)) {
+                let _ = decode_compressed(&data);
+            }
+
+            #[test]
+            fn corrupted_pngs_decode_or_error(
+                w in 1u32..24, h in 1u32..24,
+                flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+                cut in any::<prop::sample::Index>(),
+            ) {
+                let mut bytes = png(w, h);
+                for (i, v) in &flips {
+                    let k = i.index(bytes.len());
+                    bytes[k] = *v;
+                }
+                let keep = cut.index(bytes.len() + 1);
+                bytes.truncate(keep.max(1));
+                if let Ok(img) = decode_compressed(&bytes) {
+                    prop_assert!(img.width() <= MAX_IMAGE_SIDE && img.height() <= MAX_IMAGE_SIDE);
+                }
+            }
+        }
+
+        #[test]
+        fn an_oversized_image_is_reported_with_its_size() {
+            // a PPM header claiming 30000×4 (the pixels are never allocated)
+            let mut bytes = b"P6\n30000 4\n255\n".to_vec();
+            bytes.extend_from_slice(&[0u8; 64]);
+            let e = decode_compressed(&bytes).unwrap_err().to_string();
+            assert!(e.contains("30000×4"), "{e}");
+        }
     }
 }

@@ -329,3 +329,64 @@ pub fn debug_image(a: &RgbImage, b: &RgbImage, c: &Correspondences) -> Image {
         data: canvas.into_raw(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Property tests of what the node parses from messages: any Image, CompressedImage or CameraInfo
+    //! decodes or is refused with a counted cause, never a panic (run by `scripts/test_ros.sh`; longer by
+    //! hand with `PROPTEST_CASES=100000`).
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            -2e3f64..2e3,
+            Just(0.0),
+            Just(f64::NAN),
+            Just(f64::NEG_INFINITY),
+            Just(1e300)
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_image_message_decodes_or_is_refused(
+            enc in prop::sample::select(vec!["mono8", "mono16", "rgb8", "bgr8", "rgba8", "bgra8", "16UC1", "x"]),
+            width in prop_oneof![0u32..48, Just(u32::MAX)],
+            height in prop_oneof![0u32..48, Just(u32::MAX)],
+            step in prop_oneof![0u32..200, Just(u32::MAX)],
+            big_endian in 0u8..3,
+            data in prop::collection::vec(any::<u8>(), 0..3000),
+            compressed in any::<bool>(),
+        ) {
+            let msg = if compressed {
+                ImageMsg::Compressed(CompressedImage { header: Header::default(), format: enc.into(), data })
+            } else {
+                ImageMsg::Raw(Image {
+                    header: Header::default(), height, width, encoding: enc.into(),
+                    is_bigendian: big_endian, step, data,
+                })
+            };
+            if let Ok(img) = decode_image(&msg, 4096 * 4096) {
+                prop_assert!(img.width() > 0 && img.height() > 0);
+            }
+        }
+
+        #[test]
+        fn any_camera_info_is_a_camera_or_refused(
+            k in prop::collection::vec(value(), 0..11),
+            d in prop::collection::vec(value(), 0..10),
+            model in prop::sample::select(vec!["plumb_bob", "rational_polynomial", "equidistant", ""]),
+            size in (0u32..2000, 0u32..2000),
+            image in (1u32..2000, 1u32..2000),
+        ) {
+            let info = CameraInfo {
+                width: size.0, height: size.1, distortion_model: model.into(), d, k,
+                ..Default::default()
+            };
+            if let Ok(cam) = camera_from_info(&info, image.0, image.1) {
+                prop_assert!(cam.fx.is_finite() && cam.fx > 0.0 && cam.fy.is_finite() && cam.fy > 0.0);
+            }
+        }
+    }
+}

@@ -303,4 +303,28 @@ mod tests {
         ));
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+            #[test]
+            fn any_file_loads_or_errors(
+                text in prop_oneof![
+                    "\\PC{0,200}",
+                    Just(r#"{"format": 1, "descriptor": "xfeat", "dim": 2, "keyframes": [{}]}"#.to_string()),
+                    Just(r#"{"format": 1, "descriptor": "xfeat", "dim": 2, "keyframes": []}"#.to_string()),
+                    "\\{\"format\": [0-9]{1,3}, \"descriptor\": \"xfeat\", \"dim\": [0-9]{1,3}, \"keyframes\": \\[\\]\\}",
+                ],
+                dim in 0usize..5,
+            ) {
+                let path = std::env::temp_dir().join(format!("matcha-map-prop-{}.json", std::process::id()));
+                std::fs::write(&path, &text).unwrap();
+                let _ = KeyframeMap::load(&path, "xfeat", dim);
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
 }

@@ -125,4 +125,35 @@ mod tests {
                 .is_some()
         );
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn value() -> impl Strategy<Value = f64> {
+            prop_oneof![
+                -1e3f64..1e3,
+                Just(0.0),
+                Just(f64::NAN),
+                Just(f64::INFINITY),
+                Just(1e300)
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn any_matrices_give_a_rigid_extrinsic_or_none(
+                lr in prop::collection::vec(value(), 0..10),
+                lp in prop::collection::vec(value(), 0..13),
+                rr in prop::collection::vec(value(), 0..10),
+                rp in prop::collection::vec(value(), 0..13),
+                rectified in any::<bool>(),
+            ) {
+                if let Some((r, t)) = extrinsic_from_projections(&lr, &lp, &rr, &rp, rectified) {
+                    prop_assert!((r.transpose() * r - Matrix3::identity()).norm() < 1e-5);
+                    prop_assert!(t.iter().all(|v| v.is_finite()) && t.norm() >= MIN_BASELINE_M);
+                }
+            }
+        }
+    }
 }

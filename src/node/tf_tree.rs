@@ -189,4 +189,42 @@ mod tests {
         assert!(tf.set("a", "b", iso(f64::NAN, 0.0, 0.0, 0.0)).is_err());
         assert_eq!(tf.len(), 1);
     }
+
+    mod properties {
+        use super::super::*;
+        use nalgebra::{Translation3, UnitQuaternion};
+        use proptest::prelude::*;
+
+        fn frame() -> impl Strategy<Value = String> {
+            prop::sample::select(vec![
+                "base", "/base", "cam", "cam_r", "map", "odom", "", "/",
+            ])
+            .prop_map(str::to_string)
+        }
+
+        proptest! {
+            #[test]
+            fn any_transforms_keep_the_buffer_consistent(
+                edges in prop::collection::vec(
+                    (frame(), frame(), prop::array::uniform3(-5.0f64..5.0), prop::array::uniform3(-3.0f64..3.0)),
+                    0..12),
+                a in frame(), b in frame(),
+            ) {
+                let mut buf = TransformBuffer::new();
+                for (p, c, x, r) in &edges {
+                    let iso = Isometry3::from_parts(Translation3::new(x[0], x[1], x[2]),
+                                                    UnitQuaternion::from_euler_angles(r[0], r[1], r[2]));
+                    let _ = buf.set(p, c, iso);
+                }
+                match (buf.lookup(&a, &b), buf.lookup(&b, &a)) {
+                    (Some(ab), Some(ba)) => {
+                        prop_assert!((ab * ba).to_homogeneous().iter().zip(Isometry3::<f64>::identity().to_homogeneous().iter())
+                            .all(|(u, v)| (u - v).abs() < 1e-9));
+                    }
+                    (None, None) => {}
+                    _ => prop_assert!(false, "lookup one way but not the other"),
+                }
+            }
+        }
+    }
 }

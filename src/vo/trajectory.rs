@@ -74,4 +74,43 @@ mod tests {
         assert!(back[0].1.rotation.angle_to(&pose.rotation) < 1e-8);
         assert!(parse_tum("# c\n1 2 3\n").unwrap_err().contains("line 2"));
     }
+
+    mod properties {
+        use super::super::*;
+        use nalgebra::{Translation3, UnitQuaternion};
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_text_parses_or_errors(text in "[-0-9.e \\n#a-z]{0,300}") {
+                if let Ok(poses) = parse_tum(&text) {
+                    for (t, p) in poses {
+                        prop_assert!(t.is_finite());
+                        prop_assert!(p.to_homogeneous().iter().all(|v| v.is_finite()));
+                    }
+                }
+            }
+
+            #[test]
+            fn written_poses_read_back(
+                poses in prop::collection::vec(
+                    (0.0f64..1e4, prop::array::uniform3(-100.0f64..100.0), prop::array::uniform3(-3.0f64..3.0)),
+                    0..20),
+            ) {
+                let poses: Vec<(f64, Isometry3<f64>)> = poses
+                    .into_iter()
+                    .map(|(t, x, r)| (t, Isometry3::from_parts(Translation3::new(x[0], x[1], x[2]),
+                                                               UnitQuaternion::from_euler_angles(r[0], r[1], r[2]))))
+                    .collect();
+                let mut out = Vec::new();
+                write_tum(&mut out, &poses).unwrap();
+                let back = parse_tum(std::str::from_utf8(&out).unwrap()).unwrap();
+                prop_assert_eq!(back.len(), poses.len());
+                for ((ta, a), (tb, b)) in poses.iter().zip(&back) {
+                    prop_assert!((ta - tb).abs() < 1e-6);
+                    prop_assert!((a.to_homogeneous() - b.to_homogeneous()).norm() < 1e-6);
+                }
+            }
+        }
+    }
 }

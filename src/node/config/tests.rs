@@ -97,3 +97,59 @@ fn invalid_values_are_rejected_with_their_key() {
         2
     );
 }
+
+mod properties {
+    use super::super::*;
+    use proptest::prelude::*;
+
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(|f| serde_json::json!(f)),
+            "[a-z_/ ]{0,12}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(
+                    prop::sample::select(vec![
+                        "mode",
+                        "topics",
+                        "image",
+                        "qos",
+                        "depth",
+                        "stereo",
+                        "camera_mounting",
+                        "xyz",
+                        "rpy",
+                        "decimation",
+                        "x"
+                    ]),
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| serde_json::Value::Object(
+                    m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_node_section_is_a_config_or_an_error(v in json()) {
+            if let Ok(cfg) = NodeConfig::from_value(&v) {
+                prop_assert!(cfg.validate().is_ok());
+            }
+        }
+
+        #[test]
+        fn any_flat_parameters_make_a_tree_or_an_error(
+            names in prop::collection::vec("[a-z.]{0,16}", 0..8),
+        ) {
+            let _ = params_to_tree(names.iter().map(|n| (n.as_str(), serde_json::json!(1))));
+        }
+    }
+}
