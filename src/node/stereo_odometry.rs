@@ -106,7 +106,8 @@ impl StereoVo {
     }
 
     /// Sets the calibration and the mounting before a frame; returns `true` when this (re)started the VO:
-    /// the first call, or a different rig or mounting (the pose then carries on from the last one).
+    /// the first call, or a different rig or mounting (the pose then carries on from the last one, and the
+    /// restart is counted).
     pub fn configure(
         &mut self,
         rig: StereoRig,
@@ -121,6 +122,8 @@ impl StereoVo {
         let vo = StereoOdometry::new(rig.clone(), self.options.clone())?;
         if let Some(old) = &self.vo {
             add_counters(&mut self.earlier, &old.counters());
+            // a calibration change restarts tracking (with the pose held): counted as a restart
+            self.earlier.restarts += 1;
         }
         // the new VO's world is its first camera; that camera is where the base was last published
         self.odom_from_world = self.last_odom_from_base * base_from_camera;

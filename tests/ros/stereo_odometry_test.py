@@ -18,6 +18,8 @@ identical definition). It checks:
              tracking recovered, the pose within 2 cm of where it was (odom continuous), loss and recovery
              counted;
   bursts     frames two at a time 5 ms apart, then a pause (a player faster than real time): none dropped;
+  faults     a new CameraInfo mid-stream (tracking restarts, pose held, counted); an image whose size differs
+             from its CameraInfo (refused, counted, the next frame answered);
   services   odometry/set_pose moves the next pose to the given one; a zero quaternion is refused;
              odometry/reset makes the next pose the identity and is counted.
 
@@ -193,6 +195,37 @@ def run(a, peer, node, seq, frames, rate):
         check(st[-1].state in ("tracking", "recovered"), f"loss: tracking again (state {st[-1].state})")
         check(st[-1].losses >= 1 and (st[-1].recoveries + st[-1].restarts) >= 1,
               f"loss: counted (losses {st[-1].losses}, recoveries {st[-1].recoveries}, restarts {st[-1].restarts})")
+    # ---------------------------------------------------------------- faults mid-stream
+    # a new calibration (the baseline 0.5% longer): tracking restarts with the pose held, counted
+    t_next = back[-1][0]
+    before = pose_T(peer.odom[-1].pose.pose)
+    restarts0 = st[-1].restarts if st else 0
+    k0 = peer.count(peer.odom)
+    player.baseline_scale = 1.005
+    changed = [(t_next + dt * (i + 1), l_last, r_last) for i in range(10)]
+    player.play_at_rate(changed, rate)
+    got = peer.wait_count(peer.odom, k0 + len(changed), 20.0) - k0
+    with peer.lock:
+        after = list(peer.odom)[k0:]
+        st = list(peer.status)
+    check(got == len(changed), f"faults: new CameraInfo mid-stream: {got} of {len(changed)} frames answered")
+    if after:
+        jump_mm = 1000 * float(np.linalg.norm(pose_T(after[-1].pose.pose)[:3, 3] - before[:3, 3]))
+        check(jump_mm < 5.0, f"faults: new CameraInfo: pose continues ({jump_mm:.2f} mm from before)")
+    check(bool(st) and st[-1].restarts == restarts0 + 1,
+          f"faults: new CameraInfo: restart counted ({restarts0} -> {st[-1].restarts if st else None})")
+    # an image of another size than its CameraInfo: refused and counted, the next good frame answered
+    t_next = changed[-1][0]
+    k0 = peer.count(peer.odom)
+    h, w = l_last.shape[:2]
+    player.play(t_next + dt, np.ascontiguousarray(l_last[: h // 2, : w // 2]),
+                np.ascontiguousarray(r_last[: h // 2, : w // 2]))
+    player.play(t_next + 2 * dt, l_last, r_last)
+    got = peer.wait_count(peer.odom, k0 + 1, 10.0) - k0
+    mism, _ = peer.diag_value("errors.camera_info_size_mismatch", "matcha_node")
+    check(got == 1 and mism is not None and int(mism) >= 1,
+          f"faults: image size != CameraInfo: refused (errors.camera_info_size_mismatch={mism}), next frame answered")
+    back = [(t_next + 2 * dt, l_last, r_last)]
     # ---------------------------------------------------------------- services
     t_next = back[-1][0]
     req = SetPose.Request()

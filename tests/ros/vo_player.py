@@ -134,9 +134,9 @@ def load_sequence(root, max_frames):
     return seq, frames
 
 
-def infos(seq, t_ns):
+def infos(seq, t_ns, baseline_scale=1.0):
     out = []
-    tx = seq["right_from_left"]["t"][0]  # metres, -baseline for a rectified rig
+    tx = seq["right_from_left"]["t"][0] * baseline_scale  # metres, -baseline for a rectified rig
     for side, frame, txp in (("left", LEFT_FRAME, 0.0), ("right", RIGHT_FRAME, tx)):
         c = seq[side]
         m = CameraInfo()
@@ -160,10 +160,11 @@ class Player:
         self.il = peer.pub(CameraInfo, f"{NS}/camera_info")
         self.ir = peer.pub(CameraInfo, f"{NS}/right/camera_info")
         self.sent = 0
+        self.baseline_scale = 1.0  # a calibration change mid-stream (tests)
 
     def play(self, t_s, left, right):
         t_ns = int(round(t_s * 1e9))
-        li, ri = infos(self.seq, t_ns)
+        li, ri = infos(self.seq, t_ns, self.baseline_scale)
         self.il.publish(li)
         self.ir.publish(ri)
         self.pl.publish(image_msg(left, t_ns, LEFT_FRAME))
