@@ -33,14 +33,8 @@ impl Worker {
             });
             return Ok(());
         };
-        let p = self
-            .pipeline
-            .as_mut()
-            .ok_or_else(|| BadInput::new("pipeline_unavailable", "no pipeline"))?;
-        let names = (p.descriptor_name().to_string(), self.matcher_name.clone());
-        let pair = p
-            .match_pair(&kf.features, &kf.camera, &feats, &d.camera)
-            .map_err(|e| BadInput::new("pipeline_error", e.to_string()));
+        let names = self.names();
+        let pair = self.match_features((&kf.features, &kf.camera), (&feats, &d.camera));
         let pair = match pair {
             Ok(p) => p,
             Err(e) => {
@@ -107,14 +101,8 @@ impl Worker {
         let fa = self.extract(&a.image)?;
         let fb = self.extract(&b.image)?;
         let want_debug = self.out.debug_wanted();
-        let p = self
-            .pipeline
-            .as_mut()
-            .ok_or_else(|| BadInput::new("pipeline_unavailable", "no pipeline"))?;
-        let names = (p.descriptor_name().to_string(), self.matcher_name.clone());
-        let pair = p
-            .match_pair(&fa, &a.camera, &fb, &b.camera)
-            .map_err(|e| BadInput::new("pipeline_error", e.to_string()))?;
+        let names = self.names();
+        let pair = self.match_features((&fa, &a.camera), (&fb, &b.camera))?;
         let (iso, cov) = match &pair.pose {
             Ok(rp) => {
                 let t = rp.translation.unwrap_or_else(nalgebra::Vector3::zeros);
@@ -186,14 +174,8 @@ impl Worker {
         let cb = convert::camera_from_info(&m.camera_info_b, ib.width(), ib.height())?;
         let fa = self.extract(&ia)?;
         let fb = self.extract(&ib)?;
-        let p = self
-            .pipeline
-            .as_mut()
-            .ok_or_else(|| BadInput::new("pipeline_unavailable", "no pipeline"))?;
-        let names = (p.descriptor_name().to_string(), self.matcher_name.clone());
-        let pair = p
-            .match_pair(&fa, &ca, &fb, &cb)
-            .map_err(|e| BadInput::new("pipeline_error", e.to_string()))?;
+        let names = self.names();
+        let pair = self.match_features((&fa, &ca), (&fb, &cb))?;
         let (iso, cov) = published_pose(&pair.pose);
         let out = PairOutput {
             header: m.image_b.header.clone(),

@@ -122,6 +122,27 @@ impl Worker {
             .ok_or_else(|| BadInput::new("pipeline_unavailable", "no pipeline"))
     }
 
+    /// The descriptor's and the matcher's names (for the messages).
+    pub fn names(&self) -> (String, String) {
+        let d = self
+            .pipeline
+            .as_ref()
+            .map(|p| p.descriptor_name().to_string())
+            .unwrap_or_default();
+        (d, self.matcher_name.clone())
+    }
+
+    /// Matches two feature sets and estimates their relative pose.
+    pub fn match_features(
+        &mut self,
+        (a, camera_a): (&Features, &PinholeCamera),
+        (b, camera_b): (&Features, &PinholeCamera),
+    ) -> Result<crate::pipeline::PairResult, BadInput> {
+        self.pipeline()?
+            .match_pair(a, camera_a, b, camera_b)
+            .map_err(|e| BadInput::new("pipeline_error", e.to_string()))
+    }
+
     /// The features of one image.
     pub fn extract(&mut self, img: &RgbImage) -> Result<Features, BadInput> {
         self.pipeline()?
