@@ -3,7 +3,7 @@
 # publisher, the default CPU configuration (config/matcha.yaml: odometry, XFeat + MNN), image-in -> pose-out
 # latency (median, p99, from the image stamp to receipt of relative_pose), sustained output rate, drops (node
 # /diagnostics counters), node RSS every 10 s over the run (first/last/max, slope); a table against the goals
-# (no RSS growth; p99 latency below one frame period at the achieved rate). See tests/ros_bench.py.
+# (no RSS growth; p99 latency below one frame period at the achieved rate). See tests/ros/bench.py.
 #
 #   scripts/bench_ros.sh [--duration 600] [--rate 30] [--warmup 10]
 #
@@ -13,5 +13,5 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/ros_prepare.sh
 . "$here/ros_prepare.sh"
-"$here/ros_netns.sh" python3 tests/ros_bench.py --node target/release/matcha_node \
+"$here/ros_netns.sh" python3 tests/ros/bench.py --node target/release/matcha_node \
     --params config/matcha.yaml --engines "$engines" "$@"

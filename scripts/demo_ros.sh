@@ -7,7 +7,7 @@
 #          nav_msgs/Odometry (base_link in odom) is turned into the camera trajectory out/vo/vo_short_node.tum,
 #          scored with evo (tools/eval_vo.py: ATE, RPE, drift) and drawn (top view against ground truth, error
 #          over time): out/vo/vo_short_node.png
-#   pairs  matcha_node in odometry mode with a player that publishes a real-photo sequence (tests/ros_player.py)
+#   pairs  matcha_node in odometry mode with a player that publishes a real-photo sequence (tests/ros/pair_player.py)
 #          and prints each relative pose against ground truth
 #
 #   scripts/demo_ros.sh [vo|pairs|all] [player options for pairs, e.g. --frames 24 --rate 2]     (default: all)
@@ -34,6 +34,6 @@ if [ "$what" != pairs ]; then
   echo "trajectory picture (top view against ground truth, error over time): out/vo/vo_short_node.png"
 fi
 if [ "$what" != vo ]; then
-  "$here/ros_netns.sh" python3 tests/ros_player.py --node target/release/matcha_node \
+  "$here/ros_netns.sh" python3 tests/ros/pair_player.py --node target/release/matcha_node \
       --params config/matcha.yaml --engines "$engines" "$@"
 fi

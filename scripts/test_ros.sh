@@ -2,8 +2,8 @@
 # ROS 2 tests of matcha_node (PyPI-wheel path; no ROS install needed):
 #   1. scripts/setup_ros.sh (venv + matcha_msgs, cached) and a release build of matcha_node (feature ros)
 #   2. the node's unit tests that need r2r (parameter mapping)   [pure node logic is in `cargo test --lib`]
-#   3. tests/ros_launch_test.py (launch file with stand-in launch/launch_ros modules)
-#   4. tests/ros_e2e_test.py inside a loopback-only network namespace (scripts/ros_netns.sh): real rclpy peer,
+#   3. tests/ros/launch_test.py (launch file with stand-in launch/launch_ros modules)
+#   4. tests/ros/e2e_test.py inside a loopback-only network namespace (scripts/ros_netns.sh): real rclpy peer,
 #      rendered real-photo sequence with ground truth, bad inputs, stereo, match service, --ros-args, keyframe
 #      switching with chained odometry vs ground truth, relocalization against a saved and reloaded map;
 #   5. tests/ros/stereo_odometry_test.py in its own namespace: the stereo_odometry mode on the rendered sequence
@@ -16,8 +16,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/ros_prepare.sh
 . "$here/ros_prepare.sh"
 cargo test --release --features ros --lib -j 2 node:: -- --quiet
-python3 tests/ros_launch_test.py
-"$here/ros_netns.sh" python3 tests/ros_e2e_test.py --node target/release/matcha_node \
+python3 tests/ros/launch_test.py
+"$here/ros_netns.sh" python3 tests/ros/e2e_test.py --node target/release/matcha_node \
     --params config/matcha.yaml --engines "$engines" "$@"
 only=""
 prev=""

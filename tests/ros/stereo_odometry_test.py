@@ -39,8 +39,7 @@ from matcha_msgs.srv import SetPose
 from std_srvs.srv import Trigger
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from ros_e2e_test import FAILURES, check  # noqa: E402
+from e2e_test import FAILURES, check  # noqa: E402
 from vo_player import (NS, VoPeer, align_se3, camera_poses, latch_mounting, load_sequence, play_sequence,  # noqa: E402
                        pose_T, poses_of, rot_deg, start_node, summary, wait_ready)
 

@@ -34,8 +34,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from ros_e2e_test import NodeProc, Peer, image_msg, stamp  # noqa: E402
+from e2e_test import NodeProc, Peer, image_msg, stamp  # noqa: E402
 
 NS = "/svo"
 LEFT_FRAME = "svo_left_optical"

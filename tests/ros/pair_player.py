@@ -1,9 +1,9 @@
 """Demo player for matcha_node: publishes a real image sequence with known intrinsics at a fixed rate and prints
 the published relative poses against ground truth (run inside scripts/ros_netns.sh; see scripts/demo_ros.sh).
 
-The sequence is the room textured with real photographs of tests/ros_scene.py (exact ground-truth camera poses,
+The sequence is the room textured with real photographs of tests/ros/scene.py (exact ground-truth camera poses,
 640x480, fx = fy = 500). Frames are rendered once and cached in $MATCHA_CACHE/ros-frames (keyed by the hash of
-ros_scene.py, the photos and the frame count). With --node, the player starts matcha_node itself (odometry mode,
+scene.py, the photos and the frame count). With --node, the player starts matcha_node itself (odometry mode,
 namespace --ns) and stops it at the end; without, it plays to a node that is already running in --ns.
 
 For every frame the node answers, it prints the keyframe it was matched against, the inliers, and the rotation
@@ -12,7 +12,7 @@ of the newer camera in the keyframe's optical frame) against ground truth, then 
 when at least --min-answered of the frames after the first got a pose and every pose is within --rot-tol /
 --dir-tol degrees; 1 otherwise.
 
-    python3 tests/ros_player.py --node target/release/matcha_node --params config/matcha.yaml --engines DIR
+    python3 tests/ros/pair_player.py --node target/release/matcha_node --params config/matcha.yaml --engines DIR
 """
 
 import argparse
@@ -24,15 +24,15 @@ import numpy as np
 import rclpy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ros_scene as scene  # noqa: E402
-from ros_e2e_test import NodeProc, Peer, camera_info, image_msg, ns_of, pose_errors, publish_until  # noqa: E402
+import scene  # noqa: E402
+from e2e_test import NodeProc, Peer, camera_info, image_msg, ns_of, pose_errors, publish_until  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--node", help="matcha_node binary to start (omit to play to a running node)")
-    ap.add_argument("--params", default=os.path.join(os.path.dirname(__file__), "..", "config", "matcha.yaml"))
+    ap.add_argument("--params", default=os.path.join(os.path.dirname(__file__), "..", "..", "config", "matcha.yaml"))
     ap.add_argument("--engines", default=os.path.join(
         os.environ.get("MATCHA_CACHE", os.path.expanduser("~/.cache/matcha")), "engines"))
     ap.add_argument("--ns", default="/demo", help="namespace of the node (topics <ns>/image, <ns>/camera_info)")

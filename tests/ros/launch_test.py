@@ -3,14 +3,14 @@ modules (the real ones are not on PyPI) and checks what it declares: every Launc
 declared, the Node names package `matcha` / executable `matcha_node` (as installed by CMakeLists.txt),
 remappings are pairs of names, and the default parameter file is config/matcha.yaml of the package.
 
-Run: python3 tests/ros_launch_test.py   (no ROS needed; exits non-zero on failure)
+Run: python3 tests/ros/launch_test.py   (no ROS needed; exits non-zero on failure)
 """
 
 import os
 import sys
 import types
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class LaunchConfiguration:

@@ -1,7 +1,7 @@
 """Benchmark of matcha_node (run inside scripts/ros_netns.sh; see scripts/bench_ros.sh).
 
 Starts matcha_node with the given parameter file (default config: odometry, XFeat + MNN on CPU), publishes a
-640x480 rgb8 sequence (the rendered real-photo room of tests/ros_scene.py, played back and forth so the motion
+640x480 rgb8 sequence (the rendered real-photo room of tests/ros/scene.py, played back and forth so the motion
 is continuous) with its CameraInfo at a fixed rate (30 Hz), and measures for --duration seconds:
   latency    image stamp (wall clock, set just before publishing) -> receipt of its relative_pose by this peer;
              median and p99 over the frames answered after the warm-up
@@ -12,7 +12,7 @@ is continuous) with its CameraInfo at a fixed rate (30 Hz), and measures for --d
 Then prints a table side by side with the goals (no RSS growth; p99 latency below one frame period at the
 achieved output rate). Exit status 0 when the run completed (goals missed are reported, not an error).
 
-    python3 tests/ros_bench.py --node target/release/matcha_node --params config/matcha.yaml --engines DIR
+    python3 tests/ros/bench.py --node target/release/matcha_node --params config/matcha.yaml --engines DIR
 """
 
 import argparse
@@ -25,8 +25,8 @@ import numpy as np
 import rclpy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ros_scene as scene  # noqa: E402
-from ros_e2e_test import NodeProc, Peer, camera_info, image_msg, stamp  # noqa: E402
+import scene  # noqa: E402
+from e2e_test import NodeProc, Peer, camera_info, image_msg, stamp  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 
@@ -53,7 +53,7 @@ def diag_values(peer, node_name):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--node", required=True)
-    ap.add_argument("--params", default=os.path.join(os.path.dirname(__file__), "..", "config", "matcha.yaml"))
+    ap.add_argument("--params", default=os.path.join(os.path.dirname(__file__), "..", "..", "config", "matcha.yaml"))
     ap.add_argument("--engines", default=os.path.join(
         os.environ.get("MATCHA_CACHE", os.path.expanduser("~/.cache/matcha")), "engines"))
     ap.add_argument("--rate", type=float, default=30.0, help="input rate, Hz")

@@ -1,7 +1,7 @@
 """End-to-end tests of matcha_node against a real rclpy peer (run inside scripts/ros_netns.sh; see
 scripts/test_ros.sh).
 
-The peer renders a short sequence of a room textured with real photographs (tests/ros_scene.py) with exact
+The peer renders a short sequence of a room textured with real photographs (tests/ros/scene.py) with exact
 ground-truth camera poses, publishes it with its CameraInfo, and checks what the node publishes:
   odometry   Correspondences + relative pose of every frame against its keyframe vs ground truth, odometry;
              bad input (no CameraInfo yet, unsupported encoding, step/size mismatch, zero size, oversized, NaN
@@ -17,7 +17,7 @@ ground-truth camera poses, publishes it with its CameraInfo, and checks what the
   relocalization  a keyframe map built from the sequence and saved on shutdown, the node restarted with it:
              queries near mapped keyframes retrieve the right keyframe, pose within tolerance of ground truth.
 
-Usage: python3 tests/ros_e2e_test.py --node target/release/matcha_node [--params config/matcha.yaml]
+Usage: python3 tests/ros/e2e_test.py --node target/release/matcha_node [--params config/matcha.yaml]
 """
 
 import argparse
@@ -42,7 +42,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ros_scene as scene  # noqa: E402
+import scene  # noqa: E402
 
 ROT_TOL_DEG = 2.0
 DIR_TOL_DEG = 6.0
@@ -735,7 +735,7 @@ def test_relocalization(a, textures, poses, frames):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--node", required=True)
-    ap.add_argument("--params", default=os.path.join(os.path.dirname(__file__), "..", "config", "matcha.yaml"))
+    ap.add_argument("--params", default=os.path.join(os.path.dirname(__file__), "..", "..", "config", "matcha.yaml"))
     ap.add_argument("--engines", default=os.path.join(os.environ.get("MATCHA_CACHE", os.path.expanduser("~/.cache/matcha")), "engines"))
     ap.add_argument("--logs", default="/tmp/matcha-ros-test")
     ap.add_argument("--frames", type=int, default=6)
