@@ -10,7 +10,9 @@ ground-truth camera poses, publishes it with its CameraInfo, and checks what the
   stereo     two topics (compressed transport) synchronised by stamp, metric baseline from P, unpaired frames
              dropped, and the `match` service on an explicit pair;
   start-up   invalid parameter values are rejected with a message naming the parameter;
-  pipeline   a pipeline that cannot be created (no models) is reported in diagnostics, the node keeps running;
+  pipeline   a pipeline that cannot be created (no models) is reported in diagnostics, the node keeps running,
+             and once the engine files are restored it comes up on a retry and answers frames;
+  badmap     a corrupted relocalization map: refused, counted as a node failure, left untouched, node running;
   keyframes  odometry with the default keyframe policy over a denser sequence: the keyframe switches, and the
              chained nav_msgs/Odometry matches ground truth up to scale (orientation; unit step from each
              keyframe along the true direction of travel);
@@ -442,12 +444,18 @@ def test_startup_rejects_invalid(a):
               f"start-up: -p {arg} rejected naming '{key}' (rc={p.returncode}: {p.stderr.strip()[:200]})")
 
 
-def test_pipeline_failure(a):
+def test_pipeline_failure(a, frames):
+    """Engines missing at start-up: reported (level ERROR), the node keeps running and retries; once the engine
+    files appear (restored), the next retry creates the pipeline and frames are answered."""
     ns = "/nomodel"
-    node = NodeProc(a.node, ns, a.common + ["-p", "runtime.engines_dir:=/nonexistent/engines",
-                                            "-p", "node.diagnostics_period_s:=0.2"],
+    engines = tempfile.mkdtemp(prefix="matcha-noengines-")
+    node = NodeProc(a.node, ns, a.common + ["-p", f"runtime.engines_dir:={engines}",
+                                            "-p", "node.diagnostics_period_s:=0.2",
+                                            "-p", "node.pipeline_retry_s:=1.0"],
                     os.path.join(a.logs, "node_nomodel.log"))
     peer = Peer(ns)
+    img_t, info_t = f"{ns}/image", f"{ns}/camera_info"
+    pi, pc = peer.pub(Image, img_t), peer.pub(CameraInfo, info_t)
     try:
         t0 = time.time()
         v, st = None, None
@@ -455,6 +463,59 @@ def test_pipeline_failure(a):
             v, st = peer.diag_value("errors.pipeline_unavailable", ns + "/matcha_node", timeout=2)
         check(v is not None and st is not None and st.level == b"\x02" and node.alive(),
               f"pipeline failure: reported in diagnostics (level ERROR), node keeps running ({st.message if st else None})")
+        # the engine files are restored: the pipeline comes up on the next retry and frames are answered
+        for name in os.listdir(a.engines):
+            os.symlink(os.path.join(a.engines, name), os.path.join(engines, name))
+        if not check(peer.wait_matched([img_t, info_t], node=node), "pipeline failure: node subscribed"):
+            return
+        t_ns = 1_700_000_600_000_000_000
+        answered = False
+        deadline = time.time() + 40
+        while time.time() < deadline and not answered:
+            t_ns += 100_000_000
+            answered = publish_until(pc, pi, camera_info(t_ns), image_msg(frames[0], t_ns),
+                                     lambda t, s=t_ns: peer.wait_for(peer.odom, lambda m: ns_of(m.header.stamp) == s, t),
+                                     tries=1)
+        check(answered and node.alive(),
+              "pipeline failure: engines restored while running, the pipeline is created on a retry and a frame is answered")
+        _, st = peer.diag_value("processed", ns + "/matcha_node", timeout=3)
+        check(st is not None and st.level != b"\x02", f"pipeline failure: diagnostics no longer ERROR ({st.message if st else None})")
+    finally:
+        node.stop()
+        peer.close()
+
+
+def test_corrupted_map(a, frames):
+    """A relocalization map that is not a map (garbage bytes): refused with a message, counted as the node's own
+    failure, the node keeps running and answers nothing it cannot."""
+    ns = "/badmap"
+    path = os.path.join(tempfile.mkdtemp(prefix="matcha-badmap-"), "map.json")
+    with open(path, "wb") as f:
+        f.write(b'{"format": 1, "descriptor": "xfeat", "dim": 64, "keyframes": [\x00\xff garbage')
+    node = NodeProc(a.node, ns, a.common + ["-p", "node.mode:=relocalization",
+                                            "-p", f"node.relocalization.map_path:={path}",
+                                            "-p", "node.diagnostics_period_s:=0.2"],
+                    os.path.join(a.logs, "node_badmap.log"))
+    peer = Peer(ns)
+    img_t, info_t = f"{ns}/image", f"{ns}/camera_info"
+    pi, pc = peer.pub(Image, img_t), peer.pub(CameraInfo, info_t)
+    try:
+        t0 = time.time()
+        v, st = None, None
+        while time.time() - t0 < 30 and v is None:
+            v, st = peer.diag_value("errors.map_unusable", ns + "/matcha_node", timeout=2)
+        check(v is not None and node.alive(), f"corrupted map: refused and counted (errors.map_unusable={v})")
+        failures, _ = peer.diag_value("node_failures", ns + "/matcha_node", timeout=3)
+        check(failures is not None and int(failures) >= 1, f"corrupted map: counted as a node failure ({failures})")
+        if peer.wait_matched([img_t, info_t], node=node):
+            t_ns = 1_700_000_700_000_000_000
+            pc.publish(camera_info(t_ns))
+            time.sleep(0.2)
+            pi.publish(image_msg(frames[0], t_ns))
+            time.sleep(2.0)
+        with open(path, "rb") as f:
+            check(f.read().endswith(b"garbage"), "corrupted map: the file is left as it was (not overwritten)")
+        check(node.alive(), "corrupted map: node still running after a frame")
     finally:
         node.stop()
         peer.close()
@@ -751,7 +812,8 @@ def main():
         "startup": lambda: test_startup_rejects_invalid(a),
         "odometry": lambda: test_odometry(a, textures, poses, frames),
         "stereo": lambda: test_stereo_and_service(a, textures, poses),
-        "pipeline": lambda: test_pipeline_failure(a),
+        "pipeline": lambda: test_pipeline_failure(a, frames),
+        "badmap": lambda: test_corrupted_map(a, frames),
         "elsewhere": lambda: test_foreign_directory(a, frames),
         "keyframes": lambda: test_keyframes(a),
         "decimation": lambda: test_decimation(a, frames),
