@@ -189,9 +189,23 @@ impl KeyframeMap {
             path: p.clone(),
             reason: e.to_string(),
         })?;
+        // crash-safe replace: the new map is written and flushed to disk under a temporary name, then renamed
+        // over the old one (atomic on POSIX) and the directory entry flushed; a crash at any point leaves
+        // either the old map or the new one, never a mix (a stale temporary file is overwritten next time)
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            f.write_all(text.as_bytes()).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, path).map_err(io)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
     }
 
     /// Adds a keyframe made from features; returns its id.
@@ -302,6 +316,24 @@ mod tests {
             Err(MapError::Invalid { .. })
         ));
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_crash_between_write_and_rename_leaves_the_old_map() {
+        let dir = std::env::temp_dir().join(format!("matcha-map-crash-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("map.json");
+        let map = KeyframeMap::new("xfeat", 2);
+        map.save(&path).unwrap();
+        // a crash mid-save leaves a partial temporary file beside the map
+        std::fs::write(path.with_extension("json.tmp"), b"{\"format\": 1, \"keyfr").unwrap();
+        let loaded = KeyframeMap::load(&path, "xfeat", 2).unwrap();
+        assert_eq!(loaded.keyframes.len(), 0);
+        // the next save replaces both
+        map.save(&path).unwrap();
+        assert!(KeyframeMap::load(&path, "xfeat", 2).is_ok());
+        assert!(!path.with_extension("json.tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     mod properties {
