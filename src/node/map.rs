@@ -193,11 +193,16 @@ impl KeyframeMap {
         // over the old one (atomic on POSIX) and the directory entry flushed; a crash at any point leaves
         // either the old map or the new one, never a mix (a stale temporary file is overwritten next time)
         let tmp = path.with_extension("json.tmp");
-        {
+        let written = (|| {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
-            f.write_all(text.as_bytes()).map_err(io)?;
-            f.sync_all().map_err(io)?;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()
+        })();
+        if let Err(e) = written {
+            // disk full or read-only: no partial file is left behind
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(e));
         }
         std::fs::rename(&tmp, path).map_err(io)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

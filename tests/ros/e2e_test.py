@@ -13,6 +13,8 @@ ground-truth camera poses, publishes it with its CameraInfo, and checks what the
   pipeline   a pipeline that cannot be created (no models) is reported in diagnostics, the node keeps running,
              and once the engine files are restored it comes up on a retry and answers frames;
   badmap     a corrupted relocalization map: refused, counted as a node failure, left untouched, node running;
+  diskfull   mapping onto a full disk (small tmpfs): the save fails, is counted, leaves no partial file, the node
+             keeps mapping;
   keyframes  odometry with the default keyframe policy over a denser sequence: the keyframe switches, and the
              chained nav_msgs/Odometry matches ground truth up to scale (orientation; unit step from each
              keyframe along the true direction of travel);
@@ -521,6 +523,53 @@ def test_corrupted_map(a, frames):
         peer.close()
 
 
+def test_disk_full(a, frames):
+    """Mapping onto a full disk (a 64 KiB tmpfs, mounted in the test's own mount namespace): the periodic map
+    save fails, is counted as a node failure (errors.map_save_failed), leaves no partial file, and the node keeps
+    mapping and answering."""
+    ns = "/diskfull"
+    mnt = tempfile.mkdtemp(prefix="matcha-full-")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt], capture_output=True, text=True)
+    if not check(r.returncode == 0, f"disk full: a 64 KiB tmpfs mounted ({r.stderr.strip()})"):
+        return
+    map_path = os.path.join(mnt, "map.json")
+    node = NodeProc(a.node, ns, a.common + ["-p", "node.mode:=relocalization",
+                                            "-p", f"node.relocalization.map_path:={map_path}",
+                                            "-p", "node.relocalization.build_map:=true",
+                                            "-p", "node.relocalization.new_keyframe_max_inliers:=1000000",
+                                            "-p", "node.diagnostics_period_s:=0.2"],
+                    os.path.join(a.logs, "node_diskfull.log"))
+    peer = Peer(ns)
+    img_t, info_t = f"{ns}/image", f"{ns}/camera_info"
+    pi, pc = peer.pub(Image, img_t), peer.pub(CameraInfo, info_t)
+    try:
+        if not check(peer.wait_matched([img_t, info_t], node=node), "disk full: node subscribed"):
+            return
+        t0 = 1_700_000_800_000_000_000
+        # every frame becomes a keyframe; the tenth triggers a save (the frames repeat with new stamps)
+        stamps = [t0 + i * 100_000_000 for i in range(11)]
+        check(publish_until(pc, pi, camera_info(stamps[0]), image_msg(frames[0], stamps[0]),
+                            lambda t: wait_processed(peer, ns, 1, t)), "disk full: first frame processed")
+        for i, st in enumerate(stamps[1:], start=1):
+            pc.publish(camera_info(st))
+            pi.publish(image_msg(frames[i % len(frames)], st))
+            wait_processed(peer, ns, i + 1)
+        v = None
+        deadline = time.time() + 10
+        while time.time() < deadline and v is None:
+            v, _ = peer.diag_value("errors.map_save_failed", ns + "/matcha_node", timeout=1)
+        check(v is not None and int(v) >= 1, f"disk full: the failed save is counted (errors.map_save_failed={v})")
+        check(not os.path.exists(map_path + ".tmp") and not os.path.exists(os.path.join(mnt, "map.json.tmp")),
+              "disk full: no partial temporary file left")
+        processed, _ = peer.diag_value("processed", ns + "/matcha_node", timeout=2)
+        check(node.alive() and processed is not None and int(processed) >= len(stamps),
+              f"disk full: node still running and mapping (processed={processed})")
+    finally:
+        node.stop()
+        peer.close()
+        subprocess.run(["umount", mnt], capture_output=True)
+
+
 def test_foreign_directory(a, frames):
     """Started elsewhere with the shipped config (relative `runtime.engines_dir: engines`), as `ros2 launch`
     does: the node finds the engines in $MATCHA_CACHE and answers a frame."""
@@ -814,6 +863,7 @@ def main():
         "stereo": lambda: test_stereo_and_service(a, textures, poses),
         "pipeline": lambda: test_pipeline_failure(a, frames),
         "badmap": lambda: test_corrupted_map(a, frames),
+        "diskfull": lambda: test_disk_full(a, frames),
         "elsewhere": lambda: test_foreign_directory(a, frames),
         "keyframes": lambda: test_keyframes(a),
         "decimation": lambda: test_decimation(a, frames),

@@ -75,7 +75,12 @@ impl Worker {
                     );
                     self.map_dirty = 0;
                 }
-                Err(e) => log::error!("{e}"),
+                // counted as the node's own failure (disk full, read-only): the previous map stays intact,
+                // the keyframes stay in memory and the next save tries again
+                Err(e) => self.shared.problem(&BadInput::new(
+                    "map_save_failed",
+                    format!("{e} (the previous map file is unchanged; retried at the next save)"),
+                )),
             }
         }
     }
@@ -164,7 +169,8 @@ impl Worker {
                 );
                 log::info!("map: added keyframe {id} (best match had {best_inliers} inliers)");
                 self.map_dirty += 1;
-                if self.map_dirty >= 10 {
+                // every 10 new keyframes (after a failed save, 10 more: no retry per frame on a full disk)
+                if self.map_dirty.is_multiple_of(10) {
                     self.save_map();
                 }
             }
