@@ -10,7 +10,7 @@
 #      vo_short played at its camera rate (every frame answered, ATE and rotation against ground truth, TF and
 #      /tf_static, still camera, tracking loss and recovery, reset and set_pose services).
 # Needs the exported models ($MATCHA_CACHE/engines, scripts/setup.sh) and onnxruntime (scripts/env.sh).
-#   scripts/test_ros.sh [--only startup,odometry,stereo,pipeline,badmap,diskfull,elsewhere,keyframes,decimation,relocalization,stereo_odometry]
+#   scripts/test_ros.sh [--only startup,odometry,stereo,pipeline,badmap,diskfull,killmap,elsewhere,keyframes,decimation,relocalization,stereo_odometry]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/ros_prepare.sh

@@ -15,6 +15,8 @@ ground-truth camera poses, publishes it with its CameraInfo, and checks what the
   badmap     a corrupted relocalization map: refused, counted as a node failure, left untouched, node running;
   diskfull   mapping onto a full disk (small tmpfs): the save fails, is counted, leaves no partial file, the node
              keeps mapping;
+  killmap    SIGKILL at a random moment of a mapping run: the map file is whole; a restart loads it and SIGTERM
+             saves it with the new keyframes;
   keyframes  odometry with the default keyframe policy over a denser sequence: the keyframe switches, and the
              chained nav_msgs/Odometry matches ground truth up to scale (orientation; unit step from each
              keyframe along the true direction of travel);
@@ -570,6 +572,65 @@ def test_disk_full(a, frames):
         subprocess.run(["umount", mnt], capture_output=True)
 
 
+def test_kill_while_mapping(a, frames):
+    """SIGKILL at a random moment of a mapping run that saves every 10 keyframes, then a restart on the same
+    map: the file on disk is always a whole map (the last saved one), which the restarted node loads; SIGTERM
+    saves what is in memory before exiting."""
+    import json
+    import random
+    ns = "/killmap"
+    root = tempfile.mkdtemp(prefix="matcha-killmap-")
+    map_path = os.path.join(root, "map.json")
+    img_t, info_t = f"{ns}/image", f"{ns}/camera_info"
+
+    def mapping(log, n_frames, stop):
+        node = NodeProc(a.node, ns, a.common + ["-p", "node.mode:=relocalization",
+                                                "-p", f"node.relocalization.map_path:={map_path}",
+                                                "-p", "node.relocalization.build_map:=true",
+                                                "-p", "node.relocalization.new_keyframe_max_inliers:=1000000",
+                                                "-p", "node.diagnostics_period_s:=0.2"],
+                        os.path.join(a.logs, log))
+        peer = Peer(ns)
+        pi, pc = peer.pub(Image, img_t), peer.pub(CameraInfo, info_t)
+        try:
+            if not peer.wait_matched([img_t, info_t], node=node):
+                return None
+            t0 = 1_700_000_900_000_000_000 + 10_000_000_000 * len(log)
+            stamps = [t0 + i * 100_000_000 for i in range(n_frames)]
+            publish_until(pc, pi, camera_info(stamps[0]), image_msg(frames[0], stamps[0]),
+                          lambda t: wait_processed(peer, ns, 1, t))
+            for i, st in enumerate(stamps[1:], start=1):
+                pc.publish(camera_info(st))
+                pi.publish(image_msg(frames[i % len(frames)], st))
+                wait_processed(peer, ns, i + 1)
+                if stop == "kill" and i == n_frames - 1:
+                    time.sleep(random.uniform(0.0, 0.3))  # the 20th keyframe's save may be under way
+                    node.p.kill()
+            if stop == "term":
+                node.p.terminate()
+            node.p.wait(20)
+            return node.p.returncode
+        finally:
+            node.stop()
+            peer.close()
+
+    def whole_map():
+        try:
+            with open(map_path) as fh:
+                m = json.load(fh)
+            return len(m["keyframes"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    mapping("node_killmap_1.log", 20, "kill")
+    n = whole_map()
+    check(n in (10, 20), f"kill while mapping: the map on disk is whole after SIGKILL ({n} keyframes: 10 or 20)")
+    mapping("node_killmap_2.log", 3, "term")
+    m = whole_map()
+    check(m is not None and n is not None and m == n + 3,
+          f"kill while mapping: restarted on that map, SIGTERM saves it with the new keyframes ({n} -> {m})")
+
+
 def test_foreign_directory(a, frames):
     """Started elsewhere with the shipped config (relative `runtime.engines_dir: engines`), as `ros2 launch`
     does: the node finds the engines in $MATCHA_CACHE and answers a frame."""
@@ -864,6 +925,7 @@ def main():
         "pipeline": lambda: test_pipeline_failure(a, frames),
         "badmap": lambda: test_corrupted_map(a, frames),
         "diskfull": lambda: test_disk_full(a, frames),
+        "killmap": lambda: test_kill_while_mapping(a, frames),
         "elsewhere": lambda: test_foreign_directory(a, frames),
         "keyframes": lambda: test_keyframes(a),
         "decimation": lambda: test_decimation(a, frames),
