@@ -207,6 +207,21 @@ impl Manifest {
         if m.dift.prompt_embeds.shape.len() != 3 || m.dift.prompt_embeds.shape[0] != 1 {
             return Err(invalid(dir, "prompt_embeds shape must be [1, L, C]"));
         }
+        // every file the manifest names lives in the engines directory itself: no path from a manifest
+        // reaches outside it
+        let files = m
+            .stages
+            .values()
+            .flat_map(|st| std::iter::once(&st.file).chain(st.external_data.iter().map(|x| &x.file)))
+            .chain(std::iter::once(&m.dift.prompt_embeds.file));
+        for f in files {
+            if !is_plain_file_name(f) {
+                return Err(invalid(
+                    dir,
+                    format!("file name {f:?} is not a plain file name in the engines directory"),
+                ));
+            }
+        }
         Ok(m)
     }
 
@@ -219,6 +234,15 @@ impl Manifest {
     pub fn ensemble_size(&self) -> usize {
         self.dift.ensemble_size
     }
+}
+
+/// A single normal path component (`dift.onnx`), not empty, absolute, `.`/`..` or with a separator.
+fn is_plain_file_name(name: &str) -> bool {
+    let mut parts = Path::new(name).components();
+    matches!(
+        (parts.next(), parts.next()),
+        (Some(std::path::Component::Normal(_)), None)
+    ) && !name.contains(['/', '\\'])
 }
 
 /// Fixed dimensions of a manifest shape (`None` if one is dynamic).

@@ -38,6 +38,17 @@ fn manifest_validation() {
 }
 
 #[test]
+fn manifest_file_names_stay_in_the_engines_directory() {
+    for bad in ["../dift.onnx", "/etc/passwd", "sub/dift.onnx", "..", ".", ""] {
+        let text = manifest_json("light", false).replacen("\"dift.onnx\"", &format!("{bad:?}"), 1);
+        assert!(text.contains(&format!("{bad:?}")), "fixture names dift.onnx");
+        let e = Manifest::parse(&text, Path::new("/engines")).unwrap_err();
+        assert!(e.to_string().contains("plain file name"), "{bad}: {e}");
+    }
+    assert!(is_plain_file_name("dift.onnx") && is_plain_file_name("dift.onnx.data"));
+}
+
+#[test]
 fn noise_is_deterministic_standard_normal() {
     let a = standard_normal(7, 100_001);
     assert_eq!(a.len(), 100_001);
