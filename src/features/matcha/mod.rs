@@ -212,7 +212,9 @@ impl Manifest {
         let files = m
             .stages
             .values()
-            .flat_map(|st| std::iter::once(&st.file).chain(st.external_data.iter().map(|x| &x.file)))
+            .flat_map(|st| {
+                std::iter::once(&st.file).chain(st.external_data.iter().map(|x| &x.file))
+            })
             .chain(std::iter::once(&m.dift.prompt_embeds.file));
         for f in files {
             if !is_plain_file_name(f) {

@@ -39,9 +39,19 @@ fn manifest_validation() {
 
 #[test]
 fn manifest_file_names_stay_in_the_engines_directory() {
-    for bad in ["../dift.onnx", "/etc/passwd", "sub/dift.onnx", "..", ".", ""] {
+    for bad in [
+        "../dift.onnx",
+        "/etc/passwd",
+        "sub/dift.onnx",
+        "..",
+        ".",
+        "",
+    ] {
         let text = manifest_json("light", false).replacen("\"dift.onnx\"", &format!("{bad:?}"), 1);
-        assert!(text.contains(&format!("{bad:?}")), "fixture names dift.onnx");
+        assert!(
+            text.contains(&format!("{bad:?}")),
+            "fixture names dift.onnx"
+        );
         let e = Manifest::parse(&text, Path::new("/engines")).unwrap_err();
         assert!(e.to_string().contains("plain file name"), "{bad}: {e}");
     }
