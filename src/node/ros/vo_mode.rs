@@ -160,7 +160,7 @@ impl Worker {
                 "stereo odometry: started with a {baseline:.3} m baseline (pose continues from the last)"
             );
         }
-        self.insert_finished_keyframe()?;
+        self.insert_finished_keyframe();
         let vo = self.vo_mut()?;
         let stamp = convert::time_ns(&header.stamp) as f64 * 1e-9;
         let gray = GrayFrame::from_rgb(&left);
@@ -169,7 +169,7 @@ impl Worker {
             Some(f) => {
                 self.by_flow += 1;
                 if f.estimate.keyframe_requested {
-                    self.request_keyframe(stamp, left, r)?;
+                    self.request_keyframe(stamp, left, r);
                 }
                 f
             }
@@ -191,46 +191,46 @@ impl Worker {
             .ok_or_else(|| BadInput::new("pipeline_unavailable", "no stereo odometry"))
     }
 
-    /// Hands the keyframe features the extractor thread finished (if any) to the odometry.
-    fn insert_finished_keyframe(&mut self) -> Result<(), BadInput> {
+    /// Hands the keyframe features the extractor thread finished (if any) to the odometry. A failed
+    /// extraction is counted and its request withdrawn; the current frame is processed either way.
+    fn insert_finished_keyframe(&mut self) {
         let Some(done) = self.keyframe_extractor.as_mut().and_then(|x| x.poll()) else {
-            return Ok(());
+            return;
         };
-        let vo = self.vo_mut()?;
-        match done.features {
-            Ok((l, r)) => {
-                let made = vo.insert_keyframe(done.stamp, &l, &r).map_err(vo_problem)?;
-                log::debug!(
-                    "stereo odometry: keyframe features of {:.3} s ready after {:.0} ms ({})",
-                    done.stamp,
-                    done.seconds * 1e3,
-                    if made { "inserted" } else { "no longer wanted" }
-                );
-                Ok(())
-            }
+        let Some(vo) = self.vo.as_mut() else { return };
+        let problem = match done.features {
+            Ok((l, r)) => match vo.insert_keyframe(done.stamp, &l, &r) {
+                Ok(made) => {
+                    log::debug!(
+                        "stereo odometry: keyframe features of {:.3} s ready after {:.0} ms ({})",
+                        done.stamp,
+                        done.seconds * 1e3,
+                        if made { "inserted" } else { "no longer wanted" }
+                    );
+                    None
+                }
+                Err(e) => Some(vo_problem(e)),
+            },
             Err(e) => {
                 vo.cancel_keyframe_request();
-                Err(BadInput::new("pipeline_error", e))
+                Some(BadInput::new("pipeline_error", e))
             }
+        };
+        if let Some(p) = problem {
+            self.shared.problem(&p);
         }
     }
 
-    /// Starts the extraction of a requested keyframe's two images on the extractor thread; without one (or
-    /// while it is busy) the request is withdrawn and the next frame that needs a keyframe asks again.
-    fn request_keyframe(
-        &mut self,
-        stamp: f64,
-        left: crate::image::RgbImage,
-        r: &Frame,
-    ) -> Result<(), BadInput> {
+    /// Starts the extraction of a requested keyframe's two images on the extractor thread; without one, while
+    /// it is busy, or when the right image does not decode (counted), the request is withdrawn and the next
+    /// frame that needs a keyframe asks again. The frame itself is answered either way.
+    fn request_keyframe(&mut self, stamp: f64, left: crate::image::RgbImage, r: &Frame) {
         let right = convert::decode_image(&r.msg, self.node.max_image_pixels);
         let submitted = match (self.keyframe_extractor.as_mut(), right) {
             (Some(x), Ok(right)) if !x.is_busy() => x.submit(stamp, left, right),
             (_, Err(e)) => {
-                if let Some(vo) = self.vo.as_mut() {
-                    vo.cancel_keyframe_request();
-                }
-                return Err(e);
+                self.shared.problem(&e);
+                false
             }
             _ => false,
         };
@@ -239,7 +239,6 @@ impl Worker {
                 vo.cancel_keyframe_request();
             }
         }
-        Ok(())
     }
 
     /// Serves an odometry service call (between frames).
