@@ -448,6 +448,23 @@ def test_startup_rejects_invalid(a):
               f"start-up: -p {arg} rejected naming '{key}' (rc={p.returncode}: {p.stderr.strip()[:200]})")
 
 
+def wait_diag(peer, ns, key, timeout):
+    """The node's latest value of a diagnostics key (and its status) once it appears, else (None, None)."""
+    deadline = time.time() + timeout
+    v, st = None, None
+    while time.time() < deadline and v is None:
+        v, st = peer.diag_value(key, ns + "/matcha_node", timeout=2)
+    return v, st
+
+
+def mapping_args(map_path):
+    """A relocalization mapping run on `map_path` where every frame becomes a keyframe."""
+    return ["-p", "node.mode:=relocalization", "-p", f"node.relocalization.map_path:={map_path}",
+            "-p", "node.relocalization.build_map:=true",
+            "-p", "node.relocalization.new_keyframe_max_inliers:=1000000",
+            "-p", "node.diagnostics_period_s:=0.2"]
+
+
 def test_pipeline_failure(a, frames):
     """Engines missing at start-up: reported (level ERROR), the node keeps running and retries; once the engine
     files appear (restored), the next retry creates the pipeline and frames are answered."""
@@ -461,10 +478,7 @@ def test_pipeline_failure(a, frames):
     img_t, info_t = f"{ns}/image", f"{ns}/camera_info"
     pi, pc = peer.pub(Image, img_t), peer.pub(CameraInfo, info_t)
     try:
-        t0 = time.time()
-        v, st = None, None
-        while time.time() - t0 < 20 and v is None:
-            v, st = peer.diag_value("errors.pipeline_unavailable", ns + "/matcha_node", timeout=2)
+        v, st = wait_diag(peer, ns, "errors.pipeline_unavailable", 20)
         check(v is not None and st is not None and st.level == b"\x02" and node.alive(),
               f"pipeline failure: reported in diagnostics (level ERROR), node keeps running ({st.message if st else None})")
         # the engine files are restored: the pipeline comes up on the next retry and frames are answered
@@ -504,10 +518,7 @@ def test_corrupted_map(a, frames):
     img_t, info_t = f"{ns}/image", f"{ns}/camera_info"
     pi, pc = peer.pub(Image, img_t), peer.pub(CameraInfo, info_t)
     try:
-        t0 = time.time()
-        v, st = None, None
-        while time.time() - t0 < 30 and v is None:
-            v, st = peer.diag_value("errors.map_unusable", ns + "/matcha_node", timeout=2)
+        v, _ = wait_diag(peer, ns, "errors.map_unusable", 30)
         check(v is not None and node.alive(), f"corrupted map: refused and counted (errors.map_unusable={v})")
         failures, _ = peer.diag_value("node_failures", ns + "/matcha_node", timeout=3)
         check(failures is not None and int(failures) >= 1, f"corrupted map: counted as a node failure ({failures})")
@@ -535,12 +546,7 @@ def test_disk_full(a, frames):
     if not check(r.returncode == 0, f"disk full: a 64 KiB tmpfs mounted ({r.stderr.strip()})"):
         return
     map_path = os.path.join(mnt, "map.json")
-    node = NodeProc(a.node, ns, a.common + ["-p", "node.mode:=relocalization",
-                                            "-p", f"node.relocalization.map_path:={map_path}",
-                                            "-p", "node.relocalization.build_map:=true",
-                                            "-p", "node.relocalization.new_keyframe_max_inliers:=1000000",
-                                            "-p", "node.diagnostics_period_s:=0.2"],
-                    os.path.join(a.logs, "node_diskfull.log"))
+    node = NodeProc(a.node, ns, a.common + mapping_args(map_path), os.path.join(a.logs, "node_diskfull.log"))
     peer = Peer(ns)
     img_t, info_t = f"{ns}/image", f"{ns}/camera_info"
     pi, pc = peer.pub(Image, img_t), peer.pub(CameraInfo, info_t)
@@ -556,10 +562,7 @@ def test_disk_full(a, frames):
             pc.publish(camera_info(st))
             pi.publish(image_msg(frames[i % len(frames)], st))
             wait_processed(peer, ns, i + 1)
-        v = None
-        deadline = time.time() + 10
-        while time.time() < deadline and v is None:
-            v, _ = peer.diag_value("errors.map_save_failed", ns + "/matcha_node", timeout=1)
+        v, _ = wait_diag(peer, ns, "errors.map_save_failed", 10)
         check(v is not None and int(v) >= 1, f"disk full: the failed save is counted (errors.map_save_failed={v})")
         check(not os.path.exists(map_path + ".tmp") and not os.path.exists(os.path.join(mnt, "map.json.tmp")),
               "disk full: no partial temporary file left")
@@ -584,12 +587,7 @@ def test_kill_while_mapping(a, frames):
     img_t, info_t = f"{ns}/image", f"{ns}/camera_info"
 
     def mapping(log, n_frames, stop):
-        node = NodeProc(a.node, ns, a.common + ["-p", "node.mode:=relocalization",
-                                                "-p", f"node.relocalization.map_path:={map_path}",
-                                                "-p", "node.relocalization.build_map:=true",
-                                                "-p", "node.relocalization.new_keyframe_max_inliers:=1000000",
-                                                "-p", "node.diagnostics_period_s:=0.2"],
-                        os.path.join(a.logs, log))
+        node = NodeProc(a.node, ns, a.common + mapping_args(map_path), os.path.join(a.logs, log))
         peer = Peer(ns)
         pi, pc = peer.pub(Image, img_t), peer.pub(CameraInfo, info_t)
         try:
