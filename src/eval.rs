@@ -183,12 +183,22 @@ pub struct MethodScore {
     pub over_20: usize,
     /// Pairs off by more than 20° per category (sets without categories: none).
     pub over_20_by_category: BTreeMap<String, usize>,
-    /// How many pairs the method reported in each configuration.
-    pub configurations: BTreeMap<String, usize>,
+    /// Per configuration the method reported: how many pairs, and how many of those are off by more
+    /// than 20° (so a configuration label can be judged, e.g. how often `planar_ambiguous` guesses wrong).
+    pub configurations: BTreeMap<String, ConfigurationCount>,
     /// Median inliers.
     pub median_inliers: f64,
     /// Median total time per pair, ms (0 if unknown).
     pub median_time_ms: f64,
+}
+
+/// Pairs reported in one configuration, and how many of them are off by more than 20°.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ConfigurationCount {
+    /// Pairs reported in the configuration.
+    pub pairs: usize,
+    /// Of those, pairs off by more than 20°.
+    pub over_20: usize,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -226,7 +236,9 @@ pub fn score(manifest: &Manifest, results: &MethodResults) -> MethodScore {
             *over_20_by_category.entry(c.clone()).or_insert(0) += usize::from(err > 20.0);
         }
         if let Some(c) = est.and_then(|e| e.configuration.clone()) {
-            *configurations.entry(c).or_insert(0) += 1;
+            let n: &mut ConfigurationCount = configurations.entry(c).or_default();
+            n.pairs += 1;
+            n.over_20 += usize::from(err > 20.0);
         }
         if let Some(e) = est {
             inliers.push(e.num_inliers as f64);
@@ -293,9 +305,13 @@ pub fn run_pipeline(
                 p.num_inliers,
                 Some(p.configuration.name().to_string()),
             ),
-            Err(NoPose::PlanarAmbiguity { .. }) => {
-                (None, None, 0, Some("planar_ambiguous".to_string()))
-            }
+            // scored on its best guess, as `matcha match` reports it; the label keeps it apart
+            Err(NoPose::PlanarAmbiguity { best, .. }) => (
+                Some([0, 1, 2].map(|i| [0, 1, 2].map(|j| best.rotation[(i, j)]))),
+                best.translation.map(|t| [t.x, t.y, t.z]),
+                best.num_inliers,
+                Some("planar_ambiguous".to_string()),
+            ),
             Err(_) => (None, None, 0, None),
         };
         pairs.push(PairEstimate {
@@ -371,7 +387,7 @@ pub fn table(set: &str, pairs: usize, scores: &[MethodScore]) -> String {
             let list: Vec<String> = m
                 .configurations
                 .iter()
-                .map(|(k, v)| format!("{k} {v}"))
+                .map(|(k, v)| format!("{k} {} ({} off by > 20°)", v.pairs, v.over_20))
                 .collect();
             s += &format!("- {}: {}\n", m.method, list.join(", "));
         }
@@ -506,7 +522,14 @@ mod tests {
             "{t}"
         );
         assert_eq!(s.over_20_by_category.get("general"), Some(&1));
-        assert!(t.contains("- x: general 1"), "{t}");
+        assert_eq!(
+            s.configurations.get("general"),
+            Some(&ConfigurationCount {
+                pairs: 1,
+                over_20: 0
+            })
+        );
+        assert!(t.contains("- x: general 1 (0 off by > 20°)"), "{t}");
         let dir = std::env::temp_dir().join(format!("matcha-eval-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         plot_recall_curves(&dir.join("c.svg"), "toy", &[s]).unwrap();

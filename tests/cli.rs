@@ -109,6 +109,66 @@ fn identical_images_are_a_rotation_without_translation() {
     }
 }
 
+/// A picture on a plane seen from two poses where both of the homography's motions are physically valid:
+/// `matcha match` states the ambiguity, reports the best-scoring motion as `R`, `t`, and lists every
+/// candidate (the true motion among them).
+#[test]
+fn a_planar_ambiguity_reports_its_best_guess_and_its_candidates() {
+    use nalgebra::{Matrix3, Rotation3, Vector3};
+    let img = image::open(data("motorcycle_left.png")).unwrap().to_rgb8();
+    let (w, h) = img.dimensions();
+    let (f, cx, cy) = (700.0, 370.5, 250.0);
+    let k = Matrix3::new(f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0);
+    // x_b = R·x_a + t, plane n·x_a = d in camera a
+    let r = Rotation3::from_scaled_axis(Vector3::new(0.0, 0.1, 0.0)).into_inner();
+    let t = Vector3::new(-0.3, 0.0, 0.2);
+    let n = Vector3::new(0.4, 0.0, 1.0).normalize();
+    let hm = k * (r + t * n.transpose() / 3.0) * k.try_inverse().unwrap();
+    let hm = hm / hm[(2, 2)];
+    let proj = imageproc::geometric_transformations::Projection::from_matrix(
+        [0, 1, 2, 3, 4, 5, 6, 7, 8].map(|i| hm[(i / 3, i % 3)] as f32),
+    )
+    .unwrap();
+    let warped = imageproc::geometric_transformations::warp(
+        &img,
+        proj,
+        imageproc::geometric_transformations::Interpolation::Bilinear,
+        imageproc::geometric_transformations::Border::Constant(image::Rgb([0, 0, 0])),
+    );
+    assert_eq!(warped.dimensions(), (w, h));
+    let (a, b) = (tmp("plane_a.png"), tmp("plane_b.png"));
+    img.save(&a).unwrap();
+    warped.save(&b).unwrap();
+    let o = matcha(&[
+        "match",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--intrinsics",
+        &format!("{f},{f},{cx},{cy}"),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ambiguous"], true, "{v}");
+    assert!(v["ambiguity"].as_str().unwrap().contains("planar"), "{v}");
+    let cands = v["candidates"].as_array().unwrap();
+    assert!(cands.len() >= 2, "{v}");
+    assert_eq!(cands[0]["R"], v["R"]);
+    assert_eq!(cands[0]["t"], v["t"]);
+    let t_true = t.normalize();
+    let best_t = cands
+        .iter()
+        .map(|c| {
+            let e = Vector3::from_iterator((0..3).map(|i| c["t"][i].as_f64().unwrap()));
+            e.dot(&t_true).clamp(-1.0, 1.0).acos().to_degrees()
+        })
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        best_t < 3.0,
+        "the true motion is not among the candidates ({best_t}°): {v}"
+    );
+}
+
 fn assert_fails(args: &[&str], needle: &str) {
     let o = matcha(args);
     assert!(!o.status.success(), "expected failure for {args:?}");

@@ -86,7 +86,7 @@ impl TwoViewConfiguration {
 }
 
 /// A relative pose estimate between two calibrated views.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RelativePose {
     /// Rotation `R` of the point transform `x_b = R·x_a + t`.
     pub rotation: Matrix3<f64>,
@@ -110,7 +110,7 @@ pub struct RelativePose {
 }
 
 /// Scalar quality measures that consumers use to gate a pose.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct PoseQuality {
     /// Inliers / correspondences.
     pub inlier_ratio: f64,
@@ -167,7 +167,12 @@ pub enum NoPose {
         candidates.len()
     )]
     PlanarAmbiguity {
-        /// The candidate poses `(R, t)` (unit `t`), best supported first.
+        /// The candidate with the best MSAC score, refined like any pose (inliers, covariance and quality
+        /// included): a guess — right on about two in three of the ambiguous pairs of the `rooms` evaluation
+        /// set — for a caller that can check it against a prior (odometry, IMU) or that reports it with the
+        /// ambiguity stated (`matcha match`); not a pose to act on alone.
+        best: Box<RelativePose>,
+        /// The candidate poses `(R, t)` (unit `t`), best supported first (the first is `best`'s).
         candidates: Vec<(Matrix3<f64>, Vector3<f64>)>,
         /// Correspondences on the plane (homography inliers).
         plane_inliers: usize,

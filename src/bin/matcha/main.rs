@@ -226,30 +226,31 @@ fn run_match(
     let res = pipeline.match_pair(&fa, &cam_a, &fb, &cam_b)?;
     let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
     if let Some(path) = out {
-        let inliers = res.pose.as_ref().ok().map(|p| p.inliers.as_slice());
+        let inliers = reported_pose(&res.pose).map(|p| p.inliers.as_slice());
         let pic = matcha::viz::draw_matches(&img_a, &fa, &img_b, &fb, &res.matches, inliers, 150);
         pic.save(path)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    let (r, t, inliers, configuration, reason) = match &res.pose {
-        Ok(p) => (
-            serde_json::json!([0, 1, 2].map(|i| [0, 1, 2].map(|j| p.rotation[(i, j)]))),
-            p.translation.map_or(serde_json::Value::Null, |t| {
-                serde_json::json!([t.x, t.y, t.z])
-            }),
+    let rotation_json = |r: &nalgebra::Matrix3<f64>| {
+        serde_json::json!([0, 1, 2].map(|i| [0, 1, 2].map(|j| r[(i, j)])))
+    };
+    let translation_json = |t: Option<nalgebra::Vector3<f64>>| {
+        t.map_or(serde_json::Value::Null, |t| {
+            serde_json::json!([t.x, t.y, t.z])
+        })
+    };
+    let (r, t, inliers, configuration) = match reported_pose(&res.pose) {
+        Some(p) => (
+            rotation_json(&p.rotation),
+            translation_json(p.translation),
             p.num_inliers,
             serde_json::json!(p.configuration.name()),
-            serde_json::Value::Null,
         ),
-        Err(e) => (
+        None => (
             serde_json::Value::Null,
             serde_json::Value::Null,
             0,
-            match e {
-                matcha::geometry::NoPose::PlanarAmbiguity { .. } => serde_json::json!("planar"),
-                _ => serde_json::Value::Null,
-            },
-            serde_json::json!(e.to_string()),
+            serde_json::Value::Null,
         ),
     };
     if json {
@@ -274,10 +275,37 @@ fn run_match(
         if let Some(r) = &res.refinement {
             obj["refinement"] = serde_json::to_value(r.stats)?;
         }
-        if let Ok(p) = &res.pose {
+        if let Some(p) = reported_pose(&res.pose) {
             obj["quality"] = serde_json::to_value(p.quality)?;
-        } else {
-            obj["no_pose_reason"] = reason;
+        }
+        obj["ambiguous"] = serde_json::json!(false);
+        match &res.pose {
+            Ok(_) => {}
+            Err(
+                e @ matcha::geometry::NoPose::PlanarAmbiguity {
+                    candidates,
+                    off_plane_inliers,
+                    plane_inliers,
+                    ..
+                },
+            ) => {
+                // R and t above are the best guess; the other explanations of the plane follow
+                obj["ambiguous"] = serde_json::json!(true);
+                obj["ambiguity"] = serde_json::json!(e.to_string());
+                obj["plane_inliers"] = serde_json::json!(plane_inliers);
+                obj["candidates"] = candidates
+                    .iter()
+                    .zip(off_plane_inliers)
+                    .map(|((r, t), off)| {
+                        serde_json::json!({
+                            "R": rotation_json(r),
+                            "t": translation_json(Some(*t)),
+                            "off_plane_inliers": off,
+                        })
+                    })
+                    .collect();
+            }
+            Err(e) => obj["no_pose_reason"] = serde_json::json!(e.to_string()),
         }
         println!("{}", serde_json::to_string(&obj)?);
     } else {
@@ -289,8 +317,13 @@ fn run_match(
             res.matches.matches.len(),
             pipeline.matcher_name()
         );
-        match &res.pose {
-            Ok(p) => {
+        if let Err(e @ matcha::geometry::NoPose::PlanarAmbiguity { .. }) = &res.pose {
+            println!(
+                "AMBIGUOUS: {e}; the best-scoring candidate follows (a guess, not a measured pose)"
+            );
+        }
+        match reported_pose(&res.pose) {
+            Some(p) => {
                 println!(
                     "pose (x_b = R·x_a + t, |t| = 1): {} inliers, {} configuration",
                     p.num_inliers,
@@ -309,7 +342,11 @@ fn run_match(
                     );
                 }
             }
-            Err(e) => println!("no pose: {e}"),
+            None => {
+                if let Err(e) = &res.pose {
+                    println!("no pose: {e}");
+                }
+            }
         }
         println!(
             "time: extract {:.1} + {:.1} ms, match {:.1} ms, refine {:.1} ms, pose {:.1} ms",
@@ -478,5 +515,17 @@ fn run(cli: &Cli) -> Result<()> {
             },
         ),
         Command::Bench(b) => bench::run(&cfg, b),
+    }
+}
+
+/// The pose `matcha match` reports: the estimate, or the best guess of a planar ambiguity (reported with the
+/// ambiguity stated).
+fn reported_pose(
+    pose: &Result<matcha::geometry::RelativePose, matcha::geometry::NoPose>,
+) -> Option<&matcha::geometry::RelativePose> {
+    match pose {
+        Ok(p) => Some(p),
+        Err(matcha::geometry::NoPose::PlanarAmbiguity { best, .. }) => Some(best),
+        Err(_) => None,
     }
 }

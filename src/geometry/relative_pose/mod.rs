@@ -17,7 +17,8 @@
 //! 4. **Configuration** ([`model_selection`], [`degeneracy`]). A homography is estimated beside the
 //!    essential matrix. When it carries at least half of the inliers, the pose is searched again by plane
 //!    and parallax and among the homography's own motions, and a pose that the off-plane points do not
-//!    clearly prefer over another explanation of the plane is reported as [`NoPose::PlanarAmbiguity`];
+//!    clearly prefer over another explanation of the plane is reported as [`NoPose::PlanarAmbiguity`]
+//!    (which carries the best-scoring one, fully refined, as a best guess for callers with a prior);
 //!    otherwise the result is [`TwoViewConfiguration::General`] or [`TwoViewConfiguration::Planar`]. When
 //!    nearly all inliers are explained by a rotation alone (zero motion or pure rotation), the translation
 //!    is unobservable: the result is [`TwoViewConfiguration::Panoramic`], with a rotation refined on the
@@ -215,6 +216,14 @@ pub fn refine_relative_pose_weighted(
     ctx.finish(Some(cand), 0, carried, None)
 }
 
+/// The explanations of a plane that the off-plane points do not decide between (winner first), as
+/// [`NoPose::PlanarAmbiguity`] reports them.
+struct Rivals {
+    candidates: Vec<(Matrix3<f64>, nalgebra::Vector3<f64>)>,
+    plane_inliers: usize,
+    off_plane_inliers: Vec<usize>,
+}
+
 /// What [`Context::finish`] knows of the plane: a homography and the other candidates to analyse, or the
 /// statistics of an earlier estimate to carry over.
 enum PlaneInfo<'p> {
@@ -362,6 +371,7 @@ impl<'a> Context<'a> {
             cauchy: None,
         };
         let (covariance, sum_sq) = pose_covariance(&plain, &r, &t, &idx);
+        let mut rivals = None;
         let (configuration, homography_inlier_ratio, off_plane) = match plane {
             PlaneInfo::Carry(q) => (
                 if q.homography_inlier_ratio >= PLANAR_RATIO {
@@ -384,7 +394,7 @@ impl<'a> Context<'a> {
                 if ratio >= PLANE_PARALLAX_TRIGGER && pl.is_a_plane() {
                     let sigmas = pose_sigmas_deg(&covariance, &t);
                     log::debug!("pose sigmas {sigmas:?}, plane ratio {ratio:.2}");
-                    self.check_ambiguity(pl, &pose, &off, alternatives, sigmas)?;
+                    rivals = self.check_ambiguity(pl, &pose, &off, alternatives, sigmas);
                 }
                 let off = off.len();
                 let config = if ratio >= PLANAR_RATIO {
@@ -396,7 +406,7 @@ impl<'a> Context<'a> {
             }
         };
         let num_inliers = idx.len();
-        Ok(RelativePose {
+        let best = RelativePose {
             rotation: r,
             translation: Some(t),
             configuration,
@@ -411,11 +421,21 @@ impl<'a> Context<'a> {
                 homography_inlier_ratio,
                 off_plane_inliers: off_plane,
             },
-        })
+        };
+        match rivals {
+            None => Ok(best),
+            Some(r) => Err(NoPose::PlanarAmbiguity {
+                best: Box::new(best),
+                candidates: r.candidates,
+                plane_inliers: r.plane_inliers,
+                off_plane_inliers: r.off_plane_inliers,
+            }),
+        }
     }
 
-    /// [`NoPose::PlanarAmbiguity`] when a rival (see [`model_selection`]) is not clearly beaten by the
-    /// winner's off-plane inliers `off`.
+    /// The rivals (see [`model_selection`]) that the winner's off-plane inliers `off` do not clearly beat,
+    /// with the winner first: `None` when there is none. The caller turns `Some` into
+    /// [`NoPose::PlanarAmbiguity`].
     fn check_ambiguity(
         &self,
         plane: &Plane,
@@ -423,7 +443,7 @@ impl<'a> Context<'a> {
         off: &[u32],
         alternatives: &[Candidate<Pose>],
         sigma_deg: (f64, f64),
-    ) -> Result<(), NoPose> {
+    ) -> Option<Rivals> {
         let est = &self.estimator;
         // off-plane inliers the winner could have by chance: twice the rate of random pairings (the winner
         // is the best of several refitted candidates, and a refit leans towards the outliers it can
@@ -464,7 +484,7 @@ impl<'a> Context<'a> {
             }
         }
         if rivals.is_empty() {
-            return Ok(());
+            return None;
         }
         rivals.sort_by_key(|&(_, o)| std::cmp::Reverse(o));
         rivals.dedup_by(|a, b| !distinct(&b.0, &a.0, sigma_deg));
@@ -474,7 +494,7 @@ impl<'a> Context<'a> {
             candidates.push((p.r, p.t));
             support.push(o);
         }
-        Err(NoPose::PlanarAmbiguity {
+        Some(Rivals {
             candidates,
             plane_inliers: plane.count,
             off_plane_inliers: support,

@@ -454,8 +454,20 @@ fn a_truly_planar_scene_is_the_true_pose_or_a_stated_ambiguity() {
                 );
                 assert_eq!(p.configuration, TwoViewConfiguration::Planar);
             }
-            Err(NoPose::PlanarAmbiguity { candidates, .. }) => {
+            Err(NoPose::PlanarAmbiguity {
+                best, candidates, ..
+            }) => {
                 ambiguous += 1;
+                // the best guess is the first candidate, refined like any pose
+                assert_eq!(
+                    (best.rotation, best.translation),
+                    (candidates[0].0, Some(candidates[0].1))
+                );
+                assert_eq!(
+                    best.num_inliers,
+                    best.inliers.iter().filter(|&&b| b).count()
+                );
+                assert!(best.num_inliers > 0 && best.quality.rms_error_px.is_finite());
                 let best = candidates
                     .iter()
                     .map(|(r, t)| pose_error_max_deg(r, Some(t), &rg, &tg))
