@@ -298,22 +298,15 @@ pub fn run_pipeline(
         let cam_a = pair.camera_a.camera().map_err(bad_cam)?;
         let cam_b = pair.camera_b.camera().map_err(bad_cam)?;
         let res = pipeline.match_pair(&fa, &cam_a, &fb, &cam_b)?;
-        let (r, t, inl, configuration) = match &res.pose {
-            Ok(p) => (
-                Some([0, 1, 2].map(|i| [0, 1, 2].map(|j| p.rotation[(i, j)]))),
-                p.translation.map(|t| [t.x, t.y, t.z]),
-                p.num_inliers,
-                Some(p.configuration.name().to_string()),
-            ),
-            // scored on its best guess, as `matcha match` reports it; the label keeps it apart
-            Err(NoPose::PlanarAmbiguity { best, .. }) => (
-                Some([0, 1, 2].map(|i| [0, 1, 2].map(|j| best.rotation[(i, j)]))),
-                best.translation.map(|t| [t.x, t.y, t.z]),
-                best.num_inliers,
-                Some("planar_ambiguous".to_string()),
-            ),
-            Err(_) => (None, None, 0, None),
+        // an ambiguity is scored on its best guess, as `matcha match` reports it; its label keeps it apart
+        let reported = crate::geometry::reported_pose(&res.pose);
+        let configuration = match &res.pose {
+            Err(NoPose::PlanarAmbiguity { .. }) => Some("planar_ambiguous".to_string()),
+            _ => reported.map(|p| p.configuration.name().to_string()),
         };
+        let r = reported.map(|p| [0, 1, 2].map(|i| [0, 1, 2].map(|j| p.rotation[(i, j)])));
+        let t = reported.and_then(|p| p.translation.map(|t| [t.x, t.y, t.z]));
+        let inl = reported.map_or(0, |p| p.num_inliers);
         pairs.push(PairEstimate {
             id: pair.id.clone(),
             r,

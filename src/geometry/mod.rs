@@ -85,6 +85,16 @@ impl TwoViewConfiguration {
     }
 }
 
+/// The pose to report for an estimate: the pose itself, or the best guess a planar ambiguity carries
+/// (reported with the ambiguity stated; see [`NoPose::PlanarAmbiguity`]); `None` for every other failure.
+pub fn reported_pose(pose: &Result<RelativePose, NoPose>) -> Option<&RelativePose> {
+    match pose {
+        Ok(p) => Some(p),
+        Err(NoPose::PlanarAmbiguity { best, .. }) => Some(best),
+        Err(_) => None,
+    }
+}
+
 /// A relative pose estimate between two calibrated views.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RelativePose {

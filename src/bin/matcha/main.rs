@@ -226,7 +226,7 @@ fn run_match(
     let res = pipeline.match_pair(&fa, &cam_a, &fb, &cam_b)?;
     let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
     if let Some(path) = out {
-        let inliers = reported_pose(&res.pose).map(|p| p.inliers.as_slice());
+        let inliers = matcha::geometry::reported_pose(&res.pose).map(|p| p.inliers.as_slice());
         let pic = matcha::viz::draw_matches(&img_a, &fa, &img_b, &fb, &res.matches, inliers, 150);
         pic.save(path)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -239,7 +239,7 @@ fn run_match(
             serde_json::json!([t.x, t.y, t.z])
         })
     };
-    let (r, t, inliers, configuration) = match reported_pose(&res.pose) {
+    let (r, t, inliers, configuration) = match matcha::geometry::reported_pose(&res.pose) {
         Some(p) => (
             rotation_json(&p.rotation),
             translation_json(p.translation),
@@ -275,7 +275,7 @@ fn run_match(
         if let Some(r) = &res.refinement {
             obj["refinement"] = serde_json::to_value(r.stats)?;
         }
-        if let Some(p) = reported_pose(&res.pose) {
+        if let Some(p) = matcha::geometry::reported_pose(&res.pose) {
             obj["quality"] = serde_json::to_value(p.quality)?;
         }
         obj["ambiguous"] = serde_json::json!(false);
@@ -322,7 +322,7 @@ fn run_match(
                 "AMBIGUOUS: {e}; the best-scoring candidate follows (a guess, not a measured pose)"
             );
         }
-        match reported_pose(&res.pose) {
+        match matcha::geometry::reported_pose(&res.pose) {
             Some(p) => {
                 println!(
                     "pose (x_b = R·x_a + t, |t| = 1): {} inliers, {} configuration",
@@ -515,17 +515,5 @@ fn run(cli: &Cli) -> Result<()> {
             },
         ),
         Command::Bench(b) => bench::run(&cfg, b),
-    }
-}
-
-/// The pose `matcha match` reports: the estimate, or the best guess of a planar ambiguity (reported with the
-/// ambiguity stated).
-fn reported_pose(
-    pose: &Result<matcha::geometry::RelativePose, matcha::geometry::NoPose>,
-) -> Option<&matcha::geometry::RelativePose> {
-    match pose {
-        Ok(p) => Some(p),
-        Err(matcha::geometry::NoPose::PlanarAmbiguity { best, .. }) => Some(best),
-        Err(_) => None,
     }
 }
