@@ -57,6 +57,12 @@ pub struct ExtractorConfig {
     pub extractor: ExtractorKind,
     /// Keep at most this many keypoints per image.
     pub max_keypoints: usize,
+    /// Keypoint budget of the second try on a pair whose pose is a planar ambiguity: both images are
+    /// extracted again with this many keypoints and matched anew, since only points off the plane can
+    /// decide between the plane's motions ([`crate::pipeline::Pipeline::match_images`]; `matcha match`,
+    /// `matcha eval`). No second try when it is not above `max_keypoints` (0 = never). A camera stream
+    /// (node, VO) does not retry: it keeps its latency and reports the ambiguity.
+    pub ambiguity_max_keypoints: usize,
     /// Detection threshold; `None` = the extractor's reference default (XFeat 0.05, DISK 0.0).
     pub detection_threshold: Option<f32>,
     /// Refine keypoints to sub-pixel positions (XFeat; DISK keeps integer positions like its reference).
@@ -90,6 +96,7 @@ impl Default for ExtractorConfig {
         Self {
             extractor: ExtractorKind::Xfeat,
             max_keypoints: 2048,
+            ambiguity_max_keypoints: 4096,
             detection_threshold: None,
             subpixel: true,
             spread: crate::features::keypoints::SpreadOptions::default(),

@@ -11,13 +11,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use nalgebra::{Matrix3, Vector3};
 use plotters::prelude::*;
 
 use crate::geometry::metrics::{pose_auc, pose_error_max_deg};
 use crate::geometry::{Distortion, NoPose, PinholeCamera};
-use crate::pipeline::{Pipeline, PipelineError};
+use crate::image::RgbImage;
+use crate::pipeline::{Frame, Pipeline, PipelineError};
 
 /// AUC thresholds, degrees.
 pub const AUC_THRESHOLDS: [f64; 3] = [5.0, 10.0, 20.0];
@@ -265,16 +267,19 @@ pub fn score(manifest: &Manifest, results: &MethodResults) -> MethodScore {
     }
 }
 
-/// Runs `pipeline` on every pair of `manifest` (features of an image are computed once and reused).
+/// Runs `pipeline` on every pair of `manifest` as `matcha match` does ([`Pipeline::match_images`], with
+/// its denser second try on an ambiguous pair; the first try's features of an image are computed once and
+/// reused).
 pub fn run_pipeline(
     manifest: &Manifest,
     pipeline: &mut Pipeline,
     method: &str,
 ) -> Result<MethodResults, EvalError> {
-    let mut cache: HashMap<PathBuf, (crate::features::Features, f64)> = HashMap::new();
+    type Extracted = (Rc<RgbImage>, crate::features::Features, f64);
+    let mut cache: HashMap<PathBuf, Extracted> = HashMap::new();
     let mut pairs = Vec::new();
     for pair in &manifest.pairs {
-        let mut extract = |rel: &Path| -> Result<(crate::features::Features, f64), EvalError> {
+        let mut extract = |rel: &Path| -> Result<Extracted, EvalError> {
             let path = manifest.root.join(rel);
             if let Some(hit) = cache.get(&path) {
                 return Ok(hit.clone());
@@ -286,18 +291,26 @@ pub fn run_pipeline(
             let t0 = std::time::Instant::now();
             let f = pipeline.extract(&image)?;
             let ms = t0.elapsed().as_secs_f64() * 1e3;
-            cache.insert(path, (f.clone(), ms));
-            Ok((f, ms))
+            let hit = (Rc::new(image), f, ms);
+            cache.insert(path, hit.clone());
+            Ok(hit)
         };
-        let (fa, ta) = extract(&pair.image_a)?;
-        let (fb, tb) = extract(&pair.image_b)?;
+        let (img_a, fa, ta) = extract(&pair.image_a)?;
+        let (img_b, fb, tb) = extract(&pair.image_b)?;
         let bad_cam = |e: String| EvalError::File {
             path: manifest.root.join("manifest.json"),
             reason: format!("pair {}: {e}", pair.id),
         };
         let cam_a = pair.camera_a.camera().map_err(bad_cam)?;
         let cam_b = pair.camera_b.camera().map_err(bad_cam)?;
-        let res = pipeline.match_pair(&fa, &cam_a, &fb, &cam_b)?;
+        let frame = |image, features, camera| Frame {
+            image,
+            features,
+            camera,
+        };
+        let both = pipeline.match_images(frame(&img_a, &fa, &cam_a), frame(&img_b, &fb, &cam_b))?;
+        let extract_ms = ta + tb + both.retried.as_ref().map_or(0.0, |r| r.2);
+        let res = both.pair;
         // an ambiguity is scored on its best guess, as `matcha match` reports it; its label keeps it apart
         let reported = crate::geometry::reported_pose(&res.pose);
         let configuration = match &res.pose {
@@ -314,7 +327,7 @@ pub fn run_pipeline(
             num_matches: res.matches.matches.len(),
             num_inliers: inl,
             time_ms: HashMap::from([
-                ("extract".to_string(), ta + tb),
+                ("extract".to_string(), extract_ms),
                 ("match".to_string(), res.match_ms),
                 ("refine".to_string(), res.refine_ms),
                 ("pose".to_string(), res.pose_ms),

@@ -110,8 +110,9 @@ fn identical_images_are_a_rotation_without_translation() {
 }
 
 /// A picture on a plane seen from two poses where both of the homography's motions are physically valid:
-/// `matcha match` states the ambiguity, reports the best-scoring motion as `R`, `t`, and lists every
-/// candidate (the true motion among them).
+/// `matcha match` tries again with `engine.ambiguity_max_keypoints` (the plane stays ambiguous however
+/// many keypoints), states the ambiguity, reports the best-scoring motion as `R`, `t`, and lists every
+/// candidate (the true motion among them). With the second try off, the first try's answer stands.
 #[test]
 fn a_planar_ambiguity_reports_its_best_guess_and_its_candidates() {
     use nalgebra::{Matrix3, Rotation3, Vector3};
@@ -151,6 +152,10 @@ fn a_planar_ambiguity_reports_its_best_guess_and_its_candidates() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["ambiguous"], true, "{v}");
     assert!(v["ambiguity"].as_str().unwrap().contains("planar"), "{v}");
+    // the second try ran: its extraction is timed and its keypoints are the ones reported
+    assert!(v["time_ms"]["extract_retry"].as_f64().unwrap() > 0.0, "{v}");
+    let kp = |v: &serde_json::Value, i: usize| v["keypoints"][i].as_u64().unwrap();
+    assert!(kp(&v, 0) > 2048 && kp(&v, 0) <= 4096, "{v}");
     let cands = v["candidates"].as_array().unwrap();
     assert!(cands.len() >= 2, "{v}");
     assert_eq!(cands[0]["R"], v["R"]);
@@ -167,6 +172,27 @@ fn a_planar_ambiguity_reports_its_best_guess_and_its_candidates() {
         best_t < 3.0,
         "the true motion is not among the candidates ({best_t}°): {v}"
     );
+    let cfg = tmp("no_retry.yaml");
+    std::fs::write(
+        &cfg,
+        "/**:\n  ros__parameters:\n    engine:\n      ambiguity_max_keypoints: 0\n",
+    )
+    .unwrap();
+    let o = matcha(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "match",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--intrinsics",
+        &format!("{f},{f},{cx},{cy}"),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ambiguous"], true, "{v}");
+    assert!(v["time_ms"].get("extract_retry").is_none(), "{v}");
+    assert_eq!(kp(&v, 0), 2048, "{v}");
 }
 
 fn assert_fails(args: &[&str], needle: &str) {

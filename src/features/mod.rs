@@ -115,6 +115,11 @@ pub trait FeatureExtractor: Send {
     fn min_image_side(&self) -> u32;
     /// Extracts features from an 8-bit RGB image.
     fn extract(&mut self, image: &::image::RgbImage) -> Result<Features, FeatureError>;
+    /// The most keypoints one extraction keeps (`engine.max_keypoints`).
+    fn max_keypoints(&self) -> usize;
+    /// Sets the most keypoints the following extractions keep (the pipeline's denser second try on a
+    /// pair whose pose is ambiguous; see [`crate::pipeline::Pipeline::match_images`]).
+    fn set_max_keypoints(&mut self, max_keypoints: usize);
 }
 
 pub mod disk;

@@ -177,6 +177,14 @@ impl FeatureExtractor for XFeat {
         DIM
     }
 
+    fn max_keypoints(&self) -> usize {
+        self.options.max_keypoints
+    }
+
+    fn set_max_keypoints(&mut self, max_keypoints: usize) {
+        self.options.max_keypoints = max_keypoints;
+    }
+
     fn min_image_side(&self) -> u32 {
         STRIDE
     }

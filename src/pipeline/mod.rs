@@ -14,7 +14,8 @@
 //! This module knows nothing of ROS or ONNX types.
 //!
 //! Files: `mod.rs` the [`Pipeline`] and its errors; `build.rs` the extractor and matcher named by the
-//! configuration; `pair.rs` matching, refinement and the pose for one pair; `stream.rs` the two-stage camera
+//! configuration; `pair.rs` matching, refinement and the pose for one pair; `images.rs` a pair of images
+//! with the denser second try when the pose is a planar ambiguity; `stream.rs` the two-stage camera
 //! stream; `resize.rs` extraction with the large-image downscale. The weighting of unrefined matches is
 //! geometry ([`crate::geometry::relative_pose::unrefined_weight`]).
 
@@ -26,12 +27,14 @@ use crate::matching::refine::{RefineOptions, Refinement};
 use crate::matching::{MatchError, Matcher, Matches};
 
 mod build;
+mod images;
 mod pair;
 mod resize;
 mod stream;
 
 pub use crate::geometry::relative_pose::{unrefined_weight, MIN_GROUP_INLIERS};
 pub use build::{build_extractor, build_matcher};
+pub use images::{Frame, ImagePairResult};
 pub use pair::{estimate_pose_from_matches, estimate_pose_refined, reestimate_refined};
 pub use stream::StreamStep;
 
@@ -91,6 +94,8 @@ pub struct Pipeline {
     ransac: RansacOptions,
     max_image_side: u32,
     refine: RefineOptions,
+    /// Keypoint budget of the second try on an ambiguous pair (`engine.ambiguity_max_keypoints`).
+    ambiguity_max_keypoints: usize,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -115,11 +120,13 @@ impl Pipeline {
             ransac: config.pose.clone(),
             max_image_side: config.engine.max_image_side,
             refine: config.matcher.refine.clone(),
+            ambiguity_max_keypoints: config.engine.ambiguity_max_keypoints,
         })
     }
 
     /// Builds a pipeline from parts (tests, benchmarks, custom engines); match refinement off
-    /// (see [`Pipeline::with_refinement`]).
+    /// (see [`Pipeline::with_refinement`]), no second try on ambiguous pairs (see
+    /// [`Pipeline::with_ambiguity_max_keypoints`]).
     pub fn from_parts(
         extractor: Box<dyn FeatureExtractor>,
         matcher: Box<dyn Matcher>,
@@ -132,7 +139,15 @@ impl Pipeline {
             ransac,
             max_image_side,
             refine: RefineOptions::default(),
+            ambiguity_max_keypoints: 0,
         }
+    }
+
+    /// Sets the keypoint budget of the second try on an ambiguous pair ([`Pipeline::match_images`];
+    /// 0 = never).
+    pub fn with_ambiguity_max_keypoints(mut self, max_keypoints: usize) -> Self {
+        self.ambiguity_max_keypoints = max_keypoints;
+        self
     }
 
     /// Sets the match refinement (`enabled` decides whether frames keep their grayscale image).

@@ -223,11 +223,19 @@ fn run_match(
         .extract(&img_b)
         .with_context(|| format!("extracting features of {}", image_b.display()))?;
     let t2 = Instant::now();
-    let res = pipeline.match_pair(&fa, &cam_a, &fb, &cam_b)?;
+    let frame = |image, features, camera| matcha::pipeline::Frame {
+        image,
+        features,
+        camera,
+    };
+    let both = pipeline.match_images(frame(&img_a, &fa, &cam_a), frame(&img_b, &fb, &cam_b))?;
+    let (fa, fb) = both.features(&fa, &fb);
+    let retry_ms = both.retried.as_ref().map(|r| r.2);
+    let res = &both.pair;
     let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
     if let Some(path) = out {
         let inliers = matcha::geometry::reported_pose(&res.pose).map(|p| p.inliers.as_slice());
-        let pic = matcha::viz::draw_matches(&img_a, &fa, &img_b, &fb, &res.matches, inliers, 150);
+        let pic = matcha::viz::draw_matches(&img_a, fa, &img_b, fb, &res.matches, inliers, 150);
         pic.save(path)
             .with_context(|| format!("writing {}", path.display()))?;
     }
@@ -272,6 +280,10 @@ fn run_match(
                 "pose": res.pose_ms,
             },
         });
+        if let Some(ms) = retry_ms {
+            // the second, denser extraction of both images (engine.ambiguity_max_keypoints)
+            obj["time_ms"]["extract_retry"] = serde_json::json!(ms);
+        }
         if let Some(r) = &res.refinement {
             obj["refinement"] = serde_json::to_value(r.stats)?;
         }
@@ -317,6 +329,12 @@ fn run_match(
             res.matches.matches.len(),
             pipeline.matcher_name()
         );
+        if let Some(ms) = retry_ms {
+            println!(
+                "the first try ({} keypoints) was a planar ambiguity: these are the second try's, extracted again in {ms:.1} ms",
+                cfg.engine.max_keypoints
+            );
+        }
         if let Err(e @ matcha::geometry::NoPose::PlanarAmbiguity { .. }) = &res.pose {
             println!(
                 "AMBIGUOUS: {e}; the best-scoring candidate follows (a guess, not a measured pose)"

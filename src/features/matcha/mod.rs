@@ -634,6 +634,15 @@ impl FeatureExtractor for Matcha {
         self.disk.min_image_side()
     }
 
+    /// MATCHA describes DISK's keypoints: DISK's budget.
+    fn max_keypoints(&self) -> usize {
+        self.disk.max_keypoints()
+    }
+
+    fn set_max_keypoints(&mut self, max_keypoints: usize) {
+        self.disk.set_max_keypoints(max_keypoints);
+    }
+
     fn extract(&mut self, image: &RgbImage) -> Result<Features, FeatureError> {
         let kp = self.disk.extract(image)?;
         let fmap = self.engines.descriptor_map(image)?;
