@@ -303,12 +303,10 @@ pub fn run_pipeline(
         };
         let cam_a = pair.camera_a.camera().map_err(bad_cam)?;
         let cam_b = pair.camera_b.camera().map_err(bad_cam)?;
-        let frame = |image, features, camera| Frame {
-            image,
-            features,
-            camera,
-        };
-        let both = pipeline.match_images(frame(&img_a, &fa, &cam_a), frame(&img_b, &fb, &cam_b))?;
+        let both = pipeline.match_images(
+            Frame::new(&img_a, &fa, &cam_a),
+            Frame::new(&img_b, &fb, &cam_b),
+        )?;
         let extract_ms = ta + tb + both.retried.as_ref().map_or(0.0, |r| r.2);
         let res = both.pair;
         // an ambiguity is scored on its best guess, as `matcha match` reports it; its label keeps it apart

@@ -140,16 +140,17 @@ fn a_planar_ambiguity_reports_its_best_guess_and_its_candidates() {
     let (a, b) = (tmp("plane_a.png"), tmp("plane_b.png"));
     img.save(&a).unwrap();
     warped.save(&b).unwrap();
-    let o = matcha(&[
-        "match",
-        a.to_str().unwrap(),
-        b.to_str().unwrap(),
-        "--intrinsics",
-        &format!("{f},{f},{cx},{cy}"),
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let intrinsics = format!("{f},{f},{cx},{cy}");
+    // `matcha [global options] match a b --json`, its answer as JSON
+    let match_json = |global: &[&str]| -> serde_json::Value {
+        let mut args = global.to_vec();
+        args.extend(["match", a.to_str().unwrap(), b.to_str().unwrap()]);
+        args.extend(["--intrinsics", &intrinsics, "--json"]);
+        let o = matcha(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let v = match_json(&[]);
     assert_eq!(v["ambiguous"], true, "{v}");
     assert!(v["ambiguity"].as_str().unwrap().contains("planar"), "{v}");
     // the second try ran: its extraction is timed and its keypoints are the ones reported
@@ -178,18 +179,7 @@ fn a_planar_ambiguity_reports_its_best_guess_and_its_candidates() {
         "/**:\n  ros__parameters:\n    engine:\n      ambiguity_max_keypoints: 0\n",
     )
     .unwrap();
-    let o = matcha(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "match",
-        a.to_str().unwrap(),
-        b.to_str().unwrap(),
-        "--intrinsics",
-        &format!("{f},{f},{cx},{cy}"),
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = match_json(&["--config", cfg.to_str().unwrap()]);
     assert_eq!(v["ambiguous"], true, "{v}");
     assert!(v["time_ms"].get("extract_retry").is_none(), "{v}");
     assert_eq!(kp(&v, 0), 2048, "{v}");

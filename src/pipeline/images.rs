@@ -4,8 +4,8 @@
 //! apart ([`NoPose::PlanarAmbiguity`]); a keypoint budget that the plane's texture fills leaves too few of
 //! them. [`Pipeline::match_images`] then extracts both images again with `engine.ambiguity_max_keypoints`
 //! and matches anew: the result is the denser try's, whether it decides the pose or is ambiguous again.
-//! Measured on the `rooms` set (docs/two-view-geometry.md): the ambiguous quarter of the pairs, retried
-//! at 4096 keypoints, gains more than 4096 keypoints everywhere does, at a fraction of its cost.
+//! Retrying only the ambiguous pairs rather than raising the budget for every pair keeps the common case
+//! (and a camera stream) at its cost; the measurement is in docs/two-view-geometry.md.
 //!
 //! This needs the images, so it serves callers that have a pair at hand (`matcha match`, `matcha eval`);
 //! a camera stream does not retry (it keeps its latency and reports the ambiguity).
@@ -26,6 +26,17 @@ pub struct Frame<'a> {
     pub features: &'a Features,
     /// Its camera, in the image's pixels.
     pub camera: &'a PinholeCamera,
+}
+
+impl<'a> Frame<'a> {
+    /// An image with its features and camera.
+    pub fn new(image: &'a RgbImage, features: &'a Features, camera: &'a PinholeCamera) -> Self {
+        Self {
+            image,
+            features,
+            camera,
+        }
+    }
 }
 
 /// The result of [`Pipeline::match_images`].

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use matcha::config::{ExtractorKind, MatchaConfig, MatcherKind};
 use matcha::geometry::{Distortion, PinholeCamera};
-use matcha::pipeline::Pipeline;
+use matcha::pipeline::{Frame, Pipeline};
 
 mod bench;
 mod vo;
@@ -223,12 +223,10 @@ fn run_match(
         .extract(&img_b)
         .with_context(|| format!("extracting features of {}", image_b.display()))?;
     let t2 = Instant::now();
-    let frame = |image, features, camera| matcha::pipeline::Frame {
-        image,
-        features,
-        camera,
-    };
-    let both = pipeline.match_images(frame(&img_a, &fa, &cam_a), frame(&img_b, &fb, &cam_b))?;
+    let both = pipeline.match_images(
+        Frame::new(&img_a, &fa, &cam_a),
+        Frame::new(&img_b, &fb, &cam_b),
+    )?;
     let (fa, fb) = both.features(&fa, &fb);
     let retry_ms = both.retried.as_ref().map(|r| r.2);
     let res = &both.pair;
