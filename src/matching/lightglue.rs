@@ -13,7 +13,8 @@ use super::{Match, MatchError, Matcher, Matches};
 use crate::features::Features;
 use crate::runtime::{Engine, RuntimeConfig};
 
-/// Engine file for the descriptors of `extractor` (`xfeat` → LighterGlue, `disk` → LightGlue).
+/// Engine file for the descriptors of `extractor` (`xfeat` → LighterGlue, `disk` / `aliked` → their
+/// LightGlue).
 pub fn engine_file(extractor: &str) -> String {
     match extractor {
         "xfeat" => "xfeat_lighterglue.onnx".into(),
@@ -176,5 +177,6 @@ mod tests {
     fn engine_names() {
         assert_eq!(engine_file("xfeat"), "xfeat_lighterglue.onnx");
         assert_eq!(engine_file("disk"), "disk_lightglue.onnx");
+        assert_eq!(engine_file("aliked"), "aliked_lightglue.onnx");
     }
 }

@@ -3,6 +3,7 @@
 
 use super::PipelineError;
 use crate::config::{ExtractorKind, MatchaConfig, MatcherKind};
+use crate::features::aliked::{Aliked, AlikedOptions};
 use crate::features::disk::{Disk, DiskOptions};
 use crate::features::matcha::Matcha;
 use crate::features::xfeat::{XFeat, XFeatOptions};
@@ -36,6 +37,15 @@ pub fn build_extractor(config: &MatchaConfig) -> Result<Box<dyn FeatureExtractor
             },
         )?),
         ExtractorKind::Disk => Box::new(Disk::new(&config.runtime, disk_options(e))?),
+        ExtractorKind::Aliked => Box::new(Aliked::new(
+            &config.runtime,
+            AlikedOptions {
+                max_keypoints: e.max_keypoints,
+                detection_threshold: e.detection_threshold,
+                resize_long_side: None,
+                spread: e.spread,
+            },
+        )?),
         ExtractorKind::Matcha => {
             Box::new(Matcha::new(&config.runtime, &e.matcha, disk_options(e))?)
         }
@@ -50,10 +60,6 @@ pub fn build_matcher(config: &MatchaConfig) -> Result<Box<dyn Matcher>, Pipeline
             config.runtime.threads.max(1),
         ))),
         MatcherKind::Lightglue => {
-            let extractor = match config.engine.extractor {
-                ExtractorKind::Xfeat => "xfeat",
-                ExtractorKind::Disk | ExtractorKind::Matcha => "disk",
-            };
             if config.engine.extractor == ExtractorKind::Matcha {
                 return Err(PipelineError::Unsupported(
                     "matcher 'lightglue' has no engine for MATCHA descriptors; use matcher 'mnn'"
@@ -62,7 +68,7 @@ pub fn build_matcher(config: &MatchaConfig) -> Result<Box<dyn Matcher>, Pipeline
             }
             Ok(Box::new(LightGlue::new(
                 &config.runtime,
-                extractor,
+                config.engine.extractor.name(),
                 config.matcher.lightglue_threshold,
             )?))
         }

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
 
 use matcha::config::{ExtractorKind, MatchaConfig, MatcherKind};
 use matcha::geometry::{Distortion, PinholeCamera};
@@ -26,10 +26,10 @@ struct Cli {
     config: Option<PathBuf>,
     /// Feature extractor (overrides the config).
     #[arg(long, global = true)]
-    extractor: Option<Extractor>,
+    extractor: Option<ExtractorKind>,
     /// Matcher (overrides the config).
     #[arg(long, global = true)]
-    matcher: Option<MatcherArg>,
+    matcher: Option<MatcherKind>,
     /// Maximum keypoints per image (overrides the config).
     #[arg(long, global = true)]
     max_keypoints: Option<usize>,
@@ -41,19 +41,6 @@ struct Cli {
     threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Extractor {
-    Xfeat,
-    Disk,
-    Matcha,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum MatcherArg {
-    Mnn,
-    Lightglue,
 }
 
 #[derive(Subcommand, Debug)]
@@ -169,17 +156,10 @@ fn load_config(cli: &Cli) -> Result<MatchaConfig> {
         None => MatchaConfig::default(),
     };
     if let Some(e) = cli.extractor {
-        cfg.engine.extractor = match e {
-            Extractor::Xfeat => ExtractorKind::Xfeat,
-            Extractor::Disk => ExtractorKind::Disk,
-            Extractor::Matcha => ExtractorKind::Matcha,
-        };
+        cfg.engine.extractor = e;
     }
     if let Some(m) = cli.matcher {
-        cfg.matcher.matcher = match m {
-            MatcherArg::Mnn => MatcherKind::Mnn,
-            MatcherArg::Lightglue => MatcherKind::Lightglue,
-        };
+        cfg.matcher.matcher = m;
     }
     if let Some(k) = cli.max_keypoints {
         cfg.engine.max_keypoints = k;
@@ -392,17 +372,8 @@ fn method_config(base: &MatchaConfig, method: &str) -> Result<MatchaConfig> {
         .split_once('+')
         .with_context(|| format!("method '{method}' must be extractor+matcher, e.g. xfeat+mnn"))?;
     let mut cfg = base.clone();
-    cfg.engine.extractor = match e {
-        "xfeat" => ExtractorKind::Xfeat,
-        "disk" => ExtractorKind::Disk,
-        "matcha" => ExtractorKind::Matcha,
-        other => bail!("unknown extractor '{other}' in method '{method}'"),
-    };
-    cfg.matcher.matcher = match m {
-        "mnn" => MatcherKind::Mnn,
-        "lightglue" => MatcherKind::Lightglue,
-        other => bail!("unknown matcher '{other}' in method '{method}'"),
-    };
+    cfg.engine.extractor = e.parse().with_context(|| format!("in method '{method}'"))?;
+    cfg.matcher.matcher = m.parse().with_context(|| format!("in method '{method}'"))?;
     Ok(cfg)
 }
 
