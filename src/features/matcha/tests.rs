@@ -1,6 +1,7 @@
 //! Tests of the MATCHA extractor that need no engines: manifest validation (also on generated text), the seeded
 //! DIFT noise, the raw float32 reader.
 
+use super::manifest::is_plain_file_name;
 use super::*;
 
 fn manifest_json(mode: &str, with_dino: bool) -> String {
