@@ -1,7 +1,7 @@
 //! Build script. A no-op unless the `ros` feature is enabled.
 //!
 //! With `ros`, it adds what the ROS 2 wheels from PyPI need to link `matcha_node` (see
-//! `scripts/ros_env.sh`, which sets these variables; with a normal ROS 2 install they are unset and
+//! `scripts/lib/ros_env.sh`, which sets these variables; with a normal ROS 2 install they are unset and
 //! nothing is added):
 //! - `MATCHA_ROS_LINK_DIR`: a directory holding a `librmw_implementation.so` symlink (r2r links
 //!   `-lrmw_implementation`, which the wheels do not ship);

@@ -26,8 +26,8 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
-# shellcheck source=scripts/env.sh
-. "$REPO/scripts/env.sh"
+# shellcheck source=scripts/lib/env.sh
+. "$REPO/scripts/lib/env.sh"
 
 SETS="chessboard,motorcycle,rendered,rooms"
 METHODS="sift,xfeat,colmap"
@@ -101,8 +101,8 @@ PYEOF
   done
   if [ "$RUN_NODE" = 1 ]; then
     (
-      # shellcheck source=scripts/ros_prepare.sh
-      . "$REPO/scripts/ros_prepare.sh"
+      # shellcheck source=scripts/lib/ros_prepare.sh
+      . "$REPO/scripts/lib/ros_prepare.sh"
       for dir in "$VO"/vo_*/; do
         dir="${dir%/}"
         name="$(basename "$dir")"
@@ -113,7 +113,7 @@ PYEOF
           hz=$((15 * speed))
           m="matcha_node_${hz}hz"
           start=$(date +%s.%N)
-          "$REPO/scripts/ros_netns.sh" python3 tests/ros/vo_player.py --node target/release/matcha_node \
+          "$REPO/scripts/lib/ros_netns.sh" python3 tests/ros/vo_player.py --node target/release/matcha_node \
               --params config/matcha.yaml --engines "$engines" --sequence "$dir" --speed "$speed" \
               --tum "$res/$m.tum" --json "$res/${m}_rate.json"
           end=$(date +%s.%N)

@@ -15,8 +15,8 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
-# shellcheck source=scripts/env.sh
-. "$REPO/scripts/env.sh"
+# shellcheck source=scripts/lib/env.sh
+. "$REPO/scripts/lib/env.sh"
 
 TORCH=0
 FRAMES=300

@@ -9,17 +9,17 @@
 #   4. the onnxruntime shared library, taken from the PyPI `onnxruntime` wheel -> $ORT_DYLIB_PATH
 #   5. the ONNX models (tools/export_models.py, cached by the hash of their inputs) linked into engines/
 #   6. the reference outputs and test photos for the parity tests (tools/reference_features.py, cached)
-#   7. the main job: `matcha match` on a real stereo pair, `matcha eval` against ground truth, the ROS 2 node demo;
+#   7. the main job (scripts/demo.sh): `matcha match` on a real stereo pair, `matcha eval` against ground truth, the ROS 2 node demo;
 #      it also renders the bundled stereo VO sequence vo_short (tools/vo_sequences.py, cached)
 #
 # Options: --no-apt  --no-models  --no-references  --no-main   (skip those steps)
-# Cache locations: see scripts/env.sh (MATCHA_CACHE, default ~/.cache/matcha).
+# Cache locations: see scripts/lib/env.sh (MATCHA_CACHE, default ~/.cache/matcha).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
-# shellcheck source=scripts/env.sh
-. "$REPO/scripts/env.sh"
+# shellcheck source=scripts/lib/env.sh
+. "$REPO/scripts/lib/env.sh"
 
 DO_APT=1 DO_MODELS=1 DO_REFS=1 DO_MAIN=1
 for arg in "$@"; do
@@ -135,7 +135,7 @@ EOF
   mv "$ORT_DYLIB_PATH.tmp" "$ORT_DYLIB_PATH"
   info "extracted: $ORT_DYLIB_PATH"
 fi
-info "the Rust side loads it through ORT_DYLIB_PATH (source scripts/env.sh) or this default path"
+info "the Rust side loads it through ORT_DYLIB_PATH (source scripts/lib/env.sh) or this default path"
 
 # ---------------------------------------------------------------------------------------------------------------
 step "5/7 ONNX models -> $MATCHA_CACHE/engines (linked into engines/)"
@@ -162,30 +162,10 @@ fi
 # ---------------------------------------------------------------------------------------------------------------
 step "7/7 main job: match a real stereo pair, pose accuracy against ground truth on four sets, stereo VO on a rendered sequence (CLI and ROS 2 node), the ROS 2 node on a rendered image sequence"
 if [ "$DO_MAIN" = 1 ]; then
-  "$MATCHA_VENV/bin/python" tools/eval_sets.py --out "$MATCHA_CACHE/eval"
-  # the bundled stereo visual-odometry sequence (10 s, a few minutes; cached): $MATCHA_CACHE/vo/vo_short
-  "$MATCHA_VENV/bin/python" tools/vo_sequences.py --only vo_short --out "$MATCHA_CACHE/vo"
-  cargo build --release -j 2 --bin matcha
-  mkdir -p out
-  E="$MATCHA_CACHE/eval"
-  # Middlebury Motorcycle (scikit-image), rectified stereo: ground truth R = I, t along -x.
-  ./target/release/matcha match "$E/motorcycle/images/im0.png" "$E/motorcycle/images/im1.png" \
-      --intrinsics 994.97775,994.97775,310.818,254.50175 --intrinsics-b 994.97775,994.97775,341.90375,254.50175 \
-      --out out/motorcycle_matches.png
-  ./target/release/matcha eval --method xfeat+mnn --out out/eval \
-      --manifest "$E/chessboard/manifest.json" --manifest "$E/motorcycle/manifest.json" \
-      --manifest "$E/rendered/manifest.json" --manifest "$E/rooms/manifest.json"
-  info "match picture: out/motorcycle_matches.png; accuracy tables and recall curves: out/eval/"
-  # metric stereo visual odometry on the bundled rendered sequence, scored against its ground truth (evo)
-  ./target/release/matcha vo "$MATCHA_CACHE/vo/vo_short" --out out/vo/vo_short.tum --states out/vo/vo_short.jsonl
-  "$MATCHA_VENV/bin/python" tools/eval_vo.py --sequence "$MATCHA_CACHE/vo/vo_short" --trajectory out/vo/vo_short.tum \
-      --align se3 --plot out/vo/vo_short.png
-  info "trajectory picture (top view against ground truth, error over time): out/vo/vo_short.png"
-  # the ROS 2 node (PyPI wheels, loopback netns): stereo_odometry on the same sequence played at its camera rate,
-  # scored with evo and drawn (out/vo/vo_short_node.png); then a real-photo sequence's relative poses vs ground truth
-  "$REPO/scripts/demo_ros.sh"
-  info "baselines side by side (SIFT + PoseLib, XFeat-Python + PoseLib): scripts/eval.sh"
+  # scripts/demo.sh: matcha match / eval / vo on the bundled data, then the ROS 2 node (PyPI wheels, loopback
+  # netns) on the rendered stereo sequence and on a real-photo sequence
+  "$REPO/scripts/demo.sh"
 else
   info "skipped (--no-main)"
 fi
-printf '\n[setup] done. Use: . scripts/env.sh   (MATCHA_CACHE=%s, ORT_DYLIB_PATH=%s)\n' "$MATCHA_CACHE" "$ORT_DYLIB_PATH"
+printf '\n[setup] done. Use: . scripts/lib/env.sh   (MATCHA_CACHE=%s, ORT_DYLIB_PATH=%s)\n' "$MATCHA_CACHE" "$ORT_DYLIB_PATH"

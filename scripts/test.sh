@@ -8,7 +8,10 @@
 #   3. cargo fmt --check, cargo clippy -D warnings (default features, and cuda+tensorrt: must compile here)
 #   4. cargo test (unit, integration and parity tests; doc tests)
 #   5. pytest tools/ (exporters, MATCHA model definitions incl. the full-size export, eval sets and baselines)
-#   6. scripts/test_ros.sh: the ROS 2 node against a real rclpy peer in a loopback-only network namespace
+#   6. scripts/lib/ros_tests.sh: the ROS 2 node against a real rclpy peer in a loopback-only network namespace
+#
+#   scripts/test.sh                      every stage
+#   scripts/test.sh --ros-only [--only startup,stereo,...]   the ROS 2 stage alone (options: scripts/lib/ros_tests.sh)
 #
 # Every stage runs even if an earlier one failed; the exit code is non-zero if any failed, and the last line
 # sums the test counts of all runners. Nothing is skipped silently: a missing prerequisite fails the test
@@ -16,6 +19,12 @@
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
+case "${1:-}" in
+  --ros-only) shift; exec scripts/lib/ros_tests.sh "$@" ;;
+  -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+  "") ;;
+  *) echo "unknown option: $1 (scripts/test.sh --help)" >&2; exit 2 ;;
+esac
 LOG="$(mktemp -t matcha-test.XXXXXX)"
 failed=()
 
@@ -30,8 +39,8 @@ stage() {
 }
 
 stage "setup (cached)" scripts/setup.sh --no-main
-# shellcheck source=scripts/env.sh
-. scripts/env.sh
+# shellcheck source=scripts/lib/env.sh
+. scripts/lib/env.sh
 PY="$MATCHA_VENV/bin/python"
 
 fixtures() {
@@ -39,7 +48,7 @@ fixtures() {
     "$PY" tools/export_matcha.py --random-init --config tiny --mode "$mode" --height 96 --width 160 --fixtures
   done
   "$PY" tools/eval_sets.py --out "$MATCHA_CACHE/eval"
-  # the stereo sequence tests/vo.rs runs `matcha vo` on (rendered once, cached)
+  # the stereo sequence tests/integration/vo.rs runs `matcha vo` on (rendered once, cached)
   "$PY" tools/vo_sequences.py --only vo_short --out "$MATCHA_CACHE/vo"
 }
 stage "test fixtures (cached)" fixtures
@@ -58,7 +67,7 @@ stage "library alone (no cli feature)" lib_alone
 stage "cargo test" cargo test -j 2 --all-targets
 stage "cargo test --doc" cargo test -j 2 --doc
 stage "pytest tools/" "$PY" -m pytest -q -rs tools
-stage "ROS 2 node" scripts/test_ros.sh
+stage "ROS 2 node" scripts/lib/ros_tests.sh
 
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$LOG" | awk '{s += $4} END {print s + 0}')
 cfail=$(grep -Eo '[0-9]+ failed;' "$LOG" | awk '{s += $1} END {print s + 0}')

@@ -21,18 +21,18 @@ Sub-commands:
       the poses ({R, t} of x_cam = R X + t, or null); the Rust side scores them. One untimed warm-up call each.
 
   pnp-reference OUT_DIR
-      Writes tests/data/geometry/pnp_poselib.json for tests/geometry_reference.rs: absolute-pose problems generated
+      Writes tests/data/geometry/pnp_poselib.json for tests/integration/geometry_reference.rs: absolute-pose problems generated
       here with numpy (seeded; independent of the Rust generator), coordinates rounded, PoseLib's pose at a 2 px
       threshold and its errors over seeds 0-4, and the ground truth.
 
   real DUMP.json OUT.json [SEED]
       Runs PoseLib (defaults) on the matched keypoints of real image pairs dumped by the Rust helper test
-      `dump_real_matches` (tests/geometry_reference.rs) and writes the estimates in the evaluation's result
+      `dump_real_matches` (tests/integration/geometry_reference.rs) and writes the estimates in the evaluation's result
       format ({method, pairs: [{id, R, t, num_matches, num_inliers}]}), so ours and PoseLib's can be compared on
       exactly the same points.
 
   real-fixture OUT.json DUMP.json:ID[,ID...] [DUMP.json:ID...]
-      Writes the real-pair regression fixture read by tests/geometry_reference.rs (committed as
+      Writes the real-pair regression fixture read by tests/integration/geometry_reference.rs (committed as
       tests/data/geometry/real_pairs.json): the named pairs of the dumps with pixels rounded to 1/1000 px, scores
       to 1e-4, and PoseLib's inlier count and pose error on exactly those rounded points (seeds 0-4).
 

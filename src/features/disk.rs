@@ -17,7 +17,7 @@
 use ndarray::{s, Array2, ArrayD, Ix4};
 
 use super::keypoints::{nms, spread_top_k, NmsRule, SpreadOptions};
-use super::preprocess::{pad_to_multiple, resize_bilinear, rgb_tensor};
+use super::preprocess::{long_side_size, pad_to_multiple, resize_bilinear, rgb_tensor};
 use super::sampling::l2_normalize_rows;
 use super::{FeatureError, FeatureExtractor, Features};
 use crate::image::RgbImage;
@@ -71,21 +71,10 @@ impl Disk {
         let (pw, ph) = image.dimensions();
         let mut tensor = rgb_tensor(image, 1.0 / 255.0);
         let (w, h) = match self.options.resize_long_side {
-            Some(side) if side != pw.max(ph) => {
-                // Same rounding as kornia's resize(side="long"): the other side is int(side / aspect).
-                let (w, h) = if pw >= ph {
-                    (
-                        side as usize,
-                        (side as f64 * ph as f64 / pw as f64) as usize,
-                    )
-                } else {
-                    (
-                        (side as f64 * pw as f64 / ph as f64) as usize,
-                        side as usize,
-                    )
-                };
-                tensor = resize_bilinear(&tensor, h.max(1), w.max(1));
-                (w.max(1), h.max(1))
+            Some(side) if side != pw.max(ph) && side > 0 => {
+                let (w, h) = long_side_size(pw, ph, side);
+                tensor = resize_bilinear(&tensor, h, w);
+                (w, h)
             }
             _ => (pw as usize, ph as usize),
         };

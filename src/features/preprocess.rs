@@ -63,6 +63,17 @@ pub fn resize_bilinear(x: &Array4<f32>, out_h: usize, out_w: usize) -> Array4<f3
     out
 }
 
+/// Width and height of a `w × h` image resized so its long side is `side`, rounded as kornia's
+/// `resize(side="long")` does (the other side is `int(side / aspect)`, at least 1).
+pub fn long_side_size(w: u32, h: u32, side: u32) -> (usize, usize) {
+    let (rw, rh) = if w >= h {
+        (side as f64, (side as f64 * h as f64 / w as f64).floor())
+    } else {
+        ((side as f64 * w as f64 / h as f64).floor(), side as f64)
+    };
+    ((rw as usize).max(1), (rh as usize).max(1))
+}
+
 /// Pads a `1 × C × H × W` tensor with zeros at the bottom/right so both sides are multiples of `multiple`.
 pub fn pad_to_multiple(x: &Array4<f32>, multiple: usize) -> Array4<f32> {
     let (n, c, h, w) = x.dim();
@@ -114,6 +125,13 @@ mod tests {
             y.iter().copied().collect::<Vec<_>>(),
             vec![0.0, 0.25, 0.75, 1.0]
         );
+    }
+
+    #[test]
+    fn the_long_side_resize_rounds_the_short_side_down() {
+        assert_eq!(long_side_size(640, 480, 1024), (1024, 768));
+        assert_eq!(long_side_size(480, 641, 1024), (766, 1024));
+        assert_eq!(long_side_size(1000, 3, 10), (10, 1));
     }
 
     #[test]

@@ -4,14 +4,14 @@
 //! rejected here, before any sampling.
 //!
 //! Which errors are outcomes and which are misuse: a length mismatch, a non-finite coordinate, an invalid
-//! camera or option is the caller's mistake; too few or degenerate correspondences are outcomes of the
-//! scene. Both are [`NoPose`] values (see its variants); nothing here panics on input data.
+//! camera or option is unusable input ([`PoseInputError`]); too few or degenerate correspondences are
+//! outcomes of the scene ([`NoPose`]). Nothing here panics on input data.
 
 // `!(x > y)` is deliberate: it is true for NaN, which must take the rejecting branch.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 use crate::geometry::camera::PinholeCamera;
-use crate::geometry::{NoPose, RansacOptions};
+use crate::geometry::{NoPose, PoseError, PoseInputError, RansacOptions};
 
 /// Correspondences in normalised coordinates, structure of arrays (all the same length).
 #[derive(Clone, Copy)]
@@ -104,7 +104,7 @@ pub(crate) fn prepare(
     priority: Option<&[f32]>,
     weights: Option<&[f64]>,
     options: &RansacOptions,
-) -> Result<Problem, NoPose> {
+) -> Result<Problem, PoseError> {
     let n_in = points_a.len();
     for (len, _) in [
         (points_b.len(), "points_b"),
@@ -112,26 +112,27 @@ pub(crate) fn prepare(
         (weights.map_or(n_in, <[f64]>::len), "weights"),
     ] {
         if len != n_in {
-            return Err(NoPose::LengthMismatch { a: n_in, b: len });
+            return Err(PoseInputError::LengthMismatch { a: n_in, b: len }.into());
         }
     }
     if let Some(w) = weights {
         if let Some(i) = w.iter().position(|v| !(v.is_finite() && *v > 0.0)) {
-            return Err(NoPose::InvalidOptions(format!(
+            return Err(PoseInputError::InvalidOptions(format!(
                 "weight {i} must be finite and > 0, got {}",
                 w[i]
-            )));
+            ))
+            .into());
         }
     }
     for (name, cam) in [("a", camera_a), ("b", camera_b)] {
         cam.validate()
-            .map_err(|e| NoPose::InvalidCamera(format!("camera {name}: {e}")))?;
+            .map_err(|e| PoseInputError::InvalidCamera(format!("camera {name}: {e}")))?;
     }
     validate_options(options)?;
     let thr = options.threshold_px;
     let need = SAMPLE.max(options.min_inliers);
     if n_in < need {
-        return Err(NoPose::TooFewCorrespondences { have: n_in, need });
+        return Err(NoPose::TooFewCorrespondences { have: n_in, need }.into());
     }
     if let Some(i) = (0..n_in).find(|&i| {
         !points_a[i]
@@ -139,10 +140,11 @@ pub(crate) fn prepare(
             .chain(points_b[i].iter())
             .all(|v| v.is_finite())
     }) {
-        return Err(NoPose::NonFinite(format!(
+        return Err(PoseInputError::NonFinite(format!(
             "correspondence {i}: {:?} ↔ {:?}",
             points_a[i], points_b[i]
-        )));
+        ))
+        .into());
     }
     check_spread(points_a, "a", thr)?;
     check_spread(points_b, "b", thr)?;
@@ -150,7 +152,8 @@ pub(crate) fn prepare(
     if distinct < SAMPLE {
         return Err(NoPose::Degenerate(format!(
             "only {distinct} distinct correspondences among {n_in} (need at least {SAMPLE})"
-        )));
+        ))
+        .into());
     }
 
     let mut order: Vec<usize> = (0..n_in).collect();
@@ -195,21 +198,22 @@ pub(crate) fn prepare(
         return Err(NoPose::TooFewCorrespondences {
             have: pts.len(),
             need,
-        });
+        }
+        .into());
     }
     Ok(Problem { pts, n_input: n_in })
 }
 
 /// Range checks of the options the estimator reads.
-pub(crate) fn validate_options(options: &RansacOptions) -> Result<(), NoPose> {
+pub(crate) fn validate_options(options: &RansacOptions) -> Result<(), PoseInputError> {
     let thr = options.threshold_px;
     if !(thr.is_finite() && thr > 0.0) {
-        return Err(NoPose::InvalidOptions(format!(
+        return Err(PoseInputError::InvalidOptions(format!(
             "threshold_px must be finite and > 0, got {thr}"
         )));
     }
     if !(options.confidence > 0.0 && options.confidence < 1.0) {
-        return Err(NoPose::InvalidOptions(format!(
+        return Err(PoseInputError::InvalidOptions(format!(
             "confidence must be in (0, 1), got {}",
             options.confidence
         )));

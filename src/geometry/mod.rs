@@ -138,7 +138,35 @@ pub struct PoseQuality {
     pub off_plane_inliers: usize,
 }
 
-/// Why no pose was reported. None of these is a program error: they are results.
+/// The input of a two-view estimate is unusable: a caller's mistake (lists of different lengths, an option
+/// out of range) or data to be fixed where it comes from (a non-finite coordinate, an invalid camera). Never
+/// a property of the scene: those are [`NoPose`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PoseInputError {
+    /// The two point lists (or a point list and its priorities / weights) differ in length.
+    #[error("point lists differ in length: {a} vs {b}")]
+    LengthMismatch {
+        /// Length of the first list.
+        a: usize,
+        /// Length of the second list.
+        b: usize,
+    },
+    /// A coordinate is NaN or infinite.
+    #[error("non-finite input: {0}")]
+    NonFinite(String),
+    /// A camera's parameters are invalid (non-finite or non-positive focal length, ...).
+    #[error("invalid camera: {0}")]
+    InvalidCamera(String),
+    /// An option or a weight is out of range (threshold, confidence, weights).
+    #[error("invalid RANSAC options: {0}")]
+    InvalidOptions(String),
+    /// A match names a keypoint that does not exist (a matcher's bug).
+    #[error("match out of range: {0}")]
+    MatchOutOfRange(String),
+}
+
+/// Why a two-view estimate has no pose: an outcome of the scene and the correspondences, not an error of
+/// the program or of its caller (those are [`PoseInputError`]).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum NoPose {
     /// Fewer correspondences than the solver (or `min_inliers`) needs.
@@ -149,26 +177,9 @@ pub enum NoPose {
         /// How many are needed.
         need: usize,
     },
-    /// The two point lists differ in length.
-    #[error("point lists differ in length: {a} vs {b}")]
-    LengthMismatch {
-        /// Length of the first list.
-        a: usize,
-        /// Length of the second list.
-        b: usize,
-    },
-    /// A coordinate or a camera parameter is NaN or infinite.
-    #[error("non-finite input: {0}")]
-    NonFinite(String),
     /// The configuration cannot determine a pose (collinear points, zero motion, duplicates, ...).
     #[error("degenerate configuration: {0}")]
     Degenerate(String),
-    /// A camera's parameters are invalid (non-finite or non-positive focal length, ...).
-    #[error("invalid camera: {0}")]
-    InvalidCamera(String),
-    /// An option is out of range (threshold, confidence).
-    #[error("invalid RANSAC options: {0}")]
-    InvalidOptions(String),
     /// One plane explains the correspondences and two of its motions fit them equally: the off-plane points
     /// (if any) do not decide between them, and the homography has two physically valid decompositions.
     #[error(
@@ -197,4 +208,37 @@ pub enum NoPose {
         /// Required inlier count.
         need: usize,
     },
+}
+
+/// What a two-view estimate returns instead of a pose: an outcome ([`NoPose`]) or unusable input
+/// ([`PoseInputError`]). [`PoseError::into_outcome`] separates the two for callers that handle them apart
+/// (the pipeline reports an outcome with the pair and fails on bad input).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PoseError {
+    /// No pose, for a reason of the scene or the correspondences.
+    #[error(transparent)]
+    NoPose(#[from] NoPose),
+    /// The input cannot be used.
+    #[error(transparent)]
+    Input(#[from] PoseInputError),
+}
+
+impl PoseError {
+    /// The outcome, or the input error as `Err`.
+    pub fn into_outcome(self) -> Result<NoPose, PoseInputError> {
+        match self {
+            PoseError::NoPose(n) => Ok(n),
+            PoseError::Input(e) => Err(e),
+        }
+    }
+}
+
+/// A pose or its outcome, with unusable input as the outer `Err` (`?`-friendly for callers that fail on it).
+pub fn pose_outcome(
+    estimate: Result<RelativePose, PoseError>,
+) -> Result<Result<RelativePose, NoPose>, PoseInputError> {
+    match estimate {
+        Ok(pose) => Ok(Ok(pose)),
+        Err(e) => e.into_outcome().map(Err),
+    }
 }

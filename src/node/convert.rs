@@ -333,7 +333,7 @@ pub fn debug_image(a: &RgbImage, b: &RgbImage, c: &Correspondences) -> Image {
 #[cfg(test)]
 mod tests {
     //! Property tests of what the node parses from messages: any Image, CompressedImage or CameraInfo
-    //! decodes or is refused with a counted cause, never a panic (run by `scripts/test_ros.sh`; longer by
+    //! decodes or is refused with a counted cause, never a panic (run by `scripts/test.sh --ros-only`; longer by
     //! hand with `PROPTEST_CASES=100000`).
     use super::*;
     use proptest::prelude::*;

@@ -53,6 +53,10 @@ pub enum PipelineError {
     /// Matching failed.
     #[error(transparent)]
     Match(#[from] MatchError),
+    /// The pose estimator was given unusable input (a program error upstream of it, not a property of the
+    /// scene: those are the pair's [`crate::geometry::NoPose`]).
+    #[error("pose estimation: {0}")]
+    PoseInput(#[from] crate::geometry::PoseInputError),
     /// Something the configuration asks for is not available in this build.
     #[error("{0}")]
     Unsupported(String),

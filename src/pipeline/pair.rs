@@ -8,8 +8,8 @@ use super::{PairResult, PipelineError};
 use crate::features::Features;
 use crate::geometry::relative_pose::unrefined_weight;
 use crate::geometry::{
-    estimate_relative_pose, refine_relative_pose_weighted, NoPose, PinholeCamera, RansacOptions,
-    RelativePose,
+    estimate_relative_pose, pose_outcome, refine_relative_pose_weighted, PinholeCamera, PoseError,
+    PoseInputError, RansacOptions, RelativePose,
 };
 use crate::matching::refine::{refine_selected_matches, RefineOptions, Refinement};
 use crate::matching::{Matcher, Matches};
@@ -30,7 +30,9 @@ pub(super) fn match_refine_pose(
     let t1 = Instant::now();
     let ms = |x: Instant, y: Instant| (y - x).as_secs_f64() * 1e3;
     let (Some(ga), Some(gb), true) = (&a.gray, &b.gray, refine.enabled) else {
-        let pose = estimate_pose_from_matches(a, camera_a, b, camera_b, &matches, ransac);
+        let pose = pose_outcome(estimate_pose_from_matches(
+            a, camera_a, b, camera_b, &matches, ransac,
+        ))?;
         let t2 = Instant::now();
         return Ok(PairResult {
             matches,
@@ -43,7 +45,9 @@ pub(super) fn match_refine_pose(
     };
     // With refinement: a pose from the detector's keypoints picks the matches worth refining (its inliers;
     // all of them when it fails), then the pose is re-estimated from the refined positions.
-    let first = estimate_pose_from_matches(a, camera_a, b, camera_b, &matches, ransac);
+    let first = pose_outcome(estimate_pose_from_matches(
+        a, camera_a, b, camera_b, &matches, ransac,
+    ))?;
     let t2 = Instant::now();
     let select = match &first {
         Ok(p) => spread_selection(&p.inliers, refine.max_matches),
@@ -61,10 +65,11 @@ pub(super) fn match_refine_pose(
     log::debug!("match refinement: {:?}", refinement.stats);
     let t3 = Instant::now();
     let pose = match &first {
+        // the refined re-estimate, else the first pose
         Ok(p) => {
             reestimate_refined(a, camera_a, b, camera_b, &matches, &refinement, p, ransac).or(first)
         }
-        Err(_) => estimate_pose_refined(
+        Err(_) => pose_outcome(estimate_pose_refined(
             a,
             camera_a,
             b,
@@ -72,7 +77,7 @@ pub(super) fn match_refine_pose(
             &matches,
             Some(&refinement),
             ransac,
-        ),
+        ))?,
     };
     let t4 = Instant::now();
     Ok(PairResult {
@@ -111,7 +116,7 @@ pub fn estimate_pose_from_matches(
     camera_b: &PinholeCamera,
     matches: &Matches,
     options: &RansacOptions,
-) -> Result<RelativePose, NoPose> {
+) -> Result<RelativePose, PoseError> {
     estimate_pose_refined(a, camera_a, b, camera_b, matches, None, options)
 }
 
@@ -129,7 +134,7 @@ fn pair_points(
     b: &Features,
     matches: &Matches,
     refinement: Option<&Refinement>,
-) -> Result<PairPoints, NoPose> {
+) -> Result<PairPoints, PoseInputError> {
     let refined = refinement.map_or(&[][..], |r| r.points_b.as_slice());
     let n = matches.matches.len();
     let mut out = PairPoints {
@@ -141,7 +146,7 @@ fn pair_points(
     for (i, m) in matches.matches.iter().enumerate() {
         let (Some(ka), Some(kb)) = (a.keypoints.get(m.a as usize), b.keypoints.get(m.b as usize))
         else {
-            return Err(NoPose::Degenerate(format!(
+            return Err(PoseInputError::MatchOutOfRange(format!(
                 "match ({}, {}) indexes past the keypoints ({}, {})",
                 m.a,
                 m.b,
@@ -173,7 +178,7 @@ pub fn estimate_pose_refined(
     matches: &Matches,
     refinement: Option<&Refinement>,
     options: &RansacOptions,
-) -> Result<RelativePose, NoPose> {
+) -> Result<RelativePose, PoseError> {
     let pts = pair_points(a, b, matches, refinement)?;
     let first = estimate_relative_pose(
         &pts.a,
@@ -204,7 +209,7 @@ pub fn reestimate_refined(
     refinement: &Refinement,
     initial: &RelativePose,
     options: &RansacOptions,
-) -> Result<RelativePose, NoPose> {
+) -> Result<RelativePose, PoseError> {
     let pts = pair_points(a, b, matches, Some(refinement))?;
     let equal =
         refine_relative_pose_weighted(&pts.a, &pts.b, camera_a, camera_b, None, initial, options)?;

@@ -2,6 +2,7 @@
 //! photos and the Python references are. All of them are produced by `scripts/setup.sh` into
 //! `$MATCHA_CACHE` (default `~/.cache/matcha`); a test that needs one and cannot find it FAILS with a message
 //! saying so (tests are never skipped silently).
+// The GPU binary uses a few of these helpers only.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

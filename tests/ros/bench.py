@@ -1,4 +1,4 @@
-"""Benchmark of matcha_node (run inside scripts/ros_netns.sh; see scripts/bench_ros.sh).
+"""Benchmark of matcha_node (run inside scripts/lib/ros_netns.sh; see scripts/bench.sh node).
 
 Starts matcha_node with the given parameter file (default config: odometry, XFeat + MNN on CPU), publishes a
 640x480 rgb8 sequence (the rendered real-photo room of tests/ros/scene.py, played back and forth so the motion

@@ -1,5 +1,5 @@
-"""End-to-end tests of matcha_node against a real rclpy peer (run inside scripts/ros_netns.sh; see
-scripts/test_ros.sh).
+"""End-to-end tests of matcha_node against a real rclpy peer (run inside scripts/lib/ros_netns.sh; see
+scripts/test.sh --ros-only).
 
 The peer renders a short sequence of a room textured with real photographs (tests/ros/scene.py) with exact
 ground-truth camera poses, publishes it with its CameraInfo, and checks what the node publishes:

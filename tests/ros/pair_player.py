@@ -1,5 +1,5 @@
 """Demo player for matcha_node: publishes a real image sequence with known intrinsics at a fixed rate and prints
-the published relative poses against ground truth (run inside scripts/ros_netns.sh; see scripts/demo_ros.sh).
+the published relative poses against ground truth (run inside scripts/lib/ros_netns.sh; see scripts/demo.sh ros).
 
 The sequence is the room textured with real photographs of tests/ros/scene.py (exact ground-truth camera poses,
 640x480, fx = fy = 500). Frames are rendered once and cached in $MATCHA_CACHE/ros-frames (keyed by the hash of

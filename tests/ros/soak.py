@@ -1,4 +1,4 @@
-"""Soak of matcha_node in stereo_odometry mode (run inside scripts/ros_netns.sh; see scripts/soak_ros.sh).
+"""Soak of matcha_node in stereo_odometry mode (run inside scripts/lib/ros_netns.sh; see scripts/bench.sh soak).
 
 Plays a rendered stereo sequence (default vo_loop: 627 pairs, 640x480) back and forth, so that the motion is
 continuous, at --rate Hz (30) for --duration seconds (3600), with increasing stamps, and reports per --window

@@ -1,5 +1,5 @@
 """End-to-end test of matcha_node's stereo_odometry mode against a real rclpy peer (run inside
-scripts/ros_netns.sh; see scripts/test_ros.sh).
+scripts/lib/ros_netns.sh; see scripts/test.sh --ros-only).
 
 The peer plays a rendered stereo sequence with exact ground truth (tools/vo_sequences.py, default vo_short:
 10 s at 15 Hz, 640x480) at its camera rate: left and right sensor_msgs/Image with identical stamps and their

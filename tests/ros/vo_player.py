@@ -1,6 +1,6 @@
 """Plays a rendered stereo sequence (tools/vo_sequences.py) to matcha_node in stereo_odometry mode at its camera
-rate (or --speed times it) and writes the left camera's trajectory in TUM format (run inside scripts/ros_netns.sh;
-see scripts/demo_ros.sh and tests/ros/stereo_odometry_test.py, which imports the pieces).
+rate (or --speed times it) and writes the left camera's trajectory in TUM format (run inside scripts/lib/ros_netns.sh;
+see scripts/demo.sh ros and tests/ros/stereo_odometry_test.py, which imports the pieces).
 
 The player publishes left and right sensor_msgs/Image with identical stamps and their CameraInfos (a rectified
 rig: the baseline in the right P), and latches the camera's mounting on /tf_static (base_link -> the left optical

@@ -24,7 +24,7 @@ use ndarray::{s, Array2, Array3, ArrayViewD, Ix3, Ix4};
 
 use self::detection::{detect, DetectionOptions};
 use super::keypoints::SpreadOptions;
-use super::preprocess::{pad_replicate_centered, resize_bilinear, rgb_tensor};
+use super::preprocess::{long_side_size, pad_replicate_centered, resize_bilinear, rgb_tensor};
 use super::{FeatureError, FeatureExtractor, Features};
 use crate::image::RgbImage;
 use crate::runtime::{Engine, RuntimeConfig};
@@ -67,17 +67,6 @@ fn bad(reason: String) -> FeatureError {
         extractor: NAME.into(),
         reason,
     }
-}
-
-/// The network input size for a photo of `pw × ph` resized so its long side is `side` (kornia's
-/// `resize(side="long")` rounding: the other side is `int(side / aspect)`).
-fn resized_size(pw: u32, ph: u32, side: u32) -> (usize, usize) {
-    let (w, h) = if pw >= ph {
-        (side as f64, (side as f64 * ph as f64 / pw as f64).floor())
-    } else {
-        ((side as f64 * pw as f64 / ph as f64).floor(), side as f64)
-    };
-    ((w as usize).max(1), (h as usize).max(1))
 }
 
 impl Aliked {
@@ -208,7 +197,7 @@ impl FeatureExtractor for Aliked {
         let mut tensor = rgb_tensor(image, 1.0 / 255.0);
         let (w, h) = match self.options.resize_long_side {
             Some(side) if side != pw.max(ph) && side > 0 => {
-                let (w, h) = resized_size(pw, ph, side);
+                let (w, h) = long_side_size(pw, ph, side);
                 tensor = resize_bilinear(&tensor, h, w);
                 (w, h)
             }
@@ -232,13 +221,6 @@ impl FeatureExtractor for Aliked {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_long_side_resize_rounds_the_short_side_down() {
-        assert_eq!(resized_size(640, 480, 1024), (1024, 768));
-        assert_eq!(resized_size(480, 641, 1024), (766, 1024));
-        assert_eq!(resized_size(1000, 3, 10), (10, 1));
-    }
 
     #[test]
     fn missing_engines_are_a_setup_error_naming_the_file() {

@@ -29,7 +29,7 @@ use super::correspondences::{prepare, Correspondences};
 use super::ransac::{
     self, verify_errors, Candidate, Estimator, Limits, Sampler, SprtTest, Verification,
 };
-use super::{NoPose, RansacOptions};
+use super::{NoPose, PoseError, RansacOptions};
 use crate::util::rng::SplitMix64;
 use crate::util::stats::subsample_evenly;
 
@@ -56,7 +56,7 @@ pub fn estimate_homography(
     camera_b: &PinholeCamera,
     priority: Option<&[f32]>,
     options: &RansacOptions,
-) -> Result<Homography, NoPose> {
+) -> Result<Homography, PoseError> {
     let problem = prepare(
         points_a, points_b, camera_a, camera_b, priority, None, options,
     )?;
@@ -71,7 +71,8 @@ pub fn estimate_homography(
             return Err(NoPose::NoConsensus {
                 best_inliers: other.map_or(0, |b| b.inliers),
                 need,
-            })
+            }
+            .into())
         }
     };
     let mut inliers = vec![false; problem.n_input];

@@ -69,6 +69,6 @@ fn no_plane_no_consensus() {
     };
     assert!(matches!(
         estimate_homography(&a, &b, &cam(), &cam(), None, &opts),
-        Err(NoPose::NoConsensus { .. })
+        Err(PoseError::NoPose(NoPose::NoConsensus { .. }))
     ));
 }

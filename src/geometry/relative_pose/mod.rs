@@ -70,15 +70,19 @@ use super::camera::PinholeCamera;
 use super::correspondences::{prepare, Problem, SAMPLE};
 use super::essential::{count_in_front, essential_from_pose, pose_from_essential, PixelWeights};
 use super::ransac::{self, Candidate, Estimator, Limits, Sampler};
-use super::{NoPose, PoseQuality, RansacOptions, RelativePose, TwoViewConfiguration};
+use super::{
+    NoPose, PoseError, PoseInputError, PoseQuality, RansacOptions, RelativePose,
+    TwoViewConfiguration,
+};
 use crate::util::rng::SplitMix64;
 
 /// Estimates the relative pose `x_b = R·x_a + t` (unit `t`) from pixel correspondences
 /// `points_a[i] ↔ points_b[i]`.
 ///
 /// `priority` (same length, higher = better, e.g. match scores) switches on PROSAC ordering. The threshold
-/// is [`RansacOptions::threshold_px`] on the Sampson error in pixels. Degenerate or invalid input returns an
-/// [`NoPose`] with the reason; the function never panics on input data. Deterministic for a fixed
+/// is [`RansacOptions::threshold_px`] on the Sampson error in pixels. A scene or correspondences that
+/// determine no pose return [`NoPose`] with the reason, unusable input [`PoseInputError`] (both in
+/// [`PoseError`]); the function never panics on input data. Deterministic for a fixed
 /// [`RansacOptions::seed`].
 pub fn estimate_relative_pose(
     points_a: &[[f64; 2]],
@@ -87,7 +91,7 @@ pub fn estimate_relative_pose(
     camera_b: &PinholeCamera,
     priority: Option<&[f32]>,
     options: &RansacOptions,
-) -> Result<RelativePose, NoPose> {
+) -> Result<RelativePose, PoseError> {
     estimate_relative_pose_weighted(
         points_a, points_b, camera_a, camera_b, priority, None, options,
     )
@@ -105,7 +109,7 @@ pub fn estimate_relative_pose_weighted(
     priority: Option<&[f32]>,
     weights: Option<&[f64]>,
     options: &RansacOptions,
-) -> Result<RelativePose, NoPose> {
+) -> Result<RelativePose, PoseError> {
     let problem = prepare(
         points_a, points_b, camera_a, camera_b, priority, weights, options,
     )?;
@@ -170,7 +174,7 @@ pub fn estimate_relative_pose_weighted(
         plane: plane.as_ref(),
         alternatives: &candidates,
     };
-    ctx.finish(best, iterations, plane_info, rotation.map(|(r, _)| r))
+    Ok(ctx.finish(best, iterations, plane_info, rotation.map(|(r, _)| r))?)
 }
 
 /// Re-estimates a pose from `initial` (e.g. an earlier estimate from less precise positions of the same
@@ -188,7 +192,7 @@ pub fn refine_relative_pose_weighted(
     weights: Option<&[f64]>,
     initial: &RelativePose,
     options: &RansacOptions,
-) -> Result<RelativePose, NoPose> {
+) -> Result<RelativePose, PoseError> {
     let r = &initial.rotation;
     let orthonormal =
         (r.transpose() * r - Matrix3::identity()).norm() < 1e-6 && r.determinant() > 0.0;
@@ -196,9 +200,10 @@ pub fn refine_relative_pose_weighted(
         .translation
         .is_none_or(|t| t.iter().all(|v| v.is_finite()) && t.norm() > 1e-12);
     if !(r.iter().all(|v| v.is_finite()) && orthonormal && t_ok) {
-        return Err(NoPose::InvalidOptions(
+        return Err(PoseInputError::InvalidOptions(
             "initial pose: R must be a rotation and t finite and non-zero".into(),
-        ));
+        )
+        .into());
     }
     let problem = prepare(
         points_a, points_b, camera_a, camera_b, None, weights, options,
@@ -206,14 +211,14 @@ pub fn refine_relative_pose_weighted(
     let (ctx, _) = Context::new(&problem, camera_a, camera_b, options);
     let carried = PlaneInfo::Carry(initial.quality);
     let Some(t) = initial.translation else {
-        return ctx.panoramic(*r, 0, &carried);
+        return Ok(ctx.panoramic(*r, 0, &carried)?);
     };
     let mut cand = ctx.estimator.candidate(Pose {
         r: *r,
         t: t / t.norm(),
     });
     ctx.estimator.local_optimisation(&mut cand);
-    ctx.finish(Some(cand), 0, carried, None)
+    Ok(ctx.finish(Some(cand), 0, carried, None)?)
 }
 
 /// The explanations of a plane that the off-plane points do not decide between (winner first), as

@@ -7,7 +7,7 @@ use crate::geometry::synthetic::{generate_sets, SyntheticConfig, SyntheticInstan
 use crate::geometry::TwoViewConfiguration;
 
 /// Our estimator on a synthetic instance (no priority).
-fn estimate_on(inst: &SyntheticInstance, opts: &RansacOptions) -> Result<RelativePose, NoPose> {
+fn estimate_on(inst: &SyntheticInstance, opts: &RansacOptions) -> Result<RelativePose, PoseError> {
     estimate_relative_pose(
         &inst.points_a,
         &inst.points_b,
@@ -198,7 +198,7 @@ fn refinement_from_an_initial_pose_matches_ransac() {
                 },
                 &opts
             ),
-            Err(NoPose::InvalidOptions(_))
+            Err(PoseError::Input(PoseInputError::InvalidOptions(_)))
         ));
     }
 }
@@ -224,13 +224,16 @@ fn invalid_weights_are_errors() {
     };
     assert!(matches!(
         run(&[1.0; 99]),
-        Err(NoPose::LengthMismatch { a: 100, b: 99 })
+        Err(PoseError::Input(PoseInputError::LengthMismatch {
+            a: 100,
+            b: 99
+        }))
     ));
     for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
         let mut w = vec![1.0; 100];
         w[42] = bad;
         assert!(
-            matches!(run(&w), Err(NoPose::InvalidOptions(ref m)) if m.contains("weight 42")),
+            matches!(run(&w), Err(PoseError::Input(PoseInputError::InvalidOptions(ref m))) if m.contains("weight 42")),
             "{bad}"
         );
     }
@@ -295,32 +298,35 @@ fn degenerate_inputs_are_errors() {
     let cam = cam();
     assert!(matches!(
         estimate_relative_pose(&a[..3], &b[..3], &cam, &cam, None, &o),
-        Err(NoPose::TooFewCorrespondences { have: 3, .. })
+        Err(PoseError::NoPose(NoPose::TooFewCorrespondences {
+            have: 3,
+            ..
+        }))
     ));
     assert!(matches!(
         estimate_relative_pose(a, &b[..10], &cam, &cam, None, &o),
-        Err(NoPose::LengthMismatch { .. })
+        Err(PoseError::Input(PoseInputError::LengthMismatch { .. }))
     ));
     assert!(matches!(
         estimate_relative_pose(a, b, &cam, &cam, Some(&[1.0; 3]), &o),
-        Err(NoPose::LengthMismatch { .. })
+        Err(PoseError::Input(PoseInputError::LengthMismatch { .. }))
     ));
     let mut bad = a.clone();
     bad[7][1] = f64::NAN;
     assert!(matches!(
         estimate_relative_pose(&bad, b, &cam, &cam, None, &o),
-        Err(NoPose::NonFinite(_))
+        Err(PoseError::Input(PoseInputError::NonFinite(_)))
     ));
     bad[7][1] = f64::INFINITY;
     assert!(matches!(
         estimate_relative_pose(&bad, b, &cam, &cam, None, &o),
-        Err(NoPose::NonFinite(_))
+        Err(PoseError::Input(PoseInputError::NonFinite(_)))
     ));
     let mut badcam = cam;
     badcam.fx = 0.0;
     assert!(matches!(
         estimate_relative_pose(a, b, &badcam, &cam, None, &o),
-        Err(NoPose::InvalidCamera(_))
+        Err(PoseError::Input(PoseInputError::InvalidCamera(_)))
     ));
     // All points on a line.
     let line_a: Vec<[f64; 2]> = (0..100)
@@ -331,14 +337,14 @@ fn degenerate_inputs_are_errors() {
         .collect();
     assert!(matches!(
         estimate_relative_pose(&line_a, &line_b, &cam, &cam, None, &o),
-        Err(NoPose::Degenerate(_))
+        Err(PoseError::NoPose(NoPose::Degenerate(_)))
     ));
     // The same correspondence repeated.
     let same_a = vec![[100.0, 200.0]; 50];
     let same_b = vec![[110.0, 190.0]; 50];
     assert!(matches!(
         estimate_relative_pose(&same_a, &same_b, &cam, &cam, None, &o),
-        Err(NoPose::Degenerate(_))
+        Err(PoseError::NoPose(NoPose::Degenerate(_)))
     ));
     // Four distinct correspondences repeated many times (plus spread, so the line test passes).
     let four_a: Vec<[f64; 2]> = (0..60)
@@ -347,7 +353,7 @@ fn degenerate_inputs_are_errors() {
     let four_b: Vec<[f64; 2]> = four_a.iter().map(|p| [p[0] + 3.0, p[1] - 2.0]).collect();
     assert!(matches!(
         estimate_relative_pose(&four_a, &four_b, &cam, &cam, None, &o),
-        Err(NoPose::Degenerate(_))
+        Err(PoseError::NoPose(NoPose::Degenerate(_)))
     ));
     // Zero motion: identical images are a rotation (the identity) without translation.
     let r = estimate_relative_pose(a, a, &cam, &cam, None, &o).unwrap();
@@ -382,7 +388,7 @@ fn degenerate_inputs_are_errors() {
     };
     assert!(matches!(
         estimate_relative_pose(&na, &nb, &cam, &cam, None, &strict),
-        Err(NoPose::NoConsensus { .. })
+        Err(PoseError::NoPose(NoPose::NoConsensus { .. }))
     ));
     // Bad options.
     let bad_o = RansacOptions {
@@ -391,7 +397,7 @@ fn degenerate_inputs_are_errors() {
     };
     assert!(matches!(
         estimate_relative_pose(a, b, &cam, &cam, None, &bad_o),
-        Err(NoPose::InvalidOptions(_))
+        Err(PoseError::Input(PoseInputError::InvalidOptions(_)))
     ));
 }
 
@@ -454,9 +460,9 @@ fn a_truly_planar_scene_is_the_true_pose_or_a_stated_ambiguity() {
                 );
                 assert_eq!(p.configuration, TwoViewConfiguration::Planar);
             }
-            Err(NoPose::PlanarAmbiguity {
+            Err(PoseError::NoPose(NoPose::PlanarAmbiguity {
                 best, candidates, ..
-            }) => {
+            })) => {
                 ambiguous += 1;
                 // the best guess is the first candidate, refined like any pose
                 assert_eq!(

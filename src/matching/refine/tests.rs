@@ -1,6 +1,6 @@
 //! Tests of the match refinement on synthetic images: sub-pixel shifts under gain and bias, rotation and
 //! scale (affine model), noise, textureless and wrong matches, borders and bad input, determinism, selection
-//! and option checks. Real photos are in `tests/refine_photos.rs`.
+//! and option checks. Real photos are in `tests/integration/refine_photos.rs`.
 
 use super::*;
 

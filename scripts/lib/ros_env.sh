@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Source this file (`. scripts/ros_env.sh`) to use the ROS 2 Kilted wheels installed by `scripts/setup_ros.sh`
+# Source this file (`. scripts/lib/ros_env.sh`) to use the ROS 2 Kilted wheels installed by `scripts/lib/ros_setup.sh`
 # (the PyPI-wheel path; with a normal ROS 2 install, source /opt/ros/<distro>/setup.bash instead).
 #
 # It sets what rclpy, colcon, r2r's build and the `matcha_node` binary need:
@@ -11,17 +11,17 @@
 #   LIBRARY_PATH                           the librmw_implementation.so symlink dir (linker search path)
 #   MATCHA_ROS_LINK_DIR, MATCHA_ROS_LIBPYTHON, MATCHA_ROS_LIBPYTHON_DIR   read by build.rs (feature `ros`):
 #       the librmw_implementation.so symlink dir and the libpython that the wheels' librcl needs.
-# It does not install anything; run scripts/setup_ros.sh first (it prints an error if that was not done).
+# It does not install anything; run scripts/lib/ros_setup.sh first (it prints an error if that was not done).
 
 MATCHA_CACHE="${MATCHA_CACHE:-$HOME/.cache/matcha}"
 MATCHA_ROS_VENV="${MATCHA_ROS_VENV:-$MATCHA_CACHE/ros-venv}"
 if [ ! -f "$MATCHA_ROS_VENV/.matcha-stamp" ]; then
-    echo "ros_env.sh: no ROS 2 venv at $MATCHA_ROS_VENV: run scripts/setup_ros.sh first" >&2
+    echo "ros_env.sh: no ROS 2 venv at $MATCHA_ROS_VENV: run scripts/lib/ros_setup.sh first" >&2
     return 1 2>/dev/null || exit 1
 fi
 export MATCHA_CACHE MATCHA_ROS_VENV
 # shellcheck disable=SC1091
-. "$MATCHA_ROS_VENV/.matcha-env"   # written by setup_ros.sh: MATCHA_ROS_PYVER, MATCHA_ROS_LIBPYTHON_DIR, MATCHA_ROS_MSGS
+. "$MATCHA_ROS_VENV/.matcha-env"   # written by ros_setup.sh: MATCHA_ROS_PYVER, MATCHA_ROS_LIBPYTHON_DIR, MATCHA_ROS_MSGS
 
 _matcha_prepend() { # var value
     local cur="${!1:-}"

@@ -6,7 +6,7 @@
 //! (ONNX vs PyTorch probabilities differ by up to 1.9e-4; pairs whose probability sits at the 0.1 threshold can
 //! flip).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -1,7 +1,7 @@
 //! The `matcha` command line end to end: a real pair gives a pose in the documented JSON, identical images give
 //! `"R": null` with exit code 0, and every kind of bad input exits non-zero with a message naming the problem.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

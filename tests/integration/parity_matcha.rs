@@ -6,7 +6,7 @@
 //! Stated tolerances: F_m and the keypoint descriptors within 1e-5 (max abs) of PyTorch; the Python side
 //! measured ONNX Runtime vs PyTorch at ≤ 2e-6 for every stage of these fixtures.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

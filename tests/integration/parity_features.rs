@@ -6,7 +6,7 @@
 //! (cosine ≥ 0.9999) and score difference ≤ 1e-3·|score| + 5e-3 on the common keypoints (DISK scores are raw
 //! logits of ±500 whose ONNX-vs-PyTorch difference reaches 5e-3 at export).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

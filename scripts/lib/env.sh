@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Source this file (`. scripts/env.sh`): it sets the cache locations that matcha's scripts share.
+# Source this file (`. scripts/lib/env.sh`): it sets the cache locations that matcha's scripts share.
 #   MATCHA_CACHE    root of everything expensive (venv, exported models, references, test images)
 #   MATCHA_VENV     the pinned Python venv for tools/ (export and reference checks)
 #   ORT_DYLIB_PATH  the onnxruntime shared library the Rust `ort` crate loads at run time
@@ -8,7 +8,7 @@ export MATCHA_CACHE="${MATCHA_CACHE:-$HOME/.cache/matcha}"
 export MATCHA_VENV="${MATCHA_VENV:-$MATCHA_CACHE/venv}"
 # onnxruntime version of the shared library: the pin in tools/requirements.txt (the Rust `ort` crate is built with
 # feature api-31 and refuses a library older than 1.31).
-_matcha_req="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." 2>/dev/null && pwd)/tools/requirements.txt"
+_matcha_req="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/../.." 2>/dev/null && pwd)/tools/requirements.txt"
 if [ -z "${MATCHA_ORT_VERSION:-}" ] && [ -f "$_matcha_req" ]; then
   MATCHA_ORT_VERSION="$(sed -n 's/^onnxruntime==\([0-9.]*\).*/\1/p' "$_matcha_req" | head -1)"
 fi

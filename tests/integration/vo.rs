@@ -2,7 +2,7 @@
 //! `tools/vo_sequences.py`, which the test set-up runs): the metric trajectory against the ground truth
 //! without any alignment (both start at the first left camera frame), the per-frame states, and bad input.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 
