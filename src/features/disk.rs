@@ -85,7 +85,7 @@ impl Disk {
             &[OUT_HEATMAP, OUT_DESCRIPTORS],
         )?;
         let bad = |reason: String| FeatureError::BadOutput {
-            extractor: "disk".into(),
+            extractor: "disk",
             reason,
         };
         let as4 = |a: ArrayD<f32>| {
@@ -111,7 +111,7 @@ impl Disk {
 }
 
 impl FeatureExtractor for Disk {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "disk"
     }
 
@@ -135,7 +135,7 @@ impl FeatureExtractor for Disk {
         let (w, h) = image.dimensions();
         if (w as usize) < STRIDE || (h as usize) < STRIDE {
             return Err(FeatureError::BadImage {
-                extractor: "disk".into(),
+                extractor: "disk",
                 reason: format!(
                     "{w}×{h} is smaller than the network stride ({STRIDE} px per side)"
                 ),

@@ -80,7 +80,7 @@ pub enum FeatureError {
     #[error("image rejected by {extractor}: {reason}")]
     BadImage {
         /// Extractor name.
-        extractor: String,
+        extractor: &'static str,
         /// What is wrong and what would be accepted.
         reason: String,
     },
@@ -91,7 +91,7 @@ pub enum FeatureError {
     #[error("{extractor}: {reason}")]
     EngineSetup {
         /// Extractor name.
-        extractor: String,
+        extractor: &'static str,
         /// What is wrong and how to fix it.
         reason: String,
     },
@@ -99,7 +99,7 @@ pub enum FeatureError {
     #[error("{extractor}: unexpected engine output: {reason}")]
     BadOutput {
         /// Extractor name.
-        extractor: String,
+        extractor: &'static str,
         /// What was expected.
         reason: String,
     },
@@ -108,7 +108,7 @@ pub enum FeatureError {
 /// Anything that turns an RGB image into [`Features`].
 pub trait FeatureExtractor: Send {
     /// Short name of the descriptor (`"xfeat"`, `"disk"`, `"matcha"`, ...), published with correspondences.
-    fn name(&self) -> &str;
+    fn name(&self) -> &'static str;
     /// Descriptor dimension this extractor produces.
     fn descriptor_dim(&self) -> usize;
     /// Smallest image side (pixels) the extractor accepts.

@@ -134,7 +134,7 @@ impl XFeat {
 
     fn bad_output(reason: String) -> FeatureError {
         FeatureError::BadOutput {
-            extractor: "xfeat".into(),
+            extractor: "xfeat",
             reason,
         }
     }
@@ -169,7 +169,7 @@ fn refine_subpixel(heat: ndarray::ArrayView2<'_, f32>, p: [f32; 2]) -> [f32; 2] 
 }
 
 impl FeatureExtractor for XFeat {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "xfeat"
     }
 
@@ -193,7 +193,7 @@ impl FeatureExtractor for XFeat {
         let (w, h) = image.dimensions();
         if w < STRIDE || h < STRIDE {
             return Err(FeatureError::BadImage {
-                extractor: "xfeat".into(),
+                extractor: "xfeat",
                 reason: format!(
                     "{w}×{h} is smaller than the network stride ({STRIDE} px per side)"
                 ),

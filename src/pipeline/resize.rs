@@ -29,7 +29,7 @@ pub(super) fn extract_resized(
     let min = extractor.min_image_side();
     if w < min || h < min {
         return Err(FeatureError::BadImage {
-            extractor: extractor.name().to_string(),
+            extractor: extractor.name(),
             reason: format!("{w}×{h} is smaller than the network stride ({min} px per side)"),
         }
         .into());

@@ -64,7 +64,7 @@ pub struct Aliked {
 
 fn bad(reason: String) -> FeatureError {
     FeatureError::BadOutput {
-        extractor: NAME.into(),
+        extractor: NAME,
         reason,
     }
 }
@@ -164,7 +164,7 @@ impl Aliked {
 }
 
 impl FeatureExtractor for Aliked {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         NAME
     }
 
@@ -190,7 +190,7 @@ impl FeatureExtractor for Aliked {
         let min = self.min_image_side();
         if pw < min || ph < min {
             return Err(FeatureError::BadImage {
-                extractor: NAME.into(),
+                extractor: NAME,
                 reason: format!("{pw}×{ph} is smaller than {min} px per side"),
             });
         }

@@ -78,7 +78,7 @@ pub struct Manifest {
 
 pub(super) fn invalid(dir: &Path, reason: impl Into<String>) -> FeatureError {
     FeatureError::EngineSetup {
-        extractor: NAME.into(),
+        extractor: NAME,
         reason: format!(
             "engines in {}: {} (re-export with tools/export_matcha.py)",
             dir.display(),

@@ -228,7 +228,7 @@ impl MatchaEngines {
             || posterior_noise.shape() != self.posterior_noise.shape()
         {
             return Err(FeatureError::BadImage {
-                extractor: NAME.into(),
+                extractor: NAME,
                 reason: format!(
                     "noise shapes {:?}/{:?}, expected {:?}",
                     noise.shape(),
@@ -251,7 +251,7 @@ impl MatchaEngines {
         let (h, w) = self.manifest.input_size();
         let tensor = resize_bilinear(&rgb_tensor(image, 1.0 / 255.0), h, w).into_dyn();
         let bad = |reason: String| FeatureError::BadOutput {
-            extractor: NAME.into(),
+            extractor: NAME,
             reason,
         };
         let mut o = self.dift.run_bound(
@@ -362,7 +362,7 @@ impl Matcha {
     ) -> Result<Array2<f32>, FeatureError> {
         if keypoints.ncols() != 2 {
             return Err(FeatureError::BadImage {
-                extractor: NAME.into(),
+                extractor: NAME,
                 reason: format!("keypoints must be N x 2, got {:?}", keypoints.shape()),
             });
         }
@@ -375,7 +375,7 @@ impl Matcha {
 }
 
 impl FeatureExtractor for Matcha {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         NAME
     }
 
