@@ -96,8 +96,9 @@ pub struct ExtractorConfig {
     /// Keypoint budget of the second try on a pair whose pose is a planar ambiguity: both images are
     /// extracted again with this many keypoints and matched anew, since only points off the plane can
     /// decide between the plane's motions ([`crate::pipeline::Pipeline::match_images`]; `matcha match`,
-    /// `matcha eval`). No second try when it is not above `max_keypoints` (0 = never). A camera stream
-    /// (node, VO) does not retry: it keeps its latency and reports the ambiguity.
+    /// `matcha eval`, the node's `match` service). No second try when it is not above `max_keypoints`
+    /// (0 = never). A camera stream (the node's camera modes, VO) does not retry: it keeps its latency and
+    /// reports the ambiguity.
     pub ambiguity_max_keypoints: usize,
     /// Detection threshold; `None` = the extractor's reference default (XFeat 0.05, DISK 0.0, ALIKED none:
     /// the best `max_keypoints` maxima).

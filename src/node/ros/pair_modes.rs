@@ -1,7 +1,8 @@
 //! The modes that answer with correspondences and a relative pose: `odometry` (monocular: each frame
 //! against the last keyframe, unit-scale steps chained; see [`crate::node::keyframes`]), `stereo` (the left
 //! → right pose of each synchronised pair, metric with the right `P`'s baseline) and the `match` service
-//! (an explicit pair). They share the [`PairOutput`] they publish; the metric stereo odometry is
+//! (an explicit pair; a planar ambiguity there gets the pipeline's denser second try, which the camera
+//! modes skip for their latency). They share the [`PairOutput`] they publish; the metric stereo odometry is
 //! [`super::vo_mode`].
 
 use std::time::Instant;
@@ -172,17 +173,23 @@ impl Worker {
         let ib = convert::decode_image(&ImageMsg::Raw(m.image_b.clone()), max)?;
         let ca = convert::camera_from_info(&m.camera_info_a, ia.width(), ia.height())?;
         let cb = convert::camera_from_info(&m.camera_info_b, ib.width(), ib.height())?;
-        let fa = self.extract(&ia)?;
-        let fb = self.extract(&ib)?;
+        let first_a = self.extract(&ia)?;
+        let first_b = self.extract(&ib)?;
         let names = self.names();
-        let pair = self.match_features((&fa, &ca), (&fb, &cb))?;
+        // a request, not the camera stream: a planar ambiguity gets the denser second try
+        let result = self.match_images(
+            crate::pipeline::Frame::new(&ia, &first_a, &ca),
+            crate::pipeline::Frame::new(&ib, &first_b, &cb),
+        )?;
+        let (fa, fb) = result.features(&first_a, &first_b);
+        let pair = &result.pair;
         let (iso, cov) = published_pose(&pair.pose);
         let out = PairOutput {
             header: m.image_b.header.clone(),
             reference_stamp: m.image_a.header.stamp.clone(),
             reference_frame_id: m.image_a.header.frame_id.clone(),
             keyframe_id: 0,
-            features: (&fa, &fb),
+            features: (fa, fb),
             matches: &pair.matches,
             pose: pair.pose.as_ref().map_err(|e| e.to_string()),
             pose_b_in_a: iso,

@@ -143,6 +143,19 @@ impl Worker {
             .map_err(|e| BadInput::new("pipeline_error", e.to_string()))
     }
 
+    /// [`Self::match_features`] with the pipeline's denser second try on a planar ambiguity
+    /// ([`crate::pipeline::Pipeline::match_images`]): for requests (the `match` service), not for the camera
+    /// stream, whose latency it would double.
+    pub fn match_images(
+        &mut self,
+        a: crate::pipeline::Frame<'_>,
+        b: crate::pipeline::Frame<'_>,
+    ) -> Result<crate::pipeline::ImagePairResult, BadInput> {
+        self.pipeline()?
+            .match_images(a, b)
+            .map_err(|e| BadInput::new("pipeline_error", e.to_string()))
+    }
+
     /// The features of one image.
     pub fn extract(&mut self, img: &RgbImage) -> Result<Features, BadInput> {
         self.pipeline()?
