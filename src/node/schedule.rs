@@ -2,8 +2,8 @@
 //! that each result is out before the next one is due.
 //!
 //! The worker processes fresh frames only (see `node.max_frame_wait_ms`); when its processing time
-//! straddles the camera period (30–55 ms against 33 ms on a 2-core CPU at 30 Hz), results come out at
-//! irregular 33/67 ms intervals and the slowest ones arrive after the next was due. [`FrameScheduler`]
+//! straddles the camera period (some frames faster than it, some slower), results come out at irregular
+//! one- and two-period intervals and the slowest ones arrive after the next was due. [`FrameScheduler`]
 //! processes every k-th camera period instead: a frame is admitted when it became ready at least
 //! `k − ½` camera periods after the last admitted one, so results are evenly spaced at k periods.
 //! With `decimation: 0` (auto) k is the smallest factor whose interval covers the receipt → publish

@@ -15,9 +15,8 @@ use crate::matching::refine::{refine_selected_matches, RefineOptions, Refinement
 use crate::matching::{Matcher, Matches};
 
 /// Matching, optional refinement and the pose for one pair (shared by [`Pipeline::match_pair`] and the
-/// stream). Refinement runs on the calling thread (a few milliseconds per pair): in parallel on the
-/// matcher's worker threads the node's RSS swung between 154 and 183 MiB through a 10-minute run, for 3–4 ms
-/// less latency at the median.
+/// stream). Refinement runs on the calling thread (a few milliseconds per pair): on the matcher's worker
+/// threads it made the node's memory swing through a long run for little latency gained (docs/ros.md).
 pub(super) fn match_refine_pose(
     matcher: &mut dyn Matcher,
     refine: &RefineOptions,
@@ -167,9 +166,9 @@ fn pair_points(
 /// [`estimate_pose_from_matches`] with the refined positions in b of `refinement` (per match; its `None`
 /// entries and matches past its length use the detector's keypoint).
 ///
-/// With a refinement the two kinds of match differ in precision (on the rendered set, against the true
-/// pose: 0.10 px RMS Sampson error refined, 0.52 px left unrefined). LO-RANSAC estimates the pose with
-/// equal weights; [`reestimate_refined`] then weights the unrefined matches by the measured ratio.
+/// With a refinement the two kinds of match differ in precision (refined matches several times more precise
+/// on the rendered set, against the true pose: CHANGELOG, match refinement). LO-RANSAC estimates the pose
+/// with equal weights; [`reestimate_refined`] then weights the unrefined matches by the measured ratio.
 pub fn estimate_pose_refined(
     a: &Features,
     camera_a: &PinholeCamera,
