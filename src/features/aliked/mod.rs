@@ -55,6 +55,9 @@ pub struct AlikedOptions {
     pub spread: SpreadOptions,
 }
 
+/// Keypoints (network-input pixels), their scores and their descriptors (one row each).
+type Described = (Vec<[f32; 2]>, Vec<f32>, Array2<f32>);
+
 /// The ALIKED extractor.
 pub struct Aliked {
     dense: Engine,
@@ -100,7 +103,7 @@ impl Aliked {
     fn keypoints_and_descriptors(
         &mut self,
         tensor: &ndarray::Array4<f32>,
-    ) -> Result<(Vec<[f32; 2]>, Vec<f32>, Array2<f32>), FeatureError> {
+    ) -> Result<Described, FeatureError> {
         let (_, _, h, w) = tensor.dim();
         let (input, [top, left]) = pad_replicate_centered(tensor, STRIDE);
         let (ph, pw) = (input.dim().2, input.dim().3);
