@@ -7,9 +7,9 @@ ros_scripts="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ros_scripts/../.."
 "$ros_scripts/ros_setup.sh"
 # shellcheck disable=SC1091
-[ -f "$ros_scripts/lib/env.sh" ] && . "$ros_scripts/lib/env.sh"
+[ -f "$ros_scripts/env.sh" ] && . "$ros_scripts/env.sh"
 # shellcheck disable=SC1091
-. "$ros_scripts/lib/ros_env.sh"
+. "$ros_scripts/ros_env.sh"
 cargo build --release --features ros --bin matcha_node -j 2
 engines="${MATCHA_ENGINES:-$MATCHA_CACHE/engines}"
 if [ ! -f "$engines/xfeat.onnx" ]; then
