@@ -179,14 +179,20 @@ fn disk_matches_python_reference_on_real_photos() {
     )
     .expect("disk engine loads");
     // left01 (640×480) is enlarged to 1024×768 by the reference: plain bilinear, reproduced exactly.
-    for name in ["left01", "right01"] {
-        let ours = disk
+    compare_on_photos(&mut disk, &["left01", "right01"]);
+}
+
+/// [`compare`] of `extractor` with its reference on each photo (`<name>_<photo>.npz`).
+fn compare_on_photos(extractor: &mut dyn FeatureExtractor, photos: &[&str]) {
+    let kind = extractor.name();
+    for name in photos {
+        let ours = extractor
             .extract(&common::photo(&format!("{name}.png")))
             .unwrap();
         compare(
-            &format!("disk/{name}"),
+            &format!("{kind}/{name}"),
             &ours,
-            &reference(&format!("disk_{name}")),
+            &reference(&format!("{kind}_{name}")),
         );
     }
 }
@@ -204,14 +210,5 @@ fn aliked_matches_python_reference_on_real_photos() {
     )
     .expect("aliked engines load");
     // The reference enlarges both photos (640×480 → 1024×768, 800×640 → 1024×819): plain bilinear, exact.
-    for name in ["left01", "graf1"] {
-        let ours = aliked
-            .extract(&common::photo(&format!("{name}.png")))
-            .unwrap();
-        compare(
-            &format!("aliked/{name}"),
-            &ours,
-            &reference(&format!("aliked_{name}")),
-        );
-    }
+    compare_on_photos(&mut aliked, &["left01", "graf1"]);
 }
