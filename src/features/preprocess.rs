@@ -5,6 +5,8 @@
 //! Exactness matters here: the parity tests compare our keypoints with the Python reference pipelines,
 //! and a resize that differs by a fraction of a grey level moves maxima of the detection heatmap.
 
+use std::borrow::Cow;
+
 use ndarray::Array4;
 
 use crate::image::RgbImage;
@@ -74,30 +76,35 @@ pub fn long_side_size(w: u32, h: u32, side: u32) -> (usize, usize) {
     ((rw as usize).max(1), (rh as usize).max(1))
 }
 
-/// Pads a `1 × C × H × W` tensor with zeros at the bottom/right so both sides are multiples of `multiple`.
-pub fn pad_to_multiple(x: &Array4<f32>, multiple: usize) -> Array4<f32> {
+/// Pads a `1 × C × H × W` tensor with zeros at the bottom/right so both sides are multiples of `multiple`
+/// (borrowed as it is when they already are).
+pub fn pad_to_multiple(x: &Array4<f32>, multiple: usize) -> Cow<'_, Array4<f32>> {
     let (n, c, h, w) = x.dim();
     let ph = h.div_ceil(multiple) * multiple;
     let pw = w.div_ceil(multiple) * multiple;
     if (ph, pw) == (h, w) {
-        return x.clone();
+        return Cow::Borrowed(x);
     }
     let mut out = Array4::<f32>::zeros((n, c, ph, pw));
     out.slice_mut(ndarray::s![.., .., ..h, ..w]).assign(x);
-    out
+    Cow::Owned(out)
 }
 
 /// Pads a `1 × C × H × W` tensor by repeating its edge pixels so both sides are multiples of `multiple`,
 /// half of the padding on each side (the larger half at the bottom/right), as ALIKED's `InputPadder` does.
-/// Returns the padded tensor and the `[top, left]` padding, where the original starts.
-pub fn pad_replicate_centered(x: &Array4<f32>, multiple: usize) -> (Array4<f32>, [usize; 2]) {
+/// Returns the padded tensor (borrowed as it is when no padding is needed) and the `[top, left]` padding,
+/// where the original starts.
+pub fn pad_replicate_centered(
+    x: &Array4<f32>,
+    multiple: usize,
+) -> (Cow<'_, Array4<f32>>, [usize; 2]) {
     let (n, c, h, w) = x.dim();
     let (ph, pw) = (
         h.div_ceil(multiple) * multiple,
         w.div_ceil(multiple) * multiple,
     );
     if (ph, pw) == (h, w) || h == 0 || w == 0 {
-        return (x.clone(), [0, 0]);
+        return (Cow::Borrowed(x), [0, 0]);
     }
     let (top, left) = ((ph - h) / 2, (pw - w) / 2);
     let out = Array4::from_shape_fn((n, c, ph, pw), |(b, ch, y, xx)| {
@@ -105,7 +112,7 @@ pub fn pad_replicate_centered(x: &Array4<f32>, multiple: usize) -> (Array4<f32>,
         let sx = xx.saturating_sub(left).min(w - 1);
         x[[b, ch, sy, sx]]
     });
-    (out, [top, left])
+    (Cow::Owned(out), [top, left])
 }
 
 #[cfg(test)]
