@@ -24,7 +24,7 @@ use nalgebra::{Isometry3, Matrix3, Matrix6, Translation3, UnitQuaternion, Vector
 use crate::features::{Features, GrayFrame};
 use crate::geometry::essential::skew;
 use crate::vo::{
-    StereoOdometry, StereoRig, TrackingState, VoCounters, VoError, VoEstimate, VoOptions,
+    StereoRig, TrackingState, VisualOdometry, VoCounters, VoError, VoEstimate, VoOptions,
     LOST_VARIANCE,
 };
 
@@ -79,7 +79,7 @@ pub struct CameraOdometry {
 /// The stereo VO with the robot's conventions.
 pub struct StereoVo {
     options: VoOptions,
-    vo: Option<StereoOdometry>,
+    vo: Option<VisualOdometry>,
     rig: Option<StereoRig>,
     base_from_camera: Isometry3<f64>,
     odom_from_world: Isometry3<f64>,
@@ -119,7 +119,7 @@ impl StereoVo {
         if same && self.vo.is_some() {
             return Ok(false);
         }
-        let vo = StereoOdometry::new(rig.clone(), self.options.clone())?;
+        let vo = VisualOdometry::stereo(rig.clone(), self.options.clone())?;
         if let Some(old) = &self.vo {
             add_counters(&mut self.earlier, &old.counters());
             // a calibration change restarts tracking (with the pose held): counted as a restart
@@ -172,12 +172,12 @@ impl StereoVo {
         right: &Features,
     ) -> Result<OdometryFrame, VoError> {
         let vo = self.vo.as_mut().ok_or_else(not_configured)?;
-        let est = vo.process(stamp, left, right)?;
+        let est = vo.process(stamp, left, Some(right))?;
         Ok(self.output(est))
     }
 
     /// The features of a frame whose estimate asked for them ([`VoEstimate::keyframe_requested`]); see
-    /// [`StereoOdometry::insert_keyframe`].
+    /// [`VisualOdometry::insert_keyframe`].
     pub fn insert_keyframe(
         &mut self,
         stamp: f64,
@@ -185,10 +185,10 @@ impl StereoVo {
         right: &Features,
     ) -> Result<bool, VoError> {
         let vo = self.vo.as_mut().ok_or_else(not_configured)?;
-        vo.insert_keyframe(stamp, left, right)
+        vo.insert_keyframe(stamp, left, Some(right))
     }
 
-    /// Withdraws an open keyframe request (see [`StereoOdometry::cancel_keyframe_request`]).
+    /// Withdraws an open keyframe request (see [`VisualOdometry::cancel_keyframe_request`]).
     pub fn cancel_keyframe_request(&mut self) {
         if let Some(vo) = self.vo.as_mut() {
             vo.cancel_keyframe_request();
@@ -211,7 +211,7 @@ impl StereoVo {
         let Some(rig) = self.rig.clone() else {
             return Ok(());
         };
-        let vo = StereoOdometry::new(rig, self.options.clone())?;
+        let vo = VisualOdometry::stereo(rig, self.options.clone())?;
         if let Some(old) = &self.vo {
             add_counters(&mut self.earlier, &old.counters());
         }

@@ -4,7 +4,7 @@
 //! [`BackgroundExtractor`] owns one thread with its own extractor (made on that thread by the factory it is
 //! given, so the extractor need not be `Send`). It takes one request at a time (a frame's left and right
 //! images), and hands back both images' features, or the error, when they are ready; the caller polls
-//! between frames and passes them to [`super::StereoOdometry::insert_keyframe`]. Not here: which frames
+//! between frames and passes them to [`super::VisualOdometry::insert_keyframe`]. Not here: which frames
 //! become keyframes (the odometry decides), image decoding.
 
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};

@@ -1,6 +1,6 @@
 //! Visual odometry: the camera's motion through a run, from features of consecutive frames.
 //!
-//! [`StereoOdometry`] (metric): each frame's left and right features are matched and triangulated with the
+//! [`VisualOdometry`] (metric): each frame's left and right features are matched and triangulated with the
 //! rig's calibration; the left features are matched to the landmarks of the current keyframe (and, after a
 //! failure, of the recent keyframes) and the pose comes from P3P + LO-RANSAC + LM
 //! ([`crate::geometry::absolute_pose`]). A keyframe is made when too few of its landmarks are still tracked
@@ -14,8 +14,12 @@
 //! adds its own estimate's uncertainty). While tracking is lost the last pose is held with
 //! [`LOST_VARIANCE`] on the diagonal and the state says so.
 //!
-//! What it does not do (yet): windowed bundle adjustment, monocular VO, loop closure (between keyframes
-//! the landmarks are followed photometrically: [`StereoOdometry::track`]). Not here: images, engines, ROS — features come in, poses go
+//! A single camera ([`Rig::Monocular`]) runs the same tracker; its keyframes' landmarks come from the
+//! motion between keyframes instead of a baseline, after a two-view initialisation, and the run has one
+//! unknown scale (the median depth of the first landmarks is 1; the covariances are in that unit).
+//!
+//! What it does not do (yet): windowed bundle adjustment, loop closure (between keyframes the landmarks
+//! are followed photometrically: [`VisualOdometry::track`]). Not here: images, engines, ROS — features come in, poses go
 //! out; [`sequence`] reads the on-disk sequences the `matcha vo` subcommand and the evaluation use.
 
 // `!(x > y)` is deliberate: it is true for NaN, which must take the rejecting branch.
@@ -24,13 +28,13 @@
 pub mod background;
 mod covariance;
 mod flow;
+mod odometry;
 pub mod sequence;
-mod stereo;
 #[cfg(test)]
 mod tests;
 pub mod trajectory;
 
-pub use stereo::StereoOdometry;
+pub use odometry::{Rig, VisualOdometry};
 
 use nalgebra::{Isometry3, Matrix3, Matrix6, Vector3};
 
@@ -126,9 +130,10 @@ pub struct VoOptions {
     pub keyframe_max_distance_m: f64,
     /// A new keyframe when the camera turned this much from the keyframe, degrees.
     pub keyframe_max_angle_deg: f64,
-    /// Landmarks of the keyframe followed by [`StereoOdometry::track`] at most (an even spread of them).
+    /// Landmarks of the keyframe followed by [`VisualOdometry::track`] at most (an even spread of them).
     pub flow_max_points: usize,
-    /// Stereo points a frame needs to start a keyframe.
+    /// Points with a depth (stereo; monocular: carried or triangulated against the previous keyframe) a
+    /// frame needs to become a keyframe.
     pub min_stereo_points: usize,
     /// A motion smaller than this many standard deviations of the pose (position and rotation) is
     /// reported as none: the pose is held and the twist is zero.
@@ -141,12 +146,38 @@ pub struct VoOptions {
     pub recent_keyframes: usize,
     /// After this many failed frames in a row the run restarts from the held pose with a new keyframe.
     pub restart_after_failures: usize,
-    /// Deferred keyframes: when [`StereoOdometry::track`] finds a keyframe due while the landmarks are
+    /// Deferred keyframes: when [`VisualOdometry::track`] finds a keyframe due while the landmarks are
     /// still followed, it answers the frame and asks for its features ([`VoEstimate::keyframe_requested`]),
     /// which the caller computes elsewhere (another thread) and hands to
-    /// [`StereoOdometry::insert_keyframe`]; tracking goes on against the old keyframe meanwhile, for at most
+    /// [`VisualOdometry::insert_keyframe`]; tracking goes on against the old keyframe meanwhile, for at most
     /// this many frames (then the frame waits for its features as without deferral). 0 = never defer.
     pub keyframe_max_lag_frames: usize,
+    /// What only a single camera needs.
+    pub monocular: MonocularOptions,
+}
+
+/// Options of the monocular odometry (`vo.monocular`): its initialisation and new landmarks.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonocularOptions {
+    /// The first keyframe needs this median parallax between the reference frame and the current one,
+    /// degrees (the depth of the first landmarks, and so the scale of the run, is no better than it).
+    pub init_min_parallax_deg: f64,
+    /// A new landmark needs this angle between its two rays, degrees.
+    pub min_parallax_deg: f64,
+    /// A landmark of the previous keyframe is carried to the new one when it reprojects within this many
+    /// pixels of the new detection.
+    pub carry_max_error_px: f64,
+}
+
+impl Default for MonocularOptions {
+    fn default() -> Self {
+        Self {
+            init_min_parallax_deg: 2.0,
+            min_parallax_deg: 1.0,
+            carry_max_error_px: 2.0,
+        }
+    }
 }
 
 impl Default for VoOptions {
@@ -178,6 +209,7 @@ impl Default for VoOptions {
             recent_keyframes: 8,
             restart_after_failures: 15,
             keyframe_max_lag_frames: 10,
+            monocular: MonocularOptions::default(),
         }
     }
 }
@@ -203,6 +235,13 @@ impl VoOptions {
         }
         if self.recent_keyframes == 0 || self.min_stereo_points < 6 {
             return bad("recent_keyframes must be ≥ 1 and min_stereo_points ≥ 6");
+        }
+        let m = &self.monocular;
+        if !(m.init_min_parallax_deg > 0.0
+            && m.min_parallax_deg >= 0.0
+            && m.carry_max_error_px > 0.0)
+        {
+            return bad("monocular: init_min_parallax_deg and carry_max_error_px must be > 0, min_parallax_deg ≥ 0");
         }
         Ok(())
     }
@@ -261,10 +300,10 @@ pub struct VoEstimate {
     pub stereo_points: usize,
     /// PnP inliers against the keyframe (0 when the frame failed).
     pub tracked: usize,
-    /// The landmarks were followed by photometric tracking ([`StereoOdometry::track`]), without features.
+    /// The landmarks were followed by photometric tracking ([`VisualOdometry::track`]), without features.
     pub by_flow: bool,
     /// This frame should become a keyframe: compute the features of both its images and pass them to
-    /// [`StereoOdometry::insert_keyframe`] (see [`VoOptions::keyframe_max_lag_frames`]).
+    /// [`VisualOdometry::insert_keyframe`] (see [`VoOptions::keyframe_max_lag_frames`]).
     pub keyframe_requested: bool,
     /// Counters of the run so far.
     pub counters: VoCounters,

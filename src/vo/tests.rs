@@ -104,7 +104,7 @@ fn pose_at(k: usize) -> Isometry3<f64> {
 }
 
 fn run_frames(
-    vo: &mut StereoOdometry,
+    vo: &mut VisualOdometry,
     w: &World,
     poses: &[Isometry3<f64>],
     t0: f64,
@@ -116,7 +116,7 @@ fn run_frames(
         .map(|(k, p)| {
             let l = features(w, p, false, 0.3, rng);
             let r = features(w, p, true, 0.3, rng);
-            vo.process(t0 + k as f64 / 15.0, &l, &r).unwrap()
+            vo.process(t0 + k as f64 / 15.0, &l, Some(&r)).unwrap()
         })
         .collect()
 }
@@ -125,7 +125,7 @@ fn run_frames(
 fn tracks_a_metric_trajectory() {
     let mut rng = SplitMix64::new(1);
     let w = world(&mut rng, 4000);
-    let mut vo = StereoOdometry::new(rig(), VoOptions::default()).unwrap();
+    let mut vo = VisualOdometry::stereo(rig(), VoOptions::default()).unwrap();
     let poses: Vec<_> = (0..60).map(pose_at).collect();
     let est = run_frames(&mut vo, &w, &poses, 0.0, &mut rng);
     for (k, (e, gt)) in est.iter().zip(&poses).enumerate() {
@@ -150,7 +150,7 @@ fn tracks_a_metric_trajectory() {
 fn a_still_camera_holds_its_pose_without_keyframes() {
     let mut rng = SplitMix64::new(2);
     let w = world(&mut rng, 1500);
-    let mut vo = StereoOdometry::new(rig(), VoOptions::default()).unwrap();
+    let mut vo = VisualOdometry::stereo(rig(), VoOptions::default()).unwrap();
     // 60 s at 15 Hz of noise-only frames of one view
     let poses = vec![pose_at(3); 900];
     let est = run_frames(&mut vo, &w, &poses, 0.0, &mut rng);
@@ -173,12 +173,12 @@ fn a_still_camera_holds_its_pose_without_keyframes() {
 fn a_lost_frame_is_reported_and_tracking_recovers() {
     let mut rng = SplitMix64::new(3);
     let w = world(&mut rng, 4000);
-    let mut vo = StereoOdometry::new(rig(), VoOptions::default()).unwrap();
+    let mut vo = VisualOdometry::stereo(rig(), VoOptions::default()).unwrap();
     let poses: Vec<_> = (0..10).map(pose_at).collect();
     run_frames(&mut vo, &w, &poses, 0.0, &mut rng);
     // a blank frame (lens covered): lost, pose held, covariance inflated
     let empty = Features::empty(DIM, [640, 480]);
-    let lost = vo.process(10.0 / 15.0, &empty, &empty).unwrap();
+    let lost = vo.process(10.0 / 15.0, &empty, Some(&empty)).unwrap();
     assert_eq!(lost.state, TrackingState::Lost);
     assert_eq!(lost.covariance[(0, 0)], LOST_VARIANCE);
     assert!(lost.world_from_camera.is_some());
@@ -203,13 +203,13 @@ fn a_long_loss_restarts_from_the_held_pose() {
     let mut rng = SplitMix64::new(4);
     let w = world(&mut rng, 3000);
     let other = world(&mut rng, 3000); // a different place: nothing matches the keyframes
-    let mut vo = StereoOdometry::new(rig(), VoOptions::default()).unwrap();
+    let mut vo = VisualOdometry::stereo(rig(), VoOptions::default()).unwrap();
     run_frames(&mut vo, &w, &[pose_at(0), pose_at(1)], 0.0, &mut rng);
     let held = vo
         .process(
             2.0 / 15.0,
             &features(&other, &pose_at(2), false, 0.3, &mut rng),
-            &features(&other, &pose_at(2), true, 0.3, &mut rng),
+            Some(&features(&other, &pose_at(2), true, 0.3, &mut rng)),
         )
         .unwrap();
     assert_eq!(held.state, TrackingState::Lost);
@@ -221,7 +221,7 @@ fn a_long_loss_restarts_from_the_held_pose() {
             .process(
                 k as f64 / 15.0,
                 &features(&other, &p, false, 0.3, &mut rng),
-                &features(&other, &p, true, 0.3, &mut rng),
+                Some(&features(&other, &p, true, 0.3, &mut rng)),
             )
             .unwrap();
     }
@@ -238,36 +238,116 @@ fn a_long_loss_restarts_from_the_held_pose() {
 fn bad_frames_are_errors_and_lose_nothing() {
     let mut rng = SplitMix64::new(5);
     let w = world(&mut rng, 2000);
-    let mut vo = StereoOdometry::new(rig(), VoOptions::default()).unwrap();
+    let mut vo = VisualOdometry::stereo(rig(), VoOptions::default()).unwrap();
     run_frames(&mut vo, &w, &[pose_at(0)], 0.0, &mut rng);
     let l = features(&w, &pose_at(1), false, 0.3, &mut rng);
     let r = features(&w, &pose_at(1), true, 0.3, &mut rng);
     // a stamp that goes back, or descriptors of another extractor
     assert!(matches!(
-        vo.process(0.0, &l, &r),
+        vo.process(0.0, &l, Some(&r)),
         Err(VoError::InvalidFrame(_))
     ));
     assert!(matches!(
-        vo.process(f64::NAN, &l, &r),
+        vo.process(f64::NAN, &l, Some(&r)),
         Err(VoError::InvalidFrame(_))
     ));
     let other = Features::empty(DIM + 1, [640, 480]);
     assert!(matches!(
-        vo.process(1.0, &l, &other),
+        vo.process(1.0, &l, Some(&other)),
         Err(VoError::InvalidFrame(_))
     ));
     // the run goes on
     assert_eq!(
-        vo.process(1.0 / 15.0, &l, &r).unwrap().state,
+        vo.process(1.0 / 15.0, &l, Some(&r)).unwrap().state,
         TrackingState::Tracking
     );
     // a bad rig or bad options are refused up front
     let mut bad = rig();
     bad.translation = Vector3::zeros();
-    assert!(StereoOdometry::new(bad, VoOptions::default()).is_err());
+    assert!(VisualOdometry::stereo(bad, VoOptions::default()).is_err());
     let opts = VoOptions {
         keyframe_tracked_ratio: 1.5,
         ..VoOptions::default()
     };
-    assert!(StereoOdometry::new(rig(), opts).is_err());
+    assert!(VisualOdometry::stereo(rig(), opts).is_err());
+}
+
+/// A monocular run on the left images of [`run_frames`]' walk: the poses after the initialisation.
+fn monocular_run(frames: usize, rng: &mut SplitMix64) -> (Vec<VoEstimate>, Vec<Isometry3<f64>>) {
+    let w = world(rng, 4000);
+    let mut vo = VisualOdometry::monocular(rig().left, VoOptions::default()).unwrap();
+    let poses: Vec<_> = (0..frames).map(pose_at).collect();
+    let est = poses
+        .iter()
+        .enumerate()
+        .map(|(k, p)| {
+            let l = features(&w, p, false, 0.3, rng);
+            vo.process(k as f64 / 15.0, &l, None).unwrap()
+        })
+        .collect();
+    (est, poses)
+}
+
+#[test]
+fn a_monocular_run_keeps_one_scale_from_the_initialisation_on() {
+    let mut rng = SplitMix64::new(4);
+    let (est, poses) = monocular_run(120, &mut rng);
+    // waiting for parallax: the reference's pose with no certainty, for every frame
+    assert_eq!(est[0].state, TrackingState::Initializing);
+    assert_eq!(est[0].world_from_camera, Some(Isometry3::identity()));
+    assert_eq!(est[0].covariance[(0, 0)], LOST_VARIANCE);
+    let first = est
+        .iter()
+        .position(|e| e.state == TrackingState::Tracking)
+        .expect("the walk gives parallax");
+    assert!(first < 30, "initialised at frame {first}");
+    // the run's one scale, from the first tracked frame
+    let scale = est[first]
+        .world_from_camera
+        .unwrap()
+        .translation
+        .vector
+        .norm()
+        / poses[first].translation.vector.norm();
+    assert!(scale.is_finite() && scale > 0.0);
+    for (k, (e, gt)) in est.iter().zip(&poses).enumerate().skip(first) {
+        assert_eq!(e.state, TrackingState::Tracking, "frame {k}");
+        let p = e.world_from_camera.unwrap();
+        let travelled = 0.04 * k as f64;
+        let dp = (p.translation.vector / scale - gt.translation.vector).norm();
+        let dr = p.rotation.angle_to(&gt.rotation).to_degrees();
+        assert!(
+            dp < 0.02 * travelled + 0.01 && dr < 0.5,
+            "frame {k}: {dp:.4} m of {travelled:.2} m, {dr:.3}°"
+        );
+    }
+    let keyframes = est.last().unwrap().counters.keyframes;
+    assert!(keyframes >= 4, "the walk needs new landmarks: {keyframes}");
+}
+
+#[test]
+fn a_monocular_camera_that_stands_still_waits_with_its_pose_held() {
+    let mut rng = SplitMix64::new(5);
+    let w = world(&mut rng, 3000);
+    let mut vo = VisualOdometry::monocular(rig().left, VoOptions::default()).unwrap();
+    for k in 0..30 {
+        let l = features(&w, &Isometry3::identity(), false, 0.3, &mut rng);
+        let e = vo.process(k as f64 / 15.0, &l, None).unwrap();
+        assert_eq!(e.state, TrackingState::Initializing, "frame {k}");
+        assert_eq!(e.world_from_camera, Some(Isometry3::identity()));
+        assert_eq!(e.linear_velocity, Vector3::zeros());
+        assert_eq!(e.counters.keyframes, 0);
+    }
+}
+
+#[test]
+fn a_stereo_rig_needs_the_right_features() {
+    let mut rng = SplitMix64::new(6);
+    let w = world(&mut rng, 1000);
+    let mut vo = VisualOdometry::stereo(rig(), VoOptions::default()).unwrap();
+    let l = features(&w, &Isometry3::identity(), false, 0.3, &mut rng);
+    assert!(matches!(
+        vo.process(0.0, &l, None),
+        Err(VoError::InvalidFrame(_))
+    ));
 }

@@ -89,9 +89,10 @@ enum Command {
         #[arg(long, default_value = "out/eval")]
         out: PathBuf,
     },
-    /// Metric stereo visual odometry over a sequence folder (sequence.json + left/right images, as
+    /// Visual odometry over a sequence folder (sequence.json + left/right images, as
     /// tools/vo_sequences.py writes them): the left camera's trajectory in TUM format (stamp tx ty tz qx qy
-    /// qz qw, camera-to-odom, odom = the first left camera frame).
+    /// qz qw, camera-to-odom, odom = the first left camera frame). Metric stereo, or with --monocular the
+    /// left images alone (one unknown scale: score it with --align sim3).
     Vo {
         /// The sequence folder.
         sequence: PathBuf,
@@ -110,6 +111,9 @@ enum Command {
         /// answer only (the extraction is reported apart), as in the node. Up to `vo.keyframe_max_lag_frames`.
         #[arg(long, default_value_t = 0)]
         keyframe_lag: usize,
+        /// The left images alone (monocular odometry: up to one scale for the run).
+        #[arg(long)]
+        monocular: bool,
     },
     /// Benchmarks (figures printed side by side with their anchors).
     #[command(subcommand)]
@@ -491,6 +495,7 @@ fn run(cli: &Cli) -> Result<()> {
             states,
             frames,
             keyframe_lag,
+            monocular,
         } => vo::run(
             &cfg,
             &vo::VoRun {
@@ -499,6 +504,7 @@ fn run(cli: &Cli) -> Result<()> {
                 states: states.as_deref(),
                 max_frames: *frames,
                 keyframe_lag: *keyframe_lag,
+                monocular: *monocular,
             },
         ),
         Command::Bench(b) => bench::run(&cfg, b),

@@ -1,4 +1,4 @@
-//! `matcha vo`: the stereo visual odometry over a sequence folder (`sequence.json` + left/right images),
+//! `matcha vo`: the stereo (or, `--monocular`, the single-camera) visual odometry over a sequence folder (`sequence.json` + left/right images),
 //! writing the trajectory in TUM format and one JSON line per frame (state, tracked landmarks, covariance),
 //! with the processing rate and per-frame latency printed at the end.
 
@@ -13,7 +13,7 @@ use matcha::pipeline::Pipeline;
 use matcha::util::stats::percentile;
 use matcha::vo::sequence::StereoSequence;
 use matcha::vo::trajectory::tum_line;
-use matcha::vo::{StereoOdometry, TrackingState};
+use matcha::vo::{TrackingState, VisualOdometry};
 
 /// Options of one run.
 pub struct VoRun<'a> {
@@ -22,7 +22,15 @@ pub struct VoRun<'a> {
     pub states: Option<&'a Path>,
     pub max_frames: Option<usize>,
     pub keyframe_lag: usize,
+    /// The left images alone.
+    pub monocular: bool,
 }
+
+/// The features of a frame's left image, and of its right image for a stereo run.
+type FrameFeatures = (
+    matcha::features::Features,
+    Option<matcha::features::Features>,
+);
 
 pub fn run(cfg: &MatchaConfig, args: &VoRun) -> Result<()> {
     let seq = StereoSequence::open(args.sequence)?;
@@ -34,8 +42,12 @@ pub fn run(cfg: &MatchaConfig, args: &VoRun) -> Result<()> {
         );
     }
     let mut pipeline = Pipeline::new(cfg).context("building the feature pipeline")?;
-    let mut vo =
-        StereoOdometry::new(seq.rig.clone(), cfg.vo.clone()).context("starting the odometry")?;
+    let mut vo = if args.monocular {
+        VisualOdometry::monocular(seq.rig.left.clone(), cfg.vo.clone())
+    } else {
+        VisualOdometry::stereo(seq.rig.clone(), cfg.vo.clone())
+    }
+    .context("starting the odometry")?;
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -51,29 +63,47 @@ pub fn run(cfg: &MatchaConfig, args: &VoRun) -> Result<()> {
     };
     let frames = &seq.frames[..args.max_frames.unwrap_or(usize::MAX).min(seq.frames.len())];
     eprintln!(
-        "[vo] {}: {} frames at {} Hz, baseline {:.3} m, {} + stereo PnP",
+        "[vo] {}: {} frames at {} Hz, {}, {} + PnP",
         seq.name,
         frames.len(),
         seq.rate_hz,
-        seq.rig.baseline(),
+        if args.monocular {
+            "monocular (left images)".to_string()
+        } else {
+            format!("stereo, baseline {:.3} m", seq.rig.baseline())
+        },
         pipeline.descriptor_name(),
     );
+    // the features of frame `f` (the right image's only for a stereo run)
+    let extract = |pipeline: &mut Pipeline,
+                   f: &matcha::vo::sequence::SequenceFrame,
+                   left: &matcha::image::RgbImage|
+     -> Result<FrameFeatures> {
+        let fl = pipeline
+            .extract(left)
+            .with_context(|| format!("frame {}: left features", f.index))?;
+        if args.monocular {
+            return Ok((fl, None));
+        }
+        let right = matcha::image::load(&seq.root.join(&f.right))
+            .with_context(|| format!("frame {}: right image", f.index))?;
+        let fr = pipeline
+            .extract(&right)
+            .with_context(|| format!("frame {}: right features", f.index))?;
+        Ok((fl, Some(fr)))
+    };
     let mut latency_ms = Vec::with_capacity(frames.len());
     let mut by_state = [0usize; 4];
     let mut flow_frames = 0usize;
     let mut extraction_ms = Vec::new();
     // requested keyframes: (frame index at which to insert, stamp, left and right features)
-    let mut deferred: std::collections::VecDeque<(
-        usize,
-        f64,
-        matcha::features::Features,
-        matcha::features::Features,
-    )> = std::collections::VecDeque::new();
+    let mut deferred: std::collections::VecDeque<(usize, f64, FrameFeatures)> =
+        std::collections::VecDeque::new();
     let start = Instant::now();
     for (i, f) in frames.iter().enumerate() {
         while deferred.front().is_some_and(|(due, ..)| *due <= i) {
-            if let Some((_, stamp, fl, fr)) = deferred.pop_front() {
-                vo.insert_keyframe(stamp, &fl, &fr)
+            if let Some((_, stamp, (fl, fr))) = deferred.pop_front() {
+                vo.insert_keyframe(stamp, &fl, fr.as_ref())
                     .with_context(|| format!("frame {}: deferred keyframe", f.index))?;
             }
         }
@@ -88,16 +118,8 @@ pub fn run(cfg: &MatchaConfig, args: &VoRun) -> Result<()> {
         {
             Some(est) => est,
             None => {
-                // the right image is only needed for a keyframe's stereo points
-                let right = matcha::image::load(&seq.root.join(&f.right))
-                    .with_context(|| format!("frame {}: right image", f.index))?;
-                let fl = pipeline
-                    .extract(&left)
-                    .with_context(|| format!("frame {}: left features", f.index))?;
-                let fr = pipeline
-                    .extract(&right)
-                    .with_context(|| format!("frame {}: right features", f.index))?;
-                vo.process(f.stamp, &fl, &fr)
+                let (fl, fr) = extract(&mut pipeline, f, &left)?;
+                vo.process(f.stamp, &fl, fr.as_ref())
                     .with_context(|| format!("frame {}", f.index))?
             }
         };
@@ -106,15 +128,12 @@ pub fn run(cfg: &MatchaConfig, args: &VoRun) -> Result<()> {
         if est.keyframe_requested {
             // what the node's keyframe thread does, timed apart from the answer
             let t1 = Instant::now();
-            let right = matcha::image::load(&seq.root.join(&f.right))
-                .with_context(|| format!("frame {}: right image", f.index))?;
-            let fl = pipeline.extract(&left)?;
-            let fr = pipeline.extract(&right)?;
+            let features = extract(&mut pipeline, f, &left)?;
             extraction_ms.push(t1.elapsed().as_secs_f64() * 1e3);
             if args.keyframe_lag == 0 {
-                vo.insert_keyframe(est.stamp, &fl, &fr)?;
+                vo.insert_keyframe(est.stamp, &features.0, features.1.as_ref())?;
             } else {
-                deferred.push_back((i + args.keyframe_lag, est.stamp, fl, fr));
+                deferred.push_back((i + args.keyframe_lag, est.stamp, features));
             }
         }
         by_state[est.state as usize] += 1;
@@ -187,9 +206,10 @@ pub fn run(cfg: &MatchaConfig, args: &VoRun) -> Result<()> {
     eprintln!("[vo] trajectory (TUM) written to {}", args.out.display());
     if seq.groundtruth().is_some() {
         eprintln!(
-            "[vo] score it: python tools/eval_vo.py --sequence {} --trajectory {} --align se3",
+            "[vo] score it: python tools/eval_vo.py --sequence {} --trajectory {} --align {}",
             seq.root.display(),
-            args.out.display()
+            args.out.display(),
+            if args.monocular { "sim3" } else { "se3" }
         );
     }
     Ok(())

@@ -178,7 +178,7 @@ impl Worker {
                 let fl = self.extract(&left)?;
                 let fr = self.extract(&right)?;
                 let vo = self.vo_mut()?;
-                vo.process(stamp, &fl, &fr).map_err(vo_problem)?
+                vo.process(stamp, &fl, Some(&fr)).map_err(vo_problem)?
             }
         };
         self.publish_stereo_odometry(&frame, &header, l.received.min(r.received));
@@ -199,7 +199,7 @@ impl Worker {
         };
         let Some(vo) = self.vo.as_mut() else { return };
         let problem = match done.features {
-            Ok((l, r)) => match vo.insert_keyframe(done.stamp, &l, &r) {
+            Ok((l, r)) => match vo.insert_keyframe(done.stamp, &l, Some(&r)) {
                 Ok(made) => {
                     log::debug!(
                         "stereo odometry: keyframe features of {:.3} s ready after {:.0} ms ({})",
@@ -254,7 +254,7 @@ impl Worker {
         match c {
             Control::Reset(req) => {
                 let (success, message) = match self.vo.as_mut() {
-                    Some(vo) if self.node.mode == Mode::StereoOdometry => {
+                    Some(vo) if self.node.mode == Mode::VisualOdometry => {
                         vo.reset();
                         self.resets += 1;
                         log::info!(
@@ -274,7 +274,7 @@ impl Worker {
             Control::SetPose(req) => {
                 let pose = isometry_from_pose(&req.message.pose);
                 let (success, message) = match (self.vo.as_mut(), pose) {
-                    (Some(vo), Some(p)) if self.node.mode == Mode::StereoOdometry => {
+                    (Some(vo), Some(p)) if self.node.mode == Mode::VisualOdometry => {
                         vo.set_pose(p);
                         log::info!(
                             "stereo odometry: pose set to xyz {:?}",
@@ -282,7 +282,7 @@ impl Worker {
                         );
                         (true, String::new())
                     }
-                    (Some(_), None) if self.node.mode == Mode::StereoOdometry => (
+                    (Some(_), None) if self.node.mode == Mode::VisualOdometry => (
                         false,
                         "the pose is not finite or its quaternion is zero: nothing changed".into(),
                     ),

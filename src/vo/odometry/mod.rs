@@ -1,8 +1,13 @@
-//! The metric stereo tracker: stereo points per frame, PnP against the current keyframe's landmarks,
-//! keyframes, still-camera detection and recovery after a failed frame (see the module doc of
-//! [`crate::vo`]). `mod.rs`: the state and [`StereoOdometry::process`] (a frame with features);
-//! `track.rs`: frames answered by following the landmarks photometrically, and deferred keyframes;
-//! `landmarks.rs`: stereo points, localization against a keyframe, new keyframes.
+//! The tracker behind both odometries: PnP against the current keyframe's landmarks, keyframes,
+//! still-camera detection and recovery after a failed frame (see the module doc of [`crate::vo`]). The two
+//! differ only in where a keyframe's landmarks get their depth ([`Rig`]): a stereo rig triangulates each
+//! frame's left ↔ right matches (metric); a single camera triangulates a new keyframe's matches with the
+//! previous keyframe at the poses PnP found, and carries the landmarks both see, so one scale holds for
+//! the whole run (`monocular.rs`, also the two-view initialisation).
+//!
+//! `mod.rs`: the state and [`VisualOdometry::process`] (a frame with features); `track.rs`: frames
+//! answered by following the landmarks photometrically, and deferred keyframes; `landmarks.rs`: stereo
+//! points, localization against a keyframe, new keyframes.
 
 // `!(x > y)` is deliberate: it is true for NaN, which must take the rejecting branch.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
@@ -16,7 +21,34 @@ use super::covariance::{carried, world_from_pnp};
 use super::flow::Pyramid;
 use super::{StereoRig, TrackingState, VoCounters, VoError, VoEstimate, VoOptions, LOST_VARIANCE};
 use crate::features::Features;
-use crate::geometry::AbsolutePose;
+use crate::geometry::{AbsolutePose, PinholeCamera};
+
+/// Where a keyframe's landmarks get their depth.
+#[derive(Debug, Clone)]
+pub enum Rig {
+    /// A calibrated stereo pair: metric depth from every keyframe's left ↔ right matches.
+    Stereo(StereoRig),
+    /// One camera: depth from the motion between keyframes, up to one unknown scale for the whole run
+    /// (set at initialisation: the median depth of the first landmarks is 1).
+    Monocular(PinholeCamera),
+}
+
+impl Rig {
+    /// The camera whose pose the odometry reports (the left one of a stereo pair).
+    pub fn camera(&self) -> &PinholeCamera {
+        match self {
+            Self::Stereo(r) => &r.left,
+            Self::Monocular(c) => c,
+        }
+    }
+
+    fn validate(&self) -> Result<(), VoError> {
+        match self {
+            Self::Stereo(r) => r.validate(),
+            Self::Monocular(c) => c.validate().map_err(|e| VoError::InvalidRig(e.to_string())),
+        }
+    }
+}
 
 /// A keyframe: its pose, the covariance of that pose, and its landmarks (world points with the left
 /// descriptors that saw them).
@@ -29,6 +61,23 @@ struct Keyframe {
     /// refinement of later observations.
     keypoints: Vec<[f32; 2]>,
     pyramid: Option<Pyramid>,
+    /// All the keyframe's left features (monocular only: the next keyframe triangulates against them).
+    features: Option<KeyframeFeatures>,
+}
+
+/// Every feature of a monocular keyframe and which of them are landmarks.
+struct KeyframeFeatures {
+    keypoints: Vec<[f32; 2]>,
+    descriptors: Array2<f32>,
+    /// The landmark (index into [`Keyframe::points`]) of each feature, if any.
+    landmark_of: Vec<Option<u32>>,
+}
+
+/// The first frame of a monocular run (or of a restart), waiting for a later frame with enough parallax.
+struct Reference {
+    features: Features,
+    pose: Isometry3<f64>,
+    covariance: Matrix6<f64>,
 }
 
 /// A frame that is to become a keyframe once its features are computed.
@@ -40,16 +89,20 @@ struct KeyframeCandidate {
     covariance: Matrix6<f64>,
 }
 
-/// A frame's stereo points: the left keypoints that triangulated and their camera-frame points.
-struct StereoPoints {
+/// The points a frame can give a new keyframe: the left keypoints with a depth and their camera-frame
+/// points (stereo: triangulated left ↔ right; monocular: against the previous keyframe).
+struct FramePoints {
     keypoint: Vec<usize>,
     camera: Vec<Vector3<f64>>,
 }
 
-/// Metric stereo visual odometry over a stream of left/right feature pairs.
-pub struct StereoOdometry {
-    rig: StereoRig,
+/// Visual odometry over a stream of frames (features of the left image, and of the right one for a
+/// stereo [`Rig`]).
+pub struct VisualOdometry {
+    rig: Rig,
     options: VoOptions,
+    /// Monocular: the frame the initialisation measures parallax from.
+    reference: Option<Reference>,
     keyframes: VecDeque<Keyframe>,
     /// The last published pose and its time (the still-camera anchor is `anchor`), and the one before.
     last: Option<(f64, Isometry3<f64>)>,
@@ -70,14 +123,25 @@ pub struct StereoOdometry {
     counters: VoCounters,
 }
 
-impl StereoOdometry {
+impl VisualOdometry {
+    /// Metric odometry of the left camera of `rig` (checked) with `options` (checked).
+    pub fn stereo(rig: StereoRig, options: VoOptions) -> Result<Self, VoError> {
+        Self::new(Rig::Stereo(rig), options)
+    }
+
+    /// Odometry of one `camera` (checked), up to one scale for the run, with `options` (checked).
+    pub fn monocular(camera: PinholeCamera, options: VoOptions) -> Result<Self, VoError> {
+        Self::new(Rig::Monocular(camera), options)
+    }
+
     /// A tracker for `rig` (checked) with `options` (checked).
-    pub fn new(rig: StereoRig, options: VoOptions) -> Result<Self, VoError> {
+    pub fn new(rig: Rig, options: VoOptions) -> Result<Self, VoError> {
         rig.validate()?;
         options.validate()?;
         Ok(Self {
             rig,
             options,
+            reference: None,
             keyframes: VecDeque::new(),
             last: None,
             previous: None,
@@ -107,38 +171,48 @@ impl StereoOdometry {
         self.counters
     }
 
-    /// Processes one stereo frame taken at `stamp` (seconds, increasing): `left` and `right` are the
-    /// features of the two images (same extractor).
+    /// Processes one frame taken at `stamp` (seconds, increasing): `left` holds the features of the
+    /// (left) image, `right` those of the right image (required for a stereo rig, unused by a monocular
+    /// one); the same extractor for the whole run.
     pub fn process(
         &mut self,
         stamp: f64,
         left: &Features,
-        right: &Features,
+        right: Option<&Features>,
     ) -> Result<VoEstimate, VoError> {
         self.check(stamp, left, right)?;
         self.counters.frames += 1;
         // this frame's own features make any keyframe that is still asked for obsolete
         self.candidate = None;
-        let stereo = self.stereo_points(left, right);
+        // a stereo frame's points are known before its pose
+        let stereo = right.and_then(|r| self.stereo_points(left, r));
+        let mut initialized = false;
         if self.keyframes.is_empty() {
-            if stereo.camera.len() < self.options.min_stereo_points {
-                return Ok(self.initializing(stamp, stereo.camera.len()));
+            match &stereo {
+                Some(points) if points.camera.len() >= self.options.min_stereo_points => {
+                    let pose = Isometry3::identity();
+                    self.add_keyframe(&pose, &Matrix6::zeros(), points, left);
+                    let n = points.camera.len();
+                    return Ok(self.publish(
+                        stamp,
+                        pose,
+                        Matrix6::zeros(),
+                        TrackingState::Tracking,
+                        n,
+                        0,
+                        true,
+                        false,
+                    ));
+                }
+                Some(points) => return Ok(self.initializing(stamp, points.camera.len())),
+                // monocular: the first keyframe comes from two views with enough parallax; this frame is
+                // then localized against it like any other
+                None if self.initialize_monocular(left) => initialized = true,
+                None => return Ok(self.initializing(stamp, 0)),
             }
-            let pose = Isometry3::identity();
-            self.add_keyframe(&pose, &Matrix6::zeros(), &stereo, left);
-            return Ok(self.publish(
-                stamp,
-                pose,
-                Matrix6::zeros(),
-                TrackingState::Tracking,
-                &stereo,
-                0,
-                true,
-                false,
-            ));
         }
+        // the pose [`Self::track`] found for this frame (it asked for a keyframe), else the descriptors':
         // the current keyframe first, then the recent ones (newest first) after a failure
-        // the pose [`Self::track`] found for this frame (it asked for a keyframe), else the descriptors'
         let pending = self
             .pending
             .take()
@@ -150,7 +224,7 @@ impl StereoOdometry {
                 .find_map(|k| self.localize(k, left).map(|hit| (k, hit)))
         });
         let Some((k, pnp)) = found else {
-            return Ok(self.failed(stamp, &stereo, left));
+            return Ok(self.failed(stamp, stereo.as_ref(), left));
         };
         let recovered = self.lost || k + 1 != self.keyframes.len();
         let kf = &self.keyframes[k];
@@ -173,11 +247,18 @@ impl StereoOdometry {
         }
         // still camera: hold the anchor when the motion since it is within the pose's own uncertainty
         let (pose, still) = self.hold_if_still(pose, &frame_covariance);
-        // a weak keyframe is replaced even when the camera holds still (an occluder, a light change)
-        let keyframe = (weak || ((far || recovered) && !still))
-            && stereo.camera.len() >= self.options.min_stereo_points;
-        if keyframe {
-            self.add_keyframe(&pose, &covariance, &stereo, left);
+        // a weak keyframe is replaced even when the camera holds still (an occluder, a light change); a
+        // monocular run makes its second keyframe right after the first
+        let due = initialized || weak || ((far || recovered) && !still);
+        let points = match stereo {
+            Some(points) => Some(points),
+            None if due => Some(self.monocular_points(&pose, left)),
+            None => None,
+        };
+        let n_points = points.as_ref().map_or(0, |p| p.camera.len());
+        let keyframe = due && n_points >= self.options.min_stereo_points;
+        if let (true, Some(points)) = (keyframe, &points) {
+            self.add_keyframe(&pose, &covariance, points, left);
         }
         let state = if recovered {
             self.counters.recoveries += 1;
@@ -188,7 +269,7 @@ impl StereoOdometry {
         self.lost = false;
         self.failures = 0;
         let mut est = self.publish(
-            stamp, pose, covariance, state, &stereo, tracked, keyframe, still,
+            stamp, pose, covariance, state, n_points, tracked, keyframe, still,
         );
         est.frame_covariance = frame_covariance;
         Ok(est)
@@ -221,18 +302,33 @@ impl StereoOdometry {
         Ok(())
     }
 
-    fn check(&mut self, stamp: f64, left: &Features, right: &Features) -> Result<(), VoError> {
+    fn check(
+        &mut self,
+        stamp: f64,
+        left: &Features,
+        right: Option<&Features>,
+    ) -> Result<(), VoError> {
         self.check_stamp(stamp)?;
         self.check_descriptors(left, right)
     }
 
-    /// Both images' descriptors have the run's dimension (the first frame's sets it).
-    fn check_descriptors(&mut self, left: &Features, right: &Features) -> Result<(), VoError> {
+    /// The images the rig needs are there, and their descriptors have the run's dimension (the first
+    /// frame's sets it).
+    fn check_descriptors(
+        &mut self,
+        left: &Features,
+        right: Option<&Features>,
+    ) -> Result<(), VoError> {
+        if matches!(self.rig, Rig::Stereo(_)) && right.is_none() {
+            return Err(VoError::InvalidFrame(
+                "stereo odometry needs the right image's features for this frame".into(),
+            ));
+        }
         let dim = left.descriptor_dim();
-        if right.descriptor_dim() != dim || self.descriptor_dim.is_some_and(|d| d != dim) {
+        let right_dim = right.map_or(dim, |r| r.descriptor_dim());
+        if right_dim != dim || self.descriptor_dim.is_some_and(|d| d != dim) {
             return Err(VoError::InvalidFrame(format!(
-                "descriptor dimensions differ (left {dim}, right {}, run {:?}): one extractor for the whole run",
-                right.descriptor_dim(),
+                "descriptor dimensions differ (left {dim}, right {right_dim}, run {:?}): one extractor for the whole run",
                 self.descriptor_dim
             )));
         }
@@ -277,60 +373,82 @@ impl StereoOdometry {
     }
 
     /// A frame that could not be tracked: hold the last pose with the lost variance; after
-    /// `restart_after_failures` failures restart from the held pose with this frame as the keyframe.
-    fn failed(&mut self, stamp: f64, stereo: &StereoPoints, left: &Features) -> VoEstimate {
+    /// `restart_after_failures` failures restart from the held pose: with this frame as the keyframe
+    /// (stereo), or with this frame as the reference of a new initialisation (monocular: the scale of the
+    /// new run is its own).
+    fn failed(&mut self, stamp: f64, stereo: Option<&FramePoints>, left: &Features) -> VoEstimate {
         self.failures += 1;
         if !self.lost {
             self.lost = true;
             self.counters.losses += 1;
         }
         let held = self.last.map_or(Isometry3::identity(), |(_, p)| p);
-        if self.failures >= self.options.restart_after_failures
-            && stereo.camera.len() >= self.options.min_stereo_points
-        {
+        if self.failures >= self.options.restart_after_failures {
             // odom stays continuous: the new keyframe sits at the held pose; its covariance says the
             // pose is unknown relative to the earlier run
             let cov = self.last_covariance + Matrix6::identity() * LOST_VARIANCE;
-            self.keyframes.clear();
-            self.add_keyframe(&held, &cov, stereo, left);
-            self.counters.restarts += 1;
-            self.lost = false;
-            self.failures = 0;
-            self.anchor = Some(held);
-            return self.publish(
-                stamp,
-                held,
-                cov,
-                TrackingState::Recovered,
-                stereo,
-                0,
-                true,
-                false,
-            );
+            match stereo {
+                Some(points) if points.camera.len() >= self.options.min_stereo_points => {
+                    self.keyframes.clear();
+                    self.add_keyframe(&held, &cov, points, left);
+                    self.counters.restarts += 1;
+                    self.lost = false;
+                    self.failures = 0;
+                    self.anchor = Some(held);
+                    let n = points.camera.len();
+                    return self.publish(
+                        stamp,
+                        held,
+                        cov,
+                        TrackingState::Recovered,
+                        n,
+                        0,
+                        true,
+                        false,
+                    );
+                }
+                Some(_) => {}
+                None => {
+                    // stays lost until the new initialisation succeeds (then `recovered`)
+                    self.keyframes.clear();
+                    self.reference = Some(Reference {
+                        features: left.clone(),
+                        pose: held,
+                        covariance: cov,
+                    });
+                    self.counters.restarts += 1;
+                    self.failures = 0;
+                    self.anchor = Some(held);
+                }
+            }
         }
+        self.held(stamp, held)
+    }
+
+    /// The held pose with the lost variance and no motion.
+    fn held(&mut self, stamp: f64, held: Isometry3<f64>) -> VoEstimate {
         let cov = Matrix6::identity() * LOST_VARIANCE;
-        let mut est = self.publish(
-            stamp,
-            held,
-            cov,
-            TrackingState::Lost,
-            stereo,
-            0,
-            false,
-            false,
-        );
+        let mut est = self.publish(stamp, held, cov, TrackingState::Lost, 0, 0, false, false);
         // a failed frame says nothing about the motion
         est.linear_velocity = Vector3::zeros();
         est.angular_velocity = Vector3::zeros();
         est
     }
 
+    /// No keyframe yet: no pose (stereo), or the reference's pose with the lost variance (monocular,
+    /// waiting for parallax: a camera that stands still from the start gets an answer for every frame).
     fn initializing(&mut self, stamp: f64, stereo_points: usize) -> VoEstimate {
-        self.last = Some((stamp, Isometry3::identity()));
+        if self.lost {
+            // a monocular restart waiting for parallax
+            let held = self.last.map_or(Isometry3::identity(), |(_, p)| p);
+            return self.held(stamp, held);
+        }
+        let reference = self.reference.as_ref().map(|r| r.pose);
+        self.last = Some((stamp, reference.unwrap_or_else(Isometry3::identity)));
         VoEstimate {
             stamp,
             state: TrackingState::Initializing,
-            world_from_camera: None,
+            world_from_camera: reference,
             covariance: Matrix6::identity() * LOST_VARIANCE,
             frame_covariance: Matrix6::identity() * LOST_VARIANCE,
             linear_velocity: Vector3::zeros(),
@@ -352,7 +470,7 @@ impl StereoOdometry {
         pose: Isometry3<f64>,
         covariance: Matrix6<f64>,
         state: TrackingState,
-        stereo: &StereoPoints,
+        stereo_points: usize,
         tracked: usize,
         keyframe: bool,
         still: bool,
@@ -380,7 +498,7 @@ impl StereoOdometry {
             angular_velocity: angular,
             still,
             keyframe,
-            stereo_points: stereo.camera.len(),
+            stereo_points,
             tracked,
             by_flow: false,
             keyframe_requested: false,
@@ -397,4 +515,5 @@ fn isometry_from_pnp(p: &AbsolutePose) -> Isometry3<f64> {
 }
 
 mod landmarks;
+mod monocular;
 mod track;

@@ -1,18 +1,18 @@
 //! Frames answered without features: the current keyframe's landmarks followed photometrically into the
 //! left image ([`super::super::flow`]) and the pose from PnP; a frame that needs a keyframe either waits for
-//! its features ([`StereoOdometry::process`]) or, deferred, is answered now and its features inserted when
-//! they arrive ([`StereoOdometry::insert_keyframe`]).
+//! its features ([`VisualOdometry::process`]) or, deferred, is answered now and its features inserted when
+//! they arrive ([`VisualOdometry::insert_keyframe`]).
 
 use nalgebra::{Isometry3, Translation3, UnitQuaternion};
 
 use super::super::covariance::{carried, world_from_pnp};
 use super::super::flow::{track_landmarks, Pyramid};
 use super::super::{TrackingState, VoError, VoEstimate};
-use super::{isometry_from_pnp, KeyframeCandidate, StereoOdometry, StereoPoints};
+use super::{isometry_from_pnp, KeyframeCandidate, Rig, VisualOdometry};
 use crate::features::{Features, GrayFrame};
 use crate::geometry::estimate_absolute_pose;
 
-impl StereoOdometry {
+impl VisualOdometry {
     /// Tracks the current keyframe's landmarks into the left image `left` without features (see
     /// [`super::flow`]) and answers the frame when that suffices: `Ok(None)` when the caller must extract
     /// the features of both images and call [`Self::process`] for this frame instead (no keyframe or no
@@ -47,7 +47,7 @@ impl StereoOdometry {
             &kf.points,
             &select,
             &current,
-            &self.rig.left,
+            self.rig.camera(),
             &predicted,
         );
         if tracked.len() < self.options.pnp.min_inliers {
@@ -64,7 +64,7 @@ impl StereoOdometry {
             .iter()
             .map(|(_, p)| [p[0] as f64, p[1] as f64])
             .collect();
-        let Ok(pnp) = estimate_absolute_pose(&world, &pixels, &self.rig.left, &self.options.pnp)
+        let Ok(pnp) = estimate_absolute_pose(&world, &pixels, self.rig.camera(), &self.options.pnp)
         else {
             return Ok(None);
         };
@@ -96,16 +96,12 @@ impl StereoOdometry {
         let covariance = carried(&kf.covariance, &offset) + frame_covariance;
         let (pose, still) = self.hold_if_still(pose, &frame_covariance);
         self.counters.frames += 1;
-        let empty = StereoPoints {
-            keypoint: Vec::new(),
-            camera: Vec::new(),
-        };
         let mut est = self.publish(
             stamp,
             pose,
             covariance,
             TrackingState::Tracking,
-            &empty,
+            0,
             pnp.num_inliers,
             false,
             still,
@@ -125,14 +121,14 @@ impl StereoOdometry {
     }
 
     /// The features of the frame at `stamp` that [`Self::track`] asked for
-    /// ([`VoEstimate::keyframe_requested`]): the frame becomes the current keyframe at the pose published
-    /// for it. `Ok(false)` when the request is no longer open (a later frame made a keyframe itself, the
-    /// run was reset) or the frame has too few stereo points.
+    /// ([`VoEstimate::keyframe_requested`]; `right` as in [`Self::process`]): the frame becomes the current
+    /// keyframe at the pose published for it. `Ok(false)` when the request is no longer open (a later
+    /// frame made a keyframe itself, the run was reset) or the frame gives too few landmarks.
     pub fn insert_keyframe(
         &mut self,
         stamp: f64,
         left: &Features,
-        right: &Features,
+        right: Option<&Features>,
     ) -> Result<bool, VoError> {
         if self.candidate.as_ref().is_none_or(|c| c.stamp != stamp) {
             return Ok(false);
@@ -141,11 +137,15 @@ impl StereoOdometry {
         let Some(c) = self.candidate.take() else {
             return Ok(false);
         };
-        let stereo = self.stereo_points(left, right);
-        if stereo.camera.len() < self.options.min_stereo_points {
+        let points = match right {
+            Some(r) if matches!(self.rig, Rig::Stereo(_)) => self.stereo_points(left, r),
+            _ => Some(self.monocular_points(&c.pose, left)),
+        };
+        let Some(points) = points.filter(|p| p.camera.len() >= self.options.min_stereo_points)
+        else {
             return Ok(false);
-        }
-        self.add_keyframe(&c.pose, &c.covariance, &stereo, left);
+        };
+        self.add_keyframe(&c.pose, &c.covariance, &points, left);
         Ok(true)
     }
 

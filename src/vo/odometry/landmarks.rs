@@ -1,21 +1,25 @@
 //! Landmarks: a frame's stereo points (left ↔ right mutual nearest neighbours, refined along the row and
 //! triangulated), the PnP of a frame's left features against a keyframe's landmarks (each observation
-//! refined to the keyframe's detection), and new keyframes from a frame's stereo points.
+//! refined to the keyframe's detection), and new keyframes from a frame's points.
 
 use nalgebra::{Isometry3, Matrix6};
 use ndarray::Array2;
 
 use super::super::flow::Pyramid;
-use super::{Keyframe, StereoOdometry, StereoPoints};
+use super::{FramePoints, Keyframe, KeyframeFeatures, Rig, VisualOdometry};
 use crate::features::Features;
 use crate::geometry::triangulation::{triangulate, TriangulationLimits};
 use crate::geometry::{estimate_absolute_pose, AbsolutePose};
 use crate::matching::mnn::mutual_nearest_neighbors;
 use crate::matching::refine::{refine_matches, RefineOptions, WarpModel};
 
-impl StereoOdometry {
-    /// Left ↔ right mutual nearest neighbours, triangulated with the rig and checked.
-    pub(super) fn stereo_points(&self, left: &Features, right: &Features) -> StereoPoints {
+impl VisualOdometry {
+    /// Left ↔ right mutual nearest neighbours, triangulated with the rig and checked (`None` for a
+    /// monocular rig).
+    pub(super) fn stereo_points(&self, left: &Features, right: &Features) -> Option<FramePoints> {
+        let Rig::Stereo(rig) = &self.rig else {
+            return None;
+        };
         let matches =
             mutual_nearest_neighbors(&left.descriptors, &right.descriptors, &self.options.mnn);
         let limits = TriangulationLimits {
@@ -23,9 +27,9 @@ impl StereoOdometry {
             min_parallax_deg: 0.0,
             min_depth: self.options.min_depth_m,
         };
-        let max_depth = self.options.max_depth_baselines * self.rig.baseline();
-        let focal = [self.rig.left.fx, self.rig.left.fy];
-        let mut out = StereoPoints {
+        let max_depth = self.options.max_depth_baselines * rig.baseline();
+        let focal = [rig.left.fx, rig.left.fy];
+        let mut out = FramePoints {
             keypoint: Vec::with_capacity(matches.len()),
             camera: Vec::with_capacity(matches.len()),
         };
@@ -52,26 +56,19 @@ impl StereoOdometry {
                 .and_then(|r| r[k])
                 .unwrap_or(right.keypoints[m.b as usize]);
             let (Ok(nl), Ok(nr)) = (
-                self.rig.left.try_normalize([kl[0] as f64, kl[1] as f64]),
-                self.rig.right.try_normalize([kr[0] as f64, kr[1] as f64]),
+                rig.left.try_normalize([kl[0] as f64, kl[1] as f64]),
+                rig.right.try_normalize([kr[0] as f64, kr[1] as f64]),
             ) else {
                 continue;
             };
-            if let Some(x) = triangulate(
-                nl,
-                nr,
-                &self.rig.rotation,
-                &self.rig.translation,
-                focal,
-                &limits,
-            ) {
+            if let Some(x) = triangulate(nl, nr, &rig.rotation, &rig.translation, focal, &limits) {
                 if x.z <= max_depth {
                     out.keypoint.push(m.a as usize);
                     out.camera.push(x);
                 }
             }
         }
-        out
+        Some(out)
     }
 
     /// PnP of the left features against keyframe `k`'s landmarks.
@@ -124,7 +121,7 @@ impl StereoOdometry {
                 [p[0] as f64, p[1] as f64]
             })
             .collect();
-        match estimate_absolute_pose(&world, &pixels, &self.rig.left, &self.options.pnp) {
+        match estimate_absolute_pose(&world, &pixels, self.rig.camera(), &self.options.pnp) {
             Ok(p) => Some(p),
             Err(e) => {
                 log::debug!("vo: PnP against keyframe {k} failed: {e}");
@@ -137,7 +134,7 @@ impl StereoOdometry {
         &mut self,
         pose: &Isometry3<f64>,
         covariance: &Matrix6<f64>,
-        stereo: &StereoPoints,
+        stereo: &FramePoints,
         left: &Features,
     ) {
         let points = stereo
@@ -151,6 +148,18 @@ impl StereoOdometry {
         for (row, &i) in stereo.keypoint.iter().enumerate() {
             descriptors.row_mut(row).assign(&left.descriptors.row(i));
         }
+        // a monocular keyframe keeps all its features: the next keyframe triangulates against them
+        let features = matches!(self.rig, Rig::Monocular(_)).then(|| {
+            let mut landmark_of = vec![None; left.keypoints.len()];
+            for (row, &i) in stereo.keypoint.iter().enumerate() {
+                landmark_of[i] = Some(row as u32);
+            }
+            KeyframeFeatures {
+                keypoints: left.keypoints.clone(),
+                descriptors: left.descriptors.clone(),
+                landmark_of,
+            }
+        });
         self.keyframes.push_back(Keyframe {
             world_from_camera: *pose,
             covariance: *covariance,
@@ -158,6 +167,7 @@ impl StereoOdometry {
             descriptors,
             keypoints: stereo.keypoint.iter().map(|&i| left.keypoints[i]).collect(),
             pyramid: left.gray.as_ref().map(|g| Pyramid::new(g.0.clone())),
+            features,
         });
         while self.keyframes.len() > self.options.recent_keyframes {
             self.keyframes.pop_front();
@@ -178,7 +188,7 @@ fn stereo_refine() -> RefineOptions {
 }
 
 /// Refinement of a keyframe detection in a later frame: affine (the view turns and moves), every match.
-fn tracking_refine() -> RefineOptions {
+pub(super) fn tracking_refine() -> RefineOptions {
     RefineOptions {
         enabled: true,
         model: WarpModel::Affine,

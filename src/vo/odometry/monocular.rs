@@ -1,0 +1,279 @@
+//! Depth for a single camera: the two-view initialisation and the landmarks of a new monocular keyframe.
+//!
+//! Initialisation: the first frame is the reference; each later frame is matched to it (mutual nearest
+//! neighbours, the current position refined photometrically to the reference detection), and the
+//! relative pose is estimated with the geometry's model selection. The map starts only from a general or
+//! determined planar configuration with a median parallax of at least
+//! [`super::super::MonocularOptions::init_min_parallax_deg`]: a pure rotation, an ambiguous plane or a
+//! short baseline waits for a later frame. The triangulated points are scaled so that their median depth
+//! is 1: the one scale of the run.
+//!
+//! A new keyframe: its features are matched to all the previous keyframe's features. A match whose
+//! keyframe feature is a landmark that reprojects onto the new detection carries the landmark over (its
+//! world point unchanged: this is what keeps the scale from one keyframe to the next); the others are
+//! triangulated between the two keyframes at the poses PnP gave them, with enough parallax. Not here:
+//! refining the points over more than two views (no bundle adjustment yet), or the global scale (unknown
+//! to a single camera; the messages and docs say so).
+
+// `!(x > y)` is deliberate: it is true for NaN, which must take the rejecting branch.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
+use nalgebra::{Isometry3, Point3, Vector3};
+
+use super::landmarks::tracking_refine;
+use super::{FramePoints, Reference, VisualOdometry};
+use crate::features::Features;
+use crate::geometry::triangulation::{triangulate, TriangulationLimits};
+use crate::geometry::{estimate_relative_pose, TwoViewConfiguration};
+use crate::matching::mnn::mutual_nearest_neighbors;
+use crate::matching::refine::refine_matches;
+use crate::matching::Match;
+
+/// What one frame says about the initialisation.
+enum TwoView {
+    /// The first keyframe's points (in the reference camera's frame, median depth 1).
+    Ready(FramePoints),
+    /// Not yet (too little parallax, a rotation, an ambiguous plane): keep the reference.
+    Wait,
+    /// The reference no longer overlaps the view: this frame becomes the reference.
+    Replace,
+}
+
+impl VisualOdometry {
+    /// Monocular: tries to make the first keyframe from the reference and `left`; `true` when it is made
+    /// (at the reference's pose). The first call only keeps `left` as the reference.
+    pub(super) fn initialize_monocular(&mut self, left: &Features) -> bool {
+        let Some(reference) = self.reference.take() else {
+            self.reference = Some(Reference {
+                features: left.clone(),
+                pose: Isometry3::identity(),
+                covariance: nalgebra::Matrix6::zeros(),
+            });
+            return false;
+        };
+        match self.two_view(&reference.features, left) {
+            TwoView::Ready(points) => {
+                self.add_keyframe(
+                    &reference.pose,
+                    &reference.covariance,
+                    &points,
+                    &reference.features,
+                );
+                true
+            }
+            TwoView::Wait => {
+                self.reference = Some(reference);
+                false
+            }
+            TwoView::Replace => {
+                self.reference = Some(Reference {
+                    features: left.clone(),
+                    ..reference
+                });
+                false
+            }
+        }
+    }
+
+    fn two_view(&self, reference: &Features, left: &Features) -> TwoView {
+        let camera = self.rig.camera();
+        let min_points = self.options.min_stereo_points;
+        let matches =
+            mutual_nearest_neighbors(&reference.descriptors, &left.descriptors, &self.options.mnn);
+        if matches.len() < 2 * min_points {
+            return TwoView::Replace;
+        }
+        let current = refined_positions(reference, left, &matches);
+        let points_a: Vec<[f64; 2]> = matches
+            .iter()
+            .map(|m| {
+                let p = reference.keypoints[m.a as usize];
+                [p[0] as f64, p[1] as f64]
+            })
+            .collect();
+        let points_b: Vec<[f64; 2]> = current.iter().map(|p| [p[0] as f64, p[1] as f64]).collect();
+        let pose = match estimate_relative_pose(
+            &points_a,
+            &points_b,
+            camera,
+            camera,
+            None,
+            &self.options.pnp,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                log::debug!("vo: initialisation waits: {e}");
+                return TwoView::Wait;
+            }
+        };
+        let Some(t) = pose.translation else {
+            return TwoView::Wait;
+        };
+        if pose.configuration == TwoViewConfiguration::Panoramic
+            || !(pose.quality.median_parallax_deg >= self.options.monocular.init_min_parallax_deg)
+        {
+            return TwoView::Wait;
+        }
+        let limits = TriangulationLimits {
+            max_error_px: self.options.stereo_max_error_px,
+            min_parallax_deg: self.options.monocular.min_parallax_deg,
+            min_depth: 1e-9,
+        };
+        let focal = [camera.fx, camera.fy];
+        let mut keypoint = Vec::new();
+        let mut points = Vec::new();
+        for (k, m) in matches.iter().enumerate() {
+            if !pose.inliers[k] {
+                continue;
+            }
+            let (Ok(na), Ok(nb)) = (
+                camera.try_normalize(points_a[k]),
+                camera.try_normalize(points_b[k]),
+            ) else {
+                continue;
+            };
+            if let Some(x) = triangulate(na, nb, &pose.rotation, &t, focal, &limits) {
+                keypoint.push(m.a as usize);
+                points.push(x);
+            }
+        }
+        if points.len() < min_points {
+            return TwoView::Wait;
+        }
+        let depths: Vec<f64> = points.iter().map(|x| x.z).collect();
+        let median = crate::util::stats::median(&depths);
+        if !(median > 0.0 && median.is_finite()) {
+            return TwoView::Wait;
+        }
+        log::info!(
+            "vo: monocular initialisation: {} points, median parallax {:.1}°, {}",
+            points.len(),
+            pose.quality.median_parallax_deg,
+            pose.configuration.name()
+        );
+        TwoView::Ready(FramePoints {
+            keypoint,
+            camera: points.into_iter().map(|x| x / median).collect(),
+        })
+    }
+
+    /// Monocular: the landmarks `left` (at `pose`) gives a new keyframe, from its matches with the current
+    /// keyframe's features: carried landmarks and new points triangulated between the two.
+    pub(super) fn monocular_points(&self, pose: &Isometry3<f64>, left: &Features) -> FramePoints {
+        let mut out = FramePoints {
+            keypoint: Vec::new(),
+            camera: Vec::new(),
+        };
+        let Some(kf) = self.keyframes.back() else {
+            return out;
+        };
+        let Some(all) = &kf.features else {
+            return out;
+        };
+        let camera = self.rig.camera();
+        let matches =
+            mutual_nearest_neighbors(&left.descriptors, &all.descriptors, &self.options.mnn);
+        // the keyframe's position of each match refined to this frame's detection (which the new keyframe
+        // keeps), so that both observations are of the same point
+        let in_keyframe: Vec<Option<[f32; 2]>> = match (&left.gray, &kf.pyramid) {
+            (Some(gl), Some(gk)) if self.options.refine => {
+                refine_matches(
+                    &gl.0,
+                    &left.keypoints,
+                    &gk.full,
+                    &all.keypoints,
+                    &matches,
+                    &tracking_refine(),
+                )
+                .points_b
+            }
+            _ => matches
+                .iter()
+                .map(|m| Some(all.keypoints[m.b as usize]))
+                .collect(),
+        };
+        // x_frame = R·x_keyframe + t
+        let frame_from_keyframe = pose.inverse() * kf.world_from_camera;
+        let r = frame_from_keyframe
+            .rotation
+            .to_rotation_matrix()
+            .into_inner();
+        let t = frame_from_keyframe.translation.vector;
+        let limits = TriangulationLimits {
+            max_error_px: self.options.stereo_max_error_px,
+            min_parallax_deg: self.options.monocular.min_parallax_deg,
+            min_depth: 1e-9,
+        };
+        let focal = [camera.fx, camera.fy];
+        let carry_max = self.options.monocular.carry_max_error_px;
+        for (k, m) in matches.iter().enumerate() {
+            let a = m.a as usize;
+            let kp = left.keypoints[a];
+            let here = [kp[0] as f64, kp[1] as f64];
+            if let Some(l) = all.landmark_of[m.b as usize] {
+                let world = kf.points[l as usize];
+                let x = pose.inverse_transform_point(&Point3::from(world)).coords;
+                if reprojects(camera, &x, here, carry_max) {
+                    out.keypoint.push(a);
+                    out.camera.push(x);
+                }
+                continue;
+            }
+            let Some(there) = in_keyframe[k] else {
+                continue;
+            };
+            let (Ok(nk), Ok(nf)) = (
+                camera.try_normalize([there[0] as f64, there[1] as f64]),
+                camera.try_normalize(here),
+            ) else {
+                continue;
+            };
+            if let Some(x) = triangulate(nk, nf, &r, &t, focal, &limits) {
+                out.keypoint.push(a);
+                out.camera.push(r * x + t);
+            }
+        }
+        out
+    }
+}
+
+/// The current detections of the reference's matched keypoints, refined photometrically to the
+/// reference detection where that succeeds.
+fn refined_positions(reference: &Features, left: &Features, matches: &[Match]) -> Vec<[f32; 2]> {
+    let refined = match (&reference.gray, &left.gray) {
+        (Some(gr), Some(gl)) => Some(
+            refine_matches(
+                &gr.0,
+                &reference.keypoints,
+                &gl.0,
+                &left.keypoints,
+                matches,
+                &tracking_refine(),
+            )
+            .points_b,
+        ),
+        _ => None,
+    };
+    matches
+        .iter()
+        .enumerate()
+        .map(|(k, m)| {
+            refined
+                .as_ref()
+                .and_then(|r| r[k])
+                .unwrap_or(left.keypoints[m.b as usize])
+        })
+        .collect()
+}
+
+/// `x` (camera frame) projects within `max_px` of `pixel`.
+fn reprojects(
+    camera: &crate::geometry::PinholeCamera,
+    x: &Vector3<f64>,
+    pixel: [f64; 2],
+    max_px: f64,
+) -> bool {
+    camera
+        .project([x.x, x.y, x.z])
+        .is_some_and(|p| (p[0] - pixel[0]).hypot(p[1] - pixel[1]) <= max_px)
+}
