@@ -11,7 +11,7 @@
 # Options: --sets a,b   (default chessboard,motorcycle,rendered,rooms)   --methods sift,xfeat,colmap
 #          --force (recompute all)
 #          --no-matcha  (stop after the baselines)
-#          --vo  instead of the above: the stereo visual-odometry evaluation. Renders the four sequences
+#          --vo  instead of the above: the visual-odometry evaluation (stereo, and monocular --monocular). Renders the four sequences
 #                (tools/vo_sequences.py: vo_short, vo_loop, vo_forward_turns, vo_hard; ~40 min once, cached under
 #                $MATCHA_CACHE/vo/<name>/), runs the baselines (tools/vo_baselines.py: opencv_stereo, colmap; up to
 #                ~10 min each per sequence, skipped when newer than the sequence and the script) into
@@ -76,7 +76,8 @@ if [ "$RUN_VO" = 1 ]; then
       "$PY" tools/vo_baselines.py --sequence "$dir" --method "$m"
     done
   done
-  # ours: matcha vo (CPU default) on every sequence, scored the same way, in the report's result format
+  # ours: matcha vo (CPU default) on every sequence, stereo (SE(3)) and monocular (--monocular, Sim(3): one
+  # unknown scale), scored the same way, in the report's result format
   cargo build --release -j 2 --bin matcha
   for dir in "$VO"/vo_*/; do
     dir="${dir%/}"
@@ -84,20 +85,23 @@ if [ "$RUN_VO" = 1 ]; then
     [ -f "$dir/.stamp" ] || continue
     res="$VO/results/$name"
     mkdir -p "$res"
-    start=$(date +%s.%N)
-    ./target/release/matcha vo "$dir" --out "$res/matcha.tum" --states "$res/matcha_states.jsonl"
-    end=$(date +%s.%N)
-    "$PY" tools/eval_vo.py --sequence "$dir" --trajectory "$res/matcha.tum" --align se3 --json > "$res/matcha_metrics.json"
-    "$PY" - "$res" "$name" "$start" "$end" <<'PYEOF'
+    for variant in "matcha se3" "matcha_mono sim3 --monocular"; do
+      read -r method align flag <<< "$variant"
+      start=$(date +%s.%N)
+      ./target/release/matcha vo "$dir" ${flag:+"$flag"} --out "$res/$method.tum" --states "$res/${method}_states.jsonl"
+      end=$(date +%s.%N)
+      "$PY" tools/eval_vo.py --sequence "$dir" --trajectory "$res/$method.tum" --align "$align" --json > "$res/${method}_metrics.json"
+      "$PY" - "$res" "$name" "$method" "$align" "$start" "$end" <<'PYEOF'
 import json, sys
 from pathlib import Path
-res, name, t0, t1 = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
-m = json.loads((res / "matcha_metrics.json").read_text())
-(res / "matcha.json").write_text(json.dumps({
-    "sequence": name, "method": "matcha", "align": "se3", "runtime_s": t1 - t0,
-    "trajectory": str(res / "matcha.tum"), "frames_used": m["gt_frames"], "frames_posed": m["estimated_poses"],
+res, name, method, align, t0, t1 = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]), float(sys.argv[6])
+m = json.loads((res / f"{method}_metrics.json").read_text())
+(res / f"{method}.json").write_text(json.dumps({
+    "sequence": name, "method": method, "align": align, "runtime_s": t1 - t0,
+    "trajectory": str(res / f"{method}.tum"), "frames_used": m["gt_frames"], "frames_posed": m["estimated_poses"],
     "metrics": m}, indent=1))
 PYEOF
+    done
   done
   if [ "$RUN_NODE" = 1 ]; then
     (

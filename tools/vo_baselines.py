@@ -288,8 +288,9 @@ def report(root: Path) -> str:
     rows = []
     for seq_json in sorted(root.glob("*/sequence.json")):
         name = seq_json.parent.name
-        # matcha.json: written by scripts/eval.sh --vo from `matcha vo`; matcha_node_*: by --vo --node
-        for method in ("matcha", "matcha_node_15hz", "matcha_node_30hz", *METHODS):
+        # matcha.json / matcha_mono.json: written by scripts/eval.sh --vo from `matcha vo` (stereo / --monocular);
+        # matcha_node_*: by --vo --node
+        for method in ("matcha", "matcha_node_15hz", "matcha_node_30hz", "matcha_mono", *METHODS):
             f = results_dir(root) / name / f"{method}.json"
             if f.exists():
                 rows.append(json.loads(f.read_text()))

@@ -26,6 +26,7 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod background;
+mod bundle;
 mod covariance;
 mod flow;
 mod odometry;
@@ -168,6 +169,13 @@ pub struct MonocularOptions {
     /// A landmark of the previous keyframe is carried to the new one when it reprojects within this many
     /// pixels of the new detection.
     pub carry_max_error_px: f64,
+    /// Keyframes in the bundle adjustment run at every new keyframe (the two oldest are held fixed); 0
+    /// switches it off.
+    pub window_keyframes: usize,
+    /// Scale of the bundle adjustment's Cauchy loss, pixels.
+    pub bundle_loss_px: f64,
+    /// Levenberg–Marquardt iterations of the bundle adjustment at most.
+    pub bundle_iterations: usize,
 }
 
 impl Default for MonocularOptions {
@@ -176,6 +184,9 @@ impl Default for MonocularOptions {
             init_min_parallax_deg: 2.0,
             min_parallax_deg: 1.0,
             carry_max_error_px: 2.0,
+            window_keyframes: 6,
+            bundle_loss_px: 1.0,
+            bundle_iterations: 10,
         }
     }
 }
@@ -241,7 +252,7 @@ impl VoOptions {
             && m.min_parallax_deg >= 0.0
             && m.carry_max_error_px > 0.0)
         {
-            return bad("monocular: init_min_parallax_deg and carry_max_error_px must be > 0, min_parallax_deg ≥ 0");
+            return bad("monocular: init_min_parallax_deg, carry_max_error_px and bundle_loss_px must be > 0, min_parallax_deg ≥ 0");
         }
         Ok(())
     }

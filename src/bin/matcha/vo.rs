@@ -137,7 +137,12 @@ pub fn run(cfg: &MatchaConfig, args: &VoRun) -> Result<()> {
             }
         }
         by_state[est.state as usize] += 1;
-        if let Some(pose) = &est.world_from_camera {
+        // an initializing monocular run holds the reference's pose without knowing the motion: not a
+        // trajectory point (the coverage the evaluation prints says how many frames are missing)
+        if let (Some(pose), false) = (
+            &est.world_from_camera,
+            est.state == TrackingState::Initializing,
+        ) {
             writeln!(tum, "{}", tum_line(est.stamp, pose))?;
         }
         if let Some(s) = states.as_mut() {

@@ -39,7 +39,7 @@ pub enum Mode {
     /// Metric stereo visual odometry (left + right images): `nav_msgs/Odometry` of the base frame in
     /// `odom`, TF `odom → base`, the tracking state; see [`crate::node::stereo_odometry`].
     #[serde(rename = "stereo_odometry")]
-    VisualOdometry,
+    StereoOdometry,
     /// Left and right images synchronised by stamp; the left → right pose of each pair (metric baseline
     /// from the right CameraInfo's P): a calibration check, not odometry.
     Stereo,
@@ -50,14 +50,14 @@ pub enum Mode {
 impl Mode {
     /// Whether the mode takes left + right images (synchronised by stamp).
     pub fn stereo_input(self) -> bool {
-        matches!(self, Mode::Stereo | Mode::VisualOdometry)
+        matches!(self, Mode::Stereo | Mode::StereoOdometry)
     }
 
     /// The name used in the configuration and in `/diagnostics`.
     pub fn name(self) -> &'static str {
         match self {
             Mode::Odometry => "odometry",
-            Mode::VisualOdometry => "stereo_odometry",
+            Mode::StereoOdometry => "stereo_odometry",
             Mode::Stereo => "stereo",
             Mode::Relocalization => "relocalization",
         }

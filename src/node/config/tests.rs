@@ -47,12 +47,12 @@ fn flat_params_become_a_tree() {
 #[test]
 fn stereo_odometry_mode_and_its_frames() {
     let cfg = NodeConfig::from_value(&json!({"mode": "stereo_odometry"})).unwrap();
-    assert_eq!(cfg.mode, Mode::VisualOdometry);
+    assert_eq!(cfg.mode, Mode::StereoOdometry);
     assert!(cfg.mode.stereo_input());
     assert_eq!(cfg.mode.name(), "stereo_odometry");
     for m in [
         Mode::Odometry,
-        Mode::VisualOdometry,
+        Mode::StereoOdometry,
         Mode::Stereo,
         Mode::Relocalization,
     ] {

@@ -145,7 +145,7 @@ pub fn run() -> Result<(), NodeError> {
             &mut tasks,
         )?;
     }
-    let stereo_odometry = ncfg.mode == Mode::VisualOdometry;
+    let stereo_odometry = ncfg.mode == Mode::StereoOdometry;
     let vo = if stereo_odometry {
         subscriptions::tf_static(&mut node, &shared, &t.tf_static, &mut tasks)?;
         subscriptions::odometry_services(&mut node, &shared, &ncfg, &mut tasks)?;

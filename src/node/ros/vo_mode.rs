@@ -254,7 +254,7 @@ impl Worker {
         match c {
             Control::Reset(req) => {
                 let (success, message) = match self.vo.as_mut() {
-                    Some(vo) if self.node.mode == Mode::VisualOdometry => {
+                    Some(vo) if self.node.mode == Mode::StereoOdometry => {
                         vo.reset();
                         self.resets += 1;
                         log::info!(
@@ -274,7 +274,7 @@ impl Worker {
             Control::SetPose(req) => {
                 let pose = isometry_from_pose(&req.message.pose);
                 let (success, message) = match (self.vo.as_mut(), pose) {
-                    (Some(vo), Some(p)) if self.node.mode == Mode::VisualOdometry => {
+                    (Some(vo), Some(p)) if self.node.mode == Mode::StereoOdometry => {
                         vo.set_pose(p);
                         log::info!(
                             "stereo odometry: pose set to xyz {:?}",
@@ -282,7 +282,7 @@ impl Worker {
                         );
                         (true, String::new())
                     }
-                    (Some(_), None) if self.node.mode == Mode::VisualOdometry => (
+                    (Some(_), None) if self.node.mode == Mode::StereoOdometry => (
                         false,
                         "the pose is not finite or its quaternion is zero: nothing changed".into(),
                     ),

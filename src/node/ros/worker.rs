@@ -263,7 +263,7 @@ impl Worker {
             let r = match job {
                 Job::Mono(f) if self.node.mode == Mode::Relocalization => self.relocalize(&f),
                 Job::Mono(f) => self.odometry(&f),
-                Job::Stereo(l, r) if self.node.mode == Mode::VisualOdometry => {
+                Job::Stereo(l, r) if self.node.mode == Mode::StereoOdometry => {
                     self.stereo_odometry(&l, &r)
                 }
                 Job::Stereo(l, r) => self.stereo(&l, &r),

@@ -29,10 +29,7 @@ impl VisualOdometry {
         };
         let max_depth = self.options.max_depth_baselines * rig.baseline();
         let focal = [rig.left.fx, rig.left.fy];
-        let mut out = FramePoints {
-            keypoint: Vec::with_capacity(matches.len()),
-            camera: Vec::with_capacity(matches.len()),
-        };
+        let mut out = FramePoints::default();
         // the right position that matches the left detection photometrically (a rectified pair differs by
         // a shift along the row; a translation is enough for small patches of any calibrated pair)
         let refined = match (&left.gray, &right.gray) {
@@ -63,8 +60,7 @@ impl VisualOdometry {
             };
             if let Some(x) = triangulate(nl, nr, &rig.rotation, &rig.translation, focal, &limits) {
                 if x.z <= max_depth {
-                    out.keypoint.push(m.a as usize);
-                    out.camera.push(x);
+                    out.push(m.a as usize, x, None, None);
                 }
             }
         }
@@ -160,6 +156,22 @@ impl VisualOdometry {
                 landmark_of,
             }
         });
+        // identities: a carried landmark keeps its own; a new one gets the next, and the previous keyframe
+        // records where it saw it
+        let mut ids = Vec::with_capacity(stereo.camera.len());
+        for (k, landmark) in stereo.landmark.iter().enumerate() {
+            let id = landmark.unwrap_or_else(|| {
+                self.next_landmark += 1;
+                self.next_landmark - 1
+            });
+            ids.push(id);
+            if let (Some(px), Some(previous)) = (
+                stereo.in_previous.get(k).copied().flatten(),
+                self.keyframes.back_mut(),
+            ) {
+                previous.extra.push((id, px));
+            }
+        }
         self.keyframes.push_back(Keyframe {
             world_from_camera: *pose,
             covariance: *covariance,
@@ -167,12 +179,17 @@ impl VisualOdometry {
             descriptors,
             keypoints: stereo.keypoint.iter().map(|&i| left.keypoints[i]).collect(),
             pyramid: left.gray.as_ref().map(|g| Pyramid::new(g.0.clone())),
+            ids,
+            extra: Vec::new(),
             features,
         });
         while self.keyframes.len() > self.options.recent_keyframes {
             self.keyframes.pop_front();
         }
         self.counters.keyframes += 1;
+        if matches!(self.rig, Rig::Monocular(_)) {
+            self.adjust_window();
+        }
     }
 }
 

@@ -61,6 +61,11 @@ struct Keyframe {
     /// refinement of later observations.
     keypoints: Vec<[f32; 2]>,
     pyramid: Option<Pyramid>,
+    /// The identity of each landmark (shared by the keyframes that see the same point).
+    ids: Vec<u64>,
+    /// Observations of later keyframes' landmarks in this keyframe's image (monocular: a new landmark is
+    /// triangulated from the new keyframe and this one), for the bundle adjustment.
+    extra: Vec<(u64, [f32; 2])>,
     /// All the keyframe's left features (monocular only: the next keyframe triangulates against them).
     features: Option<KeyframeFeatures>,
 }
@@ -91,9 +96,29 @@ struct KeyframeCandidate {
 
 /// The points a frame can give a new keyframe: the left keypoints with a depth and their camera-frame
 /// points (stereo: triangulated left ↔ right; monocular: against the previous keyframe).
+#[derive(Default)]
 struct FramePoints {
     keypoint: Vec<usize>,
     camera: Vec<Vector3<f64>>,
+    /// Monocular: the landmark a point carries over from the previous keyframe (`None`: a new one) ...
+    landmark: Vec<Option<u64>>,
+    /// ... and, for a new one, where the previous keyframe saw it (an observation for the bundle).
+    in_previous: Vec<Option<[f32; 2]>>,
+}
+
+impl FramePoints {
+    fn push(
+        &mut self,
+        keypoint: usize,
+        camera: Vector3<f64>,
+        landmark: Option<u64>,
+        in_previous: Option<[f32; 2]>,
+    ) {
+        self.keypoint.push(keypoint);
+        self.camera.push(camera);
+        self.landmark.push(landmark);
+        self.in_previous.push(in_previous);
+    }
 }
 
 /// Visual odometry over a stream of frames (features of the left image, and of the right one for a
@@ -121,6 +146,8 @@ pub struct VisualOdometry {
     lost: bool,
     descriptor_dim: Option<usize>,
     counters: VoCounters,
+    /// The identity the next new landmark gets.
+    next_landmark: u64,
 }
 
 impl VisualOdometry {
@@ -153,6 +180,7 @@ impl VisualOdometry {
             lost: false,
             descriptor_dim: None,
             counters: VoCounters::default(),
+            next_landmark: 0,
         })
     }
 
@@ -517,3 +545,4 @@ fn isometry_from_pnp(p: &AbsolutePose) -> Isometry3<f64> {
 mod landmarks;
 mod monocular;
 mod track;
+mod window;

@@ -122,6 +122,7 @@ impl VisualOdometry {
         let focal = [camera.fx, camera.fy];
         let mut keypoint = Vec::new();
         let mut points = Vec::new();
+
         for (k, m) in matches.iter().enumerate() {
             if !pose.inliers[k] {
                 continue;
@@ -135,6 +136,7 @@ impl VisualOdometry {
             if let Some(x) = triangulate(na, nb, &pose.rotation, &t, focal, &limits) {
                 keypoint.push(m.a as usize);
                 points.push(x);
+
             }
         }
         if points.len() < min_points {
@@ -151,19 +153,17 @@ impl VisualOdometry {
             pose.quality.median_parallax_deg,
             pose.configuration.name()
         );
-        TwoView::Ready(FramePoints {
-            keypoint,
-            camera: points.into_iter().map(|x| x / median).collect(),
-        })
+        let mut out = FramePoints::default();
+        for (k, x) in keypoint.into_iter().zip(points) {
+            out.push(k, x / median, None, None);
+        }
+        TwoView::Ready(out)
     }
 
     /// Monocular: the landmarks `left` (at `pose`) gives a new keyframe, from its matches with the current
     /// keyframe's features: carried landmarks and new points triangulated between the two.
     pub(super) fn monocular_points(&self, pose: &Isometry3<f64>, left: &Features) -> FramePoints {
-        let mut out = FramePoints {
-            keypoint: Vec::new(),
-            camera: Vec::new(),
-        };
+        let mut out = FramePoints::default();
         let Some(kf) = self.keyframes.back() else {
             return out;
         };
@@ -206,6 +206,7 @@ impl VisualOdometry {
         };
         let focal = [camera.fx, camera.fy];
         let carry_max = self.options.monocular.carry_max_error_px;
+        let mut carried = 0usize;
         for (k, m) in matches.iter().enumerate() {
             let a = m.a as usize;
             let kp = left.keypoints[a];
@@ -214,8 +215,8 @@ impl VisualOdometry {
                 let world = kf.points[l as usize];
                 let x = pose.inverse_transform_point(&Point3::from(world)).coords;
                 if reprojects(camera, &x, here, carry_max) {
-                    out.keypoint.push(a);
-                    out.camera.push(x);
+                    out.push(a, x, Some(kf.ids[l as usize]), None);
+                    carried += 1;
                 }
                 continue;
             }
@@ -229,10 +230,15 @@ impl VisualOdometry {
                 continue;
             };
             if let Some(x) = triangulate(nk, nf, &r, &t, focal, &limits) {
-                out.keypoint.push(a);
-                out.camera.push(r * x + t);
+                out.push(a, r * x + t, None, Some(there));
             }
         }
+        log::debug!(
+            "vo: monocular keyframe: {} matches with the keyframe, {carried} landmarks carried, {} new (baseline {:.3})",
+            matches.len(),
+            out.camera.len() - carried,
+            t.norm()
+        );
         out
     }
 }
