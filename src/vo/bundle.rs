@@ -15,34 +15,46 @@
 // `!(x > y)` is deliberate: it is true for NaN, which must take the rejecting branch.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
-use nalgebra::{DMatrix, DVector, Isometry3, Matrix3, Matrix3x6, Matrix6, Point3, Vector3, Vector6};
+use nalgebra::{
+    DMatrix, DVector, Isometry3, Matrix3, Matrix3x6, Matrix6, Point3, Vector3, Vector6,
+};
 
 use crate::geometry::essential::skew;
 use crate::geometry::PinholeCamera;
 
 /// One observation: landmark `point` seen by keyframe `pose` at `pixel`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Observation {
+pub struct Observation {
+    /// Index into [`Bundle::poses`].
     pub pose: usize,
+    /// Index into [`Bundle::points`].
     pub point: usize,
+    /// Where the keyframe saw it, pixels.
     pub pixel: [f64; 2],
 }
 
-/// A bundle-adjustment problem (poses are `camera_from_world`).
-pub(crate) struct Bundle {
+/// A bundle-adjustment problem.
+pub struct Bundle {
+    /// The camera of every keyframe.
     pub camera: PinholeCamera,
+    /// `camera_from_world` of each keyframe.
     pub poses: Vec<Isometry3<f64>>,
+    /// Which poses stay as they are (the gauge).
     pub fixed: Vec<bool>,
+    /// World points.
     pub points: Vec<Vector3<f64>>,
+    /// The reprojection terms.
     pub observations: Vec<Observation>,
 }
 
 /// How the adjustment went.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct BundleReport {
+pub struct BundleReport {
+    /// Levenberg–Marquardt iterations run.
     pub iterations: usize,
-    /// Robust cost (px²) before and after.
+    /// Robust cost (px²) before.
     pub initial_cost: f64,
+    /// Robust cost (px²) after.
     pub final_cost: f64,
 }
 
@@ -79,7 +91,8 @@ fn linearize(
     // d x_c / d(ω, v) = [−[x_c]× | I]
     let mut dx = Matrix3x6::zeros();
     dx.fixed_view_mut::<3, 3>(0, 0).copy_from(&(-skew(&x)));
-    dx.fixed_view_mut::<3, 3>(0, 3).copy_from(&Matrix3::identity());
+    dx.fixed_view_mut::<3, 3>(0, 3)
+        .copy_from(&Matrix3::identity());
     let r: Matrix3<f64> = pose.rotation.to_rotation_matrix().into_inner();
     Some(([u - pixel[0], v - pixel[1]], dproj * dx, dproj * r))
 }
@@ -163,7 +176,10 @@ impl Bundle {
                 continue;
             }
             let d = dp.fixed_rows::<6>(6 * c);
-            let delta = Isometry3::new(Vector3::new(d[3], d[4], d[5]), Vector3::new(d[0], d[1], d[2]));
+            let delta = Isometry3::new(
+                Vector3::new(d[3], d[4], d[5]),
+                Vector3::new(d[0], d[1], d[2]),
+            );
             *pose = delta * *pose;
         }
         for (p, d) in self.points.iter_mut().zip(dl) {
@@ -182,9 +198,12 @@ impl Bundle {
             n_free,
         };
         for o in &self.observations {
-            let Some((r, jp, jl)) =
-                linearize(&self.camera, &self.poses[o.pose], &self.points[o.point], o.pixel)
-            else {
+            let Some((r, jp, jl)) = linearize(
+                &self.camera,
+                &self.poses[o.pose],
+                &self.points[o.point],
+                o.pixel,
+            ) else {
                 continue;
             };
             let r = nalgebra::Vector2::new(r[0], r[1]);
@@ -299,13 +318,21 @@ mod tests {
             })
             .collect();
         let truth_points: Vec<Vector3<f64>> = (0..300)
-            .map(|_| Vector3::new(rng.range(-2.0, 3.0), rng.range(-1.5, 1.5), rng.range(3.0, 8.0)))
+            .map(|_| {
+                Vector3::new(
+                    rng.range(-2.0, 3.0),
+                    rng.range(-1.5, 1.5),
+                    rng.range(3.0, 8.0),
+                )
+            })
             .collect();
         let mut observations = Vec::new();
         for (i, p) in truth_poses.iter().enumerate() {
             for (j, x) in truth_points.iter().enumerate() {
                 let c = p.transform_point(&Point3::from(*x));
-                let Some(px) = camera.project([c.x, c.y, c.z]) else { continue };
+                let Some(px) = camera.project([c.x, c.y, c.z]) else {
+                    continue;
+                };
                 let outlier = rng.range(0.0, 1.0) < 0.05;
                 let noise = if outlier { 30.0 } else { 0.5 };
                 observations.push(Observation {

@@ -26,7 +26,7 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod background;
-mod bundle;
+pub mod bundle;
 mod covariance;
 mod flow;
 mod odometry;

@@ -351,3 +351,58 @@ fn a_stereo_rig_needs_the_right_features() {
         Err(VoError::InvalidFrame(_))
     ));
 }
+
+#[test]
+fn a_long_monocular_loss_reinitialises_from_the_held_pose() {
+    let mut rng = SplitMix64::new(7);
+    let w = world(&mut rng, 4000);
+    let other = world(&mut rng, 4000); // a different place: nothing matches the keyframes
+    let mut vo = VisualOdometry::monocular(rig().left, VoOptions::default()).unwrap();
+    let mut k = 0;
+    let mut stamp = || {
+        k += 1;
+        k as f64 / 15.0
+    };
+    let mut last = None;
+    for i in 0..40 {
+        let e = vo
+            .process(
+                stamp(),
+                &features(&w, &pose_at(i), false, 0.3, &mut rng),
+                None,
+            )
+            .unwrap();
+        last = Some(e);
+    }
+    let tracked = last.unwrap();
+    assert_eq!(tracked.state, TrackingState::Tracking);
+    let held = tracked.world_from_camera.unwrap();
+    // the other place: lost, restarted after `restart_after_failures` frames, then initialised again from
+    // the walk's parallax
+    let mut states = Vec::new();
+    for i in 40..100 {
+        let e = vo
+            .process(
+                stamp(),
+                &features(&other, &pose_at(i), false, 0.3, &mut rng),
+                None,
+            )
+            .unwrap();
+        states.push(e.state);
+        if e.state == TrackingState::Lost {
+            // odom stays continuous: the pose is held with no certainty
+            assert_eq!(e.world_from_camera, Some(held));
+            assert!(e.covariance[(0, 0)] >= LOST_VARIANCE);
+        }
+    }
+    assert_eq!(states[0], TrackingState::Lost);
+    assert_eq!(vo.counters().restarts, 1);
+    let back = states
+        .iter()
+        .position(|s| *s == TrackingState::Recovered)
+        .expect("initialised again");
+    assert!(states[..back].iter().all(|s| *s == TrackingState::Lost));
+    assert!(states[back + 1..]
+        .iter()
+        .all(|s| *s == TrackingState::Tracking));
+}

@@ -178,7 +178,7 @@ impl Worker {
                 let fl = self.extract(&left)?;
                 let fr = self.extract(&right)?;
                 let vo = self.vo_mut()?;
-                vo.process(stamp, &fl, Some(&fr)).map_err(vo_problem)?
+                vo.process(stamp, &fl, &fr).map_err(vo_problem)?
             }
         };
         self.publish_stereo_odometry(&frame, &header, l.received.min(r.received));
@@ -199,7 +199,7 @@ impl Worker {
         };
         let Some(vo) = self.vo.as_mut() else { return };
         let problem = match done.features {
-            Ok((l, r)) => match vo.insert_keyframe(done.stamp, &l, Some(&r)) {
+            Ok((l, r)) => match vo.insert_keyframe(done.stamp, &l, &r) {
                 Ok(made) => {
                     log::debug!(
                         "stereo odometry: keyframe features of {:.3} s ready after {:.0} ms ({})",

@@ -136,7 +136,6 @@ impl VisualOdometry {
             if let Some(x) = triangulate(na, nb, &pose.rotation, &t, focal, &limits) {
                 keypoint.push(m.a as usize);
                 points.push(x);
-
             }
         }
         if points.len() < min_points {
