@@ -170,7 +170,9 @@ pub struct MonocularOptions {
     /// pixels of the new detection.
     pub carry_max_error_px: f64,
     /// Keyframes in the bundle adjustment run at every new keyframe (the two oldest are held fixed); 0
-    /// switches it off.
+    /// switches it off. Off by default: measured on three sequences it did not improve the trajectory
+    /// (docs/vo.md), because a keyframe observes a carried landmark at a fresh detection, not at the
+    /// sub-pixel position tracking aligns to.
     pub window_keyframes: usize,
     /// Scale of the bundle adjustment's Cauchy loss, pixels.
     pub bundle_loss_px: f64,
@@ -184,7 +186,7 @@ impl Default for MonocularOptions {
             init_min_parallax_deg: 2.0,
             min_parallax_deg: 1.0,
             carry_max_error_px: 2.0,
-            window_keyframes: 6,
+            window_keyframes: 0,
             bundle_loss_px: 1.0,
             bundle_iterations: 10,
         }

@@ -273,9 +273,13 @@ fn bad_frames_are_errors_and_lose_nothing() {
 }
 
 /// A monocular run on the left images of [`run_frames`]' walk: the poses after the initialisation.
-fn monocular_run(frames: usize, rng: &mut SplitMix64) -> (Vec<VoEstimate>, Vec<Isometry3<f64>>) {
+fn monocular_run(
+    frames: usize,
+    options: VoOptions,
+    rng: &mut SplitMix64,
+) -> (Vec<VoEstimate>, Vec<Isometry3<f64>>) {
     let w = world(rng, 4000);
-    let mut vo = VisualOdometry::monocular(rig().left, VoOptions::default()).unwrap();
+    let mut vo = VisualOdometry::monocular(rig().left, options).unwrap();
     let poses: Vec<_> = (0..frames).map(pose_at).collect();
     let est = poses
         .iter()
@@ -290,8 +294,19 @@ fn monocular_run(frames: usize, rng: &mut SplitMix64) -> (Vec<VoEstimate>, Vec<I
 
 #[test]
 fn a_monocular_run_keeps_one_scale_from_the_initialisation_on() {
+    check_monocular_walk(VoOptions::default());
+}
+
+#[test]
+fn a_monocular_run_with_the_windowed_bundle_adjustment_keeps_one_scale() {
+    let mut options = VoOptions::default();
+    options.monocular.window_keyframes = 6;
+    check_monocular_walk(options);
+}
+
+fn check_monocular_walk(options: VoOptions) {
     let mut rng = SplitMix64::new(4);
-    let (est, poses) = monocular_run(120, &mut rng);
+    let (est, poses) = monocular_run(120, options, &mut rng);
     // waiting for parallax: the reference's pose with no certainty, for every frame
     assert_eq!(est[0].state, TrackingState::Initializing);
     assert_eq!(est[0].world_from_camera, Some(Isometry3::identity()));

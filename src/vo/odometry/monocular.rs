@@ -176,15 +176,16 @@ impl VisualOdometry {
         // keeps), so that both observations are of the same point
         let in_keyframe: Vec<Option<[f32; 2]>> = match (&left.gray, &kf.pyramid) {
             (Some(gl), Some(gk)) if self.options.refine => {
-                refine_matches(
+                let r = refine_matches(
                     &gl.0,
                     &left.keypoints,
                     &gk.full,
                     &all.keypoints,
                     &matches,
                     &tracking_refine(),
-                )
-                .points_b
+                );
+                log::debug!("vo: keyframe refinement {:?}", r.stats);
+                r.points_b
             }
             _ => matches
                 .iter()
@@ -206,6 +207,7 @@ impl VisualOdometry {
         let focal = [camera.fx, camera.fy];
         let carry_max = self.options.monocular.carry_max_error_px;
         let mut carried = 0usize;
+        let (mut not_refined, mut not_carried, mut not_triangulated) = (0usize, 0usize, 0usize);
         for (k, m) in matches.iter().enumerate() {
             let a = m.a as usize;
             let kp = left.keypoints[a];
@@ -216,10 +218,13 @@ impl VisualOdometry {
                 if reprojects(camera, &x, here, carry_max) {
                     out.push(a, x, Some(kf.ids[l as usize]), None);
                     carried += 1;
+                } else {
+                    not_carried += 1;
                 }
                 continue;
             }
             let Some(there) = in_keyframe[k] else {
+                not_refined += 1;
                 continue;
             };
             let (Ok(nk), Ok(nf)) = (
@@ -230,10 +235,22 @@ impl VisualOdometry {
             };
             if let Some(x) = triangulate(nk, nf, &r, &t, focal, &limits) {
                 out.push(a, r * x + t, None, Some(there));
+            } else {
+                not_triangulated += 1;
             }
         }
+        // a keyframe that adds no structure (too short a baseline for new points) would only thin out the
+        // landmarks it carries: none then, tracking stays with the current keyframe
+        if out.camera.len() - carried < self.options.min_stereo_points {
+            log::debug!(
+                "vo: no monocular keyframe: {} new landmarks (baseline {:.3})",
+                out.camera.len() - carried,
+                t.norm()
+            );
+            return FramePoints::default();
+        }
         log::debug!(
-            "vo: monocular keyframe: {} matches with the keyframe, {carried} landmarks carried, {} new (baseline {:.3})",
+            "vo: monocular keyframe: {} matches with the keyframe, {carried} landmarks carried ({not_carried} not), {} new ({not_refined} not refined, {not_triangulated} not triangulated; baseline {:.3})",
             matches.len(),
             out.camera.len() - carried,
             t.norm()

@@ -8,7 +8,11 @@
 //!   pure-rotation cases ([`pose`]).
 //! * `pnp`: the absolute-pose (PnP) solver against PoseLib and OpenCV `solvePnPRansac` on general, heavy-outlier,
 //!   few-point, far/narrow and planar cases ([`pnp`]).
+//! * `bundle`: the windowed bundle adjustment (hand-written Schur-complement LM) against tiny-solver's
+//!   Levenberg–Marquardt on the same synthetic monocular windows ([`bundle`]; the tiny-solver rows need the
+//!   `solver-bench` feature).
 
+mod bundle;
 mod pnp;
 mod pose;
 
@@ -76,6 +80,22 @@ pub enum BenchCommand {
         #[arg(long)]
         python: Option<PathBuf>,
     },
+    /// The windowed bundle adjustment on synthetic monocular windows vs tiny-solver's Levenberg–Marquardt
+    /// (the tiny-solver rows with the `solver-bench` feature).
+    Bundle {
+        /// Synthetic windows (6 keyframes, 1500 points each).
+        #[arg(long, default_value_t = 10)]
+        problems: usize,
+        /// Seed of the first window (window i uses seed + i).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Iteration caps, each run on every window by both solvers.
+        #[arg(long, value_delimiter = ',', default_values_t = [10, 50])]
+        caps: Vec<usize>,
+        /// Threads of tiny-solver's rayon pool (the hand-written solver is sequential).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
 }
 
 fn cache_dir() -> PathBuf {
@@ -114,6 +134,12 @@ pub fn run(cfg: &MatchaConfig, cmd: &BenchCommand) -> Result<()> {
             passes,
             python,
         } => pnp::run(*instances, *passes, venv_python(python.clone())),
+        BenchCommand::Bundle {
+            problems,
+            seed,
+            caps,
+            threads,
+        } => bundle::run(*problems, *seed, caps, *threads),
     }
 }
 
