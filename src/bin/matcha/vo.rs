@@ -43,7 +43,7 @@ pub fn run(cfg: &MatchaConfig, args: &VoRun) -> Result<()> {
     }
     let mut pipeline = Pipeline::new(cfg).context("building the feature pipeline")?;
     let mut vo = if args.monocular {
-        VisualOdometry::monocular(seq.rig.left.clone(), cfg.vo.clone())
+        VisualOdometry::monocular(seq.rig.left, cfg.vo.clone())
     } else {
         VisualOdometry::stereo(seq.rig.clone(), cfg.vo.clone())
     }
