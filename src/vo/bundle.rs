@@ -98,7 +98,8 @@ fn linearize(
 }
 
 impl Bundle {
-    /// Total robust cost at the current estimate (points behind a camera cost as a residual of `10·c`).
+    /// Total robust cost at the current estimate. A point behind a camera costs as a residual of `1000·c`:
+    /// more than any outlier in front, so a step never gains by pushing a point behind a camera.
     fn cost(&self, c: f64) -> f64 {
         self.observations
             .iter()
@@ -106,7 +107,7 @@ impl Bundle {
                 let x = self.poses[o.pose].transform_point(&Point3::from(self.points[o.point]));
                 let s = match self.camera.project([x.x, x.y, x.z]) {
                     Some(p) => (p[0] - o.pixel[0]).powi(2) + (p[1] - o.pixel[1]).powi(2),
-                    None => 100.0 * c * c,
+                    None => 1e6 * c * c,
                 };
                 cauchy(s, c).0
             })

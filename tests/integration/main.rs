@@ -17,3 +17,4 @@ mod pnp_reference;
 mod refine_photos;
 mod runtime_binding;
 mod vo;
+mod vo_monocular;
