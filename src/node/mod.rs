@@ -2,7 +2,7 @@
 //! sync, relocalization map), health counters, and — behind the `ros` feature — the r2r node itself.
 //!
 //! The pure parts ([`config`], [`admission`], [`keyframes`], [`sync`], [`map`], [`schedule`], [`stats`],
-//! [`stereo_odometry`], [`stereo_rig`], [`tf_tree`]) build and are unit-tested without ROS; `convert` and `ros` need r2r and a ROS 2 environment at build time (see `scripts/lib/ros_setup.sh`).
+//! [`stereo_rig`], [`visual_odometry`], [`tf_tree`]) build and are unit-tested without ROS; `convert` and `ros` need r2r and a ROS 2 environment at build time (see `scripts/lib/ros_setup.sh`).
 //! The node is a thin shell over [`crate::pipeline`]: it knows nothing of model internals.
 
 pub mod admission;
@@ -11,10 +11,10 @@ pub mod keyframes;
 pub mod map;
 pub mod schedule;
 pub mod stats;
-pub mod stereo_odometry;
 pub mod stereo_rig;
 pub mod sync;
 pub mod tf_tree;
+pub mod visual_odometry;
 
 #[cfg(feature = "ros")]
 pub mod convert;

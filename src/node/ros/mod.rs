@@ -38,8 +38,8 @@ use r2r::{ParameterValue, QosProfile};
 
 use super::config::Mode;
 use super::keyframes::OdometryTracker;
-use super::stereo_odometry::StereoVo;
 use super::sync::Side;
+use super::visual_odometry::RobotVo;
 
 /// Errors that stop the node at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -149,7 +149,13 @@ pub fn run() -> Result<(), NodeError> {
     let vo = if stereo_odometry {
         subscriptions::tf_static(&mut node, &shared, &t.tf_static, &mut tasks)?;
         subscriptions::odometry_services(&mut node, &shared, &ncfg, &mut tasks)?;
-        Some(StereoVo::new(cfg.vo.clone()).map_err(|e| NodeError::Parameters(e.to_string()))?)
+        Some(RobotVo::new(cfg.vo.clone()).map_err(|e| NodeError::Parameters(e.to_string()))?)
+    } else {
+        None
+    };
+    // the `odometry` mode's pose: the monocular VO over the features every frame gets anyway
+    let mono_vo = if ncfg.mode == Mode::Odometry {
+        Some(RobotVo::new(cfg.vo.clone()).map_err(|e| NodeError::Parameters(e.to_string()))?)
     } else {
         None
     };
@@ -237,6 +243,7 @@ pub fn run() -> Result<(), NodeError> {
         matcher_name,
         keyframe: None,
         vo,
+        mono_vo,
         keyframe_extractor,
         resets: 0,
         by_flow: 0,

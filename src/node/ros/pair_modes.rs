@@ -1,5 +1,6 @@
 //! The modes that answer with correspondences and a relative pose: `odometry` (monocular: each frame
-//! against the last keyframe, unit-scale steps chained; see [`crate::node::keyframes`]), `stereo` (the left
+//! against the last keyframe, see [`crate::node::keyframes`]; the pose on `odometry` is the monocular VO's,
+//! one scale for the run, see [`crate::node::visual_odometry`]), `stereo` (the left
 //! → right pose of each synchronised pair, metric with the right `P`'s baseline) and the `match` service
 //! (an explicit pair; a planar ambiguity there gets the pipeline's denser second try, which the camera
 //! modes skip for their latency). They share the [`PairOutput`] they publish; the metric stereo odometry is
@@ -7,22 +8,29 @@
 
 use std::time::Instant;
 
+use nalgebra::Isometry3;
 use r2r::matcha_msgs::msg::Correspondences;
 use r2r::matcha_msgs::srv::Match;
 
 use super::inbox::Frame;
-use super::worker::{Keyframe, Worker};
+use super::worker::{Decoded, Keyframe, Worker};
+use crate::features::Features;
 use crate::node::convert::{self, BadInput, ImageMsg, PairOutput};
 use crate::node::keyframes::{covariance_b_in_a, pose_b_in_a, published_pose, Step};
+use crate::vo::Rig;
 
 impl Worker {
     pub fn odometry(&mut self, f: &Frame) -> Result<(), BadInput> {
         let d = self.decode(f, 0)?;
         let feats = self.extract(&d.image)?;
         let want_debug = self.out.debug_wanted();
+        // the pose on `odometry`: the monocular VO (one scale for the run), every frame; a frame it refuses
+        // is counted and still gets its correspondences
+        if let Err(e) = self.monocular_odometry(&d, &feats) {
+            self.shared.problem(&e);
+        }
         let Some(kf) = self.keyframe.take() else {
             self.tracker.step(None);
-            self.publish_mono_odometry(&d.header, &self.tracker.odom_from_keyframe(), None);
             if let Ok(mut s) = self.shared.stats.lock() {
                 s.processed += 1;
             }
@@ -67,13 +75,7 @@ impl Worker {
             _ => None,
         });
         let replace = match &step {
-            Step::Tracked {
-                odom_from_current,
-                new_keyframe,
-            } => {
-                self.publish_mono_odometry(&d.header, odom_from_current, Some(&cov));
-                *new_keyframe
-            }
+            Step::Tracked { new_keyframe, .. } => *new_keyframe,
             Step::Failed { reset } => *reset,
             Step::Initialise => true,
         };
@@ -87,6 +89,29 @@ impl Worker {
         } else {
             kf
         });
+        Ok(())
+    }
+
+    /// The monocular VO's answer for a frame of the `odometry` mode, published on `odometry` (odom → the
+    /// image's optical frame, positions in the run's one unknown scale).
+    fn monocular_odometry(&mut self, d: &Decoded, feats: &Features) -> Result<(), BadInput> {
+        let Some(vo) = self.mono_vo.as_mut() else {
+            return Ok(());
+        };
+        if vo
+            .configure(Rig::Monocular(d.camera), Isometry3::identity())
+            .map_err(super::vo_mode::vo_problem)?
+        {
+            log::info!("monocular odometry: started (pose continues from the last)");
+        }
+        let stamp = convert::time_ns(&d.header.stamp) as f64 * 1e-9;
+        let frame = vo
+            .process(stamp, feats, None)
+            .map_err(super::vo_mode::vo_problem)?;
+        let msg = super::publish::camera_odometry_msg(&frame, &d.header, &self.node.odom_frame_id);
+        if let Err(e) = self.out.odometry.publish(&msg) {
+            log::error!("publish odometry: {e}");
+        }
         Ok(())
     }
 

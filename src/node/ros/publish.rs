@@ -19,7 +19,7 @@ use r2r::tf2_msgs::msg::TFMessage;
 use super::worker::Worker;
 use crate::image::RgbImage;
 use crate::node::convert::{self, PairOutput};
-use crate::node::stereo_odometry::OdometryFrame;
+use crate::node::visual_odometry::OdometryFrame;
 
 /// The node's publishers.
 pub(super) struct Outputs {
@@ -173,37 +173,6 @@ impl Worker {
         }
         self.last_latency_ms.set(Some(latency_ms));
         msg
-    }
-
-    /// The monocular odometry's chained pose (camera frame, unit-scale steps; no twist).
-    pub fn publish_mono_odometry(
-        &self,
-        header: &Header,
-        odom_from_current: &Isometry3<f64>,
-        cov: Option<&[f64; 36]>,
-    ) {
-        let mut twist_cov = vec![0.0; 36];
-        for i in 0..6 {
-            twist_cov[i * 6 + i] = 1e6; // not estimated
-        }
-        let msg = Odometry {
-            header: Header {
-                stamp: header.stamp.clone(),
-                frame_id: self.node.odom_frame_id.clone(),
-            },
-            child_frame_id: header.frame_id.clone(),
-            pose: PoseWithCovariance {
-                pose: convert::pose_msg(odom_from_current),
-                covariance: cov.map_or(vec![0.0; 36], |c| c.to_vec()),
-            },
-            twist: TwistWithCovariance {
-                twist: Twist::default(),
-                covariance: twist_cov,
-            },
-        };
-        if let Err(e) = self.out.odometry.publish(&msg) {
-            log::error!("publish odometry: {e}");
-        }
     }
 
     /// The stereo odometry's answer for one frame: Odometry, TF `odom → base` and the status, all with the

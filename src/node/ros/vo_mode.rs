@@ -1,6 +1,6 @@
 //! The `stereo_odometry` mode's r2r glue: it turns the two CameraInfos (and `/tf_static`) into the
 //! [`StereoRig`] and the camera's mounting, hands each synchronised pair to
-//! [`crate::node::stereo_odometry::StereoVo`] (the left image tracked alone when that suffices, features of
+//! [`crate::node::visual_odometry::RobotVo`] (the left image tracked alone when that suffices, features of
 //! both images only when the VO asks), publishes the answer, and serves `reset` and `set_pose` between
 //! frames. The conventions (REP-105 base pose, covariances, twist, continuity) live in the pure module.
 
@@ -13,8 +13,8 @@ use crate::features::GrayFrame;
 use crate::geometry::PinholeCamera;
 use crate::node::config::Mode;
 use crate::node::convert::{self, BadInput};
-use crate::node::stereo_odometry::isometry_from_xyz_rpy;
 use crate::node::stereo_rig::extrinsic_from_projections;
+use crate::node::visual_odometry::isometry_from_xyz_rpy;
 use crate::vo::{StereoRig, VoError};
 
 /// The camera of a rectified image: the left 3×3 of `P`, no distortion.
@@ -33,7 +33,7 @@ fn camera_from_p(info: &CameraInfo, width: u32, height: u32) -> Result<PinholeCa
     convert::camera_from_info(&rect, width, height)
 }
 
-fn vo_problem(e: VoError) -> BadInput {
+pub(super) fn vo_problem(e: VoError) -> BadInput {
     match e {
         VoError::InvalidRig(m) => BadInput::new("bad_camera_info", m),
         VoError::InvalidFrame(m) => BadInput::new("bad_frame", m),
@@ -155,7 +155,10 @@ impl Worker {
         let mounting = self.mounting(&header.frame_id);
         let baseline = rig.baseline();
         let vo = self.vo_mut()?;
-        if vo.configure(rig, mounting).map_err(vo_problem)? {
+        if vo
+            .configure(crate::vo::Rig::Stereo(rig), mounting)
+            .map_err(vo_problem)?
+        {
             log::info!(
                 "stereo odometry: started with a {baseline:.3} m baseline (pose continues from the last)"
             );
@@ -178,14 +181,14 @@ impl Worker {
                 let fl = self.extract(&left)?;
                 let fr = self.extract(&right)?;
                 let vo = self.vo_mut()?;
-                vo.process(stamp, &fl, &fr).map_err(vo_problem)?
+                vo.process(stamp, &fl, Some(&fr)).map_err(vo_problem)?
             }
         };
         self.publish_stereo_odometry(&frame, &header, l.received.min(r.received));
         Ok(())
     }
 
-    fn vo_mut(&mut self) -> Result<&mut crate::node::stereo_odometry::StereoVo, BadInput> {
+    fn vo_mut(&mut self) -> Result<&mut crate::node::visual_odometry::RobotVo, BadInput> {
         self.vo
             .as_mut()
             .ok_or_else(|| BadInput::new("pipeline_unavailable", "no stereo odometry"))
@@ -199,7 +202,7 @@ impl Worker {
         };
         let Some(vo) = self.vo.as_mut() else { return };
         let problem = match done.features {
-            Ok((l, r)) => match vo.insert_keyframe(done.stamp, &l, &r) {
+            Ok((l, r)) => match vo.insert_keyframe(done.stamp, &l, Some(&r)) {
                 Ok(made) => {
                     log::debug!(
                         "stereo odometry: keyframe features of {:.3} s ready after {:.0} ms ({})",

@@ -20,7 +20,7 @@ use crate::node::config::{Mode, NodeConfig};
 use crate::node::convert::{self, BadInput};
 use crate::node::keyframes::OdometryTracker;
 use crate::node::map::KeyframeMap;
-use crate::node::stereo_odometry::StereoVo;
+use crate::node::visual_odometry::RobotVo;
 use crate::pipeline::Pipeline;
 
 /// A decoded image with its calibration.
@@ -52,7 +52,9 @@ pub(super) struct Worker {
     pub tracker: OdometryTracker,
     pub keyframe: Option<Keyframe>,
     /// Stereo odometry (`None` in the other modes).
-    pub vo: Option<StereoVo>,
+    pub vo: Option<RobotVo>,
+    /// Monocular odometry (`odometry` mode): the `odometry` topic's answer for every frame.
+    pub mono_vo: Option<RobotVo>,
     /// Keyframe features computed on their own thread (stereo odometry with deferred keyframes).
     pub keyframe_extractor: Option<crate::vo::background::BackgroundExtractor>,
     /// `reset` calls served (stereo odometry).
@@ -280,9 +282,12 @@ impl Worker {
     fn restart_tracking(&mut self) {
         self.tracker.reset();
         self.keyframe = None;
-        if let Some(vo) = self.vo.as_mut() {
+        for vo in [self.vo.as_mut(), self.mono_vo.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             if let Err(e) = vo.restart() {
-                log::error!("stereo odometry: cannot restart: {e}");
+                log::error!("odometry: cannot restart: {e}");
             }
         }
     }

@@ -1,5 +1,6 @@
-//! The `stereo_odometry` node mode's logic without ROS (the r2r glue is `node::ros::vo_mode`): the metric
-//! stereo VO of [`crate::vo`] turned into what a robot stack consumes (REP-105 / REP-103): the pose of the *base* frame in `odom`, its covariance in the
+//! The odometry node modes' logic without ROS (the r2r glue is `node::ros::vo_mode` for `stereo_odometry`,
+//! `node::ros::pair_modes` for `odometry`): the VO of [`crate::vo`] — metric stereo, or monocular up to one
+//! scale with the identity as the mounting — turned into what a robot stack consumes (REP-105 / REP-103): the pose of the *base* frame in `odom`, its covariance in the
 //! `odom` frame, the twist in the base frame, and the services' semantics (`reset`, `set_pose`).
 //!
 //! The VO estimates `world_from_camera`, where the world is the first left camera's optical frame. With the
@@ -16,16 +17,15 @@
 //! interval squared: a conservative figure, not a filter's. While lost or initializing the twist is zero
 //! with [`LOST_VARIANCE`] on the diagonal, so a fusing filter ignores it.
 //!
-//! Not here: images, CameraInfo or TF messages (the r2r layer turns them into a [`StereoRig`] and a
-//! mounting), feature extraction (the caller runs the pipeline when [`StereoVo::track`] asks for it).
+//! Not here: images, CameraInfo or TF messages (the r2r layer turns them into a [`Rig`] and a
+//! mounting), feature extraction (the caller runs the pipeline when [`RobotVo::track`] asks for it).
 
 use nalgebra::{Isometry3, Matrix3, Matrix6, Translation3, UnitQuaternion, Vector3};
 
 use crate::features::{Features, GrayFrame};
 use crate::geometry::essential::skew;
 use crate::vo::{
-    StereoRig, TrackingState, VisualOdometry, VoCounters, VoError, VoEstimate, VoOptions,
-    LOST_VARIANCE,
+    Rig, TrackingState, VisualOdometry, VoCounters, VoError, VoEstimate, VoOptions, LOST_VARIANCE,
 };
 
 /// A rigid transform from URDF-style `xyz` (metres) and fixed-axis `rpy` (radians: roll about x, then pitch
@@ -76,11 +76,11 @@ pub struct CameraOdometry {
     pub twist_covariance: [f64; 36],
 }
 
-/// The stereo VO with the robot's conventions.
-pub struct StereoVo {
+/// The VO with the robot's conventions.
+pub struct RobotVo {
     options: VoOptions,
     vo: Option<VisualOdometry>,
-    rig: Option<StereoRig>,
+    rig: Option<Rig>,
     base_from_camera: Isometry3<f64>,
     odom_from_world: Isometry3<f64>,
     last: Option<(f64, Isometry3<f64>)>,
@@ -89,7 +89,7 @@ pub struct StereoVo {
     earlier: VoCounters,
 }
 
-impl StereoVo {
+impl RobotVo {
     /// Checks `options`; the VO starts at the first [`Self::configure`].
     pub fn new(options: VoOptions) -> Result<Self, VoError> {
         options.validate()?;
@@ -110,7 +110,7 @@ impl StereoVo {
     /// restart is counted).
     pub fn configure(
         &mut self,
-        rig: StereoRig,
+        rig: Rig,
         base_from_camera: Isometry3<f64>,
     ) -> Result<bool, VoError> {
         let same = self.rig.as_ref().is_some_and(|r| same_rig(r, &rig))
@@ -119,7 +119,7 @@ impl StereoVo {
         if same && self.vo.is_some() {
             return Ok(false);
         }
-        let vo = VisualOdometry::stereo(rig.clone(), self.options.clone())?;
+        let vo = VisualOdometry::new(rig.clone(), self.options.clone())?;
         if let Some(old) = &self.vo {
             add_counters(&mut self.earlier, &old.counters());
             // a calibration change restarts tracking (with the pose held): counted as a restart
@@ -164,15 +164,15 @@ impl StereoVo {
         Ok(vo.track(stamp, left)?.map(|est| self.output(est)))
     }
 
-    /// Processes the frame from the features of both images.
+    /// Processes the frame from the features of its image(s) (`right`: a stereo rig's right image).
     pub fn process(
         &mut self,
         stamp: f64,
         left: &Features,
-        right: &Features,
+        right: Option<&Features>,
     ) -> Result<OdometryFrame, VoError> {
         let vo = self.vo.as_mut().ok_or_else(not_configured)?;
-        let est = vo.process(stamp, left, Some(right))?;
+        let est = vo.process(stamp, left, right)?;
         Ok(self.output(est))
     }
 
@@ -182,10 +182,10 @@ impl StereoVo {
         &mut self,
         stamp: f64,
         left: &Features,
-        right: &Features,
+        right: Option<&Features>,
     ) -> Result<bool, VoError> {
         let vo = self.vo.as_mut().ok_or_else(not_configured)?;
-        vo.insert_keyframe(stamp, left, Some(right))
+        vo.insert_keyframe(stamp, left, right)
     }
 
     /// Withdraws an open keyframe request (see [`VisualOdometry::cancel_keyframe_request`]).
@@ -211,7 +211,7 @@ impl StereoVo {
         let Some(rig) = self.rig.clone() else {
             return Ok(());
         };
-        let vo = VisualOdometry::stereo(rig, self.options.clone())?;
+        let vo = VisualOdometry::new(rig, self.options.clone())?;
         if let Some(old) = &self.vo {
             add_counters(&mut self.earlier, &old.counters());
         }
@@ -309,11 +309,17 @@ fn not_configured() -> VoError {
     VoError::InvalidRig("no calibration yet (configure the rig before the first frame)".into())
 }
 
-fn same_rig(a: &StereoRig, b: &StereoRig) -> bool {
-    a.left == b.left
-        && a.right == b.right
-        && (a.rotation - b.rotation).norm() < 1e-12
-        && (a.translation - b.translation).norm() < 1e-12
+fn same_rig(a: &Rig, b: &Rig) -> bool {
+    match (a, b) {
+        (Rig::Stereo(a), Rig::Stereo(b)) => {
+            a.left == b.left
+                && a.right == b.right
+                && (a.rotation - b.rotation).norm() < 1e-12
+                && (a.translation - b.translation).norm() < 1e-12
+        }
+        (Rig::Monocular(a), Rig::Monocular(b)) => a == b,
+        _ => false,
+    }
 }
 
 fn add_counters(total: &mut VoCounters, c: &VoCounters) {
@@ -380,8 +386,8 @@ mod tests {
         }
     }
 
-    fn vo_with(m: Isometry3<f64>) -> StereoVo {
-        let mut vo = StereoVo::new(VoOptions::default()).unwrap();
+    fn vo_with(m: Isometry3<f64>) -> RobotVo {
+        let mut vo = RobotVo::new(VoOptions::default()).unwrap();
         vo.base_from_camera = m;
         vo.odom_from_world = m;
         vo
@@ -492,20 +498,32 @@ mod tests {
     }
 
     #[test]
+    fn another_kind_of_rig_restarts_the_odometry() {
+        let cam = crate::geometry::PinholeCamera::new(500.0, 500.0, 319.5, 239.5).unwrap();
+        let mut vo = RobotVo::new(VoOptions::default()).unwrap();
+        assert!(vo.configure(Rig::Monocular(cam), mounting()).unwrap());
+        assert!(!vo.configure(Rig::Monocular(cam), mounting()).unwrap());
+        let other = crate::geometry::PinholeCamera::new(400.0, 400.0, 319.5, 239.5).unwrap();
+        assert!(vo.configure(Rig::Monocular(other), mounting()).unwrap());
+        assert_eq!(vo.counters().restarts, 1);
+    }
+
+    #[test]
     fn a_restart_holds_the_pose_and_is_counted() {
         let cam = crate::geometry::PinholeCamera::new(500.0, 500.0, 319.5, 239.5).unwrap();
-        let rig = StereoRig {
+        let rig = Rig::Stereo(crate::vo::StereoRig {
             left: cam,
             right: cam,
             rotation: Matrix3::identity(),
             translation: Vector3::new(-0.12, 0.0, 0.0),
-        };
-        let mut vo = StereoVo::new(VoOptions::default()).unwrap();
+        });
+        let mut vo = RobotVo::new(VoOptions::default()).unwrap();
         assert!(vo.configure(rig.clone(), mounting()).unwrap());
         assert!(
             !vo.configure(rig, mounting()).unwrap(),
             "same rig: no restart"
         );
+
         let moved = vo.output(estimate(
             0.0,
             Isometry3::translation(0.0, 0.0, 2.0),
