@@ -1,5 +1,6 @@
-"""Plays a rendered stereo sequence (tools/vo_sequences.py) to matcha_node in stereo_odometry mode at its camera
-rate (or --speed times it) and writes the left camera's trajectory in TUM format (run inside scripts/lib/ros_netns.sh;
+"""Plays a rendered stereo sequence (tools/vo_sequences.py) to matcha_node in stereo_odometry mode (or, with
+--mode odometry, its left images to the monocular odometry mode) at its camera rate (or --speed times it) and
+writes the left camera's trajectory in TUM format (run inside scripts/lib/ros_netns.sh;
 see scripts/demo.sh ros and tests/ros/stereo_odometry_test.py, which imports the pieces).
 
 The player publishes left and right sensor_msgs/Image with identical stamps and their CameraInfos (a rectified
@@ -152,8 +153,8 @@ def infos(seq, t_ns, baseline_scale=1.0):
 
 
 class Player:
-    def __init__(self, peer, seq):
-        self.peer, self.seq = peer, seq
+    def __init__(self, peer, seq, monocular=False):
+        self.peer, self.seq, self.monocular = peer, seq, monocular
         self.pl = peer.pub(Image, f"{NS}/image")
         self.pr = peer.pub(Image, f"{NS}/right/image")
         self.il = peer.pub(CameraInfo, f"{NS}/camera_info")
@@ -165,9 +166,10 @@ class Player:
         t_ns = int(round(t_s * 1e9))
         li, ri = infos(self.seq, t_ns, self.baseline_scale)
         self.il.publish(li)
-        self.ir.publish(ri)
         self.pl.publish(image_msg(left, t_ns, LEFT_FRAME))
-        self.pr.publish(image_msg(right, t_ns, RIGHT_FRAME))
+        if not self.monocular:
+            self.ir.publish(ri)
+            self.pr.publish(image_msg(right, t_ns, RIGHT_FRAME))
         self.sent += 1
 
     def play_at_rate(self, items, rate):
@@ -220,14 +222,15 @@ def write_tum(path, poses):
             f.write(f"{t:.9f} {T[0, 3]:.9f} {T[1, 3]:.9f} {T[2, 3]:.9f} {x:.9f} {y:.9f} {z:.9f} {w:.9f}\n")
 
 
-def start_node(a, logs):
+def start_node(a, logs, mode="stereo_odometry"):
     return NodeProc(a.node, NS, ["--params-file", a.params, "-p", f"runtime.engines_dir:={a.engines}",
-                                 "-p", "node.mode:=stereo_odometry"], os.path.join(logs, "stereo_odometry.log"))
+                                 "-p", f"node.mode:={mode}"], os.path.join(logs, f"{mode}.log"))
 
 
-def wait_ready(peer, node, timeout=60.0):
+def wait_ready(peer, node, timeout=60.0, monocular=False):
     """Until the node subscribes and its pipeline is up (diagnostics level OK)."""
-    if not peer.wait_matched([f"{NS}/image", f"{NS}/right/image"], node=node):
+    topics = [f"{NS}/image"] if monocular else [f"{NS}/image", f"{NS}/right/image"]
+    if not peer.wait_matched(topics, node=node):
         return False
     deadline = time.time() + timeout
     while time.time() < deadline and node.alive():
@@ -237,9 +240,9 @@ def wait_ready(peer, node, timeout=60.0):
     return False
 
 
-def play_sequence(peer, node, seq, frames, speed=1.0):
+def play_sequence(peer, node, seq, frames, speed=1.0, monocular=False):
     """Plays the frames at speed x the camera rate; returns (answered Odometry, statuses, wall seconds)."""
-    player = Player(peer, seq)
+    player = Player(peer, seq, monocular)
     rate = seq["rate_hz"] * speed
     k0, s0, c0 = peer.count(peer.odom), peer.count(peer.status), peer.count(peer.camera_odom)
     wall = player.play_at_rate([(t, l, r) for t, l, r, _ in frames], rate)
@@ -303,20 +306,26 @@ def main():
     ap.add_argument("--tum", required=True, help="write the camera trajectory here (TUM)")
     ap.add_argument("--json", help="write the rate and latency figures here")
     ap.add_argument("--logs", default="/tmp/matcha-ros-test")
+    ap.add_argument("--mode", choices=("stereo_odometry", "odometry"), default="stereo_odometry",
+                    help="odometry: the left images only, to the monocular mode (its Odometry is the camera's)")
     a = ap.parse_args()
+    mono = a.mode == "odometry"
     os.makedirs(a.logs, exist_ok=True)
     seq, frames = load_sequence(a.sequence, a.max_frames)
     rclpy.init()
     peer = VoPeer(NS)
     latch_mounting(peer)
-    node = start_node(a, a.logs)
+    node = start_node(a, a.logs, a.mode)
     ok = False
     try:
-        if not wait_ready(peer, node):
+        if not wait_ready(peer, node, monocular=mono):
             print("vo_player: the node did not come up\n" + node.log_tail(), file=sys.stderr)
         else:
-            odom, status, wall, _ = play_sequence(peer, node, seq, frames, a.speed)
-            write_tum(a.tum, poses_of(peer.last_camera_odom))
+            odom, status, wall, _ = play_sequence(peer, node, seq, frames, a.speed, mono)
+            # a monocular frame still initializing holds the reference pose without knowing the motion: not a
+            # trajectory point (as `matcha vo --monocular` writes it)
+            posed = [m for m in odom if m.pose.covariance[0] < 9999.0] if mono else peer.last_camera_odom
+            write_tum(a.tum, poses_of(posed))
             print(summary(seq, frames, odom, status, wall, a.speed))
             diag = diagnostics_line(peer)
             print(diag)

@@ -14,7 +14,7 @@ use r2r::matcha_msgs::srv::Match;
 
 use super::inbox::Frame;
 use super::worker::{Decoded, Keyframe, Worker};
-use crate::features::Features;
+use crate::features::{Features, GrayFrame};
 use crate::node::convert::{self, BadInput, ImageMsg, PairOutput};
 use crate::node::keyframes::{covariance_b_in_a, pose_b_in_a, published_pose, Step};
 use crate::vo::Rig;
@@ -105,9 +105,20 @@ impl Worker {
             log::info!("monocular odometry: started (pose continues from the last)");
         }
         let stamp = convert::time_ns(&d.header.stamp) as f64 * 1e-9;
-        let frame = vo
-            .process(stamp, feats, None)
-            .map_err(super::vo_mode::vo_problem)?;
+        // as `matcha vo --monocular`: the landmarks followed photometrically when that suffices (the pose
+        // then refers to the keyframe's detections, not to this frame's), the features otherwise; a keyframe
+        // asked for gets this frame's features at once
+        let gray = GrayFrame::from_rgb(&d.image);
+        let vo_problem = super::vo_mode::vo_problem;
+        let frame = match vo.track(stamp, &gray).map_err(vo_problem)? {
+            Some(f) => {
+                if f.estimate.keyframe_requested {
+                    vo.insert_keyframe(stamp, feats, None).map_err(vo_problem)?;
+                }
+                f
+            }
+            None => vo.process(stamp, feats, None).map_err(vo_problem)?,
+        };
         let msg = super::publish::camera_odometry_msg(&frame, &d.header, &self.node.odom_frame_id);
         if let Err(e) = self.out.odometry.publish(&msg) {
             log::error!("publish odometry: {e}");
