@@ -1,5 +1,7 @@
-//! Odometry bookkeeping: converting the core's point transform into the pose published on ROS topics, its
-//! covariance, and the keyframe policy that chains relative poses into odometry.
+//! Pairing bookkeeping of the `odometry` mode: converting the core's point transform into the pose published on
+//! ROS topics, its covariance, and the keyframe policy that decides which earlier frame a frame is matched to
+//! (its chain of relative poses is no longer published: the mode's odometry is the monocular VO,
+//! [`crate::vo`]).
 //!
 //! The core estimates `x_b = R·x_a + t` (camera a = keyframe, camera b = current frame). ROS consumers want
 //! the pose of camera b in camera a's optical frame, `T_ab = (Rᵀ, −Rᵀ·t)`. Its covariance is propagated to

@@ -34,7 +34,8 @@ pub enum NodeConfigError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
-    /// Each frame against the last keyframe; publishes relative pose and chained odometry.
+    /// Each frame against the last keyframe (correspondences, relative pose); the odometry is the monocular VO's
+    /// (one unknown scale for the run).
     Odometry,
     /// Metric stereo visual odometry (left + right images): `nav_msgs/Odometry` of the base frame in
     /// `odom`, TF `odom → base`, the tracking state; see [`crate::node::stereo_odometry`].
