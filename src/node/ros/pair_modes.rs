@@ -108,7 +108,10 @@ impl Worker {
         // as `matcha vo --monocular`: the landmarks followed photometrically when that suffices (the pose
         // then refers to the keyframe's detections, not to this frame's), the features otherwise; a keyframe
         // asked for gets this frame's features at once
-        let gray = GrayFrame::from_rgb(&d.image);
+        let gray = feats
+            .gray
+            .clone()
+            .unwrap_or_else(|| GrayFrame::from_rgb(&d.image));
         let vo_problem = super::vo_mode::vo_problem;
         let frame = match vo.track(stamp, &gray).map_err(vo_problem)? {
             Some(f) => {
