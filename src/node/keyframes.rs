@@ -1,7 +1,6 @@
 //! Pairing bookkeeping of the `odometry` mode: converting the core's point transform into the pose published on
 //! ROS topics, its covariance, and the keyframe policy that decides which earlier frame a frame is matched to
-//! (its chain of relative poses is no longer published: the mode's odometry is the monocular VO,
-//! [`crate::vo`]).
+//! (the mode's odometry is the monocular VO, [`crate::vo`]).
 //!
 //! The core estimates `x_b = R·x_a + t` (camera a = keyframe, camera b = current frame). ROS consumers want
 //! the pose of camera b in camera a's optical frame, `T_ab = (Rᵀ, −Rᵀ·t)`. Its covariance is propagated to
@@ -10,12 +9,9 @@
 //! `∂p/∂δθ = −Rᵀ[t]ₓ`, `∂p/∂δt = −Rᵀ`, `∂φ/∂δθ = −Rᵀ`, `∂φ/∂δt = 0`, and ROS orders the result
 //! `(x, y, z, rot_x, rot_y, rot_z)`.
 //!
-//! Odometry is the chain `T_odom,current = T_odom,keyframe · T_keyframe,current`. Monocular translation is
-//! unit length per keyframe-to-frame step, so the chained position has no metric scale: it shows the
-//! direction of travel, each keyframe step counting as one unit. A frame becomes the new keyframe when the
-//! inliers thin out (`min_inliers`), when the parallax is large enough for a well-conditioned next step
-//! (`max_parallax_deg`), or after `max_frames`; after `max_failures` consecutive frames without a pose the
-//! current frame restarts tracking (the odometry pose is held, not reset).
+//! A frame becomes the new keyframe when the inliers thin out (`min_inliers`), when the parallax is large
+//! enough for a well-conditioned next step (`max_parallax_deg`), or after `max_frames`; after `max_failures`
+//! consecutive frames without a pose the current frame restarts tracking.
 //!
 //! This module knows nothing of r2r.
 
@@ -75,8 +71,6 @@ pub enum Step {
     Initialise,
     /// Tracked against the keyframe; `new_keyframe` says whether this frame replaces it.
     Tracked {
-        /// Pose of the current camera in the odometry frame.
-        odom_from_current: Isometry3<f64>,
         /// The frame becomes the new keyframe.
         new_keyframe: bool,
     },
@@ -87,25 +81,23 @@ pub enum Step {
     },
 }
 
-/// Keyframe policy and odometry chain.
+/// The keyframe policy: which earlier frame the next frame is matched to.
 #[derive(Debug, Clone)]
-pub struct OdometryTracker {
+pub struct KeyframeTracker {
     policy: KeyframePolicy,
     has_keyframe: bool,
     keyframe_id: u64,
-    odom_from_keyframe: Isometry3<f64>,
     frames_since_keyframe: u32,
     failures: u32,
 }
 
-impl OdometryTracker {
-    /// A tracker with no keyframe; odometry starts at the identity.
+impl KeyframeTracker {
+    /// A tracker with no keyframe.
     pub fn new(policy: KeyframePolicy) -> Self {
         Self {
             policy,
             has_keyframe: false,
             keyframe_id: 0,
-            odom_from_keyframe: Isometry3::identity(),
             frames_since_keyframe: 0,
             failures: 0,
         }
@@ -121,56 +113,45 @@ impl OdometryTracker {
         self.has_keyframe
     }
 
-    /// Pose of the current keyframe in the odometry frame.
-    pub fn odom_from_keyframe(&self) -> Isometry3<f64> {
-        self.odom_from_keyframe
-    }
-
-    /// Forgets the keyframe (e.g. time went backwards); the odometry pose is kept.
+    /// Forgets the keyframe (e.g. time went backwards).
     pub fn reset(&mut self) {
         self.has_keyframe = false;
     }
 
     /// Feeds the outcome of matching the current frame against the keyframe (`None` = no keyframe or no
-    /// pose): `(pose of current in keyframe, inliers, median parallax in degrees)`.
-    pub fn step(&mut self, result: Option<(Isometry3<f64>, usize, f64)>) -> Step {
+    /// pose): `(inliers, median parallax in degrees)`.
+    pub fn step(&mut self, result: Option<(usize, f64)>) -> Step {
         if !self.has_keyframe {
-            self.make_keyframe(self.odom_from_keyframe);
+            self.make_keyframe();
             return Step::Initialise;
         }
         match result {
-            Some((keyframe_from_current, inliers, parallax_deg)) => {
+            Some((inliers, parallax_deg)) => {
                 self.failures = 0;
                 self.frames_since_keyframe += 1;
-                let odom_from_current = self.odom_from_keyframe * keyframe_from_current;
                 let p = &self.policy;
                 let new_keyframe = inliers < p.min_inliers
                     || parallax_deg >= p.max_parallax_deg
                     || (p.max_frames > 0 && self.frames_since_keyframe >= p.max_frames);
                 if new_keyframe {
-                    self.make_keyframe(odom_from_current);
+                    self.make_keyframe();
                 }
-                Step::Tracked {
-                    odom_from_current,
-                    new_keyframe,
-                }
+                Step::Tracked { new_keyframe }
             }
             None => {
                 self.failures += 1;
                 let reset = self.failures >= self.policy.max_failures;
                 if reset {
-                    // Pose of the current frame unknown: hold the last keyframe's pose.
-                    self.make_keyframe(self.odom_from_keyframe);
+                    self.make_keyframe();
                 }
                 Step::Failed { reset }
             }
         }
     }
 
-    fn make_keyframe(&mut self, odom_from_keyframe: Isometry3<f64>) {
+    fn make_keyframe(&mut self) {
         self.has_keyframe = true;
         self.keyframe_id += 1;
-        self.odom_from_keyframe = odom_from_keyframe;
         self.frames_since_keyframe = 0;
         self.failures = 0;
     }
@@ -273,56 +254,37 @@ mod tests {
     }
 
     #[test]
-    fn keyframe_policy_and_chaining() {
+    fn keyframe_policy() {
         let policy = KeyframePolicy {
             min_inliers: 50,
             max_parallax_deg: 5.0,
             max_frames: 0,
             max_failures: 2,
         };
-        let mut tr = OdometryTracker::new(policy);
+        let mut tr = KeyframeTracker::new(policy);
         assert_eq!(tr.step(None), Step::Initialise);
         assert_eq!(tr.keyframe_id(), 1);
-        let step = Isometry3::translation(0.0, 0.0, 1.0);
         // Good frame, small parallax: keep the keyframe.
-        match tr.step(Some((step, 200, 1.0))) {
+        assert_eq!(
+            tr.step(Some((200, 1.0))),
             Step::Tracked {
-                new_keyframe,
-                odom_from_current,
-            } => {
-                assert!(!new_keyframe);
-                assert!((odom_from_current.translation.z - 1.0).abs() < 1e-12);
+                new_keyframe: false
             }
-            s => panic!("{s:?}"),
-        }
-        // Large parallax: new keyframe at z = 1; next step chains to z = 2.
-        assert!(matches!(
-            tr.step(Some((step, 200, 6.0))),
-            Step::Tracked {
-                new_keyframe: true,
-                ..
-            }
-        ));
+        );
+        // Large parallax: new keyframe.
+        assert_eq!(
+            tr.step(Some((200, 6.0))),
+            Step::Tracked { new_keyframe: true }
+        );
         assert_eq!(tr.keyframe_id(), 2);
-        match tr.step(Some((step, 200, 1.0))) {
-            Step::Tracked {
-                odom_from_current, ..
-            } => {
-                assert!((odom_from_current.translation.z - 2.0).abs() < 1e-12)
-            }
-            s => panic!("{s:?}"),
-        }
         // Few inliers: new keyframe.
-        assert!(matches!(
-            tr.step(Some((step, 10, 1.0))),
-            Step::Tracked {
-                new_keyframe: true,
-                ..
-            }
-        ));
-        // Two failures: reset, pose held.
+        assert_eq!(
+            tr.step(Some((10, 1.0))),
+            Step::Tracked { new_keyframe: true }
+        );
+        // Two failures: reset (the frame becomes the keyframe).
         assert_eq!(tr.step(None), Step::Failed { reset: false });
         assert_eq!(tr.step(None), Step::Failed { reset: true });
-        assert!((tr.odom_from_keyframe().translation.z - 2.0).abs() < 1e-12);
+        assert_eq!(tr.keyframe_id(), 4);
     }
 }

@@ -37,7 +37,7 @@ use r2r::tf2_msgs::msg::TFMessage;
 use r2r::{ParameterValue, QosProfile};
 
 use super::config::Mode;
-use super::keyframes::OdometryTracker;
+use super::keyframes::KeyframeTracker;
 use super::sync::Side;
 use super::visual_odometry::RobotVo;
 
@@ -234,7 +234,7 @@ pub fn run() -> Result<(), NodeError> {
 
     let worker = Worker {
         shared: shared.clone(),
-        tracker: OdometryTracker::new(ncfg.keyframe.clone()),
+        tracker: KeyframeTracker::new(ncfg.keyframe.clone()),
         cfg,
         node: ncfg,
         out,

@@ -71,11 +71,11 @@ impl Worker {
         };
         self.publish_pair(&out, d.received, images);
         let step = self.tracker.step(match (&pair.pose, iso) {
-            (Ok(rp), Some(iso)) => Some((iso, rp.num_inliers, rp.quality.median_parallax_deg)),
+            (Ok(rp), Some(_)) => Some((rp.num_inliers, rp.quality.median_parallax_deg)),
             _ => None,
         });
         let replace = match &step {
-            Step::Tracked { new_keyframe, .. } => *new_keyframe,
+            Step::Tracked { new_keyframe } => *new_keyframe,
             Step::Failed { reset } => *reset,
             Step::Initialise => true,
         };

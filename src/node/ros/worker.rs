@@ -18,7 +18,7 @@ use crate::geometry::PinholeCamera;
 use crate::image::RgbImage;
 use crate::node::config::{Mode, NodeConfig};
 use crate::node::convert::{self, BadInput};
-use crate::node::keyframes::OdometryTracker;
+use crate::node::keyframes::KeyframeTracker;
 use crate::node::map::KeyframeMap;
 use crate::node::visual_odometry::RobotVo;
 use crate::pipeline::Pipeline;
@@ -49,7 +49,7 @@ pub(super) struct Worker {
     pub last_pipeline_try: Option<Instant>,
     pub matcher_name: String,
     /// Monocular odometry: the keyframe policy and the chained pose.
-    pub tracker: OdometryTracker,
+    pub tracker: KeyframeTracker,
     pub keyframe: Option<Keyframe>,
     /// Stereo odometry (`None` in the other modes).
     pub vo: Option<RobotVo>,
