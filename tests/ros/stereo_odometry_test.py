@@ -41,7 +41,7 @@ from std_srvs.srv import Trigger
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from e2e_test import FAILURES, check  # noqa: E402
 from vo_player import (NS, VoPeer, align_se3, camera_poses, latch_mounting, load_sequence, play_sequence,  # noqa: E402
-                       pose_T, poses_of, rot_deg, start_node, summary, wait_ready)
+                       diagnostics_line, pose_T, poses_of, rot_deg, start_node, summary, wait_ready)
 
 
 def main():
@@ -82,7 +82,11 @@ def run(a, peer, node, seq, frames, rate):
     odom, status, wall, player = play_sequence(peer, node, seq, frames)
     n = len(frames)
     print(summary(seq, frames, odom, status, wall, 1.0))
-    check(len(odom) == n, f"rate: {len(odom)} of {n} frames answered at {rate:.0f} Hz ({wall:.1f} s)")
+    if not check(len(odom) == n, f"rate: {len(odom)} of {n} frames answered at {rate:.0f} Hz ({wall:.1f} s)"):
+        # which frames, and what the node says about them (a timing miss or a drop for a reason)
+        answered = {round(m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec, 6) for m in odom}
+        missed = [k for k, (t, *_) in enumerate(frames) if round(t, 6) not in answered]
+        print(f"rate: frames not answered: {missed[:20]}; {diagnostics_line(peer)}")
     with peer.lock:
         tfs = list(peer.tf)
     if not odom:
