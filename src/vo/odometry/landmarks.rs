@@ -12,6 +12,8 @@ use crate::geometry::triangulation::{triangulate, TriangulationLimits};
 use crate::geometry::{estimate_absolute_pose, AbsolutePose};
 use crate::matching::mnn::mutual_nearest_neighbors;
 use crate::matching::refine::{refine_matches, RefineOptions, WarpModel};
+use crate::matching::Match;
+use image::GrayImage;
 
 impl VisualOdometry {
     /// Left ↔ right mutual nearest neighbours, triangulated with the rig and checked (`None` for a
@@ -84,39 +86,25 @@ impl VisualOdometry {
             .collect();
         // the current position of each landmark's keyframe detection (so every observation refers to the
         // point that was triangulated), where the photometric refinement succeeds
-        let swapped: Vec<crate::matching::Match> = matches
+        let swapped: Vec<Match> = matches
             .iter()
-            .map(|m| crate::matching::Match {
+            .map(|m| Match {
                 a: m.b,
                 b: m.a,
                 score: m.score,
             })
             .collect();
-        let refined = match (&kf.pyramid, &left.gray) {
-            (Some(gk), Some(gl)) if self.options.refine => Some(
-                refine_matches(
-                    &gk.full,
-                    &kf.keypoints,
-                    &gl.0,
-                    &left.keypoints,
-                    &swapped,
-                    &tracking_refine(),
-                )
-                .points_b,
-            ),
-            _ => None,
-        };
-        let pixels: Vec<[f64; 2]> = matches
-            .iter()
-            .enumerate()
-            .map(|(k, m)| {
-                let p = refined
-                    .as_ref()
-                    .and_then(|r| r[k])
-                    .unwrap_or(left.keypoints[m.a as usize]);
-                [p[0] as f64, p[1] as f64]
-            })
-            .collect();
+        let pixels: Vec<[f64; 2]> = aligned_in_b(
+            kf.pyramid.as_ref().map(|p| p.full.as_ref()),
+            &kf.keypoints,
+            left.gray.as_ref().map(|g| g.0.as_ref()),
+            &left.keypoints,
+            &swapped,
+            self.options.refine,
+        )
+        .into_iter()
+        .map(|p| [p[0] as f64, p[1] as f64])
+        .collect();
         match estimate_absolute_pose(&world, &pixels, self.rig.camera(), &self.options.pnp) {
             Ok(p) => Some(p),
             Err(e) => {
@@ -191,6 +179,42 @@ impl VisualOdometry {
             self.adjust_window();
         }
     }
+}
+
+/// Where image B sees each match's `a` detection: B's `b` keypoint moved photometrically onto the patch at
+/// `a` (affine), or the `b` keypoint itself where that fails, `refine` is off or an image is missing.
+pub(super) fn aligned_in_b(
+    image_a: Option<&GrayImage>,
+    keypoints_a: &[[f32; 2]],
+    image_b: Option<&GrayImage>,
+    keypoints_b: &[[f32; 2]],
+    matches: &[Match],
+    refine: bool,
+) -> Vec<[f32; 2]> {
+    let refined = match (image_a, image_b) {
+        (Some(ia), Some(ib)) if refine => Some(
+            refine_matches(
+                ia,
+                keypoints_a,
+                ib,
+                keypoints_b,
+                matches,
+                &tracking_refine(),
+            )
+            .points_b,
+        ),
+        _ => None,
+    };
+    matches
+        .iter()
+        .enumerate()
+        .map(|(k, m)| {
+            refined
+                .as_ref()
+                .and_then(|r| r[k])
+                .unwrap_or(keypoints_b[m.b as usize])
+        })
+        .collect()
 }
 
 /// Refinement of the right image's match of a left keypoint: a translation on 11×11 patches, every match.

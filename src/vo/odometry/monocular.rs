@@ -20,14 +20,13 @@
 
 use nalgebra::{Isometry3, Point3, Vector3};
 
-use super::landmarks::tracking_refine;
+use super::landmarks::{aligned_in_b, tracking_refine};
 use super::{FramePoints, Reference, VisualOdometry};
 use crate::features::Features;
 use crate::geometry::triangulation::{triangulate, TriangulationLimits};
 use crate::geometry::{estimate_relative_pose, TwoViewConfiguration};
 use crate::matching::mnn::mutual_nearest_neighbors;
 use crate::matching::refine::refine_matches;
-use crate::matching::Match;
 
 /// What one frame says about the initialisation.
 enum TwoView {
@@ -83,7 +82,15 @@ impl VisualOdometry {
         if matches.len() < 2 * min_points {
             return TwoView::Replace;
         }
-        let current = refined_positions(reference, left, &matches);
+        // the current detections moved onto the reference's patches (the same points in both views)
+        let current = aligned_in_b(
+            reference.gray.as_ref().map(|g| g.0.as_ref()),
+            &reference.keypoints,
+            left.gray.as_ref().map(|g| g.0.as_ref()),
+            &left.keypoints,
+            &matches,
+            self.options.refine,
+        );
         let points_a: Vec<[f64; 2]> = matches
             .iter()
             .map(|m| {
@@ -257,35 +264,6 @@ impl VisualOdometry {
         );
         out
     }
-}
-
-/// The current detections of the reference's matched keypoints, refined photometrically to the
-/// reference detection where that succeeds.
-fn refined_positions(reference: &Features, left: &Features, matches: &[Match]) -> Vec<[f32; 2]> {
-    let refined = match (&reference.gray, &left.gray) {
-        (Some(gr), Some(gl)) => Some(
-            refine_matches(
-                &gr.0,
-                &reference.keypoints,
-                &gl.0,
-                &left.keypoints,
-                matches,
-                &tracking_refine(),
-            )
-            .points_b,
-        ),
-        _ => None,
-    };
-    matches
-        .iter()
-        .enumerate()
-        .map(|(k, m)| {
-            refined
-                .as_ref()
-                .and_then(|r| r[k])
-                .unwrap_or(left.keypoints[m.b as usize])
-        })
-        .collect()
 }
 
 /// `x` (camera frame) projects within `max_px` of `pixel`.
