@@ -318,6 +318,10 @@ pub struct NodeConfig {
     pub decimation: u32,
     /// Reject images with more pixels than this (width × height).
     pub max_image_pixels: u64,
+    /// A frame that arrives before any CameraInfo of its camera waits up to this many seconds for one
+    /// (drivers publish the image and its CameraInfo on two topics whose arrival order is not fixed); after
+    /// that it is refused as `no_camera_info`. 0 = refuse at once.
+    pub camera_info_wait_s: f64,
     /// Period of `/diagnostics` messages, seconds.
     pub diagnostics_period_s: f64,
     /// A repeated bad-input cause is logged at most once per this many seconds (with its count).
@@ -346,6 +350,7 @@ impl Default for NodeConfig {
             max_frame_wait_ms: 0.0,
             decimation: 0,
             max_image_pixels: 4096 * 4096,
+            camera_info_wait_s: 1.0,
             diagnostics_period_s: 1.0,
             log_throttle_s: 10.0,
             pipeline_retry_s: 10.0,
@@ -472,6 +477,9 @@ impl NodeConfig {
         }
         if self.max_image_pixels == 0 {
             return bad("max_image_pixels", "must be > 0");
+        }
+        if !(self.camera_info_wait_s.is_finite() && self.camera_info_wait_s >= 0.0) {
+            return bad("camera_info_wait_s", "must be a number of seconds >= 0");
         }
         for (key, v) in [
             ("diagnostics_period_s", self.diagnostics_period_s),

@@ -106,6 +106,8 @@ pub struct Shared {
     pub stats: Mutex<Stats>,
     /// The latest CameraInfo of the left (0) and right (1) camera.
     pub camera_info: Mutex<[Option<CameraInfo>; 2]>,
+    /// Notified when a CameraInfo arrives (a frame that came first waits on it).
+    pub camera_info_arrived: Condvar,
     /// The static transforms received on `/tf_static` (the camera's mounting, a two-frame stereo rig).
     pub tf_static: Mutex<TransformBuffer>,
     sync: Mutex<StereoSync<Frame>>,
@@ -126,6 +128,7 @@ impl Shared {
                 cfg.log_throttle_s,
             ))),
             camera_info: Mutex::new([None, None]),
+            camera_info_arrived: Condvar::new(),
             tf_static: Mutex::new(TransformBuffer::new()),
             sync: Mutex::new(StereoSync::new(
                 (cfg.stereo.sync_tolerance_s * 1e9) as i64,

@@ -87,6 +87,7 @@ pub(super) fn camera_info(
             if let Ok(mut c) = sh.camera_info.lock() {
                 c[idx] = Some(m);
             }
+            sh.camera_info_arrived.notify_all();
         }
     }));
     Ok(())

@@ -165,27 +165,44 @@ impl Worker {
             .map_err(|e| BadInput::new("pipeline_error", e.to_string()))
     }
 
-    /// The latest CameraInfo of camera `cam_idx` (0 left, 1 right), or why there is none.
+    /// The latest CameraInfo of camera `cam_idx` (0 left, 1 right), or why there is none. A frame that
+    /// arrived before its camera's first CameraInfo waits up to `node.camera_info_wait_s` for it: the two
+    /// topics' arrival order is not fixed, and the first frame is not to be lost to that race.
     pub fn camera_info(
         &self,
         cam_idx: usize,
     ) -> Result<r2r::sensor_msgs::msg::CameraInfo, BadInput> {
-        self.shared
-            .camera_info
-            .lock()
-            .ok()
-            .and_then(|c| c[cam_idx].clone())
-            .ok_or_else(|| {
-                let topic = if cam_idx == 0 {
-                    &self.node.topics.camera_info
-                } else {
-                    &self.node.topics.right_camera_info
-                };
-                BadInput::new(
-                    "no_camera_info",
-                    format!("no CameraInfo received yet on '{topic}': frame skipped"),
-                )
-            })
+        let deadline =
+            Instant::now() + Duration::from_secs_f64(self.node.camera_info_wait_s.max(0.0));
+        let mut infos = self.shared.camera_info.lock().ok();
+        loop {
+            let Some(guard) = infos else { break };
+            if let Some(info) = guard[cam_idx].clone() {
+                return Ok(info);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            infos = self
+                .shared
+                .camera_info_arrived
+                .wait_timeout(guard, deadline - now)
+                .ok()
+                .map(|(g, _)| g);
+        }
+        let topic = if cam_idx == 0 {
+            &self.node.topics.camera_info
+        } else {
+            &self.node.topics.right_camera_info
+        };
+        Err(BadInput::new(
+            "no_camera_info",
+            format!(
+                "no CameraInfo received on '{topic}' (waited {:.1} s): frame skipped",
+                self.node.camera_info_wait_s
+            ),
+        ))
     }
 
     /// Decodes a frame and makes its camera from the latest CameraInfo of camera `cam_idx`.
