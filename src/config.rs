@@ -234,6 +234,9 @@ pub struct MatchaConfig {
     pub vo: crate::vo::VoOptions,
     /// Engine runtime (providers, threads, engines directory).
     pub runtime: RuntimeConfig,
+    /// The localization map: place descriptor, retrieval index, localization (`matcha map`, the node's
+    /// map modes).
+    pub map: crate::map::MapOptions,
     /// ROS node settings (interpreted by the node only).
     pub node: serde_json::Value,
 }
@@ -290,6 +293,9 @@ impl MatchaConfig {
         }
         if let Err(e) = self.vo.validate() {
             return bad("vo", &e.to_string());
+        }
+        if let Err(e) = self.map.validate() {
+            return bad("map", &e);
         }
         let p = &self.pose;
         if !(p.threshold_px.is_finite() && p.threshold_px > 0.0) {

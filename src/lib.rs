@@ -16,6 +16,7 @@ pub mod eval;
 pub mod features;
 pub mod geometry;
 pub mod image;
+pub mod map;
 pub mod matching;
 pub mod node;
 pub mod pipeline;

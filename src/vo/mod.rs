@@ -35,7 +35,7 @@ pub mod sequence;
 mod tests;
 pub mod trajectory;
 
-pub use odometry::{Rig, VisualOdometry};
+pub use odometry::{KeyframeView, Rig, VisualOdometry};
 
 use nalgebra::{Isometry3, Matrix3, Matrix6, Vector3};
 

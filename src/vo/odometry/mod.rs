@@ -70,6 +70,21 @@ struct Keyframe {
     features: Option<KeyframeFeatures>,
 }
 
+/// A keyframe as the odometry holds it, for a map ([`VisualOdometry::newest_keyframe`]).
+#[derive(Debug, Clone, Copy)]
+pub struct KeyframeView<'a> {
+    /// The keyframe's pose in the odometry frame.
+    pub world_from_camera: &'a Isometry3<f64>,
+    /// Its landmarks, in the odometry frame.
+    pub points: &'a [Vector3<f64>],
+    /// The left keypoint that saw each landmark.
+    pub keypoints: &'a [[f32; 2]],
+    /// Its descriptor (rows).
+    pub descriptors: &'a Array2<f32>,
+    /// Each landmark's identity.
+    pub ids: &'a [u64],
+}
+
 /// Every feature of a monocular keyframe and which of them are landmarks.
 struct KeyframeFeatures {
     keypoints: Vec<[f32; 2]>,
@@ -151,6 +166,18 @@ pub struct VisualOdometry {
 }
 
 impl VisualOdometry {
+    /// The newest keyframe: its pose in the odometry frame and its landmarks (world points, the left
+    /// keypoints and descriptors that saw them, their identities), what a map keeps of it.
+    pub fn newest_keyframe(&self) -> Option<KeyframeView<'_>> {
+        self.keyframes.back().map(|k| KeyframeView {
+            world_from_camera: &k.world_from_camera,
+            points: &k.points,
+            keypoints: &k.keypoints,
+            descriptors: &k.descriptors,
+            ids: &k.ids,
+        })
+    }
+
     /// Metric odometry of the left camera of `rig` (checked) with `options` (checked).
     pub fn stereo(rig: StereoRig, options: VoOptions) -> Result<Self, VoError> {
         Self::new(Rig::Stereo(rig), options)

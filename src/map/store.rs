@@ -1,0 +1,655 @@
+//! The map on disk: one SQLite database (compiled in through `rusqlite`'s `bundled` feature, so no system
+//! library is needed) with a versioned schema, written one keyframe per transaction.
+//!
+//! Why SQLite: a robot loses power mid-write. With the write-ahead log and `synchronous = FULL`, a
+//! committed keyframe survives a crash or `SIGKILL` and an uncommitted one vanishes whole; the file is never
+//! left half-written (the previous map format, one JSON file rewritten every ten keyframes, lost up to ten
+//! and had to be rewritten whole as the map grew). Keyframes are read by id, so a map far larger than memory
+//! is queried without loading it: the retrieval index holds the place vectors only, and a query reads the
+//! few candidate keyframes it matches.
+//!
+//! Tables: `meta` (key → value: `schema_version`, the local descriptor and its dimension, the place
+//! descriptor's id and dimension), `keyframes` (pose in `map`, intrinsics, the place vector and the
+//! keyframe's landmark observations: keypoints, descriptors, landmark ids, as little-endian blobs) and
+//! `landmarks` (id → position in `map`). A map made with another schema, local descriptor or place
+//! descriptor is refused with a message saying which. Not here: what goes into a keyframe (the builder),
+//! retrieval, localization.
+
+use std::path::Path;
+
+use nalgebra::{Isometry3, Quaternion, Translation3, UnitQuaternion, Vector3};
+use ndarray::Array2;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use crate::geometry::PinholeCamera;
+
+/// The schema this code writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Errors of the map store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed (I/O, disk full, a locked or corrupt file).
+    #[error("map {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: String,
+        /// The error.
+        source: rusqlite::Error,
+    },
+    /// The file is a map of another kind than the one asked for.
+    #[error("map {path}: {reason}")]
+    Incompatible {
+        /// The database file.
+        path: String,
+        /// What differs (schema, descriptor, place descriptor).
+        reason: String,
+    },
+    /// A stored row does not decode (a corrupt or foreign database).
+    #[error("map {path}: keyframe {id} is malformed: {reason}")]
+    Malformed {
+        /// The database file.
+        path: String,
+        /// The keyframe.
+        id: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A keyframe handed to the store is inconsistent (lengths, non-finite pose).
+    #[error("keyframe {id} not stored: {reason}")]
+    InvalidKeyframe {
+        /// The keyframe.
+        id: u64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// What makes two maps comparable: the local descriptor and the place descriptor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapIdentity {
+    /// Local descriptor name (the extractor, e.g. `xfeat`).
+    pub descriptor: String,
+    /// Its dimension.
+    pub descriptor_dim: usize,
+    /// [`crate::map::PlaceDescriptor::id`].
+    pub place: String,
+    /// Its dimension.
+    pub place_dim: usize,
+}
+
+/// One keyframe of the map.
+#[derive(Debug, Clone)]
+pub struct MapKeyframe {
+    /// Id, unique in the map.
+    pub id: u64,
+    /// Stamp of the image, nanoseconds.
+    pub stamp_ns: i64,
+    /// Optical frame id of the image.
+    pub frame_id: String,
+    /// Intrinsics.
+    pub camera: PinholeCamera,
+    /// Image width and height.
+    pub image_size: [u32; 2],
+    /// The camera's pose in `map` (camera-to-map).
+    pub map_from_camera: Isometry3<f64>,
+    /// The place vector of the whole image.
+    pub place: Vec<f32>,
+    /// Keypoints of the landmark observations, pixels.
+    pub keypoints: Vec<[f32; 2]>,
+    /// Their descriptors (rows).
+    pub descriptors: Array2<f32>,
+    /// The landmark each observation is of.
+    pub landmark_ids: Vec<u64>,
+}
+
+/// A landmark: a point in `map`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Landmark {
+    /// Id (shared by the keyframes that observe it).
+    pub id: u64,
+    /// Position in `map`, metres.
+    pub position: Vector3<f64>,
+}
+
+/// An open map database.
+pub struct MapStore {
+    conn: Connection,
+    path: String,
+    identity: MapIdentity,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE keyframes (
+    id INTEGER PRIMARY KEY,
+    stamp_ns INTEGER NOT NULL,
+    frame_id TEXT NOT NULL,
+    camera TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    pose BLOB NOT NULL,
+    place BLOB NOT NULL,
+    keypoints BLOB NOT NULL,
+    descriptors BLOB NOT NULL,
+    landmark_ids BLOB NOT NULL
+);
+CREATE TABLE landmarks (id INTEGER PRIMARY KEY, x REAL NOT NULL, y REAL NOT NULL, z REAL NOT NULL);
+";
+
+impl MapStore {
+    /// Opens the map at `path` for writing, creating it with `identity` when absent; an existing map
+    /// must have that identity (a mapping run then extends it).
+    pub fn create_or_open(path: &Path, identity: &MapIdentity) -> Result<Self, StoreError> {
+        let p = path.display().to_string();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Incompatible {
+                path: p.clone(),
+                reason: format!("cannot create its folder: {e}"),
+            })?;
+        }
+        let sq = |source| StoreError::Sqlite {
+            path: p.clone(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(sq)?;
+        Self::pragmas(&conn).map_err(sq)?;
+        let tx = conn.transaction().map_err(sq)?;
+        let has_meta: bool = tx
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(sq)?
+            > 0;
+        if !has_meta {
+            let tables: i64 = tx
+                .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+                .map_err(sq)?;
+            if tables > 0 {
+                return Err(StoreError::Incompatible {
+                    path: p,
+                    reason: "an SQLite database that is not a matcha map".into(),
+                });
+            }
+            tx.execute_batch(SCHEMA).map_err(sq)?;
+            for (k, v) in [
+                ("schema_version", SCHEMA_VERSION.to_string()),
+                ("descriptor", identity.descriptor.clone()),
+                ("descriptor_dim", identity.descriptor_dim.to_string()),
+                ("place", identity.place.clone()),
+                ("place_dim", identity.place_dim.to_string()),
+                ("frame", "map".into()),
+            ] {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+                    params![k, v],
+                )
+                .map_err(sq)?;
+            }
+        }
+        tx.commit().map_err(sq)?;
+        let found = Self::read_identity(&conn, &p)?;
+        check_identity(&p, &found, identity)?;
+        Ok(Self {
+            conn,
+            path: p,
+            identity: found,
+        })
+    }
+
+    /// Opens an existing map read-only; `expected` (when given) must match its identity.
+    pub fn open(path: &Path, expected: Option<&MapIdentity>) -> Result<Self, StoreError> {
+        let p = path.display().to_string();
+        if !path.is_file() {
+            return Err(StoreError::Incompatible {
+                path: p,
+                reason: "no such map file".into(),
+            });
+        }
+        let sq = |source| StoreError::Sqlite {
+            path: p.clone(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sq)?;
+        let found = Self::read_identity(&conn, &p)?;
+        if let Some(e) = expected {
+            check_identity(&p, &found, e)?;
+        }
+        Ok(Self {
+            conn,
+            path: p,
+            identity: found,
+        })
+    }
+
+    fn pragmas(conn: &Connection) -> rusqlite::Result<()> {
+        // WAL: a commit appends to the log, readers are not blocked; FULL: the log is fsynced at every
+        // commit, so a committed keyframe survives power loss, not only a process crash
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(())
+    }
+
+    fn read_identity(conn: &Connection, p: &str) -> Result<MapIdentity, StoreError> {
+        let get = |key: &str| -> Result<String, StoreError> {
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+                .map_err(|e| StoreError::Incompatible {
+                    path: p.into(),
+                    reason: format!("not a matcha map ({e})"),
+                })?
+                .ok_or_else(|| StoreError::Incompatible {
+                    path: p.into(),
+                    reason: format!("not a matcha map (no '{key}' in its meta table)"),
+                })
+        };
+        let version = get("schema_version")?;
+        if version != SCHEMA_VERSION.to_string() {
+            return Err(StoreError::Incompatible {
+                path: p.into(),
+                reason: format!(
+                    "schema version {version}, this build reads {SCHEMA_VERSION}: rebuild the map with this version"
+                ),
+            });
+        }
+        let num = |key: &str| -> Result<usize, StoreError> {
+            get(key)?.parse().map_err(|_| StoreError::Incompatible {
+                path: p.into(),
+                reason: format!("meta '{key}' is not a number"),
+            })
+        };
+        Ok(MapIdentity {
+            descriptor: get("descriptor")?,
+            descriptor_dim: num("descriptor_dim")?,
+            place: get("place")?,
+            place_dim: num("place_dim")?,
+        })
+    }
+
+    /// The map's descriptors.
+    pub fn identity(&self) -> &MapIdentity {
+        &self.identity
+    }
+
+    /// Stores a keyframe and the landmarks it observes (new ones added, known ones moved to the given
+    /// position) in one transaction: after a crash either all of it is in the map or none.
+    pub fn add_keyframe(
+        &mut self,
+        kf: &MapKeyframe,
+        landmarks: &[Landmark],
+    ) -> Result<(), StoreError> {
+        validate(kf, &self.identity)?;
+        if let Some(l) = landmarks
+            .iter()
+            .find(|l| !l.position.iter().all(|v| v.is_finite()) || i64::try_from(l.id).is_err())
+        {
+            return Err(StoreError::InvalidKeyframe {
+                id: kf.id,
+                reason: format!("landmark {} is not finite or its id is too large", l.id),
+            });
+        }
+        let p = self.path.clone();
+        let sq = |source| StoreError::Sqlite {
+            path: p.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sq)?;
+        {
+            let q = kf.map_from_camera.rotation.quaternion();
+            let t = kf.map_from_camera.translation.vector;
+            let pose: Vec<f64> = vec![t.x, t.y, t.z, q.i, q.j, q.k, q.w];
+            let camera = serde_json::to_string(&kf.camera).unwrap_or_default();
+            tx.execute(
+                "INSERT OR REPLACE INTO keyframes (id, stamp_ns, frame_id, camera, width, height, pose, place, \
+                 keypoints, descriptors, landmark_ids) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    kf.id as i64,
+                    kf.stamp_ns,
+                    kf.frame_id,
+                    camera,
+                    kf.image_size[0],
+                    kf.image_size[1],
+                    f64_bytes(&pose),
+                    f32_bytes(&kf.place),
+                    f32_bytes(&kf.keypoints.iter().flatten().copied().collect::<Vec<_>>()),
+                    f32_bytes(&kf.descriptors.iter().copied().collect::<Vec<_>>()),
+                    u64_bytes(&kf.landmark_ids),
+                ],
+            )
+            .map_err(sq)?;
+            let mut up = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO landmarks (id, x, y, z) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(sq)?;
+            for l in landmarks {
+                up.execute(params![
+                    l.id as i64,
+                    l.position.x,
+                    l.position.y,
+                    l.position.z
+                ])
+                .map_err(sq)?;
+            }
+        }
+        tx.commit().map_err(sq)
+    }
+
+    /// Number of keyframes.
+    pub fn keyframe_count(&self) -> Result<usize, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM keyframes", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as usize)
+            .map_err(|source| StoreError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// The largest keyframe and landmark ids in the map (0 when empty), to continue numbering.
+    pub fn max_ids(&self) -> Result<(u64, u64), StoreError> {
+        let q = |sql: &str| {
+            self.conn
+                .query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
+                .map(|v| v.unwrap_or(0).max(0) as u64)
+                .map_err(|source| StoreError::Sqlite {
+                    path: self.path.clone(),
+                    source,
+                })
+        };
+        Ok((
+            q("SELECT max(id) FROM keyframes")?,
+            q("SELECT max(id) FROM landmarks")?,
+        ))
+    }
+
+    /// Every keyframe's id and place vector, in id order (what the retrieval index is built from).
+    pub fn place_vectors(&self) -> Result<Vec<(u64, Vec<f32>)>, StoreError> {
+        let sq = |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        };
+        let mut st = self
+            .conn
+            .prepare("SELECT id, place FROM keyframes ORDER BY id")
+            .map_err(sq)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(sq)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, blob) = row.map_err(sq)?;
+            let place = bytes_f32(&blob);
+            if place.len() != self.identity.place_dim {
+                return Err(self.malformed(id, "place vector of the wrong length"));
+            }
+            out.push((id, place));
+        }
+        Ok(out)
+    }
+
+    /// Every keyframe id with its pose in `map`, in id order.
+    pub fn poses(&self) -> Result<Vec<(u64, Isometry3<f64>)>, StoreError> {
+        let sq = |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        };
+        let mut st = self
+            .conn
+            .prepare("SELECT id, pose FROM keyframes ORDER BY id")
+            .map_err(sq)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(sq)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, blob) = row.map_err(sq)?;
+            out.push((
+                id,
+                decode_pose(&blob).ok_or_else(|| self.malformed(id, "bad pose"))?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// One keyframe, or `None` when the map has no such id.
+    pub fn keyframe(&self, id: u64) -> Result<Option<MapKeyframe>, StoreError> {
+        let sq = |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        };
+        type Row = (
+            i64,
+            String,
+            String,
+            u32,
+            u32,
+            Vec<u8>,
+            Vec<u8>,
+            Vec<u8>,
+            Vec<u8>,
+            Vec<u8>,
+        );
+        let row: Option<Row> = self
+            .conn
+            .prepare_cached(
+                "SELECT stamp_ns, frame_id, camera, width, height, pose, place, keypoints, descriptors, \
+                 landmark_ids FROM keyframes WHERE id = ?1",
+            )
+            .map_err(sq)?
+            .query_row([id as i64], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                ))
+            })
+            .optional()
+            .map_err(sq)?;
+        let Some((stamp_ns, frame_id, camera, w, h, pose, place, kps, descs, lms)) = row else {
+            return Ok(None);
+        };
+        let bad = |reason: &str| self.malformed(id, reason);
+        let camera: PinholeCamera =
+            serde_json::from_str(&camera).map_err(|_| bad("camera is not readable"))?;
+        let map_from_camera = decode_pose(&pose).ok_or_else(|| bad("bad pose"))?;
+        let kps = bytes_f32(&kps);
+        let landmark_ids = bytes_u64(&lms);
+        let n = landmark_ids.len();
+        let dim = self.identity.descriptor_dim;
+        let descs = bytes_f32(&descs);
+        if kps.len() != 2 * n || descs.len() != n * dim {
+            return Err(bad("observation arrays of inconsistent lengths"));
+        }
+        let kf = MapKeyframe {
+            id,
+            stamp_ns,
+            frame_id,
+            camera,
+            image_size: [w, h],
+            map_from_camera,
+            place: bytes_f32(&place),
+            keypoints: kps.chunks_exact(2).map(|c| [c[0], c[1]]).collect(),
+            descriptors: Array2::from_shape_vec((n, dim), descs)
+                .map_err(|_| bad("descriptor array"))?,
+            landmark_ids,
+        };
+        validate(&kf, &self.identity).map_err(|e| bad(&e.to_string()))?;
+        Ok(Some(kf))
+    }
+
+    /// The positions of the given landmarks (`None` for an id the map lacks).
+    pub fn landmarks(&self, ids: &[u64]) -> Result<Vec<Option<Vector3<f64>>>, StoreError> {
+        let sq = |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        };
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT x, y, z FROM landmarks WHERE id = ?1")
+            .map_err(sq)?;
+        ids.iter()
+            .map(|&id| {
+                st.query_row([id as i64], |r| {
+                    Ok(Vector3::new(r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
+                .map_err(sq)
+            })
+            .collect()
+    }
+
+    /// SQLite's own consistency check (`PRAGMA integrity_check`): `Ok(())` or what it found.
+    pub fn integrity_check(&self) -> Result<(), StoreError> {
+        let r: String = self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(|source| StoreError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })?;
+        if r == "ok" {
+            Ok(())
+        } else {
+            Err(StoreError::Incompatible {
+                path: self.path.clone(),
+                reason: format!("integrity check: {r}"),
+            })
+        }
+    }
+
+    fn malformed(&self, id: u64, reason: &str) -> StoreError {
+        StoreError::Malformed {
+            path: self.path.clone(),
+            id,
+            reason: reason.into(),
+        }
+    }
+}
+
+fn check_identity(p: &str, found: &MapIdentity, want: &MapIdentity) -> Result<(), StoreError> {
+    let reason = if (found.descriptor.as_str(), found.descriptor_dim)
+        != (want.descriptor.as_str(), want.descriptor_dim)
+    {
+        format!(
+            "built with local descriptor '{}' ({}-D), this run uses '{}' ({}-D): rebuild the map or change engine.extractor",
+            found.descriptor, found.descriptor_dim, want.descriptor, want.descriptor_dim
+        )
+    } else if (found.place.as_str(), found.place_dim) != (want.place.as_str(), want.place_dim) {
+        format!(
+            "built with place descriptor '{}' ({}-D), this run uses '{}' ({}-D): rebuild the map or set map.place / map.vocabulary as it was built",
+            found.place, found.place_dim, want.place, want.place_dim
+        )
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::Incompatible {
+        path: p.into(),
+        reason,
+    })
+}
+
+fn validate(kf: &MapKeyframe, identity: &MapIdentity) -> Result<(), StoreError> {
+    let bad = |reason: String| StoreError::InvalidKeyframe { id: kf.id, reason };
+    let n = kf.keypoints.len();
+    if kf.landmark_ids.len() != n || kf.descriptors.nrows() != n {
+        return Err(bad(
+            "keypoints, descriptors and landmark ids differ in number".into(),
+        ));
+    }
+    if n > 0 && kf.descriptors.ncols() != identity.descriptor_dim {
+        return Err(bad(format!(
+            "{}-D descriptors in a {}-D map",
+            kf.descriptors.ncols(),
+            identity.descriptor_dim
+        )));
+    }
+    if kf.place.len() != identity.place_dim {
+        return Err(bad(format!(
+            "{}-D place vector in a map of {}-D ones",
+            kf.place.len(),
+            identity.place_dim
+        )));
+    }
+    let t = kf.map_from_camera.translation.vector;
+    if !(t.iter().all(|v| v.is_finite())
+        && kf
+            .map_from_camera
+            .rotation
+            .coords
+            .iter()
+            .all(|v| v.is_finite()))
+    {
+        return Err(bad("pose is not finite".into()));
+    }
+    if i64::try_from(kf.id).is_err() || kf.landmark_ids.iter().any(|&l| i64::try_from(l).is_err()) {
+        return Err(bad("an id is too large".into()));
+    }
+    Ok(())
+}
+
+fn decode_pose(blob: &[u8]) -> Option<Isometry3<f64>> {
+    let v = bytes_f64(blob);
+    if v.len() != 7 || !v.iter().all(|x| x.is_finite()) {
+        return None;
+    }
+    let q = Quaternion::new(v[6], v[3], v[4], v[5]);
+    if q.norm() < 1e-9 {
+        return None;
+    }
+    Some(Isometry3::from_parts(
+        Translation3::new(v[0], v[1], v[2]),
+        UnitQuaternion::from_quaternion(q),
+    ))
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn f64_bytes(v: &[f64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn u64_bytes(v: &[u64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn bytes_f32(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn bytes_f64(b: &[u8]) -> Vec<f64> {
+    b.chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+        .collect()
+}
+
+fn bytes_u64(b: &[u8]) -> Vec<u64> {
+    b.chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
