@@ -50,6 +50,8 @@ fixtures() {
   "$PY" tools/eval_sets.py --out "$MATCHA_CACHE/eval"
   # the stereo sequence tests/integration/vo.rs runs `matcha vo` on (rendered once, cached)
   "$PY" tools/vo_sequences.py --only vo_short --out "$MATCHA_CACHE/vo"
+  # its revisit queries (other viewpoint, other light), for tests/integration/map.rs (cached)
+  "$PY" tools/revisit_queries.py --only vo_short --out "$MATCHA_CACHE/revisit"
 }
 stage "test fixtures (cached)" fixtures
 stage "cargo fmt --check" cargo fmt --all -- --check

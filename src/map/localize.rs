@@ -42,6 +42,12 @@ pub struct LocalizeOptions {
     pub max_ambiguity: f64,
     /// See `max_ambiguity`, metres.
     pub ambiguity_distance_m: f64,
+    /// Refuse when more than this share of the inliers' landmarks lie on one plane (within
+    /// `plane_tolerance_m`): a pose held up by one wall cannot tell a repeated wallpaper, poster or tile
+    /// from the place it was mapped at (1 = never refuse for this).
+    pub max_plane_share: f64,
+    /// See `max_plane_share`, metres.
+    pub plane_tolerance_m: f64,
 }
 
 impl Default for LocalizeOptions {
@@ -62,6 +68,8 @@ impl Default for LocalizeOptions {
             min_spread: 0.25,
             max_ambiguity: 0.8,
             ambiguity_distance_m: 2.0,
+            max_plane_share: 0.9,
+            plane_tolerance_m: 0.03,
         }
     }
 }
@@ -77,6 +85,14 @@ impl LocalizeOptions {
         }
         if !(self.max_ambiguity > 0.0 && self.ambiguity_distance_m >= 0.0) {
             return Err("map.localize.max_ambiguity must be > 0, ambiguity_distance_m >= 0".into());
+        }
+        if !(self.max_plane_share > 0.0
+            && self.max_plane_share <= 1.0
+            && self.plane_tolerance_m > 0.0)
+        {
+            return Err(
+                "map.localize.max_plane_share must be in (0, 1], plane_tolerance_m > 0".into(),
+            );
         }
         if self.pnp.min_inliers < 4 {
             return Err("map.localize.pnp.min_inliers must be >= 4".into());
@@ -111,6 +127,8 @@ pub struct Localization {
     pub inliers: usize,
     /// Its inlier spread (share of grid cells).
     pub spread: f64,
+    /// The share of its inliers' landmarks on one plane.
+    pub plane_share: f64,
     /// Why the pose was withheld (`None` when accepted).
     pub refused: Option<String>,
     /// Every candidate, in retrieval order.
@@ -120,6 +138,10 @@ pub struct Localization {
     /// See `retrieval_ms`.
     pub total_ms: f64,
 }
+
+/// A candidate's pose: (candidate index, camera-to-map, covariance, inlier spread, share of the inliers
+/// on one plane).
+type CandidatePose = (usize, Isometry3<f64>, Matrix6<f64>, f64, f64);
 
 /// A map opened for localization: the database, its retrieval index and the place descriptor.
 pub struct Localizer {
@@ -161,7 +183,7 @@ impl Localizer {
         let ranked = self.index.search(&place, self.options.candidates);
         let retrieval_ms = t0.elapsed().as_secs_f64() * 1e3;
         let mut candidates = Vec::new();
-        let mut poses: Vec<(usize, Isometry3<f64>, Matrix6<f64>, f64)> = Vec::new();
+        let mut poses: Vec<CandidatePose> = Vec::new();
         for (id, similarity) in ranked {
             let mut c = CandidateResult {
                 keyframe: id,
@@ -200,6 +222,13 @@ impl Localizer {
                         .map(|(p, _)| *p)
                         .collect();
                     let spread = grid_spread(&inlier_px, query.image_size);
+                    let inlier_world: Vec<[f64; 3]> = world
+                        .iter()
+                        .zip(&pose.inliers)
+                        .filter(|(_, &i)| i)
+                        .map(|(p, _)| *p)
+                        .collect();
+                    let plane = dominant_plane_share(&inlier_world, self.options.plane_tolerance_m);
                     let camera_from_map = Isometry3::from_parts(
                         Translation3::from(pose.translation),
                         UnitQuaternion::from_rotation_matrix(&Rotation3::from_matrix_unchecked(
@@ -212,6 +241,7 @@ impl Localizer {
                         map_from_camera,
                         position_first_covariance(&pose.covariance, &pose.rotation),
                         spread,
+                        plane,
                     ));
                 }
             }
@@ -227,16 +257,18 @@ impl Localizer {
             keyframe: None,
             inliers: 0,
             spread: 0.0,
+            plane_share: 0.0,
             refused: Some("no candidate keyframe gave a pose".into()),
             candidates,
             retrieval_ms,
             total_ms: 0.0,
         };
-        if let Some((i, pose, cov, spread)) = best {
+        if let Some((i, pose, cov, spread, plane)) = best {
             let inliers = out.candidates[i].inliers;
             out.keyframe = Some(out.candidates[i].keyframe);
             out.inliers = inliers;
             out.spread = spread;
+            out.plane_share = plane;
             // a runner-up far away that is nearly as good: two places look alike
             let rival = poses.iter().find(|(j, p, ..)| {
                 *j != i
@@ -256,6 +288,11 @@ impl Localizer {
                     spread * 100.0,
                     self.options.min_spread * 100.0
                 ))
+            } else if plane > self.options.max_plane_share {
+                Some(format!(
+                    "{:.0}% of the inliers lie on one plane (a repeated texture there cannot be told from the mapped one)",
+                    plane * 100.0
+                ))
             } else if let Some((j, p, ..)) = rival {
                 Some(format!(
                     "ambiguous: keyframe {} ({} inliers) puts the camera {:.1} m away",
@@ -274,6 +311,33 @@ impl Localizer {
         out.total_ms = t0.elapsed().as_secs_f64() * 1e3;
         Ok(out)
     }
+}
+
+/// The largest share of `points` within `tolerance` of one plane (a deterministic RANSAC over point
+/// triples; 1 for fewer than four points).
+pub fn dominant_plane_share(points: &[[f64; 3]], tolerance: f64) -> f64 {
+    let n = points.len();
+    if n < 4 {
+        return 1.0;
+    }
+    let v = |i: usize| nalgebra::Vector3::from(points[i]);
+    let mut rng = crate::util::rng::SplitMix64::new(0x9e37);
+    let mut best = 0usize;
+    for _ in 0..200 {
+        let (a, b, c) = (rng.below(n), rng.below(n), rng.below(n));
+        let normal = (v(b) - v(a)).cross(&(v(c) - v(a)));
+        let norm = normal.norm();
+        if norm.is_nan() || norm <= 1e-9 {
+            continue;
+        }
+        let normal = normal / norm;
+        let d = normal.dot(&v(a));
+        let on = (0..n)
+            .filter(|&i| (normal.dot(&v(i)) - d).abs() <= tolerance)
+            .count();
+        best = best.max(on);
+    }
+    best as f64 / n as f64
 }
 
 /// Share of the cells of a 4 × 4 grid over the image that hold at least one of `pixels`.
@@ -305,6 +369,19 @@ fn position_first_covariance(c: &Matrix6<f64>, r: &Matrix3<f64>) -> Matrix6<f64>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plane_share_tells_one_wall_from_a_room() {
+        let wall: Vec<[f64; 3]> = (0..100)
+            .map(|i| [(i % 10) as f64 * 0.1, (i / 10) as f64 * 0.1, 3.0])
+            .collect();
+        assert_eq!(dominant_plane_share(&wall, 0.01), 1.0);
+        let mut room = wall.clone();
+        room.extend((0..60).map(|i| [2.0, (i % 6) as f64 * 0.2, 1.0 + (i / 6) as f64 * 0.2]));
+        let s = dominant_plane_share(&room, 0.01);
+        assert!((s - 100.0 / 160.0).abs() < 1e-9, "{s}");
+        assert_eq!(dominant_plane_share(&wall[..3], 0.01), 1.0);
+    }
 
     #[test]
     fn spread_counts_grid_cells() {

@@ -93,14 +93,19 @@ impl MapOptions {
         descriptor: &str,
         local_dim: usize,
     ) -> Result<Localizer, MapError> {
-        let place = self.place_descriptor(local_dim)?;
-        let identity = MapIdentity {
+        // the local descriptor first: a map of another extractor is named as such
+        let store = MapStore::open(path, None)?;
+        let found = store.identity().clone();
+        let mut identity = MapIdentity {
             descriptor: descriptor.into(),
             descriptor_dim: local_dim,
-            place: place.id(),
-            place_dim: place.dim(),
+            ..found.clone()
         };
-        let store = MapStore::open(path, Some(&identity))?;
+        store::check_identity(store.path(), &found, &identity)?;
+        let place = self.place_descriptor(local_dim)?;
+        identity.place = place.id();
+        identity.place_dim = place.dim();
+        store::check_identity(store.path(), &found, &identity)?;
         let index = PlaceIndex::build(store.place_vectors()?, place.dim(), self.index.clone());
         Ok(Localizer::new(store, index, place, self.localize.clone()))
     }

@@ -273,6 +273,11 @@ impl MapStore {
         })
     }
 
+    /// The database file.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     /// The map's descriptors.
     pub fn identity(&self) -> &MapIdentity {
         &self.identity
@@ -285,6 +290,31 @@ impl MapStore {
         kf: &MapKeyframe,
         landmarks: &[Landmark],
     ) -> Result<(), StoreError> {
+        self.add_keyframes(&[(kf.clone(), landmarks.to_vec())])
+    }
+
+    /// Stores several keyframes with their landmarks in one transaction (a downloaded part of a map, a
+    /// benchmark): all or none.
+    pub fn add_keyframes(
+        &mut self,
+        batch: &[(MapKeyframe, Vec<Landmark>)],
+    ) -> Result<(), StoreError> {
+        for (kf, landmarks) in batch {
+            self.check(kf, landmarks)?;
+        }
+        let p = self.path.clone();
+        let sq = |source| StoreError::Sqlite {
+            path: p.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sq)?;
+        for (kf, landmarks) in batch {
+            insert(&tx, kf, landmarks).map_err(sq)?;
+        }
+        tx.commit().map_err(sq)
+    }
+
+    fn check(&self, kf: &MapKeyframe, landmarks: &[Landmark]) -> Result<(), StoreError> {
         validate(kf, &self.identity)?;
         if let Some(l) = landmarks
             .iter()
@@ -295,51 +325,7 @@ impl MapStore {
                 reason: format!("landmark {} is not finite or its id is too large", l.id),
             });
         }
-        let p = self.path.clone();
-        let sq = |source| StoreError::Sqlite {
-            path: p.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(sq)?;
-        {
-            let q = kf.map_from_camera.rotation.quaternion();
-            let t = kf.map_from_camera.translation.vector;
-            let pose: Vec<f64> = vec![t.x, t.y, t.z, q.i, q.j, q.k, q.w];
-            let camera = serde_json::to_string(&kf.camera).unwrap_or_default();
-            tx.execute(
-                "INSERT OR REPLACE INTO keyframes (id, stamp_ns, frame_id, camera, width, height, pose, place, \
-                 keypoints, descriptors, landmark_ids) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![
-                    kf.id as i64,
-                    kf.stamp_ns,
-                    kf.frame_id,
-                    camera,
-                    kf.image_size[0],
-                    kf.image_size[1],
-                    f64_bytes(&pose),
-                    f32_bytes(&kf.place),
-                    f32_bytes(&kf.keypoints.iter().flatten().copied().collect::<Vec<_>>()),
-                    f32_bytes(&kf.descriptors.iter().copied().collect::<Vec<_>>()),
-                    u64_bytes(&kf.landmark_ids),
-                ],
-            )
-            .map_err(sq)?;
-            let mut up = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO landmarks (id, x, y, z) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(sq)?;
-            for l in landmarks {
-                up.execute(params![
-                    l.id as i64,
-                    l.position.x,
-                    l.position.y,
-                    l.position.z
-                ])
-                .map_err(sq)?;
-            }
-        }
-        tx.commit().map_err(sq)
+        Ok(())
     }
 
     /// Number of keyframes.
@@ -545,7 +531,50 @@ impl MapStore {
     }
 }
 
-fn check_identity(p: &str, found: &MapIdentity, want: &MapIdentity) -> Result<(), StoreError> {
+fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    kf: &MapKeyframe,
+    landmarks: &[Landmark],
+) -> rusqlite::Result<()> {
+    let q = kf.map_from_camera.rotation.quaternion();
+    let t = kf.map_from_camera.translation.vector;
+    let pose: Vec<f64> = vec![t.x, t.y, t.z, q.i, q.j, q.k, q.w];
+    let camera = serde_json::to_string(&kf.camera).unwrap_or_default();
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO keyframes (id, stamp_ns, frame_id, camera, width, height, pose, place, \
+         keypoints, descriptors, landmark_ids) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        kf.id as i64,
+        kf.stamp_ns,
+        kf.frame_id,
+        camera,
+        kf.image_size[0],
+        kf.image_size[1],
+        f64_bytes(&pose),
+        f32_bytes(&kf.place),
+        f32_bytes(&kf.keypoints.iter().flatten().copied().collect::<Vec<_>>()),
+        f32_bytes(&kf.descriptors.iter().copied().collect::<Vec<_>>()),
+        u64_bytes(&kf.landmark_ids),
+    ])?;
+    let mut up = tx
+        .prepare_cached("INSERT OR REPLACE INTO landmarks (id, x, y, z) VALUES (?1, ?2, ?3, ?4)")?;
+    for l in landmarks {
+        up.execute(params![
+            l.id as i64,
+            l.position.x,
+            l.position.y,
+            l.position.z
+        ])?;
+    }
+    Ok(())
+}
+
+pub(crate) fn check_identity(
+    p: &str,
+    found: &MapIdentity,
+    want: &MapIdentity,
+) -> Result<(), StoreError> {
     let reason = if (found.descriptor.as_str(), found.descriptor_dim)
         != (want.descriptor.as_str(), want.descriptor_dim)
     {

@@ -10,6 +10,7 @@ mod common;
 
 mod cli;
 mod geometry_reference;
+mod map;
 mod parity_features;
 mod parity_matcha;
 mod parity_matchers;

@@ -12,6 +12,8 @@ use matcha::geometry::{Distortion, PinholeCamera};
 use matcha::pipeline::{Frame, Pipeline};
 
 mod bench;
+mod map;
+mod map_eval;
 mod vo;
 
 #[derive(Parser, Debug)]
@@ -115,6 +117,9 @@ enum Command {
         #[arg(long)]
         monocular: bool,
     },
+    /// Localization maps: build one from a sequence, localize an image, evaluate on revisit queries.
+    #[command(subcommand)]
+    Map(map::MapCommand),
     /// Benchmarks (figures printed side by side with their anchors).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -507,6 +512,7 @@ fn run(cli: &Cli) -> Result<()> {
                 monocular: *monocular,
             },
         ),
+        Command::Map(m) => map::run(&cfg, m),
         Command::Bench(b) => bench::run(&cfg, b),
     }
 }

@@ -26,6 +26,16 @@ pub struct VoRun<'a> {
     pub monocular: bool,
 }
 
+/// Called with each new keyframe: the odometry (its newest keyframe is the new one), the keyframe
+/// image's left features, its stamp and the camera (`matcha map build` writes it to the map).
+pub type KeyframeSink<'a> = dyn FnMut(
+        &VisualOdometry,
+        &matcha::features::Features,
+        f64,
+        &matcha::geometry::PinholeCamera,
+    ) -> Result<()>
+    + 'a;
+
 /// The features of a frame's left image, and of its right image for a stereo run.
 type FrameFeatures = (
     matcha::features::Features,
@@ -33,6 +43,15 @@ type FrameFeatures = (
 );
 
 pub fn run(cfg: &MatchaConfig, args: &VoRun) -> Result<()> {
+    run_with(cfg, args, None)
+}
+
+/// [`run`], handing each new keyframe to `sink`.
+pub fn run_with(
+    cfg: &MatchaConfig,
+    args: &VoRun,
+    mut sink: Option<&mut KeyframeSink<'_>>,
+) -> Result<()> {
     let seq = StereoSequence::open(args.sequence)?;
     if args.keyframe_lag > cfg.vo.keyframe_max_lag_frames {
         anyhow::bail!(
@@ -103,8 +122,12 @@ pub fn run(cfg: &MatchaConfig, args: &VoRun) -> Result<()> {
     for (i, f) in frames.iter().enumerate() {
         while deferred.front().is_some_and(|(due, ..)| *due <= i) {
             if let Some((_, stamp, (fl, fr))) = deferred.pop_front() {
+                let before = vo.counters().keyframes;
                 vo.insert_keyframe(stamp, &fl, fr.as_ref())
                     .with_context(|| format!("frame {}: deferred keyframe", f.index))?;
+                if let Some(s) = sink.as_mut().filter(|_| vo.counters().keyframes > before) {
+                    s(&vo, &fl, stamp, &seq.rig.left)?;
+                }
             }
         }
         let left = matcha::image::load(&seq.root.join(&f.left))
@@ -119,8 +142,14 @@ pub fn run(cfg: &MatchaConfig, args: &VoRun) -> Result<()> {
             Some(est) => est,
             None => {
                 let (fl, fr) = extract(&mut pipeline, f, &left)?;
-                vo.process(f.stamp, &fl, fr.as_ref())
-                    .with_context(|| format!("frame {}", f.index))?
+                let before = vo.counters().keyframes;
+                let est = vo
+                    .process(f.stamp, &fl, fr.as_ref())
+                    .with_context(|| format!("frame {}", f.index))?;
+                if let Some(s) = sink.as_mut().filter(|_| vo.counters().keyframes > before) {
+                    s(&vo, &fl, f.stamp, &seq.rig.left)?;
+                }
+                est
             }
         };
         flow_frames += est.by_flow as usize;
@@ -131,7 +160,11 @@ pub fn run(cfg: &MatchaConfig, args: &VoRun) -> Result<()> {
             let features = extract(&mut pipeline, f, &left)?;
             extraction_ms.push(t1.elapsed().as_secs_f64() * 1e3);
             if args.keyframe_lag == 0 {
+                let before = vo.counters().keyframes;
                 vo.insert_keyframe(est.stamp, &features.0, features.1.as_ref())?;
+                if let Some(s) = sink.as_mut().filter(|_| vo.counters().keyframes > before) {
+                    s(&vo, &features.0, est.stamp, &seq.rig.left)?;
+                }
             } else {
                 deferred.push_back((i + args.keyframe_lag, est.stamp, features));
             }

@@ -13,6 +13,7 @@
 //!   `solver-bench` feature).
 
 mod bundle;
+mod place_index;
 mod pnp;
 mod pose;
 
@@ -96,6 +97,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
+    /// Place retrieval at map scale: HNSW vs the exact scan (query time, recall, build, memory, load).
+    PlaceIndex {
+        /// Keyframes in the synthetic map.
+        #[arg(long, default_value_t = 100_000)]
+        keyframes: usize,
+        /// Place vector dimension (4096: VLAD with the shipped 64-word vocabulary of 64-D descriptors).
+        #[arg(long, default_value_t = 4096)]
+        dim: usize,
+        /// Queries timed.
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+    },
 }
 
 fn cache_dir() -> PathBuf {
@@ -140,6 +153,11 @@ pub fn run(cfg: &MatchaConfig, cmd: &BenchCommand) -> Result<()> {
             caps,
             threads,
         } => bundle::run(*problems, *seed, caps, *threads),
+        BenchCommand::PlaceIndex {
+            keyframes,
+            dim,
+            queries,
+        } => place_index::run(*keyframes, *dim, *queries, &cfg.map.index),
     }
 }
 
