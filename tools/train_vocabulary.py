@@ -28,8 +28,16 @@ one image of each stereo / sequence pair, no synthetic drawings, charts or logos
 textures and posters of the rendered rooms (``tools/render/rooms.py`` PHOTOS, ``skimage:brick`` / ``gravel`` /
 ``grass`` materials): a vocabulary evaluated on the rendered sets has seen some of their content.
 
-Not here: VLAD aggregation, the retrieval itself or its evaluation (the Rust side), power / intra normalisation,
-PCA whitening, more than one vocabulary per run.
+PCA (``--pca 256``, the default): VLAD vectors are k x dim long (4096 for XFeat and k = 64), too long for an index
+of 10^5 keyframes on a robot (a linear scan of 10^4 takes 33 ms, an HNSW graph of 10^4 takes 2 minutes to build).
+As AnyLoc does, they are projected by PCA: the VLAD (computed exactly as ``src/map/place.rs`` does) of every
+training image and of 40 random crops of each (40-90% of each side, >= 50 descriptors: other views of the same
+content) are the samples; ``<stem>-pca<d>.npy`` holds (d + 1) x (k * dim) float32, row 0 the mean, rows 1.. the
+principal directions (no whitening: with ~2000 samples the small components' variances are too noisy to divide
+by). The Rust side projects, then L2-normalises.
+
+Not here: the retrieval itself or its evaluation (the Rust side), power normalisation, whitening, more than one
+vocabulary per run.
 
 Usage: python tools/train_vocabulary.py [--descriptor xfeat|disk|aliked] [--clusters 64] [--seed 0]
        [--max-descriptors 200000] [--out assets/place]
@@ -117,13 +125,16 @@ class Extractor:
         else:
             raise ValueError(f"unknown descriptor {kind!r}")
 
-    def __call__(self, img: np.ndarray) -> np.ndarray:
+    def __call__(self, img: np.ndarray) -> tuple:
+        """(keypoints N x 2 [x, y] pixels, descriptors N x dim)."""
         x = self.torch.from_numpy(img.astype(np.float32) / 255.0).permute(2, 0, 1)[None].contiguous()
         if self.kind == "xfeat":
-            d = self.model.detectAndCompute(x, top_k=4096)[0]["descriptors"]
+            out = self.model.detectAndCompute(x, top_k=4096)[0]
+            k, d = out["keypoints"], out["descriptors"]
         else:
-            d = self.model.extract(x[0])["descriptors"][0]
-        return d.numpy().astype(np.float32)
+            out = self.model.extract(x[0])
+            k, d = out["keypoints"][0], out["descriptors"][0]
+        return k.numpy().astype(np.float32), d.numpy().astype(np.float32)
 
 
 def l2n(x: np.ndarray) -> np.ndarray:
@@ -185,15 +196,17 @@ def versions() -> dict:
 
 
 def train(images, descriptor: str = "xfeat", k: int = 64, seed: int = 0, max_descriptors: int = 200_000,
-          log=print) -> tuple:
-    """(centres k x dim float32 L2-normalised, metadata dict without the file hash)."""
+          log=print, pca_dim: int = 0) -> tuple:
+    """(centres k x dim float32 L2-normalised, metadata dict without the file hashes, PCA projection or None)."""
     ex = Extractor(descriptor)
-    descs, per_image = [], []
+    descs, kpts, sizes_px, per_image = [], [], [], []
     t0 = time.perf_counter()
     for name in images:
         img = load_rgb(name)
-        d = ex(img)
+        kp, d = ex(img)
         descs.append(d)
+        kpts.append(kp)
+        sizes_px.append((img.shape[1], img.shape[0]))
         per_image.append({"image": name, "size": [int(img.shape[1]), int(img.shape[0])], "descriptors": len(d)})
         if log:
             log(f"[vocabulary] {name}: {img.shape[1]}x{img.shape[0]}, {len(d)} descriptors")
@@ -215,17 +228,77 @@ def train(images, descriptor: str = "xfeat", k: int = 64, seed: int = 0, max_des
             "cluster_sizes": [int(s) for s in sizes], "normalisation": "descriptors and centres L2-normalised",
             "extractor": ex.settings, "max_side_px": MAX_SIDE, "versions": versions(),
             "tool": "tools/train_vocabulary.py"}
+    if pca_dim:
+        t2 = time.perf_counter()
+        samples = vlad_samples(centres, [l2n(d.astype(np.float64)) for d in descs], kpts, sizes_px,
+                               np.random.default_rng(seed + 1))
+        meta["pca"] = {"dim": int(pca_dim), "samples": int(len(samples)),
+                       "samples_from": f"VLAD of each training image and of {CROPS} random crops of it (40-90% of "
+                                       f"each side, at least {MIN_CROP_DESCRIPTORS} descriptors)"}
+        projection, kept = pca(samples, pca_dim)
+        meta["pca"]["explained_variance"] = kept
+        if log:
+            log(f"[vocabulary] PCA {samples.shape[1]} -> {pca_dim} on {len(samples)} VLAD vectors: "
+                f"{100 * kept:.1f}% of the variance kept ({time.perf_counter() - t2:.1f} s)")
+    else:
+        projection = None
     if log:
         log(f"[vocabulary] extraction {t_extract:.1f} s, k-means {t_kmeans:.1f} s")
-    return centres, meta
+    return centres, meta, projection
 
 
-def write(centres: np.ndarray, meta: dict, out: Path) -> tuple:
+CROPS = 40
+MIN_CROP_DESCRIPTORS = 50
+
+
+def vlad(centres: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """VLAD as the Rust side computes it (src/map/place.rs): nearest centre by dot product, residual sums,
+    each centre's block L2-normalised, then the whole vector."""
+    k, dim = centres.shape
+    c = centres.astype(np.float64)
+    a = np.argmax(d @ c.T, axis=1)
+    v = np.zeros((k, dim))
+    np.add.at(v, a, d - c[a])
+    n = np.linalg.norm(v, axis=1, keepdims=True)
+    v = np.where(n > 0, v / np.where(n > 0, n, 1.0), 0.0).ravel()
+    return v / max(np.linalg.norm(v), 1e-300)
+
+
+def vlad_samples(centres, descs, kpts, sizes, rng) -> np.ndarray:
+    """VLAD vectors of every image and of CROPS random crops of each (the places a PCA has to keep apart)."""
+    out = []
+    for d, k, (w, h) in zip(descs, kpts, sizes):
+        if len(d):
+            out.append(vlad(centres, d))
+        for _ in range(CROPS):
+            cw, ch = w * rng.uniform(0.4, 0.9), h * rng.uniform(0.4, 0.9)
+            x0, y0 = rng.uniform(0, w - cw), rng.uniform(0, h - ch)
+            m = (k[:, 0] >= x0) & (k[:, 0] < x0 + cw) & (k[:, 1] >= y0) & (k[:, 1] < y0 + ch)
+            if m.sum() >= MIN_CROP_DESCRIPTORS:
+                out.append(vlad(centres, d[m]))
+    return np.array(out)
+
+
+def pca(samples: np.ndarray, dim: int) -> tuple:
+    """((dim + 1) x D float32: row 0 the mean, rows 1.. the principal directions), share of variance kept."""
+    mean = samples.mean(axis=0)
+    _, s, vt = np.linalg.svd(samples - mean, full_matrices=False)
+    if dim > len(s):
+        raise SystemExit(f"PCA to {dim} needs at least {dim} samples, have {len(s)}")
+    kept = float((s[:dim] ** 2).sum() / (s ** 2).sum())
+    return np.ascontiguousarray(np.vstack([mean, vt[:dim]]).astype(np.float32)), kept
+
+
+def write(centres: np.ndarray, meta: dict, out: Path, projection: np.ndarray | None = None) -> tuple:
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{meta['descriptor']}-vlad{meta['clusters']}"
     npy, js = out / f"{stem}.npy", out / f"{stem}.json"
     np.save(npy, centres.astype(np.float32, order="C"))
     meta = dict(meta, sha256=hashlib.sha256(npy.read_bytes()).hexdigest())
+    if projection is not None:
+        pnpy = out / f"{stem}-pca{meta['pca']['dim']}.npy"
+        np.save(pnpy, projection)
+        meta["pca"] = dict(meta["pca"], file=pnpy.name, sha256=hashlib.sha256(pnpy.read_bytes()).hexdigest())
     js.write_text(json.dumps(meta, indent=1) + "\n")
     return npy, js
 
@@ -237,11 +310,14 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-descriptors", type=int, default=200_000)
     ap.add_argument("--out", type=Path, default=REPO / "assets" / "place")
+    ap.add_argument("--pca", type=int, default=256,
+                    help="also a PCA projection of the VLAD vectors to this many dimensions (0: none)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    centres, meta = train(TRAINING_IMAGES, args.descriptor, args.clusters, args.seed, args.max_descriptors,
-                          log=lambda s: print(s, file=sys.stderr, flush=True))
-    npy, js = write(centres, meta, args.out)
+    centres, meta, projection = train(TRAINING_IMAGES, args.descriptor, args.clusters, args.seed,
+                                      args.max_descriptors, log=lambda s: print(s, file=sys.stderr, flush=True),
+                                      pca_dim=args.pca)
+    npy, js = write(centres, meta, args.out, projection)
     sizes = meta["cluster_sizes"]
     print(f"[vocabulary] {meta['descriptor']}: {len(TRAINING_IMAGES)} images, {meta['descriptors_extracted']} "
           f"descriptors ({meta['descriptors_used']} used), k = {meta['clusters']}: {meta['iterations']} Lloyd "

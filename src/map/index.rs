@@ -1,12 +1,15 @@
 //! Retrieval: the map's keyframes nearest to a query's place vector (cosine of unit vectors).
 //!
 //! Below `hnsw_min_keyframes` a linear scan answers exactly (at a few thousand keyframes it costs well
-//! under a millisecond and needs no build); above it an HNSW graph (`hnsw_rs`, Malkov & Yashunin 2018)
-//! answers approximately in logarithmic time. `matcha bench place-index` prints where the two cross, the
+//! under a millisecond and needs no build); above it an HNSW graph (`hnsw_rs`, Malkov & Yashunin 2018;
+//! cargo feature `hnsw`, on by default) answers approximately in logarithmic time. Without the feature
+//! the scan answers at every size. `matcha bench place-index` prints where the two cross, the
 //! recall of the graph against the scan, build time, memory and query time at 10^5 keyframes. Not here: the
 //! place vectors themselves ([`super::place`]), storage ([`super::store`]).
 
+#[cfg(feature = "hnsw")]
 use hnsw_rs::anndists::dist::Distance;
+#[cfg(feature = "hnsw")]
 use hnsw_rs::hnsw::Hnsw;
 
 /// `1 − a·b` for unit vectors, clamped at 0. Not `anndists`' `DistDot`: that one asserts `a·b ≤ 1`, which
@@ -14,6 +17,7 @@ use hnsw_rs::hnsw::Hnsw;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UnitCosine;
 
+#[cfg(feature = "hnsw")]
 impl Distance<f32> for UnitCosine {
     fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
         let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
@@ -66,6 +70,7 @@ impl IndexOptions {
 enum Backend {
     /// Row-major `n × dim`.
     Scan(Vec<f32>),
+    #[cfg(feature = "hnsw")]
     Graph(Box<Hnsw<'static, f32, UnitCosine>>),
 }
 
@@ -74,6 +79,7 @@ pub struct PlaceIndex {
     dim: usize,
     ids: Vec<u64>,
     backend: Backend,
+    #[cfg_attr(not(feature = "hnsw"), allow(dead_code))]
     options: IndexOptions,
 }
 
@@ -85,6 +91,7 @@ impl PlaceIndex {
             .filter(|(_, v)| v.len() == dim && v.iter().all(|x| x.is_finite()))
             .collect();
         let ids = entries.iter().map(|e| e.0).collect::<Vec<_>>();
+        #[cfg(feature = "hnsw")]
         let backend = if entries.len() >= options.hnsw_min_keyframes {
             let g = Self::graph(entries.len(), &options);
             let data: Vec<(&[f32], usize)> = entries
@@ -97,6 +104,8 @@ impl PlaceIndex {
         } else {
             Backend::Scan(entries.into_iter().flat_map(|(_, v)| v).collect())
         };
+        #[cfg(not(feature = "hnsw"))]
+        let backend = Backend::Scan(entries.into_iter().flat_map(|(_, v)| v).collect());
         Self {
             dim,
             ids,
@@ -105,6 +114,7 @@ impl PlaceIndex {
         }
     }
 
+    #[cfg(feature = "hnsw")]
     fn graph(capacity: usize, o: &IndexOptions) -> Hnsw<'static, f32, UnitCosine> {
         let mut g = Hnsw::new(
             o.hnsw_links,
@@ -122,12 +132,13 @@ impl PlaceIndex {
         if place.len() != self.dim || !place.iter().all(|x| x.is_finite()) {
             return;
         }
-        let idx = self.ids.len();
         self.ids.push(id);
         match &mut self.backend {
-            Backend::Graph(g) => g.insert_slice((place, idx)),
+            #[cfg(feature = "hnsw")]
+            Backend::Graph(g) => g.insert_slice((place, self.ids.len() - 1)),
             Backend::Scan(v) => {
                 v.extend_from_slice(place);
+                #[cfg(feature = "hnsw")]
                 if self.ids.len() >= self.options.hnsw_min_keyframes {
                     let g = Self::graph(self.ids.len(), &self.options);
                     let data: Vec<(&[f32], usize)> = v.chunks_exact(self.dim).zip(0..).collect();
@@ -150,7 +161,7 @@ impl PlaceIndex {
 
     /// True when answering through the HNSW graph.
     pub fn is_graph(&self) -> bool {
-        matches!(self.backend, Backend::Graph(_))
+        !matches!(self.backend, Backend::Scan(_))
     }
 
     /// The `k` keyframes most similar to `query` (id, cosine), best first.
@@ -163,6 +174,7 @@ impl PlaceIndex {
                 .into_iter()
                 .map(|(i, s)| (self.ids[i], s))
                 .collect(),
+            #[cfg(feature = "hnsw")]
             Backend::Graph(g) => g
                 .search(query, k, self.options.hnsw_ef_search.max(k))
                 .into_iter()
@@ -199,6 +211,7 @@ mod tests {
         v
     }
 
+    #[cfg(feature = "hnsw")]
     #[test]
     fn scan_and_graph_find_the_same_nearest_keyframes() {
         let mut rng = SplitMix64::new(7);
@@ -251,6 +264,7 @@ mod tests {
         assert!(idx.search(&[1.0, 0.0], 0).is_empty());
     }
 
+    #[cfg(feature = "hnsw")]
     #[test]
     fn adding_past_the_threshold_switches_to_the_graph() {
         let mut rng = SplitMix64::new(3);

@@ -19,7 +19,7 @@ use nalgebra::Isometry3;
 
 pub use index::{IndexOptions, PlaceIndex};
 pub use localize::{Localization, LocalizeOptions, Localizer};
-pub use place::{Aggregation, PlaceDescriptor, PlaceError, Vocabulary};
+pub use place::{Aggregation, PlaceDescriptor, PlaceError, Projection, Vocabulary};
 pub use store::{Landmark, MapIdentity, MapKeyframe, MapStore, StoreError};
 
 use crate::features::Features;
@@ -50,6 +50,9 @@ pub struct MapOptions {
     /// relative path is looked for in the working directory, beside the sources and in each ROS prefix's
     /// `share/matcha` ([`resolve_asset`]).
     pub vocabulary: String,
+    /// `vlad` only: the PCA of the VLAD vectors (`.npy`, trained with the vocabulary; empty = none, the
+    /// full `k·D` vector is used), resolved like `vocabulary`.
+    pub projection: String,
     /// Retrieval index.
     pub index: IndexOptions,
     /// Localization.
@@ -61,6 +64,7 @@ impl Default for MapOptions {
         Self {
             place: Aggregation::Vlad,
             vocabulary: "assets/place/xfeat-vlad64.npy".into(),
+            projection: "assets/place/xfeat-vlad64-pca256.npy".into(),
             index: IndexOptions::default(),
             localize: LocalizeOptions::default(),
         }
@@ -82,7 +86,15 @@ impl MapOptions {
                 &self.vocabulary,
             )))?)),
         };
-        Ok(PlaceDescriptor::new(self.place, vocabulary, local_dim)?)
+        let projection = match self.place {
+            Aggregation::Vlad if !self.projection.is_empty() => Some(Arc::new(Projection::load(
+                &resolve_asset(Path::new(&self.projection)),
+            )?)),
+            _ => None,
+        };
+        Ok(PlaceDescriptor::new(
+            self.place, vocabulary, projection, local_dim,
+        )?)
     }
 
     /// Opens a map for localization: its identity checked against `descriptor` and this place
@@ -174,8 +186,8 @@ impl MapBuilder {
     }
 
     /// Adds an odometry keyframe (`keyframe`, from [`crate::vo::VisualOdometry::newest_keyframe`]) whose
-    /// image had `features`; `map_from_odom` places the run's odometry frame in the map (identity when
-    /// the run defines the map). Returns the new keyframe's id.
+    /// image had `features`; `map_from_world` places the odometry's world (its first camera) in the map
+    /// (the node passes its `odom_from_world`: the run's `odom` is the map). Returns the new keyframe's id.
     pub fn add(
         &mut self,
         keyframe: KeyframeView<'_>,
@@ -183,7 +195,7 @@ impl MapBuilder {
         camera: &PinholeCamera,
         stamp_ns: i64,
         frame_id: &str,
-        map_from_odom: &Isometry3<f64>,
+        map_from_world: &Isometry3<f64>,
     ) -> Result<u64, MapError> {
         let id = self.next_id;
         let landmarks: Vec<Landmark> = keyframe
@@ -192,7 +204,7 @@ impl MapBuilder {
             .zip(keyframe.points)
             .map(|(&lid, p)| Landmark {
                 id: lid + self.landmark_offset,
-                position: (map_from_odom * nalgebra::Point3::from(*p)).coords,
+                position: (map_from_world * nalgebra::Point3::from(*p)).coords,
             })
             .collect();
         let kf = MapKeyframe {
@@ -201,7 +213,7 @@ impl MapBuilder {
             frame_id: frame_id.into(),
             camera: *camera,
             image_size: features.image_size,
-            map_from_camera: map_from_odom * keyframe.world_from_camera,
+            map_from_camera: map_from_world * keyframe.world_from_camera,
             place: self.place.compute(&features.descriptors),
             keypoints: keyframe.keypoints.to_vec(),
             descriptors: keyframe.descriptors.clone(),

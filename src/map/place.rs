@@ -13,7 +13,9 @@
 //!
 //! The vocabulary (`k × D` centres, L2-normalised rows) is trained offline by `tools/train_vocabulary.py`
 //! and read from a `.npy` file; its SHA-256 names the descriptor, so a map made with another vocabulary is
-//! refused rather than compared. Not here: storage, the index, local matching.
+//! refused rather than compared. VLAD vectors are `k·D` long (4096 for XFeat): an optional PCA
+//! ([`Projection`], trained by the same tool, as AnyLoc does) brings them to a length an index of 10^5
+//! keyframes can hold and search in milliseconds. Not here: storage, the index, local matching.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -145,22 +147,89 @@ impl Vocabulary {
     }
 }
 
+/// A PCA of VLAD vectors: `x ↦ normalise(P·(x − mean))`.
+#[derive(Debug, Clone)]
+pub struct Projection {
+    mean: Vec<f32>,
+    /// `d × D`, one principal direction per row.
+    components: Array2<f32>,
+    sha256: String,
+}
+
+impl Projection {
+    /// Reads a `(d + 1) × D` float32 `.npy` file: row 0 the mean, rows 1.. the directions.
+    pub fn load(path: &Path) -> Result<Self, PlaceError> {
+        let err = |reason: String| PlaceError::Vocabulary {
+            path: path.display().to_string(),
+            reason,
+        };
+        let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let a: Array2<f32> =
+            ndarray_npy::ReadNpyExt::read_npy(&bytes[..]).map_err(|e| err(e.to_string()))?;
+        if a.nrows() < 2 || a.ncols() == 0 || !a.iter().all(|v| v.is_finite()) {
+            return Err(err(format!(
+                "{} x {}: not a PCA projection",
+                a.nrows(),
+                a.ncols()
+            )));
+        }
+        Ok(Self {
+            mean: a.row(0).to_vec(),
+            components: a.slice(ndarray::s![1.., ..]).to_owned(),
+            sha256: format!("{:x}", Sha256::digest(&bytes)),
+        })
+    }
+
+    /// Output dimension.
+    pub fn dim(&self) -> usize {
+        self.components.nrows()
+    }
+
+    /// Input dimension.
+    pub fn input_dim(&self) -> usize {
+        self.mean.len()
+    }
+
+    fn apply(&self, x: &[f32]) -> Vec<f32> {
+        let centred = ndarray::Array1::from_iter(x.iter().zip(&self.mean).map(|(a, m)| a - m));
+        let mut out = self.components.dot(&centred).to_vec();
+        normalize(&mut out);
+        out
+    }
+}
+
 /// Computes the place descriptor of an image from its local descriptors.
 #[derive(Debug, Clone)]
 pub struct PlaceDescriptor {
     aggregation: Aggregation,
     vocabulary: Option<Arc<Vocabulary>>,
+    /// VLAD only: the PCA applied last.
+    projection: Option<Arc<Projection>>,
     /// Dimension of the local descriptors.
     local_dim: usize,
 }
 
 impl PlaceDescriptor {
-    /// An aggregation of `local_dim`-D descriptors; `vlad` and `bow` need a vocabulary of that dimension.
+    /// An aggregation of `local_dim`-D descriptors; `vlad` and `bow` need a vocabulary of that dimension;
+    /// `projection` (used by `vlad` only) must take `k·local_dim` inputs.
     pub fn new(
         aggregation: Aggregation,
         vocabulary: Option<Arc<Vocabulary>>,
+        projection: Option<Arc<Projection>>,
         local_dim: usize,
     ) -> Result<Self, PlaceError> {
+        if let (Some(v), Some(p), Aggregation::Vlad) = (&vocabulary, &projection, aggregation) {
+            if p.input_dim() != v.len() * v.dim() {
+                return Err(PlaceError::Vocabulary {
+                    path: String::new(),
+                    reason: format!(
+                        "the PCA projection takes {}-D vectors, VLAD over this vocabulary gives {}-D",
+                        p.input_dim(),
+                        v.len() * v.dim()
+                    ),
+                });
+            }
+        }
         match (&vocabulary, aggregation) {
             (None, Aggregation::Vlad | Aggregation::Bow) => {
                 return Err(PlaceError::Vocabulary {
@@ -179,12 +248,16 @@ impl PlaceDescriptor {
         Ok(Self {
             aggregation,
             vocabulary: vocabulary.filter(|_| aggregation != Aggregation::Mean),
+            projection: projection.filter(|_| aggregation == Aggregation::Vlad),
             local_dim,
         })
     }
 
     /// Length of the vectors [`Self::compute`] returns.
     pub fn dim(&self) -> usize {
+        if let Some(p) = &self.projection {
+            return p.dim();
+        }
         match (&self.vocabulary, self.aggregation) {
             (Some(v), Aggregation::Vlad) => v.len() * v.dim(),
             (Some(v), Aggregation::Bow) => v.len(),
@@ -194,14 +267,23 @@ impl PlaceDescriptor {
 
     /// What a map records to refuse another descriptor: aggregation, size and vocabulary hash.
     pub fn id(&self) -> String {
-        match &self.vocabulary {
-            Some(v) => format!(
+        let short = |h: &str| h[..h.len().min(16)].to_string();
+        match (&self.vocabulary, &self.projection) {
+            (Some(v), Some(p)) => format!(
+                "{}{}-{}-pca{}-{}",
+                self.aggregation.name(),
+                v.len(),
+                short(&v.sha256),
+                p.dim(),
+                short(&p.sha256)
+            ),
+            (Some(v), None) => format!(
                 "{}{}-{}",
                 self.aggregation.name(),
                 v.len(),
-                &v.sha256[..v.sha256.len().min(16)]
+                short(&v.sha256)
             ),
-            None => self.aggregation.name().to_string(),
+            _ => self.aggregation.name().to_string(),
         }
     }
 
@@ -209,10 +291,25 @@ impl PlaceDescriptor {
     /// assumed L2-normalised as every extractor here gives them; non-finite rows are skipped). An image
     /// without descriptors gives the zero vector, which matches nothing.
     pub fn compute(&self, descriptors: &Array2<f32>) -> Vec<f32> {
+        let raw = self.aggregate(descriptors);
+        match &self.projection {
+            Some(p) if raw.iter().any(|&v| v != 0.0) => p.apply(&raw),
+            Some(p) => vec![0.0; p.dim()],
+            None => raw,
+        }
+    }
+
+    /// The aggregation before any projection.
+    fn aggregate(&self, descriptors: &Array2<f32>) -> Vec<f32> {
         let rows: Vec<usize> = (0..descriptors.nrows())
             .filter(|&i| descriptors.row(i).iter().all(|v| v.is_finite()))
             .collect();
-        let mut out = vec![0.0f32; self.dim()];
+        let raw_dim = match (&self.vocabulary, self.aggregation) {
+            (Some(v), Aggregation::Vlad) => v.len() * v.dim(),
+            (Some(v), Aggregation::Bow) => v.len(),
+            _ => self.local_dim,
+        };
+        let mut out = vec![0.0f32; raw_dim];
         if rows.is_empty() || descriptors.ncols() != self.local_dim {
             return out;
         }
@@ -274,8 +371,8 @@ mod tests {
 
     #[test]
     fn vlad_keeps_residual_directions_that_bow_loses() {
-        let vlad = PlaceDescriptor::new(Aggregation::Vlad, Some(vocab()), 2).unwrap();
-        let bow = PlaceDescriptor::new(Aggregation::Bow, Some(vocab()), 2).unwrap();
+        let vlad = PlaceDescriptor::new(Aggregation::Vlad, Some(vocab()), None, 2).unwrap();
+        let bow = PlaceDescriptor::new(Aggregation::Bow, Some(vocab()), None, 2).unwrap();
         let s = 0.5f32.sqrt();
         // both images put one descriptor in each cell, on opposite sides of the centres
         let a = array![[0.9, 0.1 * s], [0.1 * s, 0.9]];
@@ -289,8 +386,38 @@ mod tests {
     }
 
     #[test]
+    fn the_projection_keeps_the_ranking_of_vectors_in_its_span() {
+        let dir = std::env::temp_dir().join(format!("matcha-pca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("pca.npy");
+        // mean 0; the first three of the four VLAD coordinates
+        let a = ndarray::array![
+            [0.0f32, 0.0, 0.0, 0.0],
+            [1.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0]
+        ];
+        ndarray_npy::WriteNpyExt::write_npy(&a, std::fs::File::create(&p).unwrap()).unwrap();
+        let proj = Arc::new(Projection::load(&p).unwrap());
+        let d =
+            PlaceDescriptor::new(Aggregation::Vlad, Some(vocab()), Some(proj.clone()), 2).unwrap();
+        assert_eq!(d.dim(), 3);
+        assert!(d.id().contains("-pca3-"), "{}", d.id());
+        let x = d.compute(&array![[0.9, 0.1], [0.1, 0.9]]);
+        assert_eq!(x.len(), 3);
+        assert!((similarity(&x, &x) - 1.0).abs() < 1e-5);
+        assert!(d.compute(&Array2::zeros((0, 2))).iter().all(|&v| v == 0.0));
+        // a projection for another VLAD length is refused
+        let wrong = Arc::new(Projection::load(&p).unwrap());
+        assert!(PlaceDescriptor::new(Aggregation::Vlad, Some(vocab()), Some(wrong), 3).is_err());
+        std::fs::write(&p, b"junk").unwrap();
+        assert!(Projection::load(&p).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn empty_or_broken_input_gives_the_zero_vector() {
-        let vlad = PlaceDescriptor::new(Aggregation::Vlad, Some(vocab()), 2).unwrap();
+        let vlad = PlaceDescriptor::new(Aggregation::Vlad, Some(vocab()), None, 2).unwrap();
         assert!(vlad
             .compute(&Array2::zeros((0, 2)))
             .iter()
@@ -303,7 +430,7 @@ mod tests {
             .compute(&array![[1.0, 0.0, 0.0]])
             .iter()
             .all(|&v| v == 0.0));
-        let mean = PlaceDescriptor::new(Aggregation::Mean, None, 2).unwrap();
+        let mean = PlaceDescriptor::new(Aggregation::Mean, None, None, 2).unwrap();
         assert_eq!(mean.compute(&array![[3.0, 4.0]]), vec![0.6, 0.8]);
         assert_eq!(mean.id(), "mean");
     }
@@ -311,10 +438,10 @@ mod tests {
     #[test]
     fn a_vocabulary_of_another_dimension_or_none_is_refused() {
         assert!(matches!(
-            PlaceDescriptor::new(Aggregation::Vlad, Some(vocab()), 3),
+            PlaceDescriptor::new(Aggregation::Vlad, Some(vocab()), None, 3),
             Err(PlaceError::DimensionMismatch { .. })
         ));
-        assert!(PlaceDescriptor::new(Aggregation::Bow, None, 2).is_err());
+        assert!(PlaceDescriptor::new(Aggregation::Bow, None, None, 2).is_err());
         assert!(Vocabulary::new(array![[1.0, 0.0]], String::new()).is_err());
         assert!(Vocabulary::new(array![[1.0, 0.0], [0.0, 0.0]], String::new()).is_err());
         let dir = std::env::temp_dir().join(format!("matcha-vocab-{}", std::process::id()));

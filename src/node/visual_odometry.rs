@@ -139,6 +139,21 @@ impl RobotVo {
         self.vo.is_some()
     }
 
+    /// The odometry itself (its keyframes), once configured.
+    pub fn visual_odometry(&self) -> Option<&VisualOdometry> {
+        self.vo.as_ref()
+    }
+
+    /// Where the odometry's world (its first camera) is in `odom`.
+    pub fn odom_from_world(&self) -> &Isometry3<f64> {
+        &self.odom_from_world
+    }
+
+    /// The rig in use, once configured.
+    pub fn rig(&self) -> Option<&Rig> {
+        self.rig.as_ref()
+    }
+
     /// The mounting in use.
     pub fn base_from_camera(&self) -> &Isometry3<f64> {
         &self.base_from_camera
@@ -332,7 +347,7 @@ fn add_counters(total: &mut VoCounters, c: &VoCounters) {
 
 /// A (position, rotation) covariance of a camera in the world frame, for the point `lever` away from the
 /// camera centre (world frame), rotated by `r` into the parent frame.
-fn moved(cov: &Matrix6<f64>, lever: &Vector3<f64>, r: &Matrix3<f64>) -> Matrix6<f64> {
+pub(crate) fn moved(cov: &Matrix6<f64>, lever: &Vector3<f64>, r: &Matrix3<f64>) -> Matrix6<f64> {
     // δp_point = δp − [lever]× δθ for a rotation error δθ of the world frame
     let mut j = Matrix6::identity();
     j.fixed_view_mut::<3, 3>(0, 3).copy_from(&(-skew(lever)));

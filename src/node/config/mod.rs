@@ -112,7 +112,10 @@ pub struct Topics {
     pub reset_service: String,
     /// The `matcha_msgs/SetPose` service that sets the current base pose in `odom` (stereo_odometry mode).
     pub set_pose_service: String,
-    /// Output `tf2_msgs/TFMessage` (`odom → base`, when `publish_tf`).
+    /// Output `geometry_msgs/PoseWithCovarianceStamped` of the base in `map` (stereo_odometry with
+    /// `map.mode: localize`), one per accepted localization.
+    pub localization_pose: String,
+    /// Output `tf2_msgs/TFMessage` (`odom → base`, when `publish_tf`; `map → odom` when localizing).
     pub tf: String,
     /// Input `tf2_msgs/TFMessage` with the static transforms (the camera's mounting on the base).
     pub tf_static: String,
@@ -138,6 +141,7 @@ impl Default for Topics {
             odometry_status: "odometry/status".into(),
             reset_service: "odometry/reset".into(),
             set_pose_service: "odometry/set_pose".into(),
+            localization_pose: "localization/pose".into(),
             tf: "/tf".into(),
             tf_static: "/tf_static".into(),
             debug_image: "debug/matches".into(),
@@ -288,6 +292,8 @@ pub struct NodeConfig {
     pub stereo: StereoConfig,
     /// Relocalization map.
     pub relocalization: RelocalizationConfig,
+    /// The stereo odometry's map: build one from the run, or localize in one (`map → odom`).
+    pub map: crate::node::map_session::NodeMapConfig,
     /// Odometry: `header.frame_id` of `nav_msgs/Odometry` and the parent of the published TF.
     pub odom_frame_id: String,
     /// stereo_odometry: the robot's base frame, `child_frame_id` of `nav_msgs/Odometry` and of the TF
@@ -340,6 +346,7 @@ impl Default for NodeConfig {
             keyframe: KeyframePolicy::default(),
             stereo: StereoConfig::default(),
             relocalization: RelocalizationConfig::default(),
+            map: Default::default(),
             odom_frame_id: "odom".into(),
             base_frame_id: "base_link".into(),
             publish_tf: true,
@@ -390,6 +397,7 @@ impl NodeConfig {
             ("topics.odometry", &t.odometry),
             ("topics.camera_odometry", &t.camera_odometry),
             ("topics.odometry_status", &t.odometry_status),
+            ("topics.localization_pose", &t.localization_pose),
             ("topics.reset_service", &t.reset_service),
             ("topics.set_pose_service", &t.set_pose_service),
             ("topics.tf", &t.tf),
@@ -427,6 +435,17 @@ impl NodeConfig {
         }
         if s.max_pending == 0 || s.max_pending > 64 {
             return bad("stereo.max_pending", "must be in 1..=64");
+        }
+        if let Err(e) = self.map.validate() {
+            return bad("map", &e);
+        }
+        if self.map.mode != crate::node::map_session::MapMode::Off
+            && self.mode != Mode::StereoOdometry
+        {
+            return bad(
+                "map.mode",
+                "build and localize work with node.mode stereo_odometry",
+            );
         }
         let r = &self.relocalization;
         if self.mode == Mode::Relocalization && r.map_path.is_empty() {

@@ -193,7 +193,19 @@ pub fn run() -> Result<(), NodeError> {
         } else {
             None
         },
-        tf: if stereo_odometry && ncfg.publish_tf {
+        localization_pose: if stereo_odometry
+            && ncfg.map.mode == crate::node::map_session::MapMode::Localize
+        {
+            Some(node.create_publisher::<PoseWithCovarianceStamped>(
+                &t.localization_pose,
+                out_qos.clone(),
+            )?)
+        } else {
+            None
+        },
+        tf: if stereo_odometry
+            && (ncfg.publish_tf || ncfg.map.mode == crate::node::map_session::MapMode::Localize)
+        {
             Some(node.create_publisher::<TFMessage>(&t.tf, QosProfile::default().keep_last(100))?)
         } else {
             None
@@ -232,6 +244,8 @@ pub fn run() -> Result<(), NodeError> {
         }));
     }
 
+    let map_session = (stereo_odometry && ncfg.map.mode != crate::node::map_session::MapMode::Off)
+        .then(|| crate::node::map_session::MapSession::new(ncfg.map.clone(), cfg.map.clone()));
     let worker = Worker {
         shared: shared.clone(),
         tracker: KeyframeTracker::new(ncfg.keyframe.clone()),
@@ -250,6 +264,7 @@ pub fn run() -> Result<(), NodeError> {
         mounting_source: "none",
         map: None,
         map_dirty: 0,
+        map_session,
         last_latency_ms: std::cell::Cell::new(None),
     };
     // Create the pipeline before the first frame (a failure is logged, counted and retried).

@@ -30,7 +30,9 @@ pub(super) struct Outputs {
     pub odometry_status: Option<r2r::Publisher<OdometryStatus>>,
     /// stereo_odometry only: the left camera's optical frame in `odom`.
     pub camera_odometry: Option<r2r::Publisher<Odometry>>,
-    /// stereo_odometry with `publish_tf` only.
+    /// stereo_odometry with `map.mode: localize` only: the base in `map` at each accepted localization.
+    pub localization_pose: Option<r2r::Publisher<PoseWithCovarianceStamped>>,
+    /// stereo_odometry with `publish_tf` (`odom → base`) or `map.mode: localize` (`map → odom`).
     pub tf: Option<r2r::Publisher<TFMessage>>,
     pub debug: Option<r2r::Publisher<Image>>,
 }
@@ -192,10 +194,23 @@ impl Worker {
             }
         }
         if let Some(tf) = &self.out.tf {
-            let msg = TFMessage {
-                transforms: vec![transform_msg(header, odom, base, &f.odom_from_base)],
-            };
-            if let Err(e) = tf.publish(&msg) {
+            let mut transforms = Vec::new();
+            if self.node.publish_tf {
+                transforms.push(transform_msg(header, odom, base, &f.odom_from_base));
+            }
+            // the localizer's `map → odom` (REP-105), the latest fix, with every odometry answer
+            if let Some(fix) = self.map_session.as_ref().and_then(|s| s.fix.as_ref()) {
+                transforms.push(transform_msg(
+                    header,
+                    &self.node.map.frame_id,
+                    odom,
+                    &fix.map_from_odom,
+                ));
+            }
+            let msg = TFMessage { transforms };
+            if msg.transforms.is_empty() {
+                // localizing without publish_tf, and no fix yet
+            } else if let Err(e) = tf.publish(&msg) {
                 log::error!("publish tf: {e}");
             }
         }

@@ -5,7 +5,10 @@
 //! frames. The conventions (REP-105 base pose, covariances, twist, continuity) live in the pure module.
 
 use nalgebra::{Isometry3, Matrix3, Quaternion, Translation3, UnitQuaternion};
+use r2r::builtin_interfaces::msg::Time;
+use r2r::geometry_msgs::msg::{PoseWithCovariance, PoseWithCovarianceStamped};
 use r2r::sensor_msgs::msg::CameraInfo;
+use r2r::std_msgs::msg::Header;
 
 use super::inbox::{Control, Frame};
 use super::worker::Worker;
@@ -13,6 +16,7 @@ use crate::features::GrayFrame;
 use crate::geometry::PinholeCamera;
 use crate::node::config::Mode;
 use crate::node::convert::{self, BadInput};
+use crate::node::map_session::{MapEvent, MapMode};
 use crate::node::stereo_rig::extrinsic_from_projections;
 use crate::node::visual_odometry::isometry_from_xyz_rpy;
 use crate::vo::{StereoRig, VoError};
@@ -163,7 +167,7 @@ impl Worker {
                 "stereo odometry: started with a {baseline:.3} m baseline (pose continues from the last)"
             );
         }
-        self.insert_finished_keyframe();
+        self.insert_finished_keyframe(&header.frame_id);
         let vo = self.vo_mut()?;
         let stamp = convert::time_ns(&header.stamp) as f64 * 1e-9;
         let gray = GrayFrame::from_rgb(&left);
@@ -181,9 +185,14 @@ impl Worker {
                 let fl = self.extract(&left)?;
                 let fr = self.extract(&right)?;
                 let vo = self.vo_mut()?;
-                vo.process(stamp, &fl, Some(&fr)).map_err(vo_problem)?
+                let f = vo.process(stamp, &fl, Some(&fr)).map_err(vo_problem)?;
+                if f.estimate.keyframe {
+                    self.map_keyframe(&fl, stamp, &header.frame_id);
+                }
+                f
             }
         };
+        self.poll_map();
         self.publish_stereo_odometry(&frame, &header, l.received.min(r.received));
         Ok(())
     }
@@ -196,11 +205,12 @@ impl Worker {
 
     /// Hands the keyframe features the extractor thread finished (if any) to the odometry. A failed
     /// extraction is counted and its request withdrawn; the current frame is processed either way.
-    fn insert_finished_keyframe(&mut self) {
+    fn insert_finished_keyframe(&mut self, frame_id: &str) {
         let Some(done) = self.keyframe_extractor.as_mut().and_then(|x| x.poll()) else {
             return;
         };
         let Some(vo) = self.vo.as_mut() else { return };
+        let mut made_from = None;
         let problem = match done.features {
             Ok((l, r)) => match vo.insert_keyframe(done.stamp, &l, Some(&r)) {
                 Ok(made) => {
@@ -210,6 +220,9 @@ impl Worker {
                         done.seconds * 1e3,
                         if made { "inserted" } else { "no longer wanted" }
                     );
+                    if made {
+                        made_from = Some(l);
+                    }
                     None
                 }
                 Err(e) => Some(vo_problem(e)),
@@ -221,6 +234,91 @@ impl Worker {
         };
         if let Some(p) = problem {
             self.shared.problem(&p);
+        }
+        if let Some(l) = made_from {
+            self.map_keyframe(&l, done.stamp, frame_id);
+        }
+    }
+
+    /// A keyframe the odometry just made from an image with features `left`: written to the map
+    /// (`node.map.mode: build`) or handed to the localization thread (`localize`).
+    fn map_keyframe(&mut self, left: &crate::features::Features, stamp: f64, frame_id: &str) {
+        let (Some(session), Some(vo), Some(p)) = (
+            self.map_session.as_mut(),
+            self.vo.as_ref(),
+            self.pipeline.as_ref(),
+        ) else {
+            return;
+        };
+        let (Some(odometry), Some(rig)) = (vo.visual_odometry(), vo.rig()) else {
+            return;
+        };
+        let cause = match session.mode() {
+            MapMode::Build => "map_write_failed",
+            _ => "map_unusable",
+        };
+        if let Err(e) = session.on_keyframe(
+            odometry,
+            vo.odom_from_world(),
+            left,
+            rig.camera(),
+            stamp,
+            p.descriptor_name(),
+            frame_id,
+        ) {
+            self.shared.problem(&BadInput::new(cause, e));
+        }
+    }
+
+    /// The localization thread's reports: each accepted fix is published as the base's pose in `map`
+    /// (its `map → odom` goes out with every odometry answer); a map that cannot be used is counted.
+    fn poll_map(&mut self) {
+        let (Some(session), Some(vo)) = (self.map_session.as_mut(), self.vo.as_ref()) else {
+            return;
+        };
+        let first = session.fix.is_none();
+        for event in session.poll() {
+            match event {
+                MapEvent::Fix(fix) => {
+                    if first {
+                        log::info!(
+                            "map: localized against keyframe {} ({} inliers): map -> odom xyz {:?}",
+                            fix.keyframe,
+                            fix.inliers,
+                            fix.map_from_odom.translation.vector.as_slice()
+                        );
+                    }
+                    let m = vo.base_from_camera();
+                    let map_from_base = fix.map_from_camera * m.inverse();
+                    let lever = fix.map_from_camera.rotation * m.inverse().translation.vector;
+                    let cov = crate::node::visual_odometry::moved(
+                        &fix.covariance,
+                        &lever,
+                        &nalgebra::Matrix3::identity(),
+                    );
+                    let ns = (fix.stamp * 1e9).round() as i64;
+                    let msg = PoseWithCovarianceStamped {
+                        header: Header {
+                            stamp: Time {
+                                sec: ns.div_euclid(1_000_000_000) as i32,
+                                nanosec: ns.rem_euclid(1_000_000_000) as u32,
+                            },
+                            frame_id: self.node.map.frame_id.clone(),
+                        },
+                        pose: PoseWithCovariance {
+                            pose: convert::pose_msg(&map_from_base),
+                            covariance: cov.transpose().iter().copied().collect(),
+                        },
+                    };
+                    if let Some(p) = &self.out.localization_pose {
+                        if let Err(e) = p.publish(&msg) {
+                            log::error!("publish localization pose: {e}");
+                        }
+                    }
+                }
+                MapEvent::Refused(why) => log::debug!("map: keyframe not localized: {why}"),
+                MapEvent::Failed(why) => self.shared.problem(&BadInput::new("map_unusable", why)),
+            }
         }
     }
 

@@ -65,6 +65,8 @@ pub(super) struct Worker {
     pub mounting_source: &'static str,
     pub map: Option<KeyframeMap>,
     pub map_dirty: usize,
+    /// Stereo odometry with `node.map.mode` build or localize.
+    pub map_session: Option<crate::node::map_session::MapSession>,
     /// Receipt → publication latency of the frame just answered (set by the publishing functions, which
     /// borrow the worker shared).
     pub last_latency_ms: std::cell::Cell<Option<f64>>,

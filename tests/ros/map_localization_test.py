@@ -1,0 +1,131 @@
+"""End-to-end test of matcha_node's map modes (node.map.mode build / localize in stereo_odometry) against a real
+rclpy peer (run inside scripts/lib/ros_netns.sh; see scripts/test.sh --ros-only --only map).
+
+1. build     the node plays the rendered stereo sequence (vo_short) with node.map.mode:=build: every odometry
+             keyframe goes to an SQLite map (map = this run's odom); after SIGINT the file holds the keyframes.
+2. localize  a second node with node.map.mode:=localize plays the sequence again from a later frame, so its own
+             odom starts elsewhere (at the base pose of that frame); it must publish TF map -> odom and
+             localization/pose (geometry_msgs/PoseWithCovarianceStamped of base_link in map) with no prior:
+             map -> odom equal to the first run's base pose at that frame (ground truth through the mounting),
+             and the base pose in map equal to the ground truth, within 5 cm and 1 deg.
+
+Usage: python3 tests/ros/map_localization_test.py --node target/release/matcha_node --params config/matcha.yaml
+       --engines DIR [--sequence $MATCHA_CACHE/vo/vo_short]
+"""
+
+import argparse
+import os
+import sqlite3
+import sys
+import time
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2e_test import FAILURES, NodeProc, check  # noqa: E402
+from vo_player import (MOUNT, NS, VoPeer, latch_mounting, load_sequence, play_sequence, pose_T,  # noqa: E402
+                       quat_to_rot, iso, rot_deg, wait_ready)
+
+
+def node_with_map(a, mode, path, tag):
+    return NodeProc(a.node, NS, ["--params-file", a.params, "-p", f"runtime.engines_dir:={a.engines}",
+                                 "-p", "node.mode:=stereo_odometry", "-p", f"node.map.mode:={mode}",
+                                 "-p", f"node.map.path:={path}"], os.path.join(a.logs, f"map_{tag}.log"))
+
+
+def tf_T(t):
+    r, p = t.transform.rotation, t.transform.translation
+    return iso(quat_to_rot(r.x, r.y, r.z, r.w), [p.x, p.y, p.z])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--node", required=True)
+    ap.add_argument("--params", default=os.path.join(os.path.dirname(__file__), "..", "..", "config", "matcha.yaml"))
+    cache = os.environ.get("MATCHA_CACHE", os.path.expanduser("~/.cache/matcha"))
+    ap.add_argument("--engines", default=os.path.join(cache, "engines"))
+    ap.add_argument("--sequence", default=os.path.join(cache, "vo", "vo_short"))
+    ap.add_argument("--logs", default="/tmp/matcha-ros-test")
+    ap.add_argument("--start", type=int, default=70, help="first frame of the localizing run")
+    a = ap.parse_args()
+    os.makedirs(a.logs, exist_ok=True)
+    path = os.path.join(a.logs, "map_test.db")
+    for ext in ("", "-wal", "-shm"):
+        if os.path.exists(path + ext):
+            os.remove(path + ext)
+    seq, frames = load_sequence(a.sequence, 150)
+    rclpy.init()
+    peer = VoPeer(NS)
+    poses = []
+    rel = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+    peer.node.create_subscription(PoseWithCovarianceStamped, f"{NS}/localization/pose", peer._rec(poses), rel)
+    latch_mounting(peer)
+    try:
+        # ------------------------------------------------------------------------------------ build
+        node = node_with_map(a, "build", path, "build")
+        try:
+            if check(wait_ready(peer, node), "build: node subscribed, pipeline ready"):
+                odom, _, _, _ = play_sequence(peer, node, seq, frames)
+                check(len(odom) >= len(frames) - 2, f"build: {len(odom)} of {len(frames)} frames answered")
+        finally:
+            check(node.stop() == 0, "build: node exits cleanly")
+        n = 0
+        if check(os.path.exists(path), f"build: map written ({path})"):
+            with sqlite3.connect(path) as db:
+                n = db.execute("SELECT count(*) FROM keyframes").fetchone()[0]
+                lm = db.execute("SELECT count(*) FROM landmarks").fetchone()[0]
+            check(n >= 4 and lm > 1000, f"build: {n} keyframes, {lm} landmarks")
+        # ------------------------------------------------------------------------------------ localize
+        node = node_with_map(a, "localize", path, "localize")
+        try:
+            if not check(wait_ready(peer, node), "localize: node subscribed, pipeline ready"):
+                print(node.log_tail())
+                return
+            k0 = len(peer.tf)
+            later = frames[a.start:]
+            odom, _, _, _ = play_sequence(peer, node, seq, later)
+            check(len(odom) >= len(later) - 2, f"localize: {len(odom)} of {len(later)} frames answered")
+            time.sleep(1.0)
+            with peer.lock:
+                tfs = [t for m in list(peer.tf)[k0:] for t in m.transforms
+                       if t.header.frame_id == "map" and t.child_frame_id == "odom"]
+                fixes = list(poses)
+            if not check(len(tfs) > 0 and len(fixes) > 0,
+                         f"localize: TF map -> odom ({len(tfs)}) and localization/pose ({len(fixes)}) published"):
+                print(node.log_tail())
+                return
+            # the second run's odom is the base at frame `start`; the map is the first run's odom (the base at
+            # frame 0): map -> odom = base(0)^-1 base(start) = M G0^-1 G_start M^-1 with G world_from_camera
+            G0, Gs = frames[0][3], frames[a.start][3]
+            want = MOUNT @ np.linalg.inv(G0) @ Gs @ np.linalg.inv(MOUNT)
+            T = tf_T(tfs[-1])
+            dt = float(np.linalg.norm(T[:3, 3] - want[:3, 3]))
+            dr = rot_deg(T[:3, :3].T @ want[:3, :3])
+            check(dt < 0.05 and dr < 1.0, f"localize: map -> odom {dt * 100:.1f} cm / {dr:.2f} deg from the truth")
+            gt_by_ns = {int(round(t * 1e9)): g for t, _, _, g in frames}
+            errs = []
+            for m in fixes:
+                check(m.header.frame_id == "map", "localize: localization/pose in frame map") if not errs else None
+                g = gt_by_ns.get(m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec)
+                if g is None:
+                    continue
+                want_b = MOUNT @ np.linalg.inv(G0) @ g @ np.linalg.inv(MOUNT)
+                P = pose_T(m.pose.pose)
+                errs.append((float(np.linalg.norm(P[:3, 3] - want_b[:3, 3])), rot_deg(P[:3, :3].T @ want_b[:3, :3])))
+            worst = max(errs, default=(np.inf, np.inf))
+            check(len(errs) == len(fixes) and worst[0] < 0.05 and worst[1] < 1.0,
+                  f"localize: {len(errs)} fixes of base_link in map, worst {worst[0] * 100:.1f} cm / {worst[1]:.2f} deg")
+        finally:
+            check(node.stop() == 0, "localize: node exits cleanly")
+    finally:
+        peer.close()
+        rclpy.shutdown()
+    print(f"{len(FAILURES)} failure(s)" + ("" if not FAILURES else ":\n  " + "\n  ".join(FAILURES)))
+    sys.exit(1 if FAILURES else 0)
+
+
+if __name__ == "__main__":
+    main()
