@@ -9,9 +9,11 @@
 #      switching with chained odometry vs ground truth, relocalization against a saved and reloaded map;
 #   5. tests/ros/stereo_odometry_test.py in its own namespace: the stereo_odometry mode on the rendered sequence
 #      vo_short played at its camera rate (every frame answered, ATE and rotation against ground truth, TF and
-#      /tf_static, still camera, tracking loss and recovery, reset and set_pose services).
+#      /tf_static, still camera, tracking loss and recovery, reset and set_pose services);
+#   6. tests/ros/map_localization_test.py: node.map.mode build (a map from the stereo odometry's keyframes), then
+#      localize from a later frame (TF map -> odom and localization/pose against ground truth).
 # Needs the exported models ($MATCHA_CACHE/engines, scripts/setup.sh) and onnxruntime (scripts/lib/env.sh).
-#   scripts/lib/ros_tests.sh [--only startup,odometry,stereo,pipeline,badmap,diskfull,killmap,elsewhere,keyframes,decimation,relocalization,stereo_odometry]
+#   scripts/lib/ros_tests.sh [--only startup,odometry,stereo,pipeline,badmap,diskfull,killmap,elsewhere,keyframes,decimation,relocalization,stereo_odometry,map]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/lib/ros_prepare.sh
@@ -32,5 +34,9 @@ if [ -z "$only" ] || [[ ",$only," == *",stereo_odometry,"* ]]; then
         "$MATCHA_VENV/bin/python" tools/vo_sequences.py --only vo_short --out "$MATCHA_CACHE/vo"
     fi
     "$here/ros_netns.sh" python3 tests/ros/stereo_odometry_test.py --node target/release/matcha_node \
+        --params config/matcha.yaml --engines "$engines" --sequence "$MATCHA_CACHE/vo/vo_short"
+fi
+if [ -z "$only" ] || [[ ",$only," == *",map,"* ]]; then
+    "$here/ros_netns.sh" python3 tests/ros/map_localization_test.py --node target/release/matcha_node \
         --params config/matcha.yaml --engines "$engines" --sequence "$MATCHA_CACHE/vo/vo_short"
 fi
