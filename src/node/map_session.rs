@@ -130,7 +130,7 @@ pub struct MapSession {
 }
 
 /// Counters for `/diagnostics`.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MapCounters {
     /// Keyframes written to the map.
     pub written: u64,

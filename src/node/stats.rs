@@ -44,6 +44,8 @@ pub struct OdometryHealth {
     pub resets: u64,
     /// Where the camera's mounting came from (`tf_static` or `parameter`).
     pub mounting_source: &'static str,
+    /// The map session's counters (`node.map.mode` build or localize) and whether a fix is held.
+    pub map: Option<(crate::node::map_session::MapCounters, bool)>,
 }
 
 /// Counters of one node.

@@ -7,7 +7,8 @@ rclpy peer (run inside scripts/lib/ros_netns.sh; see scripts/test.sh --ros-only 
              odom starts elsewhere (at the base pose of that frame); it must publish TF map -> odom and
              localization/pose (geometry_msgs/PoseWithCovarianceStamped of base_link in map) with no prior:
              map -> odom equal to the first run's base pose at that frame (ground truth through the mounting),
-             and the base pose in map equal to the ground truth, within 5 cm and 1 deg.
+             and the base pose in map equal to the ground truth, within 5 cm and 1 deg; /diagnostics counts the
+             localizations.
 
 Usage: python3 tests/ros/map_localization_test.py --node target/release/matcha_node --params config/matcha.yaml
        --engines DIR [--sequence $MATCHA_CACHE/vo/vo_short]
@@ -118,6 +119,9 @@ def main():
             worst = max(errs, default=(np.inf, np.inf))
             check(len(errs) == len(fixes) and worst[0] < 0.05 and worst[1] < 1.0,
                   f"localize: {len(errs)} fixes of base_link in map, worst {worst[0] * 100:.1f} cm / {worst[1]:.2f} deg")
+            v, _ = peer.diag_value("map.localizations", "matcha_node")
+            check(v is not None and int(v) == len(fixes),
+                  f"localize: /diagnostics map.localizations = {v} (fixes received {len(fixes)})")
         finally:
             check(node.stop() == 0, "localize: node exits cleanly")
     finally:

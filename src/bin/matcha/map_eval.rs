@@ -197,7 +197,14 @@ pub fn run(
                 angle_deg(&p, &q.pose),
             )
         });
-        rows.push((q, err, loc.refused.clone(), (loc.inliers, loc.plane_share)));
+        let sigma =
+            (loc.covariance[(0, 0)] + loc.covariance[(1, 1)] + loc.covariance[(2, 2)]).sqrt();
+        rows.push((
+            q,
+            err,
+            loc.refused.clone(),
+            (loc.inliers, loc.plane_share, sigma),
+        ));
     }
     report += "\n## Localization (retrieval -> matching -> PnP -> verification)\n\n| queries | n | correct (<= 0.25 m, 2 deg) | wrong (accepted, not correct) | refused | median error of accepted |\n|---|---|---|---|---|---|\n";
     let mut groups: Vec<(String, Vec<usize>)> = vec![
@@ -257,7 +264,7 @@ pub fn run(
     report += "\nPer query (condition, mapped, error m / deg or why refused, inliers):\n\n";
     for (q, err, refused, inl) in &rows {
         report += &format!(
-            "- {} {} {}: {} ({} inliers, {:.0}% on one plane)\n",
+            "- {} {} {}: {} ({} inliers, {:.0}% on one plane, position sigma {:.3} m)\n",
             q.image,
             q.condition,
             if q.mapped { "mapped" } else { "unmapped" },
@@ -266,7 +273,8 @@ pub fn run(
                 None => format!("refused: {}", refused.as_deref().unwrap_or("")),
             },
             inl.0,
-            inl.1 * 100.0
+            inl.1 * 100.0,
+            inl.2
         );
     }
     print!("{report}");

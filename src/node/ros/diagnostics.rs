@@ -64,6 +64,13 @@ pub(super) fn diagnostics(
             values.push(kv("tracking_restarts", o.counters.restarts.to_string()));
             values.push(kv("resets", o.resets.to_string()));
             values.push(kv("mounting_source", o.mounting_source.to_string()));
+            if let Some((m, localized)) = &o.map {
+                values.push(kv("map.keyframes_written", m.written.to_string()));
+                values.push(kv("map.localization_attempts", m.attempts.to_string()));
+                values.push(kv("map.localizations", m.fixes.to_string()));
+                values.push(kv("map.refused", m.refusals.to_string()));
+                values.push(kv("map.localized", localized.to_string()));
+            }
             if level == 0 && o.state == "lost" {
                 level = 1;
                 message = "tracking lost: pose held, covariance inflated".into();

@@ -260,6 +260,10 @@ impl Worker {
                 counters: c,
                 resets: self.resets,
                 mounting_source: self.mounting_source,
+                map: self
+                    .map_session
+                    .as_ref()
+                    .map(|m| (m.counters, m.fix.is_some())),
             });
         }
         self.last_latency_ms.set(Some(latency_ms));
