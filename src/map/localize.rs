@@ -16,7 +16,9 @@
 
 use std::time::Instant;
 
-use nalgebra::{Isometry3, Matrix3, Matrix6, Rotation3, Translation3, UnitQuaternion};
+use std::collections::HashMap;
+
+use nalgebra::{Isometry3, Matrix3, Matrix6, Rotation3, Translation3, UnitQuaternion, Vector3};
 
 use super::index::PlaceIndex;
 use super::place::PlaceDescriptor;
@@ -143,10 +145,23 @@ pub struct Localization {
 /// on one plane).
 type CandidatePose = (usize, Isometry3<f64>, Matrix6<f64>, f64, f64);
 
-/// A map opened for localization: the database, its retrieval index and the place descriptor.
+/// Where the camera is believed to be (an `/initialpose` hint, or the prediction of a tracked robot):
+/// only keyframes within `radius_m` of `position` (in `map`) are candidates, and a pose found farther away is
+/// refused.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prior {
+    /// The camera's position in `map`, metres.
+    pub position: Vector3<f64>,
+    /// How far from it the camera may be, metres.
+    pub radius_m: f64,
+}
+
+/// A map opened for localization: the database, its retrieval index, the keyframes' positions and the place
+/// descriptor.
 pub struct Localizer {
     store: MapStore,
     index: PlaceIndex,
+    positions: HashMap<u64, Vector3<f64>>,
     place: PlaceDescriptor,
     options: LocalizeOptions,
 }
@@ -158,13 +173,19 @@ impl Localizer {
         index: PlaceIndex,
         place: PlaceDescriptor,
         options: LocalizeOptions,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, StoreError> {
+        let positions = store
+            .poses()?
+            .into_iter()
+            .map(|(id, p)| (id, p.translation.vector))
+            .collect();
+        Ok(Self {
             store,
             index,
+            positions,
             place,
             options,
-        }
+        })
     }
 
     /// The map.
@@ -172,15 +193,32 @@ impl Localizer {
         &self.store
     }
 
-    /// Localizes an image with these features, seen by `camera`.
+    /// Localizes an image with these features, seen by `camera`, anywhere in the map (`prior: None`) or
+    /// near a prior.
     pub fn localize(
         &self,
         query: &Features,
         camera: &PinholeCamera,
+        prior: Option<&Prior>,
     ) -> Result<Localization, StoreError> {
         let t0 = Instant::now();
         let place = self.place.compute(&query.descriptors);
-        let ranked = self.index.search(&place, self.options.candidates);
+        let k = self.options.candidates;
+        let ranked = match prior {
+            None => self.index.search(&place, k),
+            // the best places among the keyframes near the prior (a wide retrieval, filtered)
+            Some(p) => self
+                .index
+                .search(&place, (k * 20).max(200).min(self.index.len()))
+                .into_iter()
+                .filter(|(id, _)| {
+                    self.positions
+                        .get(id)
+                        .is_some_and(|c| (c - p.position).norm() <= p.radius_m)
+                })
+                .take(k)
+                .collect(),
+        };
         let retrieval_ms = t0.elapsed().as_secs_f64() * 1e3;
         let mut candidates = Vec::new();
         let mut poses: Vec<CandidatePose> = Vec::new();
@@ -258,7 +296,11 @@ impl Localizer {
             inliers: 0,
             spread: 0.0,
             plane_share: 0.0,
-            refused: Some("no candidate keyframe gave a pose".into()),
+            refused: Some(if prior.is_some() && candidates.is_empty() {
+                "no keyframe near the prior".into()
+            } else {
+                "no candidate keyframe gave a pose".into()
+            }),
             candidates,
             retrieval_ms,
             total_ms: 0.0,
@@ -277,6 +319,9 @@ impl Localizer {
                     && out.candidates[*j].inliers as f64
                         >= self.options.max_ambiguity * inliers as f64
             });
+            let off_prior = prior
+                .map(|p| (pose.translation.vector - p.position).norm())
+                .filter(|d| *d > prior.map_or(f64::INFINITY, |p| p.radius_m));
             out.refused = if inliers < self.options.pnp.min_inliers {
                 Some(format!(
                     "{inliers} inliers (need {})",
@@ -288,6 +333,8 @@ impl Localizer {
                     spread * 100.0,
                     self.options.min_spread * 100.0
                 ))
+            } else if let Some(d) = off_prior {
+                Some(format!("the pose is {d:.1} m from the prior"))
             } else if plane > self.options.max_plane_share {
                 Some(format!(
                     "{:.0}% of the inliers lie on one plane (a repeated texture there cannot be told from the mapped one)",

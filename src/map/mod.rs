@@ -18,7 +18,7 @@ use std::sync::Arc;
 use nalgebra::Isometry3;
 
 pub use index::{IndexOptions, PlaceIndex};
-pub use localize::{Localization, LocalizeOptions, Localizer};
+pub use localize::{Localization, LocalizeOptions, Localizer, Prior};
 pub use place::{Aggregation, PlaceDescriptor, PlaceError, Projection, Vocabulary};
 pub use store::{Landmark, MapIdentity, MapKeyframe, MapStore, StoreError};
 
@@ -119,7 +119,7 @@ impl MapOptions {
         identity.place_dim = place.dim();
         store::check_identity(store.path(), &found, &identity)?;
         let index = PlaceIndex::build(store.place_vectors()?, place.dim(), self.index.clone());
-        Ok(Localizer::new(store, index, place, self.localize.clone()))
+        Ok(Localizer::new(store, index, place, self.localize.clone())?)
     }
 }
 

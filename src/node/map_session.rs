@@ -8,7 +8,11 @@
 //! never queued: the camera-rate answer is never held up by it. A fix `map_from_camera` of a keyframe
 //! whose odometry pose was `odom_from_camera` gives `map_from_odom = map_from_camera · odom_from_camera⁻¹`,
 //! which holds until the next fix (the odometry's drift in between is what it is). Global localization
-//! needs no prior: the first accepted fix anywhere in the map sets `map → odom`.
+//! needs no prior: the first accepted fix anywhere in the map sets `map → odom`. Once localized, the next
+//! attempts look only near where the odometry predicts the camera (`track_radius_m`), which keeps a
+//! look-alike place elsewhere in the map from taking over; an `/initialpose` hint does the same before the
+//! first fix. After `max_prior_refusals` refused attempts in a row near a prior, the search is global again
+//! until the next fix (a wrong hint, or a robot that was carried away).
 //!
 //! Not here: ROS messages (the r2r layer publishes [`MapFix`]), the map itself ([`crate::map`]).
 
@@ -21,7 +25,7 @@ use nalgebra::{Isometry3, Matrix6};
 
 use crate::features::Features;
 use crate::geometry::PinholeCamera;
-use crate::map::{MapBuilder, MapOptions};
+use crate::map::{MapBuilder, MapOptions, Prior};
 use crate::vo::VisualOdometry;
 
 /// What the odometry does with a map.
@@ -50,6 +54,10 @@ pub struct NodeMapConfig {
     /// At most one localization attempt per this many seconds of stamps (keyframes in between are not
     /// localized).
     pub min_interval_s: f64,
+    /// Once localized, candidates within this distance of the predicted camera position only, metres.
+    pub track_radius_m: f64,
+    /// After this many refused attempts in a row near a prior (tracking or a hint), search globally.
+    pub max_prior_refusals: u32,
 }
 
 impl Default for NodeMapConfig {
@@ -59,6 +67,8 @@ impl Default for NodeMapConfig {
             path: "matcha_map.db".into(),
             frame_id: "map".into(),
             min_interval_s: 0.5,
+            track_radius_m: 2.0,
+            max_prior_refusals: 5,
         }
     }
 }
@@ -71,6 +81,9 @@ impl NodeMapConfig {
         }
         if !(self.min_interval_s.is_finite() && self.min_interval_s >= 0.0) {
             return Err("node.map.min_interval_s must be >= 0 seconds".into());
+        }
+        if !(self.track_radius_m.is_finite() && self.track_radius_m > 0.0) {
+            return Err("node.map.track_radius_m must be > 0 metres".into());
         }
         if self.frame_id.is_empty() {
             return Err("node.map.frame_id must not be empty".into());
@@ -109,6 +122,7 @@ pub enum MapEvent {
 
 struct Job {
     stamp: f64,
+    prior: Option<Prior>,
     features: Features,
     camera: PinholeCamera,
     odom_from_camera: Isometry3<f64>,
@@ -123,6 +137,13 @@ pub struct MapSession {
     events: Option<Receiver<MapEvent>>,
     busy: Arc<AtomicBool>,
     last_attempt: Option<f64>,
+    /// An `/initialpose` hint, kept until a fix or `max_prior_refusals` refusals near it.
+    hint: Option<Prior>,
+    /// Whether the attempt in flight had a prior, and refusals near a prior in a row.
+    in_flight_prior: bool,
+    prior_refusals: u32,
+    /// Too many refusals near the prior: global until the next fix.
+    global: bool,
     /// The latest accepted fix.
     pub fix: Option<MapFix>,
     /// Keyframes written (build) or localization attempts and fixes (localize).
@@ -153,6 +174,10 @@ impl MapSession {
             events: None,
             busy: Arc::new(AtomicBool::new(false)),
             last_attempt: None,
+            hint: None,
+            in_flight_prior: false,
+            prior_refusals: 0,
+            global: false,
             fix: None,
             counters: MapCounters::default(),
         }
@@ -161,6 +186,14 @@ impl MapSession {
     /// The configured mode.
     pub fn mode(&self) -> MapMode {
         self.config.mode
+    }
+
+    /// An `/initialpose`: the camera is near `position` (in `map`), within `radius_m`. Used by the next
+    /// attempts until a fix (then tracking takes over) or `max_prior_refusals` refusals.
+    pub fn set_hint(&mut self, position: nalgebra::Vector3<f64>, radius_m: f64) {
+        self.hint = Some(Prior { position, radius_m });
+        self.prior_refusals = 0;
+        self.global = false;
     }
 
     /// The odometry made a keyframe (its newest) from an image with `features`, seen by `camera` at
@@ -219,17 +252,30 @@ impl MapSession {
                 if self.jobs.is_none() {
                     self.spawn(descriptor.to_string(), features.descriptor_dim())?;
                 }
+                let odom_from_camera = odom_from_world * kf.world_from_camera;
+                let prior = if self.global {
+                    None
+                } else if let Some(h) = self.hint {
+                    Some(h)
+                } else {
+                    self.fix.as_ref().map(|f| Prior {
+                        position: (f.map_from_odom * odom_from_camera).translation.vector,
+                        radius_m: self.config.track_radius_m,
+                    })
+                };
                 let job = Box::new(Job {
                     stamp,
+                    prior,
                     features: Features {
                         gray: None,
                         ..features.clone()
                     },
                     camera: *camera,
-                    odom_from_camera: odom_from_world * kf.world_from_camera,
+                    odom_from_camera,
                 });
                 match self.jobs.as_ref().map(|tx| tx.try_send(job)) {
                     Some(Ok(())) => {
+                        self.in_flight_prior = prior.is_some();
                         self.busy.store(true, Ordering::SeqCst);
                         self.last_attempt = Some(stamp);
                         self.counters.attempts += 1;
@@ -264,7 +310,7 @@ impl MapSession {
                 while let Ok(job) = job_rx.recv() {
                     let event = match &localizer {
                         Err(e) => MapEvent::Failed(e.to_string()),
-                        Ok(l) => match l.localize(&job.features, &job.camera) {
+                        Ok(l) => match l.localize(&job.features, &job.camera, job.prior.as_ref()) {
                             Err(e) => MapEvent::Failed(e.to_string()),
                             Ok(loc) => match (loc.map_from_camera, loc.keyframe) {
                                 (Some(map_from_camera), Some(keyframe)) => {
@@ -309,8 +355,25 @@ impl MapSession {
                 MapEvent::Fix(f) => {
                     self.counters.fixes += 1;
                     self.fix = Some((**f).clone());
+                    self.hint = None;
+                    self.prior_refusals = 0;
+                    self.global = false;
                 }
-                MapEvent::Refused(_) | MapEvent::Failed(_) => self.counters.refusals += 1,
+                MapEvent::Refused(_) | MapEvent::Failed(_) => {
+                    self.counters.refusals += 1;
+                    if self.in_flight_prior {
+                        self.prior_refusals += 1;
+                        if self.prior_refusals >= self.config.max_prior_refusals {
+                            log::info!(
+                                "map: {} attempts in a row refused near the prior: searching the whole map",
+                                self.prior_refusals
+                            );
+                            self.hint = None;
+                            self.global = true;
+                            self.prior_refusals = 0;
+                        }
+                    }
+                }
             }
         }
         events

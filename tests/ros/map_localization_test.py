@@ -9,6 +9,9 @@ rclpy peer (run inside scripts/lib/ros_netns.sh; see scripts/test.sh --ros-only 
              map -> odom equal to the first run's base pose at that frame (ground truth through the mounting),
              and the base pose in map equal to the ground truth, within 5 cm and 1 deg; /diagnostics counts the
              localizations.
+3. hint     /initialpose 20 m from anything mapped: the candidates are restricted to near it, so nothing is
+             localized and the attempts are counted as refused (with max_prior_refusals raised so that the
+             search does not fall back to the whole map within the short run).
 
 Usage: python3 tests/ros/map_localization_test.py --node target/release/matcha_node --params config/matcha.yaml
        --engines DIR [--sequence $MATCHA_CACHE/vo/vo_short]
@@ -31,10 +34,10 @@ from vo_player import (MOUNT, NS, VoPeer, latch_mounting, load_sequence, play_se
                        quat_to_rot, iso, rot_deg, wait_ready)
 
 
-def node_with_map(a, mode, path, tag):
+def node_with_map(a, mode, path, tag, extra=()):
     return NodeProc(a.node, NS, ["--params-file", a.params, "-p", f"runtime.engines_dir:={a.engines}",
                                  "-p", "node.mode:=stereo_odometry", "-p", f"node.map.mode:={mode}",
-                                 "-p", f"node.map.path:={path}"], os.path.join(a.logs, f"map_{tag}.log"))
+                                 "-p", f"node.map.path:={path}", *extra], os.path.join(a.logs, f"map_{tag}.log"))
 
 
 def tf_T(t):
@@ -124,6 +127,32 @@ def main():
                   f"localize: /diagnostics map.localizations = {v} (fixes received {len(fixes)})")
         finally:
             check(node.stop() == 0, "localize: node exits cleanly")
+        # ------------------------------------------------------------------------------------ a wrong hint
+        node = node_with_map(a, "localize", path, "hint", ["-p", "node.map.max_prior_refusals:=100"])
+        try:
+            if not check(wait_ready(peer, node), "hint: node subscribed, pipeline ready"):
+                return
+            hint = PoseWithCovarianceStamped()
+            hint.header.frame_id = "map"
+            hint.pose.pose.position.x = 20.0  # 20 m from anything mapped
+            hint.pose.pose.orientation.w = 1.0
+            hint.pose.covariance = [0.0] * 36
+            hint.pose.covariance[0] = hint.pose.covariance[7] = 0.25
+            pub = peer.node.create_publisher(PoseWithCovarianceStamped, "/initialpose", 5)
+            deadline = time.time() + 5.0
+            while pub.get_subscription_count() < 1 and time.time() < deadline:
+                time.sleep(0.05)
+            pub.publish(hint)
+            time.sleep(0.5)
+            n0 = len(poses)
+            play_sequence(peer, node, seq, frames[a.start:])
+            time.sleep(1.0)
+            refused, _ = peer.diag_value("map.refused", "matcha_node")
+            check(len(poses) == n0 and refused is not None and int(refused) >= 1,
+                  f"hint: with /initialpose 20 m away no fix is published ({len(poses) - n0}) and the attempts are "
+                  f"refused (map.refused={refused})")
+        finally:
+            check(node.stop() == 0, "hint: node exits cleanly")
     finally:
         peer.close()
         rclpy.shutdown()

@@ -172,7 +172,7 @@ fn localize_one(
         .map
         .open_localizer(map, pipeline.descriptor_name(), features.descriptor_dim())
         .with_context(|| format!("opening the map {}", map.display()))?;
-    let loc = localizer.localize(&features, &camera)?;
+    let loc = localizer.localize(&features, &camera, None)?;
     let pose = loc.map_from_camera.map(|p| {
         let q = p.rotation.quaternion();
         let t = p.translation.vector;

@@ -104,7 +104,7 @@ pub fn run(
         .open_localizer(map, pipeline.descriptor_name(), first.descriptor_dim())
         .with_context(|| format!("opening the map {}", map.display()))?;
     let open_ms = t_open.elapsed().as_secs_f64() * 1e3;
-    localizer.localize(&first, &camera)?;
+    localizer.localize(&first, &camera, None)?;
     let first_ms = t_first.elapsed().as_secs_f64() * 1e3;
 
     let store: &MapStore = localizer.store();
@@ -189,7 +189,7 @@ pub fn run(
     let mut rows = Vec::new();
     let mut loc_ms = Vec::new();
     for (q, f) in queries.iter().zip(&q_features) {
-        let loc = localizer.localize(f, &camera)?;
+        let loc = localizer.localize(f, &camera, None)?;
         loc_ms.push(loc.total_ms);
         let err = loc.map_from_camera.map(|p| {
             (

@@ -115,6 +115,9 @@ pub struct Topics {
     /// Output `geometry_msgs/PoseWithCovarianceStamped` of the base in `map` (stereo_odometry with
     /// `map.mode: localize`), one per accepted localization.
     pub localization_pose: String,
+    /// Input `geometry_msgs/PoseWithCovarianceStamped`: a hint where the robot is in `map` (stereo_odometry
+    /// with `map.mode: localize`).
+    pub initial_pose: String,
     /// Output `tf2_msgs/TFMessage` (`odom → base`, when `publish_tf`; `map → odom` when localizing).
     pub tf: String,
     /// Input `tf2_msgs/TFMessage` with the static transforms (the camera's mounting on the base).
@@ -142,6 +145,7 @@ impl Default for Topics {
             reset_service: "odometry/reset".into(),
             set_pose_service: "odometry/set_pose".into(),
             localization_pose: "localization/pose".into(),
+            initial_pose: "/initialpose".into(),
             tf: "/tf".into(),
             tf_static: "/tf_static".into(),
             debug_image: "debug/matches".into(),
@@ -398,6 +402,7 @@ impl NodeConfig {
             ("topics.camera_odometry", &t.camera_odometry),
             ("topics.odometry_status", &t.odometry_status),
             ("topics.localization_pose", &t.localization_pose),
+            ("topics.initial_pose", &t.initial_pose),
             ("topics.reset_service", &t.reset_service),
             ("topics.set_pose_service", &t.set_pose_service),
             ("topics.tf", &t.tf),

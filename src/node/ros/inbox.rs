@@ -65,6 +65,8 @@ pub enum Control {
     Reset(r2r::ServiceRequest<Trigger::Service>),
     /// `set_pose` (`matcha_msgs/SetPose`).
     SetPose(r2r::ServiceRequest<SetPose::Service>),
+    /// `/initialpose`: where the robot is believed to be in `map` (a hint for the map localization).
+    InitialPose(Box<r2r::geometry_msgs::msg::PoseWithCovarianceStamped>),
 }
 
 /// What waits for the worker.

@@ -149,6 +149,9 @@ pub fn run() -> Result<(), NodeError> {
     let vo = if stereo_odometry {
         subscriptions::tf_static(&mut node, &shared, &t.tf_static, &mut tasks)?;
         subscriptions::odometry_services(&mut node, &shared, &ncfg, &mut tasks)?;
+        if ncfg.map.mode == crate::node::map_session::MapMode::Localize {
+            subscriptions::initial_pose(&mut node, &shared, &ncfg, &mut tasks)?;
+        }
         Some(RobotVo::new(cfg.vo.clone()).map_err(|e| NodeError::Parameters(e.to_string()))?)
     } else {
         None

@@ -183,6 +183,32 @@ fn queue_control(sh: &Shared, c: Control) -> Result<(), Control> {
     }
 }
 
+/// `/initialpose` (`geometry_msgs/PoseWithCovarianceStamped`, e.g. RViz's "2D Pose Estimate"): a hint for the
+/// map localization, handled between frames (a hint beyond the control queue is dropped and counted).
+pub(super) fn initial_pose(
+    node: &mut r2r::Node,
+    shared: &Arc<Shared>,
+    cfg: &NodeConfig,
+    tasks: &mut Tasks,
+) -> Result<(), NodeError> {
+    let mut s = node.subscribe::<r2r::geometry_msgs::msg::PoseWithCovarianceStamped>(
+        &cfg.topics.initial_pose,
+        QosProfile::default().keep_last(5),
+    )?;
+    let sh = shared.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(m) = s.next().await {
+            if queue_control(&sh, Control::InitialPose(Box::new(m))).is_err() {
+                sh.problem(&BadInput::new(
+                    "initial_pose_dropped",
+                    "the control queue is full: /initialpose dropped",
+                ));
+            }
+        }
+    }));
+    Ok(())
+}
+
 /// The `reset` (`std_srvs/Trigger`) and `set_pose` services of the stereo odometry.
 pub(super) fn odometry_services(
     node: &mut r2r::Node,

@@ -372,6 +372,35 @@ impl Worker {
                     log::error!("reset service: cannot respond: {e}");
                 }
             }
+            Control::InitialPose(m) => {
+                let pose = isometry_from_pose(&m.pose.pose);
+                let c = &m.pose.covariance;
+                let sigma = if c.len() == 36 {
+                    c[0].max(c[7]).max(0.0).sqrt()
+                } else {
+                    0.0
+                };
+                let frame_ok =
+                    m.header.frame_id.is_empty() || m.header.frame_id == self.node.map.frame_id;
+                match (self.map_session.as_mut(), pose) {
+                    (Some(s), Some(p)) if frame_ok && sigma.is_finite() => {
+                        // the base's position; the camera is within a metre of it on any robot this serves
+                        let radius = 3.0 * sigma + 1.0;
+                        s.set_hint(p.translation.vector, radius);
+                        log::info!(
+                            "map: /initialpose hint at xyz {:?}, radius {radius:.1} m",
+                            p.translation.vector.as_slice()
+                        );
+                    }
+                    _ => self.shared.problem(&BadInput::new(
+                        "bad_initial_pose",
+                        format!(
+                            "/initialpose ignored: not finite, not in frame '{}', or the node is not localizing",
+                            self.node.map.frame_id
+                        ),
+                    )),
+                }
+            }
             Control::SetPose(req) => {
                 let pose = isometry_from_pose(&req.message.pose);
                 let (success, message) = match (self.vo.as_mut(), pose) {
