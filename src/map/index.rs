@@ -93,7 +93,7 @@ impl PlaceIndex {
         let ids = entries.iter().map(|e| e.0).collect::<Vec<_>>();
         #[cfg(feature = "hnsw")]
         let backend = if entries.len() >= options.hnsw_min_keyframes {
-            let g = Self::graph(entries.len(), &options);
+            let g = Self::new_graph(entries.len(), &options);
             let data: Vec<(&[f32], usize)> = entries
                 .iter()
                 .enumerate()
@@ -115,7 +115,7 @@ impl PlaceIndex {
     }
 
     #[cfg(feature = "hnsw")]
-    fn graph(capacity: usize, o: &IndexOptions) -> Hnsw<'static, f32, UnitCosine> {
+    fn new_graph(capacity: usize, o: &IndexOptions) -> Hnsw<'static, f32, UnitCosine> {
         let mut g = Hnsw::new(
             o.hnsw_links,
             capacity.max(1024),
@@ -140,12 +140,39 @@ impl PlaceIndex {
                 v.extend_from_slice(place);
                 #[cfg(feature = "hnsw")]
                 if self.ids.len() >= self.options.hnsw_min_keyframes {
-                    let g = Self::graph(self.ids.len(), &self.options);
+                    let g = Self::new_graph(self.ids.len(), &self.options);
                     let data: Vec<(&[f32], usize)> = v.chunks_exact(self.dim).zip(0..).collect();
                     g.parallel_insert_slice(&data);
                     self.backend = Backend::Graph(Box::new(g));
                 }
             }
+        }
+    }
+
+    /// An index answering through a graph built elsewhere (`super::saved_index`), whose data ids are the
+    /// positions in `ids`.
+    #[cfg(feature = "hnsw")]
+    pub(super) fn from_graph(
+        ids: Vec<u64>,
+        dim: usize,
+        mut graph: Hnsw<'static, f32, UnitCosine>,
+        options: IndexOptions,
+    ) -> Self {
+        graph.set_searching_mode(true);
+        Self {
+            dim,
+            ids,
+            backend: Backend::Graph(Box::new(graph)),
+            options,
+        }
+    }
+
+    /// The graph, when the index has one.
+    #[cfg(feature = "hnsw")]
+    pub(super) fn graph(&self) -> Option<&Hnsw<'static, f32, UnitCosine>> {
+        match &self.backend {
+            Backend::Graph(g) => Some(g),
+            Backend::Scan(_) => None,
         }
     }
 

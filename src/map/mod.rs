@@ -10,6 +10,8 @@
 pub mod index;
 pub mod localize;
 pub mod place;
+#[cfg(feature = "hnsw")]
+pub mod saved_index;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -118,7 +120,12 @@ impl MapOptions {
         identity.place = place.id();
         identity.place_dim = place.dim();
         store::check_identity(store.path(), &found, &identity)?;
-        let index = PlaceIndex::build(store.place_vectors()?, place.dim(), self.index.clone());
+        let entries = store.place_vectors()?;
+        #[cfg(feature = "hnsw")]
+        let (index, _) =
+            saved_index::open(path, &place.id(), entries, place.dim(), self.index.clone());
+        #[cfg(not(feature = "hnsw"))]
+        let index = PlaceIndex::build(entries, place.dim(), self.index.clone());
         Ok(Localizer::new(store, index, place, self.localize.clone())?)
     }
 }

@@ -12,7 +12,8 @@ use std::time::Instant;
 use anyhow::Result;
 use matcha::geometry::PinholeCamera;
 use matcha::map::index::scan;
-use matcha::map::{IndexOptions, MapIdentity, MapKeyframe, MapStore, PlaceIndex};
+use matcha::map::saved_index;
+use matcha::map::{IndexOptions, MapIdentity, MapKeyframe, MapStore};
 use matcha::util::rng::SplitMix64;
 use matcha::util::stats::percentile;
 use nalgebra::Isometry3;
@@ -30,6 +31,14 @@ fn noisy(rng: &mut SplitMix64, base: &[f32], sigma: f32) -> Vec<f32> {
         .collect();
     unit(&mut v);
     v
+}
+
+fn assert_or_note(is_graph: bool) {
+    if !is_graph {
+        eprintln!(
+            "[bench] the second open did not load the saved graph (it was rebuilt): see the log"
+        );
+    }
 }
 
 fn rss_kb() -> f64 {
@@ -103,18 +112,26 @@ pub fn run(keyframes: usize, dim: usize, queries: usize, options: &IndexOptions)
     let store = MapStore::open(&path, Some(&identity))?;
     let entries = store.place_vectors()?;
     let read_s = t.elapsed().as_secs_f64();
+    let graph_options = IndexOptions {
+        hnsw_min_keyframes: 0,
+        ..options.clone()
+    };
+    // the first open builds the graph and saves it beside the map; the second loads it
     let t = Instant::now();
-    let graph = PlaceIndex::build(
+    let (graph, _) = saved_index::open(
+        &path,
+        &identity.place,
         entries.clone(),
         dim,
-        IndexOptions {
-            hnsw_min_keyframes: 0,
-            ..options.clone()
-        },
+        graph_options.clone(),
     );
     let build_s = t.elapsed().as_secs_f64();
     let rss1 = rss_kb();
-    drop(entries);
+    drop(graph);
+    let t = Instant::now();
+    let (graph, loaded) = saved_index::open(&path, &identity.place, entries, dim, graph_options);
+    let load_s = t.elapsed().as_secs_f64();
+    assert_or_note(graph.is_graph() && loaded);
     let flat: Vec<f32> = vectors.iter().flatten().copied().collect();
 
     let (mut graph_ms, mut scan_ms) = (Vec::new(), Vec::new());
@@ -149,14 +166,14 @@ pub fn run(keyframes: usize, dim: usize, queries: usize, options: &IndexOptions)
         100.0 * top1 as f64 / queries as f64,
         100.0 * top5 as f64 / (5 * queries) as f64
     );
-    println!("| build | {build_s:.1} s | 0 | |");
+    println!("| build (first open of the map: build + save beside it) | {build_s:.1} s | 0 | |");
     println!(
         "| memory per keyframe (RSS growth / keyframes) | {:.1} kB | {:.1} kB (the vectors) | |",
         (rss1 - rss0) / keyframes as f64,
         (dim * 4) as f64 / 1e3
     );
     println!(
-        "| map load: read the place vectors from SQLite ({db_mb:.0} MB) + build | {read_s:.1} s + {build_s:.1} s | {read_s:.1} s | |"
+        "| map load (later opens): read the place vectors from SQLite ({db_mb:.0} MB) + load the saved graph | {read_s:.1} s + {load_s:.1} s | {read_s:.1} s | time to first localization <= 1 s (issue) |"
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
