@@ -113,6 +113,7 @@ def main():
     # CMakeLists installs what the launch file refers to
     cm = open(os.path.join(REPO, "CMakeLists.txt")).read()
     assert "DESTINATION lib/${PROJECT_NAME}" in cm and "launch config DESTINATION share" in cm
+    assert "install(DIRECTORY assets DESTINATION share" in cm, "the map's vocabulary is not installed"
     print(f"launch file OK: {len(declared)} arguments, node matcha/matcha_node, "
           f"{len(node['remappings'])} remappings, params {os.path.relpath(default, REPO)}")
 
