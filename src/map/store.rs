@@ -358,40 +358,35 @@ impl MapStore {
 
     /// Every keyframe's id and place vector, in id order (what the retrieval index is built from).
     pub fn place_vectors(&self) -> Result<Vec<(u64, Vec<f32>)>, StoreError> {
-        let sq = |source| StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        };
-        let mut st = self
-            .conn
-            .prepare("SELECT id, place FROM keyframes ORDER BY id")
-            .map_err(sq)?;
-        let rows = st
-            .query_map([], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
-            })
-            .map_err(sq)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, blob) = row.map_err(sq)?;
-            let place = bytes_f32(&blob);
+        self.each_keyframe("place", |id, blob| {
+            let place = bytes_f32(blob);
             if place.len() != self.identity.place_dim {
                 return Err(self.malformed(id, "place vector of the wrong length"));
             }
-            out.push((id, place));
-        }
-        Ok(out)
+            Ok(place)
+        })
     }
 
     /// Every keyframe id with its pose in `map`, in id order.
     pub fn poses(&self) -> Result<Vec<(u64, Isometry3<f64>)>, StoreError> {
+        self.each_keyframe("pose", |id, blob| {
+            decode_pose(blob).ok_or_else(|| self.malformed(id, "bad pose"))
+        })
+    }
+
+    /// `decode` of one blob column of every keyframe, in id order.
+    fn each_keyframe<T>(
+        &self,
+        column: &str,
+        decode: impl Fn(u64, &[u8]) -> Result<T, StoreError>,
+    ) -> Result<Vec<(u64, T)>, StoreError> {
         let sq = |source| StoreError::Sqlite {
             path: self.path.clone(),
             source,
         };
         let mut st = self
             .conn
-            .prepare("SELECT id, pose FROM keyframes ORDER BY id")
+            .prepare(&format!("SELECT id, {column} FROM keyframes ORDER BY id"))
             .map_err(sq)?;
         let rows = st
             .query_map([], |r| {
@@ -401,10 +396,7 @@ impl MapStore {
         let mut out = Vec::new();
         for row in rows {
             let (id, blob) = row.map_err(sq)?;
-            out.push((
-                id,
-                decode_pose(&blob).ok_or_else(|| self.malformed(id, "bad pose"))?,
-            ));
+            out.push((id, decode(id, &blob)?));
         }
         Ok(out)
     }
