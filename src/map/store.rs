@@ -360,7 +360,7 @@ impl MapStore {
     pub fn place_vectors(&self) -> Result<Vec<(u64, Vec<f32>)>, StoreError> {
         self.each_keyframe("place", |id, blob| {
             let place = bytes_f32(blob);
-            if place.len() != self.identity.place_dim {
+            if blob.len() != 4 * self.identity.place_dim {
                 return Err(self.malformed(id, "place vector of the wrong length"));
             }
             Ok(place)
@@ -449,6 +449,10 @@ impl MapStore {
         let camera: PinholeCamera =
             serde_json::from_str(&camera).map_err(|_| bad("camera is not readable"))?;
         let map_from_camera = decode_pose(&pose).ok_or_else(|| bad("bad pose"))?;
+        if kps.len() % 4 != 0 || descs.len() % 4 != 0 || lms.len() % 8 != 0 || place.len() % 4 != 0
+        {
+            return Err(bad("a blob is not a whole number of values"));
+        }
         let kps = bytes_f32(&kps);
         let landmark_ids = bytes_u64(&lms);
         let n = landmark_ids.len();
@@ -629,7 +633,7 @@ fn validate(kf: &MapKeyframe, identity: &MapIdentity) -> Result<(), StoreError> 
 
 fn decode_pose(blob: &[u8]) -> Option<Isometry3<f64>> {
     let v = bytes_f64(blob);
-    if v.len() != 7 || !v.iter().all(|x| x.is_finite()) {
+    if blob.len() != 7 * 8 || !v.iter().all(|x| x.is_finite()) {
         return None;
     }
     let q = Quaternion::new(v[6], v[3], v[4], v[5]);

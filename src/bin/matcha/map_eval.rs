@@ -92,6 +92,12 @@ pub fn run(
     out: Option<&Path>,
 ) -> Result<()> {
     let (camera, queries) = read_queries(queries_dir)?;
+    if queries.is_empty() {
+        bail!(
+            "{} lists no queries",
+            queries_dir.join("queries.json").display()
+        );
+    }
     let seq = StereoSequence::open(sequence)?;
     let mut pipeline = Pipeline::new(cfg).context("building the feature pipeline")?;
     // the first query, as a robot would meet it: open the map, extract, localize

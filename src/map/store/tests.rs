@@ -164,3 +164,37 @@ fn inconsistent_keyframes_are_refused_and_nothing_is_written() {
     assert_eq!(s.keyframe_count().unwrap(), 0);
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+#[test]
+fn a_damaged_row_is_reported_not_read_short() {
+    let path = temp("damaged");
+    let mut s = MapStore::create_or_open(&path, &identity()).unwrap();
+    s.add_keyframe(&keyframe(1), &[]).unwrap();
+    s.add_keyframe(&keyframe(2), &[]).unwrap();
+    drop(s);
+    {
+        let c = Connection::open(&path).unwrap();
+        // one byte more than two keypoints' coordinates; a pose one byte short
+        c.execute(
+            "UPDATE keyframes SET keypoints = zeroblob(17) WHERE id = 1",
+            [],
+        )
+        .unwrap();
+        c.execute("UPDATE keyframes SET pose = zeroblob(55) WHERE id = 2", [])
+            .unwrap();
+    }
+    let s = MapStore::open(&path, Some(&identity())).unwrap();
+    assert!(matches!(
+        s.keyframe(1),
+        Err(StoreError::Malformed { id: 1, .. })
+    ));
+    assert!(matches!(
+        s.keyframe(2),
+        Err(StoreError::Malformed { id: 2, .. })
+    ));
+    assert!(matches!(
+        s.poses(),
+        Err(StoreError::Malformed { id: 2, .. })
+    ));
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
