@@ -237,6 +237,8 @@ pub struct MatchaConfig {
     /// The localization map: place descriptor, retrieval index, localization (`matcha map`, the node's
     /// map modes).
     pub map: crate::map::MapOptions,
+    /// Point tracking (`matcha track`, the node's `track` service and `point_tracks` topic).
+    pub track: crate::track::TrackOptions,
     /// ROS node settings (interpreted by the node only).
     pub node: serde_json::Value,
 }
@@ -296,6 +298,9 @@ impl MatchaConfig {
         }
         if let Err(e) = self.map.validate() {
             return bad("map", &e);
+        }
+        if let Err((key, reason)) = self.track.check() {
+            return bad(&format!("track.{key}"), reason);
         }
         let p = &self.pose;
         if !(p.threshold_px.is_finite() && p.threshold_px > 0.0) {

@@ -21,6 +21,7 @@ pub mod matching;
 pub mod node;
 pub mod pipeline;
 pub mod runtime;
+pub mod track;
 pub mod util;
 pub mod viz;
 pub mod vo;

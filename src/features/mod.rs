@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use ndarray::Array2;
 
+pub use dense::DenseDescriptors;
+
 /// Keypoints, their detection scores and their descriptors for one image.
 #[derive(Debug, Clone)]
 pub struct Features {
@@ -95,6 +97,14 @@ pub enum FeatureError {
         /// What is wrong and how to fix it.
         reason: String,
     },
+    /// The extractor does not offer what was asked of it (e.g. a dense descriptor map).
+    #[error("{extractor} does not provide {what}")]
+    Unsupported {
+        /// Extractor name.
+        extractor: &'static str,
+        /// What was asked.
+        what: &'static str,
+    },
     /// The engine's outputs did not have the expected layout.
     #[error("{extractor}: unexpected engine output: {reason}")]
     BadOutput {
@@ -120,9 +130,21 @@ pub trait FeatureExtractor: Send {
     /// Sets the most keypoints the following extractions keep (the pipeline's denser second try on a
     /// pair whose pose is ambiguous; see [`crate::pipeline::Pipeline::match_images`]).
     fn set_max_keypoints(&mut self, max_keypoints: usize);
+    /// The dense descriptor map of the whole image (point tracking, [`crate::track`]); extractors without one
+    /// answer [`FeatureError::Unsupported`].
+    fn dense_descriptors(
+        &mut self,
+        _image: &::image::RgbImage,
+    ) -> Result<DenseDescriptors, FeatureError> {
+        Err(FeatureError::Unsupported {
+            extractor: self.name(),
+            what: "a dense descriptor map",
+        })
+    }
 }
 
 pub mod aliked;
+pub mod dense;
 pub mod disk;
 pub mod keypoints;
 pub mod matcha;

@@ -24,7 +24,7 @@ use ndarray::{s, Array2, ArrayView4, ArrayViewD, Ix4};
 use super::keypoints::{nms, spread_top_k, NmsRule, SpreadOptions};
 use super::preprocess::{resize_bilinear, rgb_tensor};
 use super::sampling::{l2_normalize_rows, sample_map, GridConvention, Interpolation};
-use super::{FeatureError, FeatureExtractor, Features};
+use super::{DenseDescriptors, FeatureError, FeatureExtractor, Features};
 use crate::image::RgbImage;
 use crate::runtime::{Engine, RuntimeConfig};
 
@@ -231,6 +231,59 @@ impl FeatureExtractor for XFeat {
                     ratio,
                     [w, h],
                 )
+            },
+        )?
+    }
+
+    /// The `64 × H/8 × W/8` descriptor map. Pixel `p` of the photo is `p·rw/w` in the network input (the
+    /// inverse of the keypoints' scaling in [`XFeat::extract`]), sampled with `align_corners = false` through
+    /// `2·q/(rw−1) − 1` like the keypoint descriptors.
+    fn dense_descriptors(&mut self, image: &RgbImage) -> Result<DenseDescriptors, FeatureError> {
+        let (w, h) = image.dimensions();
+        if w < STRIDE || h < STRIDE {
+            return Err(FeatureError::BadImage {
+                extractor: "xfeat",
+                reason: format!(
+                    "{w}×{h} is smaller than the network stride ({STRIDE} px per side)"
+                ),
+            });
+        }
+        let (rw, rh) = (
+            (w / STRIDE * STRIDE) as usize,
+            (h / STRIDE * STRIDE) as usize,
+        );
+        let input = resize_bilinear(&rgb_tensor(image, 1.0 / 255.0), rh, rw);
+        self.engine.run_with(
+            &[(INPUT, input.view().into_dyn())],
+            &[OUT_DESCRIPTORS],
+            |out| {
+                let d = out
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| Self::bad_output("descriptors: missing".into()))
+                    .and_then(|a| as4(a, OUT_DESCRIPTORS))?;
+                let (_, c, mh, mw) = d.dim();
+                if c != DIM || mh == 0 || mw == 0 {
+                    return Err(Self::bad_output(format!(
+                        "descriptors {:?} (expected [1, {DIM}, h, w])",
+                        d.shape()
+                    )));
+                }
+                let mut scale = [0.0; 2];
+                let mut offset = [0.0; 2];
+                for (k, (map_len, input_len, photo_len)) in
+                    [(mw, rw, w), (mh, rh, h)].into_iter().enumerate()
+                {
+                    let a = map_len as f64 / (input_len as f64 - 1.0).max(1.0);
+                    scale[k] = a * input_len as f64 / photo_len as f64;
+                    offset[k] = -0.5;
+                }
+                Ok(DenseDescriptors::from_chw(
+                    d.slice(s![0, .., .., ..]),
+                    [w, h],
+                    scale,
+                    offset,
+                ))
             },
         )?
     }

@@ -14,6 +14,7 @@ use matcha::pipeline::{Frame, Pipeline};
 mod bench;
 mod map;
 mod map_eval;
+mod track;
 mod vo;
 
 #[derive(Parser, Debug)]
@@ -116,6 +117,38 @@ enum Command {
         /// The left images alone (monocular odometry: up to one scale for the run).
         #[arg(long)]
         monocular: bool,
+    },
+    /// Follow query points through a folder of frames (name order): TRACKS.json with, per query and frame,
+    /// [x, y, visible, confidence] (null before the query frame).
+    Track {
+        /// The frames folder (png, jpg, ppm, pgm, bmp, tif; name order).
+        #[arg(long)]
+        frames: PathBuf,
+        /// QUERIES.json: a list of {"frame": k, "x": u, "y": v} (pixels, OpenCV convention).
+        #[arg(long)]
+        queries: PathBuf,
+        /// TRACKS.json output.
+        #[arg(long, default_value = "out/track/tracks.json")]
+        out: PathBuf,
+        /// Also write the frames with the tracks drawn into this folder.
+        #[arg(long)]
+        viz: Option<PathBuf>,
+        /// The tracker, or the nearest-neighbour baseline.
+        #[arg(long, value_enum, default_value_t = track::Method::Tracker)]
+        method: track::Method,
+    },
+    /// TAP-Vid metrics of the tracker, the nearest-neighbour baseline and baseline files on clips with ground
+    /// truth (tools/track_clips.py; baselines from tools/track_baselines.py).
+    TrackEval {
+        /// Clip folders (frames/, queries.json, groundtruth.json).
+        #[arg(long = "clip", required = true)]
+        clips: Vec<PathBuf>,
+        /// Baseline names: each clip's <name>.json is scored too (e.g. lk).
+        #[arg(long = "baseline")]
+        baselines: Vec<String>,
+        /// Markdown table output.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Localization maps: build one from a sequence, localize an image, evaluate on revisit queries.
     #[command(subcommand)]
@@ -512,6 +545,18 @@ fn run(cli: &Cli) -> Result<()> {
                 monocular: *monocular,
             },
         ),
+        Command::Track {
+            frames,
+            queries,
+            out,
+            viz,
+            method,
+        } => track::run_track(&cfg, frames, queries, out, viz.as_deref(), *method),
+        Command::TrackEval {
+            clips,
+            baselines,
+            out,
+        } => track::run_eval(&cfg, clips, baselines, out.as_deref()),
         Command::Map(m) => map::run(&cfg, m),
         Command::Bench(b) => bench::run(&cfg, b),
     }

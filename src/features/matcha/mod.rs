@@ -45,7 +45,7 @@ use rand::{Rng, SeedableRng};
 use super::disk::{Disk, DiskOptions};
 use super::preprocess::{resize_bilinear, rgb_tensor};
 use super::sampling::{l2_normalize_rows, sample_map, GridConvention, Interpolation};
-use super::{FeatureError, FeatureExtractor, Features};
+use super::{DenseDescriptors, FeatureError, FeatureExtractor, Features};
 use crate::image::RgbImage;
 use crate::runtime::{BoundInput, Engine, Placement, RuntimeConfig};
 
@@ -394,6 +394,26 @@ impl FeatureExtractor for Matcha {
 
     fn set_max_keypoints(&mut self, max_keypoints: usize) {
         self.disk.set_max_keypoints(max_keypoints);
+    }
+
+    /// F_m of the whole image, mapped like [`MatchaEngines::sample`] (bilinear resize to the engine input,
+    /// `grid_sample` with `align_corners = true`).
+    fn dense_descriptors(&mut self, image: &RgbImage) -> Result<DenseDescriptors, FeatureError> {
+        let fmap = self.engines.descriptor_map(image)?;
+        let (h, w) = self.engines.manifest.input_size();
+        let (_, mh, mw) = fmap.dim();
+        let (scale, offset) = DenseDescriptors::grid_sample_mapping(
+            [image.width(), image.height()],
+            [w, h],
+            [mw, mh],
+            true,
+        );
+        Ok(DenseDescriptors::from_chw(
+            fmap.view(),
+            [image.width(), image.height()],
+            scale,
+            offset,
+        ))
     }
 
     fn extract(&mut self, image: &RgbImage) -> Result<Features, FeatureError> {

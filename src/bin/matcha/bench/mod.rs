@@ -16,6 +16,7 @@ mod bundle;
 mod place_index;
 mod pnp;
 mod pose;
+mod track;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -97,6 +98,19 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
+    /// Point tracking per frame for 16/64/256 points (dense map and tracking apart) beside OpenCV's pyramidal
+    /// Lucas–Kanade on the same points.
+    Track {
+        /// A clip folder with frames/ (tools/track_clips.py); default $MATCHA_CACHE/tracks/track_short.
+        #[arg(long)]
+        clip: Option<PathBuf>,
+        /// Point counts.
+        #[arg(long, value_delimiter = ',', default_values_t = [16usize, 64, 256])]
+        points: Vec<usize>,
+        /// Python interpreter with OpenCV (default: $MATCHA_VENV/bin/python).
+        #[arg(long)]
+        python: Option<PathBuf>,
+    },
     /// Place retrieval at map scale: HNSW vs the exact scan (query time, recall, build, memory, load).
     PlaceIndex {
         /// Keyframes in the synthetic map.
@@ -158,6 +172,18 @@ pub fn run(cfg: &MatchaConfig, cmd: &BenchCommand) -> Result<()> {
             dim,
             queries,
         } => place_index::run(*keyframes, *dim, *queries, &cfg.map.index),
+        BenchCommand::Track {
+            clip,
+            points,
+            python,
+        } => track::run(
+            cfg,
+            &clip
+                .clone()
+                .unwrap_or_else(|| cache_dir().join("tracks/track_short")),
+            points,
+            venv_python(python.clone()),
+        ),
     }
 }
 

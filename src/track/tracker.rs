@@ -1,0 +1,448 @@
+//! The tracker: per point, the flow of one frame (predict, correlate, align, check, re-acquire); see the
+//! module documentation of [`crate::track`] for the method and why.
+
+use image::GrayImage;
+
+use super::patch::{pyramidal_lk, zncc, Crop, LkSettings, Pyramid};
+use super::{Query, TrackError, TrackOptions, TrackPoint};
+use crate::features::dense::Peak;
+use crate::features::DenseDescriptors;
+use crate::matching::refine::WarpModel;
+
+/// One frame as the tracker needs it: its gray pyramid and its dense descriptor map.
+#[derive(Debug, Clone)]
+pub struct TrackFrame {
+    pyramid: Pyramid,
+    dense: DenseDescriptors,
+}
+
+impl TrackFrame {
+    /// A frame from its 8-bit gray image and the dense descriptors of the same image; `levels` pyramid levels
+    /// (`track.pyramid_levels`). The map must describe an image of the gray image's size.
+    pub fn new(gray: GrayImage, dense: DenseDescriptors, levels: u32) -> Result<Self, String> {
+        if dense.image_size() != [gray.width(), gray.height()] {
+            return Err(format!(
+                "the descriptor map describes a {:?} image, the frame is {}×{}",
+                dense.image_size(),
+                gray.width(),
+                gray.height()
+            ));
+        }
+        Ok(Self {
+            pyramid: Pyramid::new(gray, levels),
+            dense,
+        })
+    }
+
+    fn size(&self) -> [u32; 2] {
+        self.dense.image_size()
+    }
+}
+
+/// What the tracker keeps of one query.
+#[derive(Debug, Clone)]
+struct PointState {
+    query: Query,
+    /// Set on the query frame.
+    started: bool,
+    /// Descriptor at the query.
+    reference: Vec<f32>,
+    /// Descriptor where the point was last seen.
+    recent: Vec<f32>,
+    /// The query's patch (`None` when the query is too close to the border for a crop).
+    anchor: Option<Crop>,
+    /// The patch where the point was last seen.
+    last_seen: Option<Crop>,
+    position: [f32; 2],
+    velocity: [f32; 2],
+    visible: bool,
+    confidence: f32,
+}
+
+/// Tracks query points through frames given one at a time; see [`crate::track`].
+#[derive(Debug)]
+pub struct Tracker {
+    options: TrackOptions,
+    points: Vec<PointState>,
+    frames_seen: usize,
+    previous: Option<TrackFrame>,
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn dist(a: [f32; 2], b: [f32; 2]) -> f32 {
+    (a[0] - b[0]).hypot(a[1] - b[1])
+}
+
+fn add(a: [f32; 2], b: [f32; 2]) -> [f32; 2] {
+    [a[0] + b[0], a[1] + b[1]]
+}
+
+fn sub(a: [f32; 2], b: [f32; 2]) -> [f32; 2] {
+    [a[0] - b[0], a[1] - b[1]]
+}
+
+impl Tracker {
+    /// A tracker with no queries yet.
+    pub fn new(options: TrackOptions) -> Result<Self, TrackError> {
+        options
+            .check()
+            .map_err(|(key, reason)| TrackError::Options { key, reason })?;
+        Ok(Self {
+            options,
+            points: Vec::new(),
+            frames_seen: 0,
+            previous: None,
+        })
+    }
+
+    /// The settings.
+    pub fn options(&self) -> &TrackOptions {
+        &self.options
+    }
+
+    /// Frames processed so far (the index the next frame gets).
+    pub fn frames_seen(&self) -> usize {
+        self.frames_seen
+    }
+
+    /// Number of queries.
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    /// True when there are no queries.
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    /// Adds a query; returns its index (the order of [`Tracker::step`]'s output). Its frame must not have been
+    /// processed yet and its position must be finite (whether it lies in the image is checked on its frame).
+    pub fn add_query(&mut self, query: Query) -> Result<usize, TrackError> {
+        let index = self.points.len();
+        if query.frame < self.frames_seen {
+            return Err(TrackError::BadQuery {
+                index,
+                reason: format!(
+                    "its frame {} has already been processed ({} frames so far)",
+                    query.frame, self.frames_seen
+                ),
+            });
+        }
+        if !(query.x.is_finite() && query.y.is_finite()) {
+            return Err(TrackError::BadQuery {
+                index,
+                reason: format!("position ({}, {}) is not finite", query.x, query.y),
+            });
+        }
+        self.points.push(PointState {
+            query,
+            started: false,
+            reference: Vec::new(),
+            recent: Vec::new(),
+            anchor: None,
+            last_seen: None,
+            position: [query.x, query.y],
+            velocity: [0.0, 0.0],
+            visible: false,
+            confidence: 0.0,
+        });
+        Ok(index)
+    }
+
+    fn lk(&self, model: WarpModel, max_shift: f32, min_zncc: f32) -> LkSettings {
+        LkSettings {
+            patch_radius: self.options.patch_radius,
+            max_shift_per_level: max_shift,
+            model,
+            min_zncc,
+        }
+    }
+
+    fn crop_radius(&self) -> u32 {
+        self.options.patch_radius + 4
+    }
+
+    /// Processes the next frame: starts the queries of this frame and moves every started one. Returns, per
+    /// query in the order they were added, its point on this frame (`None` before its query frame). A frame of
+    /// another size than the first, or a query of this frame outside the image, is refused before anything
+    /// changes.
+    pub fn step(&mut self, frame: TrackFrame) -> Result<Vec<Option<TrackPoint>>, TrackError> {
+        let index = self.frames_seen;
+        let [w, h] = frame.size();
+        if let Some(prev) = &self.previous {
+            if prev.size() != [w, h] {
+                return Err(TrackError::BadFrame {
+                    index,
+                    reason: format!(
+                        "{w}×{h}, but the frames before it are {}×{}",
+                        prev.size()[0],
+                        prev.size()[1]
+                    ),
+                });
+            }
+        }
+        if frame.dense.dim() == 0 {
+            return Err(TrackError::BadFrame {
+                index,
+                reason: "empty descriptor map".into(),
+            });
+        }
+        let mut starting = Vec::new();
+        for (i, p) in self.points.iter().enumerate() {
+            if !p.started && p.query.frame == index {
+                let q = [p.query.x, p.query.y];
+                let inside =
+                    q[0] >= -0.5 && q[1] >= -0.5 && q[0] < w as f32 - 0.5 && q[1] < h as f32 - 0.5;
+                let descriptor = if inside { frame.dense.sample(q) } else { None };
+                match descriptor {
+                    Some(d) => starting.push((i, d)),
+                    None => {
+                        return Err(TrackError::BadQuery {
+                            index: i,
+                            reason: format!(
+                                "({}, {}) is outside the {w}×{h} frame {index}",
+                                q[0], q[1]
+                            ),
+                        })
+                    }
+                }
+            }
+        }
+        let crop_radius = self.crop_radius();
+        for (i, d) in starting {
+            let base = frame.pyramid.base();
+            let p = &mut self.points[i];
+            let q = [p.query.x, p.query.y];
+            p.started = true;
+            p.reference = d.clone();
+            p.recent = d;
+            p.anchor = Crop::new(base, q, crop_radius);
+            p.last_seen = p.anchor.clone();
+            p.position = q;
+            p.velocity = [0.0, 0.0];
+            p.visible = true;
+            p.confidence = 1.0;
+        }
+        if let Some(prev) = self.previous.take() {
+            for i in 0..self.points.len() {
+                let p = &self.points[i];
+                if !p.started || p.query.frame == index {
+                    continue;
+                }
+                let next = if p.visible {
+                    self.follow(&self.points[i], &prev, &frame)
+                } else {
+                    None
+                };
+                let next = next.or_else(|| self.reacquire(&self.points[i], &frame));
+                let p = &mut self.points[i];
+                match next {
+                    Some(seen) => {
+                        let step = sub(seen.position, p.position);
+                        p.velocity = if p.visible {
+                            [
+                                0.7 * step[0] + 0.3 * p.velocity[0],
+                                0.7 * step[1] + 0.3 * p.velocity[1],
+                            ]
+                        } else {
+                            [0.0, 0.0]
+                        };
+                        p.position = seen.position;
+                        p.visible = true;
+                        p.confidence = seen.confidence;
+                        if let Some(d) = frame.dense.sample(seen.position) {
+                            p.recent = d;
+                        }
+                        if let Some(c) = Crop::new(frame.pyramid.base(), seen.position, crop_radius)
+                        {
+                            p.last_seen = Some(c);
+                        }
+                    }
+                    None => {
+                        let damping = self.options.velocity_damping;
+                        p.velocity = [p.velocity[0] * damping, p.velocity[1] * damping];
+                        p.position = add(p.position, p.velocity);
+                        p.visible = false;
+                        p.confidence = 0.0;
+                    }
+                }
+            }
+        }
+        let out = self
+            .points
+            .iter()
+            .map(|p| {
+                p.started.then_some(TrackPoint {
+                    position: p.position,
+                    visible: p.visible,
+                    confidence: p.confidence,
+                })
+            })
+            .collect();
+        self.previous = Some(frame);
+        self.frames_seen += 1;
+        Ok(out)
+    }
+
+    /// Best similarity of the descriptor at `p` to the point's query or last-seen descriptor.
+    fn similarity(p: &PointState, dense: &DenseDescriptors, at: [f32; 2]) -> f32 {
+        dense
+            .sample(at)
+            .map(|d| dot(&d, &p.reference).max(dot(&d, &p.recent)))
+            .unwrap_or(-1.0)
+    }
+
+    /// The most similar cell to the point's query or last-seen descriptor within `radius` of `centre`.
+    fn peak(
+        p: &PointState,
+        dense: &DenseDescriptors,
+        centre: [f32; 2],
+        radius: f32,
+    ) -> Option<Peak> {
+        [&p.reference, &p.recent]
+            .into_iter()
+            .filter_map(|d| dense.search(d, centre, radius))
+            .max_by(|a, b| a.similarity.total_cmp(&b.similarity))
+    }
+
+    /// A visible point moved from the previous frame into this one: `Some` when it is still seen.
+    fn follow(&self, p: &PointState, prev: &TrackFrame, cur: &TrackFrame) -> Option<Seen> {
+        let o = &self.options;
+        let predicted = add(p.position, p.velocity);
+        let peak = Self::peak(p, &cur.dense, predicted, o.search_radius_px);
+        let lk = self.lk(WarpModel::Translation, 4.0, o.min_zncc);
+        // the descriptor peak refined locally (two levels: it is within a cell or so), then the motion prior
+        // through the whole pyramid
+        let mut starts = Vec::new();
+        if let Some(k) = peak.filter(|k| k.similarity >= o.min_similarity) {
+            starts.push((k.pixel, 2));
+        }
+        starts.push((predicted, o.pyramid_levels as usize));
+        if let Some(seen) = starts
+            .into_iter()
+            .find_map(|(start, levels)| self.try_start(p, prev, cur, start, levels, &lk))
+        {
+            return Some(seen);
+        }
+        // Lucas–Kanade could not decide (a textureless patch, the image border, a strong deformation) or
+        // refused: keep the descriptor peak when the descriptors are sure of it: similar, and its own
+        // descriptor leads back to where the point was (cycle-consistent in the maps)
+        let k = peak?;
+        if k.similarity < o.reacquire_similarity {
+            return None;
+        }
+        let back_descriptor = cur.dense.sample(k.pixel)?;
+        let back = prev
+            .dense
+            .search(&back_descriptor, p.position, o.search_radius_px)?;
+        let cell = prev.dense.pixels_per_cell();
+        if dist(back.pixel, p.position) > 0.75 * cell[0].max(cell[1]) as f32 {
+            log::trace!(
+                "track: peak {k:?} leads back to {back:?}, not {:?}",
+                p.position
+            );
+            return None;
+        }
+        Some(Seen {
+            position: k.pixel,
+            confidence: 0.5 * k.similarity.clamp(0.0, 1.0),
+        })
+    }
+
+    /// The forward alignment from `start`, kept when it passes every check: photometric correlation,
+    /// descriptor similarity, and forward–backward consistency.
+    fn try_start(
+        &self,
+        p: &PointState,
+        prev: &TrackFrame,
+        cur: &TrackFrame,
+        start: [f32; 2],
+        levels: usize,
+        lk: &LkSettings,
+    ) -> Option<Seen> {
+        let o = &self.options;
+        let Some(q) = pyramidal_lk(&prev.pyramid, p.position, &cur.pyramid, start, levels, lk)
+        else {
+            log::trace!("track: lk failed from {start:?}");
+            return None;
+        };
+        let similarity = Self::similarity(p, &cur.dense, q);
+        let z = zncc(
+            prev.pyramid.base(),
+            p.position,
+            cur.pyramid.base(),
+            q,
+            o.patch_radius,
+        )
+        .unwrap_or(-1.0);
+        if similarity < o.min_similarity || z < o.min_zncc {
+            log::trace!("track: from {start:?} to {q:?}: similarity {similarity:.2}, zncc {z:.2}");
+            return None;
+        }
+        // back from the result, started as far from the old position as the forward pass was started from
+        // the result (no head start)
+        let back_start = sub(q, sub(start, p.position));
+        let back = pyramidal_lk(&cur.pyramid, q, &prev.pyramid, back_start, levels, lk);
+        if back.is_none_or(|b| dist(b, p.position) > o.max_cycle_px) {
+            log::trace!(
+                "track: from {start:?} to {q:?}: back to {back:?}, not {:?}",
+                p.position
+            );
+            return None;
+        }
+        Some(Seen {
+            position: self.anchored(p, cur, q),
+            confidence: (similarity.max(0.0) * z.max(0.0)).clamp(0.0, 1.0),
+        })
+    }
+
+    /// `at`, pulled to where the query's own patch aligns when that correlates at least `anchor_zncc`.
+    fn anchored(&self, p: &PointState, cur: &TrackFrame, at: [f32; 2]) -> [f32; 2] {
+        let lk = self.lk(WarpModel::Affine, 2.0, self.options.anchor_zncc);
+        p.anchor
+            .as_ref()
+            .and_then(|a| a.align(cur.pyramid.base(), at, &lk))
+            .unwrap_or(at)
+    }
+
+    /// An occluded (or just lost) point searched for in this frame: `Some` when re-acquired.
+    fn reacquire(&self, p: &PointState, cur: &TrackFrame) -> Option<Seen> {
+        let o = &self.options;
+        let radius = if o.reacquire_radius_px > 0.0 {
+            o.reacquire_radius_px
+        } else {
+            f32::INFINITY
+        };
+        let lk = self.lk(WarpModel::Affine, 6.0, o.min_zncc);
+        let base = cur.pyramid.base();
+        let peak = Self::peak(p, &cur.dense, p.position, radius).filter(|k| {
+            k.similarity >= o.reacquire_similarity
+                && k.similarity - k.runner_up >= o.reacquire_margin
+        });
+        if let Some(peak) = peak {
+            for crop in [&p.last_seen, &p.anchor].into_iter().flatten() {
+                let Some(q) = crop.align(base, peak.pixel, &lk) else {
+                    continue;
+                };
+                let similarity = Self::similarity(p, &cur.dense, q);
+                let z = crop.zncc(base, q, o.patch_radius).unwrap_or(-1.0);
+                if similarity >= o.reacquire_similarity && z >= o.min_zncc {
+                    return Some(Seen {
+                        position: self.anchored(p, cur, q),
+                        confidence: (similarity * z).clamp(0.0, 1.0),
+                    });
+                }
+            }
+        }
+        None
+    }
+}
+
+/// A point seen on a frame.
+struct Seen {
+    position: [f32; 2],
+    confidence: f32,
+}
