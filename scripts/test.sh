@@ -52,6 +52,8 @@ fixtures() {
   "$PY" tools/vo_sequences.py --only vo_short --out "$MATCHA_CACHE/vo"
   # its revisit queries (other viewpoint, other light), for tests/integration/map.rs (cached)
   "$PY" tools/revisit_queries.py --only vo_short --out "$MATCHA_CACHE/revisit"
+  # 16 frames of a point-tracking clip with exact ground truth, for tests/integration/track.rs (cached)
+  "$PY" tools/track_clips.py --only track_short --frames 16 --out "$MATCHA_CACHE/tracks-ci"
 }
 stage "test fixtures (cached)" fixtures
 stage "cargo fmt --check" cargo fmt --all -- --check

@@ -137,6 +137,16 @@ impl DenseDescriptors {
         &self.data[base..base + self.dim]
     }
 
+    /// The descriptor of cell `(x, y)` (`x < width`, `y < height` of [`Self::map_size`]; panics otherwise).
+    pub fn cell_descriptor(&self, x: usize, y: usize) -> &[f32] {
+        self.cell(x, y)
+    }
+
+    /// The image pixel at the centre of cell `(x, y)`.
+    pub fn cell_pixel(&self, x: usize, y: usize) -> [f32; 2] {
+        self.to_pixel([x as f64, y as f64])
+    }
+
     /// The descriptor at pixel `p` (bilinear between the four nearest cells, L2-normalised); `None` when `p` is
     /// not finite or not inside the span of the cell centres (clamped by half a cell at the border).
     pub fn sample(&self, p: [f32; 2]) -> Option<Vec<f32>> {
@@ -179,7 +189,7 @@ impl DenseDescriptors {
     /// `radius_px` of `centre` (Chebyshev distance in pixels; `f32::INFINITY`: the whole map), with a parabola
     /// fit over its neighbours for a sub-cell position. `None` when no cell is in range or the lengths differ.
     pub fn search(&self, descriptor: &[f32], centre: [f32; 2], radius_px: f32) -> Option<Peak> {
-        if descriptor.len() != self.dim || self.dim == 0 || !(radius_px >= 0.0) {
+        if descriptor.len() != self.dim || self.dim == 0 || radius_px.is_nan() || radius_px < 0.0 {
             return None;
         }
         let (lo, hi) = if radius_px.is_finite() && centre[0].is_finite() && centre[1].is_finite() {

@@ -22,13 +22,16 @@
 //! the nearest-neighbour baseline (`baseline.rs`).
 
 mod baseline;
+pub mod io;
 pub mod metrics;
+mod motion;
 mod patch;
 #[cfg(test)]
 mod tests;
 mod tracker;
 
 pub use baseline::NearestNeighbourTracker;
+pub use motion::MotionField;
 pub use patch::{pyramidal_lk, zncc, Crop, LkSettings, Pyramid};
 pub use tracker::{TrackFrame, Tracker};
 

@@ -3,6 +3,7 @@
 
 use image::GrayImage;
 
+use super::motion::MotionField;
 use super::patch::{pyramidal_lk, zncc, Crop, LkSettings, Pyramid};
 use super::{Query, TrackError, TrackOptions, TrackPoint};
 use crate::features::dense::Peak;
@@ -227,17 +228,34 @@ impl Tracker {
             p.confidence = 1.0;
         }
         if let Some(prev) = self.previous.take() {
+            let any_moving = self
+                .points
+                .iter()
+                .any(|p| p.started && p.query.frame != index);
+            let field = if any_moving {
+                MotionField::estimate(&prev.dense, &frame.dense, self.options.search_radius_px)
+            } else {
+                MotionField::default()
+            };
             for i in 0..self.points.len() {
                 let p = &self.points[i];
                 if !p.started || p.query.frame == index {
                     continue;
                 }
+                let moving = p.visible && p.query.frame + 1 < index;
+                let flow = field.predict(
+                    p.position,
+                    &p.recent,
+                    (moving || !p.visible).then_some(p.velocity),
+                    2.0 * self.options.search_radius_px,
+                );
+                log::trace!("track: point {i} at {:?} (visible {}): flow {flow:?} from {} cells, velocity {:?}", p.position, p.visible, field.len(), p.velocity);
                 let next = if p.visible {
-                    self.follow(&self.points[i], &prev, &frame)
+                    self.follow(&self.points[i], flow, &prev, &frame)
                 } else {
                     None
                 };
-                let next = next.or_else(|| self.reacquire(&self.points[i], &frame));
+                let next = next.or_else(|| self.reacquire(&self.points[i], flow, &frame));
                 let p = &mut self.points[i];
                 match next {
                     Some(seen) => {
@@ -262,9 +280,11 @@ impl Tracker {
                         }
                     }
                     None => {
+                        // unseen: moved with its neighbours when they are known, else along its own
+                        // (damped) velocity
                         let damping = self.options.velocity_damping;
                         p.velocity = [p.velocity[0] * damping, p.velocity[1] * damping];
-                        p.position = add(p.position, p.velocity);
+                        p.position = add(p.position, flow.unwrap_or(p.velocity));
                         p.visible = false;
                         p.confidence = 0.0;
                     }
@@ -308,29 +328,75 @@ impl Tracker {
             .max_by(|a, b| a.similarity.total_cmp(&b.similarity))
     }
 
-    /// A visible point moved from the previous frame into this one: `Some` when it is still seen.
-    fn follow(&self, p: &PointState, prev: &TrackFrame, cur: &TrackFrame) -> Option<Seen> {
+    /// A visible point moved from the previous frame into this one: `Some` when it is still seen. `flow`
+    /// is the motion field's prediction of its displacement.
+    fn follow(
+        &self,
+        p: &PointState,
+        flow: Option<[f32; 2]>,
+        prev: &TrackFrame,
+        cur: &TrackFrame,
+    ) -> Option<Seen> {
         let o = &self.options;
-        let predicted = add(p.position, p.velocity);
-        let peak = Self::peak(p, &cur.dense, predicted, o.search_radius_px);
-        let lk = self.lk(WarpModel::Translation, 4.0, o.min_zncc);
-        // the descriptor peak refined locally (two levels: it is within a cell or so), then the motion prior
-        // through the whole pyramid
-        let mut starts = Vec::new();
-        if let Some(k) = peak.filter(|k| k.similarity >= o.min_similarity) {
-            starts.push((k.pixel, 2));
+        // predictions: the neighbours' motion, the point's own velocity
+        let mut predictions = vec![add(p.position, p.velocity)];
+        if let Some(f) = flow {
+            predictions.insert(0, add(p.position, f));
         }
-        starts.push((predicted, o.pyramid_levels as usize));
-        if let Some(seen) = starts
-            .into_iter()
-            .find_map(|(start, levels)| self.try_start(p, prev, cur, start, levels, &lk))
-        {
+        let cell = cur.dense.pixels_per_cell();
+        let near_radius = 3.0 * cell[0].max(cell[1]) as f32;
+        let lk = self.lk(WarpModel::Translation, 4.0, o.min_zncc);
+        // starts: each prediction through the whole pyramid, and the descriptor peak near each prediction
+        // refined locally (two levels: it is within a cell or so)
+        let mut starts: Vec<([f32; 2], usize)> = Vec::new();
+        for &q in &predictions {
+            if starts.iter().all(|(s, _)| dist(*s, q) > 1.0) {
+                starts.push((q, o.pyramid_levels as usize));
+            }
+            if let Some(k) = Self::peak(p, &cur.dense, q, near_radius) {
+                if k.similarity >= o.min_similarity
+                    && starts.iter().all(|(s, _)| dist(*s, k.pixel) > 1.0)
+                {
+                    starts.push((k.pixel, 2));
+                }
+            }
+        }
+        // of the candidates that pass every check, the best-looking one, with a small price on the distance
+        // from the nearest prediction (a repeated texture's neighbouring copy looks as good)
+        let max_deviation = 2.0 * cell[0].max(cell[1]) as f32;
+        let mut best: Option<(f32, Seen)> = None;
+        for (start, levels) in starts {
+            if let Some((seen, appearance)) = self.try_start(p, prev, cur, start, levels, &lk) {
+                let d = predictions
+                    .iter()
+                    .map(|&q| dist(q, seen.position))
+                    .fold(f32::INFINITY, f32::min);
+                if d > max_deviation {
+                    log::trace!(
+                        "track: {:?} is {d:.1} px from every prediction",
+                        seen.position
+                    );
+                    continue;
+                }
+                let score = appearance - 0.01 * d;
+                if best.as_ref().is_none_or(|(b, _)| score > *b) {
+                    best = Some((score, seen));
+                }
+            }
+        }
+        if let Some((_, seen)) = best {
             return Some(seen);
         }
         // Lucas–Kanade could not decide (a textureless patch, the image border, a strong deformation) or
-        // refused: keep the descriptor peak when the descriptors are sure of it: similar, and its own
-        // descriptor leads back to where the point was (cycle-consistent in the maps)
-        let k = peak?;
+        // refused: keep the descriptor peak when the descriptors are sure of it: close to the first
+        // prediction (within 1.5 cells), similar, and its own descriptor leads back to where the point was
+        // (cycle-consistent in the maps)
+        let k = Self::peak(
+            p,
+            &cur.dense,
+            predictions[0],
+            1.5 * cell[0].max(cell[1]) as f32,
+        )?;
         if k.similarity < o.reacquire_similarity {
             return None;
         }
@@ -362,7 +428,7 @@ impl Tracker {
         start: [f32; 2],
         levels: usize,
         lk: &LkSettings,
-    ) -> Option<Seen> {
+    ) -> Option<(Seen, f32)> {
         let o = &self.options;
         let Some(q) = pyramidal_lk(&prev.pyramid, p.position, &cur.pyramid, start, levels, lk)
         else {
@@ -393,10 +459,11 @@ impl Tracker {
             );
             return None;
         }
-        Some(Seen {
+        let seen = Seen {
             position: self.anchored(p, cur, q),
             confidence: (similarity.max(0.0) * z.max(0.0)).clamp(0.0, 1.0),
-        })
+        };
+        Some((seen, similarity + z))
     }
 
     /// `at`, pulled to where the query's own patch aligns when that correlates at least `anchor_zncc`.
@@ -409,32 +476,47 @@ impl Tracker {
     }
 
     /// An occluded (or just lost) point searched for in this frame: `Some` when re-acquired.
-    fn reacquire(&self, p: &PointState, cur: &TrackFrame) -> Option<Seen> {
+    fn reacquire(&self, p: &PointState, flow: Option<[f32; 2]>, cur: &TrackFrame) -> Option<Seen> {
         let o = &self.options;
         let radius = if o.reacquire_radius_px > 0.0 {
             o.reacquire_radius_px
         } else {
             f32::INFINITY
         };
+        let cell = cur.dense.pixels_per_cell();
+        let cell = cell[0].max(cell[1]) as f32;
+        let centre = add(p.position, flow.unwrap_or([0.0, 0.0]));
+        // near where the point should be (its neighbours' motion carried it while unseen): the peak needs no
+        // margin over other peaks, the prior has already placed it; anywhere else: a distinct peak only
+        let near = Self::peak(p, &cur.dense, centre, 2.0 * cell)
+            .filter(|k| k.similarity >= o.reacquire_similarity);
+        let far = || {
+            Self::peak(p, &cur.dense, centre, radius).filter(|k| {
+                k.similarity >= o.reacquire_similarity
+                    && k.similarity - k.runner_up >= o.reacquire_margin
+            })
+        };
+        near.and_then(|k| self.confirm(p, cur, k.pixel))
+            .or_else(|| far().and_then(|k| self.confirm(p, cur, k.pixel)))
+    }
+
+    /// A re-acquisition candidate confirmed photometrically: the point's last-seen or query patch aligns there
+    /// and the descriptor agrees.
+    fn confirm(&self, p: &PointState, cur: &TrackFrame, at: [f32; 2]) -> Option<Seen> {
+        let o = &self.options;
         let lk = self.lk(WarpModel::Affine, 6.0, o.min_zncc);
         let base = cur.pyramid.base();
-        let peak = Self::peak(p, &cur.dense, p.position, radius).filter(|k| {
-            k.similarity >= o.reacquire_similarity
-                && k.similarity - k.runner_up >= o.reacquire_margin
-        });
-        if let Some(peak) = peak {
-            for crop in [&p.last_seen, &p.anchor].into_iter().flatten() {
-                let Some(q) = crop.align(base, peak.pixel, &lk) else {
-                    continue;
-                };
-                let similarity = Self::similarity(p, &cur.dense, q);
-                let z = crop.zncc(base, q, o.patch_radius).unwrap_or(-1.0);
-                if similarity >= o.reacquire_similarity && z >= o.min_zncc {
-                    return Some(Seen {
-                        position: self.anchored(p, cur, q),
-                        confidence: (similarity * z).clamp(0.0, 1.0),
-                    });
-                }
+        for crop in [&p.last_seen, &p.anchor].into_iter().flatten() {
+            let Some(q) = crop.align(base, at, &lk) else {
+                continue;
+            };
+            let similarity = Self::similarity(p, &cur.dense, q);
+            let z = crop.zncc(base, q, o.patch_radius).unwrap_or(-1.0);
+            if similarity >= o.reacquire_similarity && z >= o.min_zncc {
+                return Some(Seen {
+                    position: self.anchored(p, cur, q),
+                    confidence: (similarity * z).clamp(0.0, 1.0),
+                });
             }
         }
         None

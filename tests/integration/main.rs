@@ -17,5 +17,6 @@ mod parity_matchers;
 mod pnp_reference;
 mod refine_photos;
 mod runtime_binding;
+mod track;
 mod vo;
 mod vo_monocular;

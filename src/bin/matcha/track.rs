@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
 
 use matcha::config::MatchaConfig;
 use matcha::features::FeatureExtractor;
+use matcha::track::io::{read_queries, read_tracks, tracks_json, Tracks};
 use matcha::track::metrics::{tapvid_metrics, TapVidMetrics, THRESHOLDS};
-use matcha::track::{NearestNeighbourTracker, Query, TrackFrame, TrackPoint, Tracker};
+use matcha::track::{NearestNeighbourTracker, Query, TrackFrame, Tracker};
 
 /// Which tracker runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -26,9 +26,6 @@ pub enum Method {
     /// The baseline: nearest neighbour of the query descriptor over the whole map on every frame.
     Nearest,
 }
-
-/// Per query, per frame.
-pub type Tracks = Vec<Vec<Option<TrackPoint>>>;
 
 /// The image files of `dir` in name order.
 pub fn frame_paths(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -52,85 +49,6 @@ pub fn frame_paths(dir: &Path) -> Result<Vec<PathBuf>> {
         );
     }
     Ok(paths)
-}
-
-/// Reads QUERIES.json.
-pub fn read_queries(path: &Path) -> Result<Vec<Query>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read queries {}", path.display()))?;
-    let queries: Vec<Query> = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{}: expected a JSON list of {{\"frame\": k, \"x\": u, \"y\": v}}",
-            path.display()
-        )
-    })?;
-    if queries.is_empty() {
-        bail!("{}: no queries", path.display());
-    }
-    Ok(queries)
-}
-
-/// Reads a TRACKS.json (ours, a baseline's, or a ground truth, which has the same shape).
-pub fn read_tracks(path: &Path) -> Result<Tracks> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read tracks {}", path.display()))?;
-    let v: Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-    let bad = |what: String| anyhow::anyhow!("{}: {what}", path.display());
-    let tracks = v
-        .get("tracks")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad("no \"tracks\" list".into()))?;
-    let mut out = Vec::with_capacity(tracks.len());
-    for (i, t) in tracks.iter().enumerate() {
-        if t.get("query").and_then(Value::as_u64) != Some(i as u64) {
-            return Err(bad(format!("track {i} does not have \"query\": {i}")));
-        }
-        let points = t
-            .get("points")
-            .and_then(Value::as_array)
-            .ok_or_else(|| bad(format!("track {i} has no \"points\" list")))?;
-        let mut series = Vec::with_capacity(points.len());
-        for (f, p) in points.iter().enumerate() {
-            if p.is_null() {
-                series.push(None);
-                continue;
-            }
-            let a = p.as_array().filter(|a| a.len() == 4);
-            let parsed = a.and_then(|a| {
-                Some(TrackPoint {
-                    position: [a[0].as_f64()? as f32, a[1].as_f64()? as f32],
-                    visible: a[2].as_bool()?,
-                    confidence: a[3].as_f64()? as f32,
-                })
-            });
-            series.push(Some(parsed.ok_or_else(|| {
-                bad(format!(
-                    "track {i}, frame {f}: expected null or [x, y, visible, confidence]"
-                ))
-            })?));
-        }
-        out.push(series);
-    }
-    Ok(out)
-}
-
-fn tracks_json(tracks: &Tracks) -> Value {
-    let list: Vec<Value> = tracks
-        .iter()
-        .enumerate()
-        .map(|(i, series)| {
-            let points: Vec<Value> = series
-                .iter()
-                .map(|p| match p {
-                    Some(p) => json!([p.position[0], p.position[1], p.visible, p.confidence]),
-                    None => Value::Null,
-                })
-                .collect();
-            json!({"query": i, "points": points})
-        })
-        .collect();
-    json!({ "tracks": list })
 }
 
 /// Seconds spent per frame.

@@ -28,7 +28,8 @@ fn grid_queries(n: usize, size: [u32; 2]) -> Vec<Query> {
         .collect()
 }
 
-/// Seconds per frame the Python baseline reports ("seconds per frame: X" on its output).
+/// Seconds per frame of OpenCV's LK alone, as the Python baseline records it in its output
+/// (`seconds_per_frame_lk`).
 fn lk_seconds_per_frame(python: &Path, frames: &Path, queries: &Path, out: &Path) -> Result<f64> {
     let o = Command::new(python)
         .args(["tools/track_baselines.py", "--frames"])
@@ -39,23 +40,16 @@ fn lk_seconds_per_frame(python: &Path, frames: &Path, queries: &Path, out: &Path
         .arg(out)
         .output()
         .with_context(|| format!("cannot run {}", python.display()))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
     if !o.status.success() {
-        bail!("tools/track_baselines.py failed: {text}");
+        bail!(
+            "tools/track_baselines.py failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
-    text.lines()
-        .find_map(|l| {
-            let l = l.to_ascii_lowercase();
-            let i = l.find("seconds per frame")?;
-            l[i..]
-                .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == 'e' || c == '-'))
-                .find_map(|t| t.parse::<f64>().ok())
-        })
-        .ok_or_else(|| anyhow::anyhow!("no 'seconds per frame' in the baseline's output: {text}"))
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out)?)?;
+    v.get("seconds_per_frame_lk")
+        .and_then(serde_json::Value::as_f64)
+        .ok_or_else(|| anyhow::anyhow!("{}: no seconds_per_frame_lk", out.display()))
 }
 
 pub fn run(cfg: &MatchaConfig, clip: &Path, points: &[usize], python: PathBuf) -> Result<()> {
