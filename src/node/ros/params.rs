@@ -29,7 +29,9 @@ fn param_to_json(v: &ParameterValue) -> serde_json::Value {
 pub fn config_from_params(
     params: &[(String, ParameterValue)],
 ) -> Result<(MatchaConfig, NodeConfig), NodeError> {
-    const SECTIONS: [&str; 6] = ["engine", "matcher", "pose", "vo", "runtime", "node"];
+    const SECTIONS: [&str; 8] = [
+        "engine", "matcher", "pose", "vo", "runtime", "map", "track", "node",
+    ];
     let flat: Vec<(&str, serde_json::Value)> = params
         .iter()
         .filter(|(k, _)| SECTIONS.contains(&k.split('.').next().unwrap_or("")))
@@ -62,8 +64,16 @@ mod tests {
             p("node.mode", ParameterValue::String("stereo".into())),
             p("node.stereo.sync_tolerance_s", ParameterValue::Double(0.01)),
             p("pose.threshold_px", ParameterValue::Integer(2)),
+            p("map.place", ParameterValue::String("bow".into())),
+            p("track.min_zncc", ParameterValue::Double(0.6)),
         ])
         .unwrap();
+        // every section of config/matcha.yaml reaches the node (map and track were once dropped)
+        assert_eq!(cfg.map.place, crate::map::Aggregation::Bow);
+        assert_eq!(cfg.track.min_zncc, 0.6);
+        let e =
+            config_from_params(&[p("track.min_zncc", ParameterValue::Double(3.0))]).unwrap_err();
+        assert!(e.to_string().contains("track.min_zncc"), "{e}");
         assert_eq!(node.mode, Mode::Stereo);
         assert_eq!(node.stereo.sync_tolerance_s, 0.01);
         assert_eq!(cfg.pose.threshold_px, 2.0);
