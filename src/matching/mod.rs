@@ -78,3 +78,4 @@ pub trait Matcher: Send {
 pub mod lightglue;
 pub mod mnn;
 pub mod refine;
+pub mod semantic;

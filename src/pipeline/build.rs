@@ -74,3 +74,31 @@ pub fn build_matcher(config: &MatchaConfig) -> Result<Box<dyn Matcher>, Pipeline
         }
     }
 }
+
+/// The MATCHA extractor of the semantic configuration (`matcha match --mode semantic`): `engine.extractor`
+/// must be `matcha` and `engine.matcha.engines_dir` must hold engines exported with `--mode semantic`
+/// (`tools/export_matcha.py`); anything else is refused with what to change.
+pub fn build_semantic_extractor(config: &MatchaConfig) -> Result<Matcha, PipelineError> {
+    if config.engine.extractor != ExtractorKind::Matcha {
+        return Err(PipelineError::Unsupported(format!(
+            "semantic matching runs the MATCHA semantic configuration, not '{}': set engine.extractor: matcha \
+             (or --extractor matcha) and engine.matcha.engines_dir to engines exported with \
+             tools/export_matcha.py --mode semantic",
+            config.engine.extractor.name()
+        )));
+    }
+    let m = Matcha::new(
+        &config.runtime,
+        &config.engine.matcha,
+        disk_options(&config.engine),
+    )?;
+    let mode = m.mode();
+    if mode != "semantic" {
+        return Err(PipelineError::Unsupported(format!(
+            "the MATCHA engines in engine.matcha.engines_dir ({}) are the '{mode}' configuration; semantic \
+             matching needs engines exported with tools/export_matcha.py --mode semantic",
+            config.engine.matcha.engines_dir.display()
+        )));
+    }
+    Ok(m)
+}

@@ -33,7 +33,7 @@ mod resize;
 mod stream;
 
 pub use crate::geometry::relative_pose::{unrefined_weight, MIN_GROUP_INLIERS};
-pub use build::{build_extractor, build_matcher};
+pub use build::{build_extractor, build_matcher, build_semantic_extractor};
 pub use images::{Frame, ImagePairResult};
 pub use pair::{estimate_pose_from_matches, estimate_pose_refined, reestimate_refined};
 pub use stream::StreamStep;

@@ -316,3 +316,80 @@ fn missing_or_invalid_onnxruntime_library_is_reported() {
         assert!(!e.contains("panicked"), "{e}");
     }
 }
+
+/// `matcha match --mode semantic` on the random-initialised semantic engines: the plumbing (points in, one
+/// answer per point, cycle flags, JSON) and the refusals (another configuration's engines, another
+/// extractor). The numbers mean nothing without the real weights.
+#[test]
+fn semantic_mode_runs_the_semantic_configuration() {
+    let dir = tmp("semantic");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = |engines: &Path| {
+        let p = dir.join(format!(
+            "{}.yaml",
+            engines.file_name().unwrap().to_string_lossy()
+        ));
+        std::fs::write(
+            &p,
+            format!(
+                "engine:\n  extractor: matcha\n  matcha:\n    engines_dir: {}\n",
+                engines.display()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let semantic = config(&common::matcha_fixture("semantic"));
+    let points = dir.join("points.json");
+    std::fs::write(&points, "[[100, 120], [400.5, 300], [-40, 10]]").unwrap();
+    let (a, b) = (data("graf1.png"), data("graf3.png"));
+    let o = matcha(&[
+        "--config",
+        semantic.to_str().unwrap(),
+        "match",
+        &a,
+        &b,
+        "--mode",
+        "semantic",
+        "--points",
+        points.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["mode"], "semantic");
+    assert_eq!(v["configuration"], "semantic");
+    let m = v["matches"].as_array().unwrap();
+    assert_eq!(m.len(), 3);
+    assert!(m[0]["b"].as_array().is_some() && m[0]["mutual"].is_boolean());
+    assert!(m[2].is_null(), "a point outside A has no match: {}", m[2]);
+    // the geometric configuration's engines, or another extractor: refused with what to change
+    let geometric = config(&common::matcha_fixture("geometric"));
+    let o = matcha(&[
+        "--config",
+        geometric.to_str().unwrap(),
+        "match",
+        &a,
+        &b,
+        "--mode",
+        "semantic",
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--mode semantic"),
+        "{}",
+        stderr(&o)
+    );
+    let o = matcha(&["match", &a, &b, "--mode", "semantic"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("engine.extractor: matcha"),
+        "{}",
+        stderr(&o)
+    );
+    // geometric mode still needs intrinsics
+    let o = matcha(&["match", &a, &b]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--intrinsics"),
+        "{}",
+        stderr(&o)
+    );
+}

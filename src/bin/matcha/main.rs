@@ -14,6 +14,7 @@ use matcha::pipeline::{Frame, Pipeline};
 mod bench;
 mod map;
 mod map_eval;
+mod semantic;
 mod track;
 mod vo;
 
@@ -46,6 +47,15 @@ struct Cli {
     command: Command,
 }
 
+/// What `matcha match` matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum MatchMode {
+    /// The same scene: correspondences and the relative pose.
+    Geometric,
+    /// Instances of one category: semantic correspondences (MATCHA semantic configuration).
+    Semantic,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Match two images and estimate the pose of camera b relative to camera a.
@@ -57,9 +67,16 @@ enum Command {
         image_a: PathBuf,
         /// Second image (b).
         image_b: PathBuf,
-        /// Intrinsics of image a (and b unless --intrinsics-b): fx,fy,cx,cy in pixels.
+        /// Intrinsics of image a (and b unless --intrinsics-b): fx,fy,cx,cy in pixels (geometric mode).
         #[arg(long, value_parser = parse_intrinsics)]
-        intrinsics: [f64; 4],
+        intrinsics: Option<[f64; 4]>,
+        /// geometric: correspondences and the relative pose; semantic: each point of A to its most similar
+        /// place in B with the MATCHA semantic configuration (no pose; docs/tracking.md).
+        #[arg(long, value_enum, default_value_t = MatchMode::Geometric)]
+        mode: MatchMode,
+        /// Semantic mode: the points of A to match, a JSON list of [x, y] (default: A's keypoints).
+        #[arg(long)]
+        points: Option<PathBuf>,
         /// Intrinsics of image b: fx,fy,cx,cy.
         #[arg(long, value_parser = parse_intrinsics)]
         intrinsics_b: Option<[f64; 4]>,
@@ -507,8 +524,26 @@ fn run(cli: &Cli) -> Result<()> {
             distortion_b,
             json,
             out,
+            mode,
+            points,
         } => {
-            let cam_a = camera(*intrinsics, *distortion)?;
+            if *mode == MatchMode::Semantic {
+                return semantic::run(
+                    &cfg,
+                    image_a,
+                    image_b,
+                    points.as_deref(),
+                    *json,
+                    out.as_deref(),
+                );
+            }
+            if points.is_some() {
+                anyhow::bail!("--points belongs to --mode semantic");
+            }
+            let intrinsics = intrinsics.ok_or_else(|| {
+                anyhow::anyhow!("--intrinsics fx,fy,cx,cy is required (geometric mode)")
+            })?;
+            let cam_a = camera(intrinsics, *distortion)?;
             // Camera b inherits a's distortion only when it also inherits a's intrinsics.
             let inherited = if intrinsics_b.is_some() {
                 None
@@ -516,7 +551,7 @@ fn run(cli: &Cli) -> Result<()> {
                 *distortion
             };
             let cam_b = camera(
-                intrinsics_b.unwrap_or(*intrinsics),
+                intrinsics_b.unwrap_or(intrinsics),
                 distortion_b.or(inherited),
             )?;
             run_match(&cfg, image_a, image_b, cam_a, cam_b, *json, out.as_deref())

@@ -349,6 +349,11 @@ impl Matcha {
         })
     }
 
+    /// The configuration the engines were exported in: `geometric`, `semantic` or `light`.
+    pub fn mode(&self) -> &str {
+        &self.engines.manifest.mode
+    }
+
     /// The dense part (for callers that bring their own keypoints).
     pub fn engines_mut(&mut self) -> &mut MatchaEngines {
         &mut self.engines
