@@ -86,8 +86,11 @@ pub struct TrackOptions {
     /// A visible point is pulled to where the query's own patch aligns when that correlates at least this
     /// well (removes frame-to-frame drift).
     pub anchor_zncc: f32,
-    /// Occluded points continue along their last velocity, damped by this factor per frame.
+    /// Occluded points continue along their last velocity, damped by this factor per frame (when the motion
+    /// field has no prediction for them).
     pub velocity_damping: f32,
+    /// Threads the points are split over (the result does not depend on it).
+    pub threads: usize,
 }
 
 impl Default for TrackOptions {
@@ -104,6 +107,7 @@ impl Default for TrackOptions {
             pyramid_levels: 4,
             anchor_zncc: 0.9,
             velocity_damping: 0.8,
+            threads: 2,
         }
     }
 }
@@ -146,6 +150,9 @@ impl TrackOptions {
         }
         if !(0.0..=1.0).contains(&self.velocity_damping) {
             return Err(("velocity_damping", "must be in [0, 1]"));
+        }
+        if !(1..=64).contains(&self.threads) {
+            return Err(("threads", "must be in 1..=64"));
         }
         Ok(())
     }

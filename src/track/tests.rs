@@ -242,3 +242,26 @@ fn nearest_neighbour_baseline_finds_the_cell() {
         );
     }
 }
+
+#[test]
+fn threads_do_not_change_the_result() {
+    let run = |threads: usize| {
+        let mut t = Tracker::new(TrackOptions {
+            threads,
+            ..TrackOptions::default()
+        })
+        .unwrap();
+        for k in 0..24 {
+            let (x, y) = (
+                30.0 + 11.0 * (k % 6) as f32 + 7.0 * k as f32,
+                40.0 + 6.5 * (k / 6) as f32 * 5.0,
+            );
+            t.add_query(Query { frame: k % 3, x, y }).unwrap();
+        }
+        let occ = |k: usize| 20.0 + 15.0 * k as f32;
+        (0..10)
+            .map(|k| t.step(track_frame(frame(k, [1.7, -0.6], occ))).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(1), run(4));
+}

@@ -237,25 +237,13 @@ impl Tracker {
             } else {
                 MotionField::default()
             };
-            for i in 0..self.points.len() {
-                let p = &self.points[i];
-                if !p.started || p.query.frame == index {
+            // each point's decision reads only the frames, the field and its own state: decided in
+            // parallel over `track.threads`, applied in order
+            let decisions = self.decide_all(index, &field, &prev, &frame);
+            for (i, decision) in decisions.into_iter().enumerate() {
+                let Some((flow, next)) = decision else {
                     continue;
-                }
-                let moving = p.visible && p.query.frame + 1 < index;
-                let flow = field.predict(
-                    p.position,
-                    &p.recent,
-                    (moving || !p.visible).then_some(p.velocity),
-                    2.0 * self.options.search_radius_px,
-                );
-                log::trace!("track: point {i} at {:?} (visible {}): flow {flow:?} from {} cells, velocity {:?}", p.position, p.visible, field.len(), p.velocity);
-                let next = if p.visible {
-                    self.follow(&self.points[i], flow, &prev, &frame)
-                } else {
-                    None
                 };
-                let next = next.or_else(|| self.reacquire(&self.points[i], flow, &frame));
                 let p = &mut self.points[i];
                 match next {
                     Some(seen) => {
@@ -305,6 +293,78 @@ impl Tracker {
         self.previous = Some(frame);
         self.frames_seen += 1;
         Ok(out)
+    }
+
+    /// [`Tracker::decide`] for every point, over `track.threads` threads.
+    fn decide_all(
+        &self,
+        index: usize,
+        field: &MotionField,
+        prev: &TrackFrame,
+        cur: &TrackFrame,
+    ) -> Vec<Option<(Option<[f32; 2]>, Option<Seen>)>> {
+        let n = self.points.len();
+        let threads = self.options.threads.clamp(1, 64);
+        if threads == 1 || n < 8 {
+            return (0..n)
+                .map(|i| self.decide(i, index, field, prev, cur))
+                .collect();
+        }
+        let chunk = n.div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..n)
+                .step_by(chunk)
+                .map(|start| {
+                    scope.spawn(move || {
+                        (start..(start + chunk).min(n))
+                            .map(|i| self.decide(i, index, field, prev, cur))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| match h.join() {
+                    Ok(v) => v,
+                    Err(e) => std::panic::resume_unwind(e),
+                })
+                .collect()
+        })
+    }
+
+    /// Point `i` on frame `index`: `None` when it does not move on this frame (not started, or started
+    /// here); else its motion-field prediction and where it is seen (`None`: not seen).
+    fn decide(
+        &self,
+        i: usize,
+        index: usize,
+        field: &MotionField,
+        prev: &TrackFrame,
+        cur: &TrackFrame,
+    ) -> Option<(Option<[f32; 2]>, Option<Seen>)> {
+        let p = &self.points[i];
+        if !p.started || p.query.frame == index {
+            return None;
+        }
+        let moving = p.visible && p.query.frame + 1 < index;
+        let flow = field.predict(
+            p.position,
+            &p.recent,
+            (moving || !p.visible).then_some(p.velocity),
+            2.0 * self.options.search_radius_px,
+        );
+        log::trace!(
+            "track: point {i} at {:?} (visible {}): flow {flow:?} from {} cells",
+            p.position,
+            p.visible,
+            field.len()
+        );
+        let next = if p.visible {
+            self.follow(p, flow, prev, cur)
+        } else {
+            None
+        };
+        Some((flow, next.or_else(|| self.reacquire(p, flow, cur))))
     }
 
     /// Best similarity of the descriptor at `p` to the point's query or last-seen descriptor.
