@@ -241,7 +241,7 @@ impl Tracker {
             // parallel over `track.threads`, applied in order
             let decisions = self.decide_all(index, &field, &prev, &frame);
             for (i, decision) in decisions.into_iter().enumerate() {
-                let Some((flow, next)) = decision else {
+                let Some(Decision { flow, seen: next }) = decision else {
                     continue;
                 };
                 let p = &mut self.points[i];
@@ -302,7 +302,7 @@ impl Tracker {
         field: &MotionField,
         prev: &TrackFrame,
         cur: &TrackFrame,
-    ) -> Vec<Option<(Option<[f32; 2]>, Option<Seen>)>> {
+    ) -> Vec<Option<Decision>> {
         let n = self.points.len();
         let threads = self.options.threads.clamp(1, 64);
         if threads == 1 || n < 8 {
@@ -341,7 +341,7 @@ impl Tracker {
         field: &MotionField,
         prev: &TrackFrame,
         cur: &TrackFrame,
-    ) -> Option<(Option<[f32; 2]>, Option<Seen>)> {
+    ) -> Option<Decision> {
         let p = &self.points[i];
         if !p.started || p.query.frame == index {
             return None;
@@ -364,7 +364,10 @@ impl Tracker {
         } else {
             None
         };
-        Some((flow, next.or_else(|| self.reacquire(p, flow, cur))))
+        Some(Decision {
+            flow,
+            seen: next.or_else(|| self.reacquire(p, flow, cur)),
+        })
     }
 
     /// Best similarity of the descriptor at `p` to the point's query or last-seen descriptor.
@@ -581,6 +584,13 @@ impl Tracker {
         }
         None
     }
+}
+
+/// A moving point's outcome on one frame: the motion field's prediction of its displacement, and where it is
+/// seen (`None`: not seen).
+struct Decision {
+    flow: Option<[f32; 2]>,
+    seen: Option<Seen>,
 }
 
 /// A point seen on a frame.
