@@ -147,15 +147,16 @@ impl DenseDescriptors {
         self.to_pixel([x as f64, y as f64])
     }
 
-    /// The descriptor at pixel `p` (bilinear between the four nearest cells, L2-normalised); `None` when `p` is
-    /// not finite or not inside the span of the cell centres (clamped by half a cell at the border).
+    /// The descriptor at pixel `p` (bilinear between the four nearest cells, L2-normalised; clamped to the
+    /// border cells within one cell outside the span of the cell centres, which covers every pixel of the
+    /// image); `None` when `p` is not finite or farther out.
     pub fn sample(&self, p: [f32; 2]) -> Option<Vec<f32>> {
         if !(p[0].is_finite() && p[1].is_finite()) || self.width == 0 || self.height == 0 {
             return None;
         }
         let m = self.to_map(p);
         let (w, h) = (self.width as f64, self.height as f64);
-        if m[0] < -0.5 || m[1] < -0.5 || m[0] > w - 0.5 || m[1] > h - 0.5 {
+        if m[0] < -1.0 || m[1] < -1.0 || m[0] > w || m[1] > h {
             return None;
         }
         let x = m[0].clamp(0.0, w - 1.0);

@@ -208,6 +208,22 @@ fn sample(img: &GrayImage, x: f32, y: f32) -> Option<f32> {
     )
 }
 
+/// Standard deviation of the gray levels of the `(2r+1)²` patch at `p` (bilinear); `None` when it leaves the
+/// image.
+pub fn patch_std(img: &GrayImage, p: [f32; 2], radius: u32) -> Option<f32> {
+    let r = radius as i32;
+    let n = ((2 * r + 1) * (2 * r + 1)) as f32;
+    let (mut s, mut ss) = (0f32, 0f32);
+    for dy in -r..=r {
+        for dx in -r..=r {
+            let v = sample(img, p[0] + dx as f32, p[1] + dy as f32)?;
+            s += v;
+            ss += v * v;
+        }
+    }
+    Some(((ss - s * s / n) / n).max(0.0).sqrt())
+}
+
 /// Zero-normalised cross-correlation of the `(2r+1)²` patches at `pa` in `a` and `pb` in `b` (bilinear);
 /// `None` when a patch leaves its image or is flat.
 pub fn zncc(a: &GrayImage, pa: [f32; 2], b: &GrayImage, pb: [f32; 2], radius: u32) -> Option<f32> {
@@ -301,6 +317,9 @@ mod tests {
         assert!(off < 0.8, "{off}");
         let flat = GrayImage::from_pixel(100, 100, image::Luma([9]));
         assert!(zncc(&a, [50.0, 50.0], &flat, [50.0, 50.0], 7).is_none());
+        assert_eq!(patch_std(&flat, [50.0, 50.0], 7), Some(0.0));
+        assert!(patch_std(&a, [50.0, 50.0], 7).unwrap() > 10.0);
+        assert!(patch_std(&a, [1.0, 50.0], 7).is_none());
         assert!(zncc(&a, [2.0, 50.0], &b, [50.0, 50.0], 7).is_none());
     }
 }

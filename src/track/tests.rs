@@ -265,3 +265,31 @@ fn threads_do_not_change_the_result() {
     };
     assert_eq!(run(1), run(4));
 }
+
+#[test]
+fn a_blank_frame_shows_nothing() {
+    // the camera is covered: whatever the descriptors of a black frame say, the point is not seen
+    let mut t = Tracker::new(TrackOptions::default()).unwrap();
+    t.add_query(Query {
+        frame: 0,
+        x: 150.0,
+        y: 100.0,
+    })
+    .unwrap();
+    t.step(track_frame(frame(0, [0.0, 0.0], |_| -1000.0)))
+        .unwrap();
+    for _ in 0..3 {
+        let black = GrayImage::from_pixel(W, H, image::Luma([0]));
+        let p = t.step(track_frame(black)).unwrap()[0].unwrap();
+        assert!(!p.visible && p.confidence == 0.0, "{p:?}");
+    }
+    // and it comes back when the view does
+    let p = t
+        .step(track_frame(frame(4, [0.0, 0.0], |_| -1000.0)))
+        .unwrap()[0]
+        .unwrap();
+    assert!(
+        p.visible && (p.position[0] - 150.0).hypot(p.position[1] - 100.0) < 0.5,
+        "{p:?}"
+    );
+}

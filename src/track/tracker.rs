@@ -4,11 +4,15 @@
 use image::GrayImage;
 
 use super::motion::MotionField;
-use super::patch::{pyramidal_lk, zncc, Crop, LkSettings, Pyramid};
+use super::patch::{patch_std, pyramidal_lk, zncc, Crop, LkSettings, Pyramid};
 use super::{Query, TrackError, TrackOptions, TrackPoint};
 use crate::features::dense::Peak;
 use crate::features::DenseDescriptors;
 use crate::matching::refine::WarpModel;
+
+/// The descriptor-only fallback needs at least this much contrast (standard deviation of the patch, gray
+/// levels) where it places the point: in a blank or black view nothing is seen, whatever the descriptors say.
+const FALLBACK_MIN_STD: f32 = 1.0;
 
 /// One frame as the tracker needs it: its gray pyramid and its dense descriptor map.
 #[derive(Debug, Clone)]
@@ -460,7 +464,10 @@ impl Tracker {
             predictions[0],
             1.5 * cell[0].max(cell[1]) as f32,
         )?;
-        if k.similarity < o.reacquire_similarity {
+        if k.similarity < o.reacquire_similarity
+            || patch_std(cur.pyramid.base(), k.pixel, o.patch_radius)
+                .is_none_or(|sd| sd < FALLBACK_MIN_STD)
+        {
             return None;
         }
         let back_descriptor = cur.dense.sample(k.pixel)?;

@@ -1,7 +1,7 @@
 //! `matcha track` end to end on a rendered clip with exact ground-truth tracks (`tools/track_clips.py`,
 //! 16 frames of `track_short`: a camera walking through a furnished room, two boxes moving through the view,
 //! points on walls, floor, furniture and the moving boxes): the TAP-Vid metrics of the tracker stay above
-//! floors set below what it measures (69.1 < δ_avg, 50.0 AJ, 76.0 OA on 2026-12-07; the nearest-neighbour
+//! floors set below what it measures (69.0 < δ_avg, 49.5 AJ, 75.6 OA on 2026-12-07; the nearest-neighbour
 //! baseline 37.2 / 19.3 / 74.8), it beats the nearest-neighbour baseline by a wide margin, `--viz` draws
 //! every frame, and bad input is refused with a message naming the problem.
 
