@@ -333,6 +333,10 @@ mod tests {
         // a window that does not contain it finds something else, less similar
         let far = d.search(&target, [8.0, 8.0], 10.0).unwrap();
         assert!(far.similarity < 0.5);
+        // every pixel of the image has a descriptor (the border ones clamp to the border cells)
+        for p in [[-0.5f32, -0.5], [79.4, 63.4], [0.0, 63.0]] {
+            assert!(d.sample(p).is_some(), "{p:?}");
+        }
         // outside the map, non-finite, wrong length: refused
         assert!(d.sample([-20.0, 5.0]).is_none());
         assert!(d.sample([f32::NAN, 5.0]).is_none());
