@@ -191,20 +191,8 @@ impl FeatureExtractor for XFeat {
 
     fn extract(&mut self, image: &RgbImage) -> Result<Features, FeatureError> {
         let (w, h) = image.dimensions();
-        if w < STRIDE || h < STRIDE {
-            return Err(FeatureError::BadImage {
-                extractor: "xfeat",
-                reason: format!(
-                    "{w}×{h} is smaller than the network stride ({STRIDE} px per side)"
-                ),
-            });
-        }
-        let (rw, rh) = (
-            (w / STRIDE * STRIDE) as usize,
-            (h / STRIDE * STRIDE) as usize,
-        );
+        let (input, [rw, rh]) = network_input(image)?;
         let ratio = [w as f32 / rw as f32, h as f32 / rh as f32];
-        let input = resize_bilinear(&rgb_tensor(image, 1.0 / 255.0), rh, rw);
         let options = &self.options;
         // post-processing reads the outputs where ONNX Runtime left them (no copy)
         self.engine.run_with(
@@ -240,19 +228,7 @@ impl FeatureExtractor for XFeat {
     /// `2·q/(rw−1) − 1` like the keypoint descriptors.
     fn dense_descriptors(&mut self, image: &RgbImage) -> Result<DenseDescriptors, FeatureError> {
         let (w, h) = image.dimensions();
-        if w < STRIDE || h < STRIDE {
-            return Err(FeatureError::BadImage {
-                extractor: "xfeat",
-                reason: format!(
-                    "{w}×{h} is smaller than the network stride ({STRIDE} px per side)"
-                ),
-            });
-        }
-        let (rw, rh) = (
-            (w / STRIDE * STRIDE) as usize,
-            (h / STRIDE * STRIDE) as usize,
-        );
-        let input = resize_bilinear(&rgb_tensor(image, 1.0 / 255.0), rh, rw);
+        let (input, [rw, rh]) = network_input(image)?;
         self.engine.run_with(
             &[(INPUT, input.view().into_dyn())],
             &[OUT_DESCRIPTORS],
@@ -287,6 +263,26 @@ impl FeatureExtractor for XFeat {
             },
         )?
     }
+}
+
+/// The network input (step 1 of the module doc): the image resized to the largest multiple of the stride
+/// per side, and that size `[rw, rh]`; images smaller than the stride are refused.
+fn network_input(image: &RgbImage) -> Result<(ndarray::Array4<f32>, [usize; 2]), FeatureError> {
+    let (w, h) = image.dimensions();
+    if w < STRIDE || h < STRIDE {
+        return Err(FeatureError::BadImage {
+            extractor: "xfeat",
+            reason: format!("{w}×{h} is smaller than the network stride ({STRIDE} px per side)"),
+        });
+    }
+    let (rw, rh) = (
+        (w / STRIDE * STRIDE) as usize,
+        (h / STRIDE * STRIDE) as usize,
+    );
+    Ok((
+        resize_bilinear(&rgb_tensor(image, 1.0 / 255.0), rh, rw),
+        [rw, rh],
+    ))
 }
 
 /// The engine's three output maps.
