@@ -72,7 +72,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -181,8 +180,7 @@ def generator_hash(n_frames: int = N_FRAMES) -> str:
 
 
 def default_out() -> Path:
-    cache = os.environ.get("MATCHA_CACHE") or str(Path.home() / ".cache" / "matcha")
-    return Path(cache) / "tracks"
+    return V.default_out().parent / "tracks"  # the cache root of the VO sequences ($MATCHA_CACHE)
 
 
 def box_axes(yaw: float) -> np.ndarray:

@@ -128,27 +128,13 @@ fn bad_input_is_refused_with_a_message() {
     std::fs::write(frames.join("000001.png"), b"not a png").unwrap();
     let q = dir.join("q.json");
     std::fs::write(&q, r#"[{"frame": 0, "x": 100, "y": 100}]"#).unwrap();
-    let o = common::run_matcha(&[
-        "track",
-        "--frames",
-        frames.to_str().unwrap(),
-        "--queries",
-        q.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = track(&dir, &q, &out, &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("000001.png"), "{err}");
     // no frames at all
     let empty = dir.join("none");
-    std::fs::create_dir_all(&empty).unwrap();
-    let o = common::run_matcha(&[
-        "track",
-        "--frames",
-        empty.to_str().unwrap(),
-        "--queries",
-        q.to_str().unwrap(),
-    ]);
+    std::fs::create_dir_all(empty.join("frames")).unwrap();
+    let o = track(&empty, &q, &out, &[]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no image files"));
 }
