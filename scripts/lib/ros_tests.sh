@@ -10,10 +10,13 @@
 #   5. tests/ros/stereo_odometry_test.py in its own namespace: the stereo_odometry mode on the rendered sequence
 #      vo_short played at its camera rate (every frame answered, ATE and rotation against ground truth, TF and
 #      /tf_static, still camera, tracking loss and recovery, reset and set_pose services);
-#   6. tests/ros/map_localization_test.py: node.map.mode build (a map from the stereo odometry's keyframes), then
+#   6. tests/ros/monocular_odometry_test.py: the default `odometry` mode (monocular VO) on vo_short's left images
+#      at the camera rate (every frame answered with the network only at keyframes, Sim(3) accuracy, TF, the
+#      mounting's rotation, still camera, tracking loss, reset and set_pose);
+#   7. tests/ros/map_localization_test.py: node.map.mode build (a map from the stereo odometry's keyframes), then
 #      localize from a later frame (TF map -> odom and localization/pose against ground truth).
 # Needs the exported models ($MATCHA_CACHE/engines, scripts/setup.sh) and onnxruntime (scripts/lib/env.sh).
-#   scripts/lib/ros_tests.sh [--only startup,odometry,stereo,pipeline,badmap,diskfull,killmap,elsewhere,keyframes,decimation,relocalization,stereo_odometry,map]
+#   scripts/lib/ros_tests.sh [--only startup,odometry,stereo,pipeline,badmap,diskfull,killmap,elsewhere,keyframes,decimation,relocalization,stereo_odometry,monocular,map]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/lib/ros_prepare.sh
@@ -34,6 +37,10 @@ if [ -z "$only" ] || [[ ",$only," == *",stereo_odometry,"* ]]; then
         "$MATCHA_VENV/bin/python" tools/vo_sequences.py --only vo_short --out "$MATCHA_CACHE/vo"
     fi
     "$here/ros_netns.sh" python3 tests/ros/stereo_odometry_test.py --node target/release/matcha_node \
+        --params config/matcha.yaml --engines "$engines" --sequence "$MATCHA_CACHE/vo/vo_short"
+fi
+if [ -z "$only" ] || [[ ",$only," == *",monocular,"* ]]; then
+    "$here/ros_netns.sh" python3 tests/ros/monocular_odometry_test.py --node target/release/matcha_node \
         --params config/matcha.yaml --engines "$engines" --sequence "$MATCHA_CACHE/vo/vo_short"
 fi
 if [ -z "$only" ] || [[ ",$only," == *",map,"* ]]; then

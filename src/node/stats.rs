@@ -29,7 +29,7 @@ struct Cause {
     last_message: String,
 }
 
-/// What `/diagnostics` reports of the stereo odometry.
+/// What `/diagnostics` reports of the odometry (stereo or monocular).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OdometryHealth {
     /// Tracking state after the last frame (`initializing`, `tracking`, `lost`, `recovered`).
@@ -67,7 +67,7 @@ pub struct Stats {
     pub last_inliers: usize,
     /// Correspondences of the last result.
     pub last_matches: usize,
-    /// The stereo odometry's state after its last frame (`None` in the other modes).
+    /// The odometry's state after its last frame (`None` in the other modes).
     pub odometry: Option<OdometryHealth>,
     causes: BTreeMap<String, Cause>,
     latencies_ms: Vec<f64>,

@@ -1,7 +1,8 @@
-//! The odometry node modes' logic without ROS (the r2r glue is `node::ros::vo_mode` for `stereo_odometry`,
-//! `node::ros::pair_modes` for `odometry`): the VO of [`crate::vo`] — metric stereo, or monocular up to one
-//! scale with the identity as the mounting — turned into what a robot stack consumes (REP-105 / REP-103): the pose of the *base* frame in `odom`, its covariance in the
-//! `odom` frame, the twist in the base frame, and the services' semantics (`reset`, `set_pose`).
+//! The odometry node modes' logic without ROS (the r2r glue is `node::ros::vo_mode`): the VO of
+//! [`crate::vo`] — metric stereo, or monocular up to one scale (its mounting then a rotation only: a lever
+//! arm in metres has no meaning in the run's unknown unit) — turned into what a robot stack consumes
+//! (REP-105 / REP-103): the pose of the *base* frame in `odom`, its covariance in the `odom` frame, the
+//! twist in the base frame, and the services' semantics (`reset`, `set_pose`).
 //!
 //! The VO estimates `world_from_camera`, where the world is the first left camera's optical frame. With the
 //! camera's mounting `M = base_from_camera` (from `/tf_static`, else a parameter) and an offset `A =

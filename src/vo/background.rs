@@ -2,8 +2,8 @@
 //! rate while the network runs only for keyframes ([`super::VoOptions::keyframe_max_lag_frames`]).
 //!
 //! [`BackgroundExtractor`] owns one thread with its own extractor (made on that thread by the factory it is
-//! given, so the extractor need not be `Send`). It takes one request at a time (a frame's left and right
-//! images), and hands back both images' features, or the error, when they are ready; the caller polls
+//! given, so the extractor need not be `Send`). It takes one request at a time (a frame's left image, and
+//! its right image on a stereo rig), and hands back the features, or the error, when they are ready; the caller polls
 //! between frames and passes them to [`super::VisualOdometry::insert_keyframe`]. Not here: which frames
 //! become keyframes (the odometry decides), image decoding.
 
@@ -17,8 +17,8 @@ use crate::image::RgbImage;
 pub struct Extracted {
     /// The frame's stamp, seconds (as requested).
     pub stamp: f64,
-    /// Left and right features, or why they could not be computed.
-    pub features: Result<(Features, Features), String>,
+    /// Left features and the right image's (when one was given), or why they could not be computed.
+    pub features: Result<(Features, Option<Features>), String>,
     /// Seconds the extraction took.
     pub seconds: f64,
 }
@@ -26,7 +26,7 @@ pub struct Extracted {
 struct Request {
     stamp: f64,
     left: RgbImage,
-    right: RgbImage,
+    right: Option<RgbImage>,
 }
 
 /// A thread that computes the features of keyframe candidates, one at a time.
@@ -53,7 +53,10 @@ impl BackgroundExtractor {
                 for r in req_rx {
                     let t0 = std::time::Instant::now();
                     let features = match extractor.as_mut() {
-                        Ok(extract) => extract(&r.left).and_then(|l| Ok((l, extract(&r.right)?))),
+                        Ok(extract) => extract(&r.left).and_then(|l| {
+                            let right = r.right.as_ref().map(&mut *extract).transpose()?;
+                            Ok((l, right))
+                        }),
                         Err(e) => Err(format!("keyframe extractor unavailable: {e}")),
                     };
                     let done = Extracted {
@@ -79,9 +82,9 @@ impl BackgroundExtractor {
         self.busy
     }
 
-    /// Asks for the features of a frame; `false` (nothing queued) while the previous request is open or the
-    /// thread has stopped.
-    pub fn submit(&mut self, stamp: f64, left: RgbImage, right: RgbImage) -> bool {
+    /// Asks for the features of a frame (`right`: a stereo rig's right image); `false` (nothing queued) while
+    /// the previous request is open or the thread has stopped.
+    pub fn submit(&mut self, stamp: f64, left: RgbImage, right: Option<RgbImage>) -> bool {
         if self.busy {
             return false;
         }
@@ -149,15 +152,19 @@ mod tests {
         })
         .unwrap();
         assert!(bg.poll().is_none());
-        assert!(bg.submit(1.0, RgbImage::new(16, 8), RgbImage::new(12, 8)));
+        assert!(bg.submit(1.0, RgbImage::new(16, 8), Some(RgbImage::new(12, 8))));
         assert!(bg.is_busy());
-        assert!(!bg.submit(2.0, RgbImage::new(16, 8), RgbImage::new(16, 8)));
+        assert!(!bg.submit(2.0, RgbImage::new(16, 8), Some(RgbImage::new(16, 8))));
         let x = bg.wait().unwrap();
         assert_eq!(x.stamp, 1.0);
         let (l, r) = x.features.unwrap();
-        assert_eq!((l.image_size[0], r.image_size[0]), (16, 12));
+        assert_eq!(
+            (l.image_size[0], r.map(|r| r.image_size[0])),
+            (16, Some(12))
+        );
         assert!(!bg.is_busy());
-        assert!(bg.submit(3.0, RgbImage::new(16, 8), RgbImage::new(16, 8)));
+        // a monocular request: the left image alone
+        assert!(bg.submit(3.0, RgbImage::new(16, 8), None));
         let x = loop {
             if let Some(x) = bg.poll() {
                 break x;
@@ -165,6 +172,9 @@ mod tests {
             std::thread::yield_now();
         };
         assert_eq!(x.stamp, 3.0);
+        let (l, r) = x.features.unwrap();
+        assert_eq!(l.image_size[0], 16);
+        assert!(r.is_none());
     }
 
     #[test]
@@ -173,7 +183,7 @@ mod tests {
             Err::<fn(&RgbImage) -> Result<Features, String>, _>("no engine".to_string())
         })
         .unwrap();
-        assert!(bg.submit(1.0, RgbImage::new(4, 4), RgbImage::new(4, 4)));
+        assert!(bg.submit(1.0, RgbImage::new(4, 4), Some(RgbImage::new(4, 4))));
         let e = bg.wait().unwrap().features.unwrap_err();
         assert!(e.contains("no engine"), "{e}");
     }

@@ -3,9 +3,9 @@
 Starts matcha_node with the given parameter file (default config: odometry, XFeat + MNN on CPU), publishes a
 640x480 rgb8 sequence (the rendered real-photo room of tests/ros/scene.py, played back and forth so the motion
 is continuous) with its CameraInfo at a fixed rate (30 Hz), and measures for --duration seconds:
-  latency    image stamp (wall clock, set just before publishing) -> receipt of its relative_pose by this peer;
-             median and p99 over the frames answered after the warm-up
-  rate       relative_pose messages received per second (sustained output rate), and the achieved input rate
+  latency    image stamp (wall clock, set just before publishing) -> receipt of its nav_msgs/Odometry by this
+             peer; median and p99 over the frames answered after the warm-up
+  rate       Odometry messages received per second (sustained output rate), and the achieved input rate
   drops      from the node's /diagnostics counters (received, processed, dropped by latest-frame-wins), plus
              frames published but never received by the node (transport loss, best-effort QoS)
   RSS        VmRSS of the node sampled every --rss-period seconds: first / last / max, least-squares slope
@@ -73,16 +73,16 @@ def main():
     os.makedirs(os.path.dirname(a.log), exist_ok=True)
     node = NodeProc(a.node, ns, ["--params-file", a.params, "-p", f"runtime.engines_dir:={a.engines}"], a.log)
     peer = Peer(ns)
-    recv = {}  # stamp ns -> receipt ns (relative_pose)
+    recv = {}  # stamp ns -> receipt ns (odometry)
 
     def on_pose(m):
         recv[m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec] = time.time_ns()
 
     # a second subscription just for timing (Peer's own list would keep every message)
-    from geometry_msgs.msg import PoseWithCovarianceStamped
+    from nav_msgs.msg import Odometry
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-    peer.node.create_subscription(PoseWithCovarianceStamped, f"{ns}/relative_pose", on_pose, qos)
+    peer.node.create_subscription(Odometry, f"{ns}/odometry", on_pose, qos)
     img_t, info_t = f"{ns}/image", f"{ns}/camera_info"
     pi, pc = peer.pub(Image, img_t), peer.pub(CameraInfo, info_t)
     published = []  # stamp ns of every frame published
@@ -188,8 +188,8 @@ def main():
         print(f"| {name:<44} | {value:>22} | {goal:<34} | {met:<3} |")
 
     row("input rate (published, Hz)", f"{in_rate:.2f}", f"{a.rate:g} Hz")
-    row("output rate (relative_pose received, Hz)", f"{out_rate:.2f}")
-    row("latency image stamp -> relative_pose, median", f"{p50:.1f} ms")
+    row("output rate (odometry received, Hz)", f"{out_rate:.2f}")
+    row("latency image stamp -> odometry, median", f"{p50:.1f} ms")
     row("latency p99", f"{p99:.1f} ms", f"< one output period ({frame_ms:.1f} ms)",
         "yes" if p99 < frame_ms else "NO")
     row("latency max", f"{lat.max():.1f} ms" if len(lat) else "-")

@@ -225,7 +225,7 @@ def test_odometry(a, textures, poses, frames):
     ns = "/odo"
     node = NodeProc(a.node, ns, a.common + [
         "-r", "image:=cam/image_raw", "-r", "camera_info:=cam/camera_info",
-        "-p", "node.mode:=odometry", "-p", "node.max_image_pixels:=1000000",
+        "-p", "node.mode:=odometry", "-p", "node.odometry_correspondences:=true", "-p", "node.max_image_pixels:=1000000",
         "-p", "node.diagnostics_period_s:=0.2", "-p", "node.keyframe.max_parallax_deg:=50.0",
         "-p", "node.keyframe.min_inliers:=30", "-p", "node.camera_info_wait_s:=0.3"],
         os.path.join(a.logs, "node_odometry.log"))
@@ -293,8 +293,8 @@ def test_odometry(a, textures, poses, frames):
             d = np.abs(np.sum(xb * l, 1)) / np.linalg.norm(l[:, :2], axis=1) * scene.FX
             check(np.median(d) < 1.5, f"odometry: frame {i} inliers' median GT epipolar distance {np.median(d):.2f} px")
         o = peer.wait_for(peer.odom, lambda m: ns_of(m.header.stamp) == stamps[-1], timeout=5)
-        check(o is not None and o.header.frame_id == "odom" and o.child_frame_id == "camera_optical",
-              "odometry: nav_msgs/Odometry chained (frame odom -> camera_optical)")
+        check(o is not None and o.header.frame_id == "odom" and o.child_frame_id == "base_link",
+              "odometry: nav_msgs/Odometry of the base (frame odom -> base_link)")
 
         # bad inputs: each is counted, and the next good frame is processed
         good = frames[-1]
@@ -706,7 +706,10 @@ def test_keyframes(a):
     ns = "/kf"
     poses = scene.trajectory(16)
     frames = scene.cached_render(poses, "demo")
-    node = NodeProc(a.node, ns, a.common + ["-p", "node.mode:=odometry", "-p", "node.diagnostics_period_s:=0.2"],
+    # the base at the camera (identity mounting): the base's odometry is the camera's from its first frame
+    node = NodeProc(a.node, ns, a.common + ["-p", "node.mode:=odometry", "-p", "node.odometry_correspondences:=true",
+                                            "-p", "node.camera_mounting.rpy:=[0.0, 0.0, 0.0]",
+                                            "-p", "node.diagnostics_period_s:=0.2"],
                     os.path.join(a.logs, "node_keyframes.log"))
     peer = Peer(ns)
     img_t, info_t = f"{ns}/image", f"{ns}/camera_info"
@@ -778,7 +781,7 @@ def test_decimation(a, frames):
               "decimation: answer for the first frame")
         time.sleep(0.5)
         with peer.lock:
-            base = len(peer.corr)
+            base = len(peer.odom)
         start = time.time()
         stamps = []
         for i in range(n):
@@ -789,7 +792,7 @@ def test_decimation(a, frames):
             time.sleep(max(0.0, start + (i + 1) * period_ns * 1e-9 - time.time()))
         time.sleep(1.0)
         with peer.lock:
-            answered = sorted(stamps.index(ns_of(m.header.stamp)) for m in peer.corr[base:]
+            answered = sorted(stamps.index(ns_of(m.header.stamp)) for m in peer.odom[base:]
                               if ns_of(m.header.stamp) in stamps)
         gaps = [b - a for a, b in zip(answered, answered[1:])]
         check(n // k - 2 <= len(answered) <= n // k + 1,

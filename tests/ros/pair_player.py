@@ -3,8 +3,8 @@ the published relative poses against ground truth (run inside scripts/lib/ros_ne
 
 The sequence is the room textured with real photographs of tests/ros/scene.py (exact ground-truth camera poses,
 640x480, fx = fy = 500). Frames are rendered once and cached in $MATCHA_CACHE/ros-frames (keyed by the hash of
-scene.py, the photos and the frame count). With --node, the player starts matcha_node itself (odometry mode,
-namespace --ns) and stops it at the end; without, it plays to a node that is already running in --ns.
+scene.py, the photos and the frame count). With --node, the player starts matcha_node itself (odometry mode with
+node.odometry_correspondences, namespace --ns) and stops it at the end; without, it plays to a node that is already running in --ns.
 
 For every frame the node answers, it prints the keyframe it was matched against, the inliers, and the rotation
 and translation-direction errors of the published geometry_msgs/PoseWithCovarianceStamped (relative_pose: pose
@@ -51,7 +51,8 @@ def main():
     if a.node:
         os.makedirs(os.path.dirname(a.log), exist_ok=True)
         node = NodeProc(a.node, a.ns, ["--params-file", a.params, "-p", f"runtime.engines_dir:={a.engines}",
-                                       "-p", "node.mode:=odometry"], a.log)
+                                       "-p", "node.mode:=odometry", "-p", "node.odometry_correspondences:=true"],
+                            a.log)
     peer = Peer(a.ns)
     img_t, info_t = f"{a.ns}/image", f"{a.ns}/camera_info"
     pi, pc = peer.pub(Image, img_t), peer.pub(CameraInfo, info_t)

@@ -307,7 +307,7 @@ def main():
     ap.add_argument("--json", help="write the rate and latency figures here")
     ap.add_argument("--logs", default="/tmp/matcha-ros-test")
     ap.add_argument("--mode", choices=("stereo_odometry", "odometry"), default="stereo_odometry",
-                    help="odometry: the left images only, to the monocular mode (its Odometry is the camera's)")
+                    help="odometry: the left images only, to the monocular mode (one unknown scale: --align sim3)")
     a = ap.parse_args()
     mono = a.mode == "odometry"
     os.makedirs(a.logs, exist_ok=True)
@@ -324,7 +324,8 @@ def main():
             odom, status, wall, _ = play_sequence(peer, node, seq, frames, a.speed, mono)
             # a monocular frame still initializing holds the reference pose without knowing the motion: not a
             # trajectory point (as `matcha vo --monocular` writes it)
-            posed = [m for m in odom if m.pose.covariance[0] < 9999.0] if mono else peer.last_camera_odom
+            cam = peer.last_camera_odom
+            posed = [m for m in cam if m.pose.covariance[0] < 9999.0] if mono else cam
             write_tum(a.tum, poses_of(posed))
             print(summary(seq, frames, odom, status, wall, a.speed))
             diag = diagnostics_line(peer)

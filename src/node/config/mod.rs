@@ -34,8 +34,9 @@ pub enum NodeConfigError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
-    /// Each frame against the last keyframe (correspondences, relative pose); the odometry is the monocular VO's
-    /// (one unknown scale for the run).
+    /// Monocular visual odometry (one unknown scale for the run): `nav_msgs/Odometry` of the base frame
+    /// in `odom`, TF, the tracking state, as `stereo_odometry`; with `odometry_correspondences` also each
+    /// frame's correspondences and relative pose against its keyframe.
     Odometry,
     /// Metric stereo visual odometry (left + right images): `nav_msgs/Odometry` of the base frame in
     /// `odom`, TF `odom → base`, the tracking state; see [`crate::node::stereo_odometry`].
@@ -52,6 +53,12 @@ impl Mode {
     /// Whether the mode takes left + right images (synchronised by stamp).
     pub fn stereo_input(self) -> bool {
         matches!(self, Mode::Stereo | Mode::StereoOdometry)
+    }
+
+    /// Whether the mode runs the visual odometry (publishes `nav_msgs/Odometry`, TF and the tracking state,
+    /// serves `reset` and `set_pose`).
+    pub fn odometry(self) -> bool {
+        matches!(self, Mode::Odometry | Mode::StereoOdometry)
     }
 
     /// The name used in the configuration and in `/diagnostics`.
@@ -300,14 +307,20 @@ pub struct NodeConfig {
     pub map: crate::node::map_session::NodeMapConfig,
     /// Odometry: `header.frame_id` of `nav_msgs/Odometry` and the parent of the published TF.
     pub odom_frame_id: String,
-    /// stereo_odometry: the robot's base frame, `child_frame_id` of `nav_msgs/Odometry` and of the TF
-    /// (REP-105). The monocular odometry mode still reports the camera's optical frame.
+    /// The odometry modes: the robot's base frame, `child_frame_id` of `nav_msgs/Odometry` and of the TF
+    /// (REP-105).
     pub base_frame_id: String,
-    /// stereo_odometry: publish TF `odom → base_frame_id` with every pose.
+    /// The odometry modes: publish TF `odom → base_frame_id` with every pose.
     pub publish_tf: bool,
-    /// stereo_odometry: the left camera's optical frame on the base, used while `/tf_static` has no
-    /// transform from `base_frame_id` to the image's `frame_id` (robots without a URDF).
+    /// The odometry modes: the (left) camera's optical frame on the base, used while `/tf_static` has no
+    /// transform from `base_frame_id` to the image's `frame_id` (robots without a URDF). The monocular
+    /// `odometry` mode uses its rotation only: its positions have the run's unknown scale, in which a
+    /// lever arm in metres has no meaning.
     pub camera_mounting: Mounting,
+    /// `odometry` mode: also publish `correspondences` and `relative_pose` of every frame against the
+    /// keyframe chosen by `keyframe` (and the debug image). The network then runs on every frame, which
+    /// costs the camera rate on a CPU; without it the network runs only for the odometry's keyframes.
+    pub odometry_correspondences: bool,
     /// Publish the debug image (still only computed while someone subscribes).
     pub debug_image: bool,
     /// Process at most this many frames per second (0 = as fast as they come; extra frames are dropped).
@@ -355,6 +368,7 @@ impl Default for NodeConfig {
             base_frame_id: "base_link".into(),
             publish_tf: true,
             camera_mounting: Mounting::default(),
+            odometry_correspondences: false,
             debug_image: true,
             max_rate_hz: 0.0,
             max_queued_frames: 16,

@@ -146,26 +146,25 @@ pub fn run() -> Result<(), NodeError> {
         )?;
     }
     let stereo_odometry = ncfg.mode == Mode::StereoOdometry;
-    let vo = if stereo_odometry {
+    let odometry = ncfg.mode.odometry();
+    let vo = if odometry {
         subscriptions::tf_static(&mut node, &shared, &t.tf_static, &mut tasks)?;
         subscriptions::odometry_services(&mut node, &shared, &ncfg, &mut tasks)?;
-        if ncfg.map.mode == crate::node::map_session::MapMode::Localize {
+        if stereo_odometry && ncfg.map.mode == crate::node::map_session::MapMode::Localize {
             subscriptions::initial_pose(&mut node, &shared, &ncfg, &mut tasks)?;
         }
         Some(RobotVo::new(cfg.vo.clone()).map_err(|e| NodeError::Parameters(e.to_string()))?)
     } else {
         None
     };
-    // the `odometry` mode's pose: the monocular VO over the features every frame gets anyway
-    let mono_vo = if ncfg.mode == Mode::Odometry {
-        Some(RobotVo::new(cfg.vo.clone()).map_err(|e| NodeError::Parameters(e.to_string()))?)
-    } else {
-        None
-    };
     // deferred keyframes: a second pipeline on its own thread extracts keyframe features while the worker
     // answers the next frames by landmark tracking; its engines get half the threads, so that tracking
-    // keeps a core
-    let keyframe_extractor = if stereo_odometry && cfg.vo.keyframe_max_lag_frames > 0 {
+    // keeps a core (not with the monocular mode's per-frame correspondences: every frame has features then)
+    let extracts_every_frame = ncfg.mode == Mode::Odometry && ncfg.odometry_correspondences;
+    let keyframe_extractor = if odometry
+        && !extracts_every_frame
+        && cfg.vo.keyframe_max_lag_frames > 0
+    {
         let mut c = cfg.clone();
         c.runtime.threads = (c.runtime.threads / 2).max(1);
         Some(crate::vo::background::BackgroundExtractor::spawn(
@@ -186,12 +185,12 @@ pub fn run() -> Result<(), NodeError> {
         relative_pose: node
             .create_publisher::<PoseWithCovarianceStamped>(&t.relative_pose, out_qos.clone())?,
         odometry: node.create_publisher::<Odometry>(&t.odometry, out_qos.clone())?,
-        camera_odometry: if stereo_odometry {
+        camera_odometry: if odometry {
             Some(node.create_publisher::<Odometry>(&t.camera_odometry, out_qos.clone())?)
         } else {
             None
         },
-        odometry_status: if stereo_odometry {
+        odometry_status: if odometry {
             Some(node.create_publisher::<OdometryStatus>(&t.odometry_status, out_qos.clone())?)
         } else {
             None
@@ -206,8 +205,10 @@ pub fn run() -> Result<(), NodeError> {
         } else {
             None
         },
-        tf: if stereo_odometry
-            && (ncfg.publish_tf || ncfg.map.mode == crate::node::map_session::MapMode::Localize)
+        tf: if odometry
+            && (ncfg.publish_tf
+                || (stereo_odometry
+                    && ncfg.map.mode == crate::node::map_session::MapMode::Localize))
         {
             Some(node.create_publisher::<TFMessage>(&t.tf, QosProfile::default().keep_last(100))?)
         } else {
@@ -260,7 +261,6 @@ pub fn run() -> Result<(), NodeError> {
         matcher_name,
         keyframe: None,
         vo,
-        mono_vo,
         keyframe_extractor,
         resets: 0,
         by_flow: 0,

@@ -1,6 +1,6 @@
-//! The modes that answer with correspondences and a relative pose: `odometry` (monocular: each frame
-//! against the last keyframe, see [`crate::node::keyframes`]; the pose on `odometry` is the monocular VO's,
-//! one scale for the run, see [`crate::node::visual_odometry`]), `stereo` (the left
+//! The answers made of correspondences and a relative pose: the `odometry` mode's optional ones
+//! (`node.odometry_correspondences`: each frame against the last keyframe, see [`crate::node::keyframes`];
+//! the mode's odometry itself is [`super::vo_mode`]), the `stereo` mode (the left
 //! → right pose of each synchronised pair, metric with the right `P`'s baseline) and the `match` service
 //! (an explicit pair; a planar ambiguity there gets the pipeline's denser second try, which the camera
 //! modes skip for their latency). They share the [`PairOutput`] they publish; the metric stereo odometry is
@@ -8,32 +8,27 @@
 
 use std::time::Instant;
 
-use nalgebra::Isometry3;
 use r2r::matcha_msgs::msg::Correspondences;
 use r2r::matcha_msgs::srv::Match;
 
 use super::inbox::Frame;
 use super::worker::{Decoded, Keyframe, Worker};
-use crate::features::{Features, GrayFrame};
+use crate::features::Features;
 use crate::node::convert::{self, BadInput, ImageMsg, PairOutput};
 use crate::node::keyframes::{covariance_b_in_a, pose_b_in_a, published_pose, Step};
-use crate::vo::Rig;
 
 impl Worker {
-    pub fn odometry(&mut self, f: &Frame) -> Result<(), BadInput> {
-        let d = self.decode(f, 0)?;
-        let feats = self.extract(&d.image)?;
+    /// The `odometry` mode's correspondences (with `node.odometry_correspondences`): the frame `d` with its
+    /// features against the keyframe that [`crate::node::keyframes::KeyframeTracker`] keeps (the first
+    /// frame only becomes it). The frame was already counted by its odometry answer.
+    pub fn publish_keyframe_correspondences(
+        &mut self,
+        d: Decoded,
+        feats: Features,
+    ) -> Result<(), BadInput> {
         let want_debug = self.out.debug_wanted();
-        // the pose on `odometry`: the monocular VO (one scale for the run), every frame; a frame it refuses
-        // is counted and still gets its correspondences
-        if let Err(e) = self.monocular_odometry(&d, &feats) {
-            self.shared.problem(&e);
-        }
         let Some(kf) = self.keyframe.take() else {
             self.tracker.step(None);
-            if let Ok(mut s) = self.shared.stats.lock() {
-                s.processed += 1;
-            }
             self.keyframe = Some(Keyframe {
                 header: d.header,
                 features: feats,
@@ -92,43 +87,6 @@ impl Worker {
         Ok(())
     }
 
-    /// The monocular VO's answer for a frame of the `odometry` mode, published on `odometry` (odom → the
-    /// image's optical frame, positions in the run's one unknown scale).
-    fn monocular_odometry(&mut self, d: &Decoded, feats: &Features) -> Result<(), BadInput> {
-        let Some(vo) = self.mono_vo.as_mut() else {
-            return Ok(());
-        };
-        if vo
-            .configure(Rig::Monocular(d.camera), Isometry3::identity())
-            .map_err(super::vo_mode::vo_problem)?
-        {
-            log::info!("monocular odometry: started (pose continues from the last)");
-        }
-        let stamp = convert::time_ns(&d.header.stamp) as f64 * 1e-9;
-        // as `matcha vo --monocular`: the landmarks followed photometrically when that suffices (the pose
-        // then refers to the keyframe's detections, not to this frame's), the features otherwise; a keyframe
-        // asked for gets this frame's features at once
-        let gray = feats
-            .gray
-            .clone()
-            .unwrap_or_else(|| GrayFrame::from_rgb(&d.image));
-        let vo_problem = super::vo_mode::vo_problem;
-        let frame = match vo.track(stamp, &gray).map_err(vo_problem)? {
-            Some(f) => {
-                if f.estimate.keyframe_requested {
-                    vo.insert_keyframe(stamp, feats, None).map_err(vo_problem)?;
-                }
-                f
-            }
-            None => vo.process(stamp, feats, None).map_err(vo_problem)?,
-        };
-        let msg = super::publish::camera_odometry_msg(&frame, &d.header, &self.node.odom_frame_id);
-        if let Err(e) = self.out.odometry.publish(&msg) {
-            log::error!("publish odometry: {e}");
-        }
-        Ok(())
-    }
-
     pub fn stereo(&mut self, l: &Frame, r: &Frame) -> Result<(), BadInput> {
         let a = self.decode(l, 0)?;
         let b = self.decode(r, 1)?;
@@ -174,7 +132,8 @@ impl Worker {
             names: (&names.0, &names.1),
         };
         let received = a.received.min(b.received);
-        self.publish_pair(&out, received, want_debug.then_some((&a.image, &b.image)));
+        let msg = self.publish_pair(&out, received, want_debug.then_some((&a.image, &b.image)));
+        self.count_pair(&msg, out.matches.matches.len(), received);
         Ok(())
     }
 

@@ -132,15 +132,15 @@ pub(super) fn transform_msg(
 
 impl Worker {
     /// Publishes correspondences (and the relative pose when there is one, and the debug image when
-    /// `images` are given); returns the message.
+    /// `images` are given); returns the message. Counting is the caller's ([`Self::count_pair`] when the
+    /// pair is the frame's answer).
     pub fn publish_pair(
         &self,
         o: &PairOutput<'_>,
         received: Instant,
         images: Option<(&RgbImage, &RgbImage)>,
     ) -> Correspondences {
-        let ms = received.elapsed().as_secs_f32() * 1e3;
-        let msg = convert::correspondences_msg(o, ms);
+        let msg = convert::correspondences_msg(o, received.elapsed().as_secs_f32() * 1e3);
         if let Err(e) = self.out.correspondences.publish(&msg) {
             log::error!("publish correspondences: {e}");
         }
@@ -163,23 +163,28 @@ impl Worker {
                 }
             }
         }
+        msg
+    }
+
+    /// Counts a published pair as the answer to a frame received at `received`.
+    pub fn count_pair(&self, msg: &Correspondences, matches: usize, received: Instant) {
         let latency_ms = received.elapsed().as_secs_f64() * 1e3;
         if let Ok(mut s) = self.shared.stats.lock() {
             s.processed += 1;
             s.latency(latency_ms);
-            s.last_matches = o.matches.matches.len();
+            s.last_matches = matches;
             s.last_inliers = msg.num_inliers as usize;
             if msg.pose_valid {
                 s.poses += 1;
             }
         }
         self.last_latency_ms.set(Some(latency_ms));
-        msg
     }
 
-    /// The stereo odometry's answer for one frame: Odometry, TF `odom → base` and the status, all with the
-    /// left image's stamp; counted as processed (and as a pose unless tracking is lost or initializing).
-    pub fn publish_stereo_odometry(&self, f: &OdometryFrame, header: &Header, received: Instant) {
+    /// The odometry's answer for one frame: Odometry (base and camera), TF `odom → base` and the status,
+    /// all with the (left) image's stamp; counted as processed (and as a pose unless tracking is lost or
+    /// initializing).
+    pub fn publish_odometry(&self, f: &OdometryFrame, header: &Header, received: Instant) {
         let (odom, base) = (&self.node.odom_frame_id, &self.node.base_frame_id);
         if let Err(e) = self
             .out

@@ -153,7 +153,8 @@ impl Worker {
                 metric: false,
                 names: (&names.0, &names.1),
             };
-            self.publish_pair(&out, d.received, None);
+            let msg = self.publish_pair(&out, d.received, None);
+            self.count_pair(&msg, out.matches.matches.len(), d.received);
         } else if let Ok(mut s) = self.shared.stats.lock() {
             s.processed += 1;
         }

@@ -1,4 +1,4 @@
-//! The node's inputs: image and CameraInfo subscriptions, `/tf_static` (stereo_odometry), and the service
+//! The node's inputs: image and CameraInfo subscriptions, `/tf_static` (the odometry modes), and the service
 //! servers, each drained by a small tokio task into [`Shared`] (images through the admission policy,
 //! service calls into the inbox's queues, answered "busy" when full).
 

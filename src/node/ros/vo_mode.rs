@@ -1,8 +1,9 @@
-//! The `stereo_odometry` mode's r2r glue: it turns the two CameraInfos (and `/tf_static`) into the
-//! [`StereoRig`] and the camera's mounting, hands each synchronised pair to
-//! [`crate::node::visual_odometry::RobotVo`] (the left image tracked alone when that suffices, features of
-//! both images only when the VO asks), publishes the answer, and serves `reset` and `set_pose` between
-//! frames. The conventions (REP-105 base pose, covariances, twist, continuity) live in the pure module.
+//! The odometry modes' r2r glue. `stereo_odometry`: the two CameraInfos (and `/tf_static`) become the
+//! [`StereoRig`]; `odometry` (monocular): the image's CameraInfo becomes the camera. Either way the camera's
+//! mounting comes from `/tf_static` or a parameter, each frame goes to
+//! [`crate::node::visual_odometry::RobotVo`] (the (left) image tracked alone when that suffices, features
+//! only when the VO asks), the answer is published, and `reset` and `set_pose` are served between frames.
+//! The conventions (REP-105 base pose, covariances, twist, continuity) live in the pure module.
 
 use nalgebra::{Isometry3, Matrix3, Quaternion, Translation3, UnitQuaternion};
 use r2r::builtin_interfaces::msg::Time;
@@ -14,7 +15,6 @@ use super::inbox::{Control, Frame};
 use super::worker::Worker;
 use crate::features::GrayFrame;
 use crate::geometry::PinholeCamera;
-use crate::node::config::Mode;
 use crate::node::convert::{self, BadInput};
 use crate::node::map_session::{MapEvent, MapMode};
 use crate::node::stereo_rig::extrinsic_from_projections;
@@ -139,7 +139,7 @@ impl Worker {
         };
         if source != self.mounting_source {
             log::info!(
-                "stereo odometry: camera mounting {base} → '{camera_frame}' from {source}: xyz {:?}",
+                "odometry: camera mounting {base} → '{camera_frame}' from {source}: xyz {:?}",
                 m.translation.vector.as_slice()
             );
             self.mounting_source = source;
@@ -176,7 +176,15 @@ impl Worker {
             Some(f) => {
                 self.by_flow += 1;
                 if f.estimate.keyframe_requested {
-                    self.request_keyframe(stamp, left, r);
+                    let right = convert::decode_image(&r.msg, self.node.max_image_pixels);
+                    match right {
+                        Ok(right) => self.request_keyframe(stamp, left, Some(right)),
+                        Err(e) => {
+                            // counted; the next frame that needs a keyframe asks again
+                            self.shared.problem(&e);
+                            self.vo_mut()?.cancel_keyframe_request();
+                        }
+                    }
                 }
                 f
             }
@@ -193,14 +201,78 @@ impl Worker {
             }
         };
         self.poll_map();
-        self.publish_stereo_odometry(&frame, &header, l.received.min(r.received));
+        self.publish_odometry(&frame, &header, l.received.min(r.received));
+        Ok(())
+    }
+
+    /// One frame of the monocular `odometry` mode: the landmarks followed in the image alone when that
+    /// suffices (the network then runs only for the keyframes it asks for, on the extractor thread), the
+    /// features otherwise. With `node.odometry_correspondences` every frame's features are computed here
+    /// (they serve the keyframe at once) and its correspondences are published after the odometry.
+    pub fn monocular_odometry(&mut self, f: &Frame) -> Result<(), BadInput> {
+        let d = self.decode(f, 0)?;
+        // one unknown scale for the run: a lever arm in metres cannot be applied, the rotation can
+        let mounting = Isometry3::from_parts(
+            Translation3::identity(),
+            self.mounting(&d.header.frame_id).rotation,
+        );
+        let vo = self.vo_mut()?;
+        if vo
+            .configure(crate::vo::Rig::Monocular(d.camera), mounting)
+            .map_err(vo_problem)?
+        {
+            log::info!("monocular odometry: started (pose continues from the last)");
+        }
+        self.insert_finished_keyframe(&d.header.frame_id);
+        let stamp = convert::time_ns(&d.header.stamp) as f64 * 1e-9;
+        let features = if self.node.odometry_correspondences {
+            Some(self.extract(&d.image)?)
+        } else {
+            None
+        };
+        let gray = features
+            .as_ref()
+            .and_then(|x| x.gray.clone())
+            .unwrap_or_else(|| GrayFrame::from_rgb(&d.image));
+        let vo = self.vo_mut()?;
+        let frame = match vo.track(stamp, &gray).map_err(vo_problem)? {
+            Some(frame) => {
+                self.by_flow += 1;
+                if frame.estimate.keyframe_requested {
+                    match &features {
+                        Some(x) => {
+                            self.vo_mut()?
+                                .insert_keyframe(stamp, x, None)
+                                .map_err(vo_problem)?;
+                        }
+                        None => self.request_keyframe(stamp, d.image.clone(), None),
+                    }
+                }
+                frame
+            }
+            None => {
+                let extracted;
+                let x = match &features {
+                    Some(x) => x,
+                    None => {
+                        extracted = self.extract(&d.image)?;
+                        &extracted
+                    }
+                };
+                self.vo_mut()?.process(stamp, x, None).map_err(vo_problem)?
+            }
+        };
+        self.publish_odometry(&frame, &d.header, d.received);
+        if let Some(x) = features {
+            self.publish_keyframe_correspondences(d, x)?;
+        }
         Ok(())
     }
 
     fn vo_mut(&mut self) -> Result<&mut crate::node::visual_odometry::RobotVo, BadInput> {
         self.vo
             .as_mut()
-            .ok_or_else(|| BadInput::new("pipeline_unavailable", "no stereo odometry"))
+            .ok_or_else(|| BadInput::new("pipeline_unavailable", "no odometry in this mode"))
     }
 
     /// Hands the keyframe features the extractor thread finished (if any) to the odometry. A failed
@@ -212,10 +284,10 @@ impl Worker {
         let Some(vo) = self.vo.as_mut() else { return };
         let mut made_from = None;
         let problem = match done.features {
-            Ok((l, r)) => match vo.insert_keyframe(done.stamp, &l, Some(&r)) {
+            Ok((l, r)) => match vo.insert_keyframe(done.stamp, &l, r.as_ref()) {
                 Ok(made) => {
                     log::debug!(
-                        "stereo odometry: keyframe features of {:.3} s ready after {:.0} ms ({})",
+                        "odometry: keyframe features of {:.3} s ready after {:.0} ms ({})",
                         done.stamp,
                         done.seconds * 1e3,
                         if made { "inserted" } else { "no longer wanted" }
@@ -322,17 +394,17 @@ impl Worker {
         }
     }
 
-    /// Starts the extraction of a requested keyframe's two images on the extractor thread; without one, while
-    /// it is busy, or when the right image does not decode (counted), the request is withdrawn and the next
-    /// frame that needs a keyframe asks again. The frame itself is answered either way.
-    fn request_keyframe(&mut self, stamp: f64, left: crate::image::RgbImage, r: &Frame) {
-        let right = convert::decode_image(&r.msg, self.node.max_image_pixels);
-        let submitted = match (self.keyframe_extractor.as_mut(), right) {
-            (Some(x), Ok(right)) if !x.is_busy() => x.submit(stamp, left, right),
-            (_, Err(e)) => {
-                self.shared.problem(&e);
-                false
-            }
+    /// Starts the extraction of a requested keyframe's image(s) on the extractor thread; without one, or
+    /// while it is busy, the request is withdrawn and the next frame that needs a keyframe asks again. The
+    /// frame itself is answered either way.
+    fn request_keyframe(
+        &mut self,
+        stamp: f64,
+        left: crate::image::RgbImage,
+        right: Option<crate::image::RgbImage>,
+    ) {
+        let submitted = match self.keyframe_extractor.as_mut() {
+            Some(x) if !x.is_busy() => x.submit(stamp, left, right),
             _ => false,
         };
         if !submitted {
@@ -348,19 +420,17 @@ impl Worker {
         use r2r::std_srvs::srv::Trigger;
         let not_here = || {
             format!(
-                "the node runs in {} mode; reset and set_pose serve stereo_odometry",
+                "the node runs in {} mode; reset and set_pose serve odometry and stereo_odometry",
                 self.node.mode.name()
             )
         };
         match c {
             Control::Reset(req) => {
                 let (success, message) = match self.vo.as_mut() {
-                    Some(vo) if self.node.mode == Mode::StereoOdometry => {
+                    Some(vo) if self.node.mode.odometry() => {
                         vo.reset();
                         self.resets += 1;
-                        log::info!(
-                            "stereo odometry: reset (the next frame's pose is the identity)"
-                        );
+                        log::info!("odometry: reset (the next frame's pose is the identity)");
                         (
                             true,
                             "reset: the next frame's base pose is the identity".to_string(),
@@ -404,15 +474,15 @@ impl Worker {
             Control::SetPose(req) => {
                 let pose = isometry_from_pose(&req.message.pose);
                 let (success, message) = match (self.vo.as_mut(), pose) {
-                    (Some(vo), Some(p)) if self.node.mode == Mode::StereoOdometry => {
+                    (Some(vo), Some(p)) if self.node.mode.odometry() => {
                         vo.set_pose(p);
                         log::info!(
-                            "stereo odometry: pose set to xyz {:?}",
+                            "odometry: pose set to xyz {:?}",
                             p.translation.vector.as_slice()
                         );
                         (true, String::new())
                     }
-                    (Some(_), None) if self.node.mode == Mode::StereoOdometry => (
+                    (Some(_), None) if self.node.mode.odometry() => (
                         false,
                         "the pose is not finite or its quaternion is zero: nothing changed".into(),
                     ),

@@ -31,7 +31,7 @@ pub(super) struct Decoded {
     pub received: Instant,
 }
 
-/// The monocular odometry's keyframe.
+/// The keyframe of the `odometry` mode's correspondences.
 pub(super) struct Keyframe {
     pub header: Header,
     pub features: Features,
@@ -48,20 +48,18 @@ pub(super) struct Worker {
     pub pipeline: Option<Pipeline>,
     pub last_pipeline_try: Option<Instant>,
     pub matcher_name: String,
-    /// Monocular odometry: the keyframe policy and the chained pose.
+    /// `odometry` mode with `node.odometry_correspondences`: which frame the correspondences refer to.
     pub tracker: KeyframeTracker,
     pub keyframe: Option<Keyframe>,
-    /// Stereo odometry (`None` in the other modes).
+    /// The odometry modes' visual odometry (stereo or monocular; `None` in the other modes).
     pub vo: Option<RobotVo>,
-    /// Monocular odometry (`odometry` mode): the `odometry` topic's answer for every frame.
-    pub mono_vo: Option<RobotVo>,
-    /// Keyframe features computed on their own thread (stereo odometry with deferred keyframes).
+    /// Keyframe features computed on their own thread (odometry with deferred keyframes).
     pub keyframe_extractor: Option<crate::vo::background::BackgroundExtractor>,
-    /// `reset` calls served (stereo odometry).
+    /// `reset` calls served (odometry modes).
     pub resets: u64,
-    /// Frames answered by landmark tracking alone (stereo odometry).
+    /// Frames answered by landmark tracking alone (odometry modes).
     pub by_flow: u64,
-    /// Where the mounting in use came from (stereo odometry; logged when it changes).
+    /// Where the mounting in use came from (odometry modes; logged when it changes).
     pub mounting_source: &'static str,
     pub map: Option<KeyframeMap>,
     pub map_dirty: usize,
@@ -283,7 +281,7 @@ impl Worker {
             }
             let r = match job {
                 Job::Mono(f) if self.node.mode == Mode::Relocalization => self.relocalize(&f),
-                Job::Mono(f) => self.odometry(&f),
+                Job::Mono(f) => self.monocular_odometry(&f),
                 Job::Stereo(l, r) if self.node.mode == Mode::StereoOdometry => {
                     self.stereo_odometry(&l, &r)
                 }
@@ -301,10 +299,7 @@ impl Worker {
     fn restart_tracking(&mut self) {
         self.tracker.reset();
         self.keyframe = None;
-        for vo in [self.vo.as_mut(), self.mono_vo.as_mut()]
-            .into_iter()
-            .flatten()
-        {
+        if let Some(vo) = self.vo.as_mut() {
             if let Err(e) = vo.restart() {
                 log::error!("odometry: cannot restart: {e}");
             }
