@@ -17,9 +17,10 @@
 #                ~10 min each per sequence, skipped when newer than the sequence and the script) into
 #                $MATCHA_CACHE/vo/results/<name>/<method>.{tum,json}, runs `matcha vo` on each (results/<name>/matcha.*),
 #                then prints the table of all three (--report)
-#          --vo --node  also the ROS 2 node (stereo_odometry, PyPI-wheel ROS, loopback netns) on every sequence,
-#                played by tests/ros/vo_player.py at the camera rate (15 Hz) and at twice it (30 Hz): results
-#                results/<name>/matcha_node_<hz>hz.*, in the same table, with frames answered and latency
+#          --vo --node  also the ROS 2 node (PyPI-wheel ROS, loopback netns) on every sequence, played by
+#                tests/ros/vo_player.py at the camera rate (15 Hz) and at twice it (30 Hz): stereo_odometry
+#                (results/<name>/matcha_node_<hz>hz.*, SE(3)) and the monocular odometry mode
+#                (matcha_node_mono_<hz>hz.*, Sim(3)), in the same table, with frames answered and latency
 #          --vo --no-baselines  skip the anchors (keep their earlier results)
 # Needs: the venv from scripts/setup.sh and Debian's opencv-doc (apt-get install opencv-doc).
 set -euo pipefail
@@ -113,23 +114,24 @@ PYEOF
         [ -f "$dir/.stamp" ] || continue
         res="$VO/results/$name"
         mkdir -p "$res"
-        for speed in 1 2; do
+        for run in "stereo_odometry se3 1" "stereo_odometry se3 2" "odometry sim3 1" "odometry sim3 2"; do
+          read -r mode align speed <<<"$run"
           hz=$((15 * speed))
-          m="matcha_node_${hz}hz"
+          if [ "$mode" = odometry ]; then m="matcha_node_mono_${hz}hz"; else m="matcha_node_${hz}hz"; fi
           start=$(date +%s.%N)
           "$REPO/scripts/lib/ros_netns.sh" python3 tests/ros/vo_player.py --node target/release/matcha_node \
               --params config/matcha.yaml --engines "$engines" --sequence "$dir" --speed "$speed" \
-              --tum "$res/$m.tum" --json "$res/${m}_rate.json"
+              --mode "$mode" --tum "$res/$m.tum" --json "$res/${m}_rate.json"
           end=$(date +%s.%N)
-          "$PY" tools/eval_vo.py --sequence "$dir" --trajectory "$res/$m.tum" --align se3 --json > "$res/${m}_metrics.json"
-          "$PY" - "$res" "$name" "$m" "$start" "$end" <<'PYEOF'
+          "$PY" tools/eval_vo.py --sequence "$dir" --trajectory "$res/$m.tum" --align "$align" --json > "$res/${m}_metrics.json"
+          "$PY" - "$res" "$name" "$m" "$start" "$end" "$align" <<'PYEOF'
 import json, sys
 from pathlib import Path
-res, name, m, t0, t1 = Path(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
+res, name, m, t0, t1, align = Path(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
 metrics = json.loads((res / f"{m}_metrics.json").read_text())
 rate = json.loads((res / f"{m}_rate.json").read_text())
 (res / f"{m}.json").write_text(json.dumps({
-    "sequence": name, "method": m, "align": "se3", "runtime_s": t1 - t0, "trajectory": str(res / f"{m}.tum"),
+    "sequence": name, "method": m, "align": align, "runtime_s": t1 - t0, "trajectory": str(res / f"{m}.tum"),
     "frames_used": metrics["gt_frames"], "frames_posed": metrics["estimated_poses"], "metrics": metrics,
     "node": rate}, indent=1))
 PYEOF

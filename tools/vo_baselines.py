@@ -290,7 +290,8 @@ def report(root: Path) -> str:
         name = seq_json.parent.name
         # matcha.json / matcha_mono.json: written by scripts/eval.sh --vo from `matcha vo` (stereo / --monocular);
         # matcha_node_*: by --vo --node
-        for method in ("matcha", "matcha_node_15hz", "matcha_node_30hz", "matcha_mono", *METHODS):
+        for method in ("matcha", "matcha_node_15hz", "matcha_node_30hz", "matcha_mono", "matcha_node_mono_15hz",
+                       "matcha_node_mono_30hz", *METHODS):
             f = results_dir(root) / name / f"{method}.json"
             if f.exists():
                 rows.append(json.loads(f.read_text()))
@@ -310,11 +311,11 @@ def report(root: Path) -> str:
         lines.append(f"(no results under {results_dir(root)})")
     node = [r for r in rows if r.get("node")]
     if node:
-        lines += ["", "node (stereo_odometry) at the camera rate: frames answered, latency receipt -> publish "
-                  "(p99 settled: after the first second)"]
+        lines += ["", "node (stereo_odometry; _mono_: odometry) at the camera rate: frames answered, latency "
+                  "receipt -> publish (p99 settled: after the first second)"]
         for r in node:
             n = r["node"]
-            lines.append(f"{r['sequence']:<17} {r['method']:<17} {n['answered']}/{n['frames']} answered at "
+            lines.append(f"{r['sequence']:<17} {r['method']:<22} {n['answered']}/{n['frames']} answered at "
                          f"{n['input_rate_hz']:.0f} Hz; p50 {n['latency_p50_ms']:.1f} ms, p99 {n['latency_p99_ms']:.1f} ms, "
                          f"p99 settled {n['latency_p99_settled_ms']:.1f} ms, max {n['latency_max_ms']:.1f} ms; "
                          f"states {n['states']}")

@@ -120,10 +120,11 @@ def run(a, peer, node, seq, frames, rate):
     check(len(status) >= len(odom), f"status: {len(status)} OdometryStatus for {len(odom)} poses")
     # ---------------------------------------------------------------- accuracy (Sim(3): one unknown scale)
     gt_by_ns = {int(round(t * 1e9)): g for t, _, _, g in frames}
+    initializing = {(s.header.stamp.sec, s.header.stamp.nanosec) for s in status if s.state == "initializing"}
     est, ref = [], []
     for m, (t, T) in zip(cam, poses_of(cam)):
         g = gt_by_ns.get(int(round(t * 1e9)))
-        if g is not None and m.pose.covariance[0] < 9999.0:
+        if g is not None and (m.header.stamp.sec, m.header.stamp.nanosec) not in initializing:
             est.append(T)
             ref.append(g)
     path_units = 0.0

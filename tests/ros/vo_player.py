@@ -323,9 +323,12 @@ def main():
         else:
             odom, status, wall, _ = play_sequence(peer, node, seq, frames, a.speed, mono)
             # a monocular frame still initializing holds the reference pose without knowing the motion: not a
-            # trajectory point (as `matcha vo --monocular` writes it)
+            # trajectory point (as `matcha vo --monocular` writes it). Its state comes from the status topic:
+            # the covariance cannot tell, since after a restart every pose carries the lost variance (its
+            # place in odom is unknown relative to the earlier run)
             cam = peer.last_camera_odom
-            posed = [m for m in cam if m.pose.covariance[0] < 9999.0] if mono else cam
+            initializing = {(s.header.stamp.sec, s.header.stamp.nanosec) for s in status if s.state == "initializing"}
+            posed = [m for m in cam if (m.header.stamp.sec, m.header.stamp.nanosec) not in initializing] if mono else cam
             write_tum(a.tum, poses_of(posed))
             print(summary(seq, frames, odom, status, wall, a.speed))
             diag = diagnostics_line(peer)
