@@ -13,10 +13,12 @@
 #   6. tests/ros/monocular_odometry_test.py: the default `odometry` mode (monocular VO) on vo_short's left images
 #      at the camera rate (every frame answered with the network only at keyframes, Sim(3) accuracy, TF, the
 #      mounting's rotation, still camera, tracking loss, reset and set_pose);
-#   7. tests/ros/map_localization_test.py: node.map.mode build (a map from the stereo odometry's keyframes), then
+#   7. tests/ros/point_tracking_test.py: the `track` service and `point_tracks` topic on the 16-frame tracking clip
+#      (refusals, ids, the same tracks as `matcha track` offline, accuracy against ground truth, clear);
+#   8. tests/ros/map_localization_test.py: node.map.mode build (a map from the stereo odometry's keyframes), then
 #      localize from a later frame (TF map -> odom and localization/pose against ground truth).
 # Needs the exported models ($MATCHA_CACHE/engines, scripts/setup.sh) and onnxruntime (scripts/lib/env.sh).
-#   scripts/lib/ros_tests.sh [--only startup,odometry,stereo,pipeline,badmap,diskfull,killmap,elsewhere,keyframes,decimation,relocalization,stereo_odometry,monocular,map]
+#   scripts/lib/ros_tests.sh [--only startup,odometry,stereo,pipeline,badmap,diskfull,killmap,elsewhere,keyframes,decimation,relocalization,stereo_odometry,monocular,point_tracking,map]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/lib/ros_prepare.sh
@@ -42,6 +44,15 @@ fi
 if [ -z "$only" ] || [[ ",$only," == *",monocular,"* ]]; then
     "$here/ros_netns.sh" python3 tests/ros/monocular_odometry_test.py --node target/release/matcha_node \
         --params config/matcha.yaml --engines "$engines" --sequence "$MATCHA_CACHE/vo/vo_short"
+fi
+if [ -z "$only" ] || [[ ",$only," == *",point_tracking,"* ]]; then
+    if [ ! -f "$MATCHA_CACHE/tracks-ci/track_short/groundtruth.json" ]; then
+        "$MATCHA_VENV/bin/python" tools/track_clips.py --only track_short --frames 16 --out "$MATCHA_CACHE/tracks-ci"
+    fi
+    cargo build -j 2 --bin matcha
+    "$here/ros_netns.sh" python3 tests/ros/point_tracking_test.py --node target/release/matcha_node \
+        --cli target/debug/matcha --params config/matcha.yaml --engines "$engines" \
+        --clip "$MATCHA_CACHE/tracks-ci/track_short"
 fi
 if [ -z "$only" ] || [[ ",$only," == *",map,"* ]]; then
     "$here/ros_netns.sh" python3 tests/ros/map_localization_test.py --node target/release/matcha_node \

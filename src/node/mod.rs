@@ -1,8 +1,10 @@
 //! The ROS 2 node's logic: configuration (`node:` section), pairing policies (odometry keyframes, stereo
 //! sync, relocalization map), health counters, and — behind the `ros` feature — the r2r node itself.
 //!
-//! The pure parts ([`config`], [`admission`], [`keyframes`], [`sync`], [`map`], [`map_session`], [`schedule`], [`stats`],
-//! [`stereo_rig`], [`visual_odometry`], [`tf_tree`]) build and are unit-tested without ROS; `convert` and `ros` need r2r and a ROS 2 environment at build time (see `scripts/lib/ros_setup.sh`).
+//! The pure parts ([`config`], [`admission`], [`keyframes`], [`sync`], [`map`], [`map_session`],
+//! [`point_tracking`], [`schedule`], [`stats`], [`stereo_rig`], [`visual_odometry`], [`tf_tree`]) build and are
+//! unit-tested without ROS; `convert` and `ros` need r2r and a ROS 2 environment at build time (see
+//! `scripts/lib/ros_setup.sh`).
 //! The node is a thin shell over [`crate::pipeline`]: it knows nothing of model internals.
 
 pub mod admission;
@@ -10,6 +12,7 @@ pub mod config;
 pub mod keyframes;
 pub mod map;
 pub mod map_session;
+pub mod point_tracking;
 pub mod schedule;
 pub mod stats;
 pub mod stereo_rig;

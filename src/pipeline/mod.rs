@@ -190,6 +190,15 @@ impl Pipeline {
         )
     }
 
+    /// The extractor's dense descriptor map of `image` (point tracking; see
+    /// [`FeatureExtractor::dense_descriptors`]).
+    pub fn dense_descriptors(
+        &mut self,
+        image: &RgbImage,
+    ) -> Result<crate::features::DenseDescriptors, PipelineError> {
+        Ok(self.extractor.dense_descriptors(image)?)
+    }
+
     /// Matches `a` to `b` and estimates the pose of b relative to a (`x_b = R·x_a + t`).
     pub fn match_pair(
         &mut self,

@@ -23,6 +23,7 @@
 
 mod baseline;
 pub mod io;
+mod live;
 pub mod metrics;
 mod motion;
 mod patch;

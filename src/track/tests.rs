@@ -293,3 +293,59 @@ fn a_blank_frame_shows_nothing() {
         "{p:?}"
     );
 }
+
+#[test]
+fn points_started_on_the_latest_frame_track_as_queries_given_in_advance() {
+    // the live entry point (the node's `track` service) must give what the folder entry point gives
+    let motion = [2.7f32, 1.3];
+    let queries = [[60.0f32, 50.0], [200.5, 150.25]];
+    let mut ahead = Tracker::new(TrackOptions::default()).unwrap();
+    for q in queries {
+        ahead
+            .add_query(Query {
+                frame: 2,
+                x: q[0],
+                y: q[1],
+            })
+            .unwrap();
+    }
+    let mut live = Tracker::new(TrackOptions::default()).unwrap();
+    // the stream starts with no points: the live tracker only keeps the newest frame
+    for k in 0..3 {
+        ahead
+            .step(track_frame(frame(k, motion, |_| -1000.0)))
+            .unwrap();
+        live.restart_on(track_frame(frame(k, motion, |_| -1000.0)));
+    }
+    assert_eq!(live.start_on_latest(&queries).unwrap(), vec![0, 1]);
+    for k in 3..10 {
+        let a = ahead
+            .step(track_frame(frame(k, motion, |_| -1000.0)))
+            .unwrap();
+        let b = live
+            .step(track_frame(frame(k, motion, |_| -1000.0)))
+            .unwrap();
+        assert_eq!(a, b, "frame {k}");
+    }
+    // more points later: indices go on; clear forgets them all
+    assert_eq!(live.start_on_latest(&[[100.0, 100.0]]).unwrap(), vec![2]);
+    live.clear();
+    assert!(live.is_empty());
+}
+
+#[test]
+fn live_requests_are_all_or_none() {
+    let mut t = Tracker::new(TrackOptions::default()).unwrap();
+    // no frame yet
+    assert!(t.start_on_latest(&[[10.0, 10.0]]).is_err());
+    t.restart_on(track_frame(frame(0, [0.0, 0.0], |_| -1000.0)));
+    for bad in [[f32::NAN, 10.0], [W as f32, 10.0], [10.0, -1.0]] {
+        let err = t.start_on_latest(&[[10.0, 10.0], bad]).unwrap_err();
+        assert!(err.to_string().contains("outside"), "{err}");
+        assert!(t.is_empty(), "nothing started for {bad:?}");
+    }
+    assert_eq!(
+        t.start_on_latest(&[[W as f32 - 1.0, 0.0]]).unwrap(),
+        vec![0]
+    );
+}

@@ -17,8 +17,8 @@ const FALLBACK_MIN_STD: f32 = 1.0;
 /// One frame as the tracker needs it: its gray pyramid and its dense descriptor map.
 #[derive(Debug, Clone)]
 pub struct TrackFrame {
-    pyramid: Pyramid,
-    dense: DenseDescriptors,
+    pub(super) pyramid: Pyramid,
+    pub(super) dense: DenseDescriptors,
 }
 
 impl TrackFrame {
@@ -39,14 +39,14 @@ impl TrackFrame {
         })
     }
 
-    fn size(&self) -> [u32; 2] {
+    pub(super) fn size(&self) -> [u32; 2] {
         self.dense.image_size()
     }
 }
 
 /// What the tracker keeps of one query.
 #[derive(Debug, Clone)]
-struct PointState {
+pub(super) struct PointState {
     query: Query,
     /// Set on the query frame.
     started: bool,
@@ -64,13 +64,31 @@ struct PointState {
     confidence: f32,
 }
 
+impl PointState {
+    /// A query not started yet.
+    pub(super) fn new(query: Query) -> Self {
+        Self {
+            query,
+            started: false,
+            reference: Vec::new(),
+            recent: Vec::new(),
+            anchor: None,
+            last_seen: None,
+            position: [query.x, query.y],
+            velocity: [0.0, 0.0],
+            visible: false,
+            confidence: 0.0,
+        }
+    }
+}
+
 /// Tracks query points through frames given one at a time; see [`crate::track`].
 #[derive(Debug)]
 pub struct Tracker {
-    options: TrackOptions,
-    points: Vec<PointState>,
-    frames_seen: usize,
-    previous: Option<TrackFrame>,
+    pub(super) options: TrackOptions,
+    pub(super) points: Vec<PointState>,
+    pub(super) frames_seen: usize,
+    pub(super) previous: Option<TrackFrame>,
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -142,18 +160,7 @@ impl Tracker {
                 reason: format!("position ({}, {}) is not finite", query.x, query.y),
             });
         }
-        self.points.push(PointState {
-            query,
-            started: false,
-            reference: Vec::new(),
-            recent: Vec::new(),
-            anchor: None,
-            last_seen: None,
-            position: [query.x, query.y],
-            velocity: [0.0, 0.0],
-            visible: false,
-            confidence: 0.0,
-        });
+        self.points.push(PointState::new(query));
         Ok(index)
     }
 
@@ -168,6 +175,22 @@ impl Tracker {
 
     fn crop_radius(&self) -> u32 {
         self.options.patch_radius + 4
+    }
+
+    /// Starts point `i` on the frame whose gray image is `base`, with its descriptor `descriptor` there.
+    pub(super) fn start_point(&mut self, i: usize, base: &GrayImage, descriptor: Vec<f32>) {
+        let crop_radius = self.crop_radius();
+        let p = &mut self.points[i];
+        let q = [p.query.x, p.query.y];
+        p.started = true;
+        p.reference = descriptor.clone();
+        p.recent = descriptor;
+        p.anchor = Crop::new(base, q, crop_radius);
+        p.last_seen = p.anchor.clone();
+        p.position = q;
+        p.velocity = [0.0, 0.0];
+        p.visible = true;
+        p.confidence = 1.0;
     }
 
     /// Processes the next frame: starts the queries of this frame and moves every started one. Returns, per
@@ -216,21 +239,10 @@ impl Tracker {
                 }
             }
         }
-        let crop_radius = self.crop_radius();
         for (i, d) in starting {
-            let base = frame.pyramid.base();
-            let p = &mut self.points[i];
-            let q = [p.query.x, p.query.y];
-            p.started = true;
-            p.reference = d.clone();
-            p.recent = d;
-            p.anchor = Crop::new(base, q, crop_radius);
-            p.last_seen = p.anchor.clone();
-            p.position = q;
-            p.velocity = [0.0, 0.0];
-            p.visible = true;
-            p.confidence = 1.0;
+            self.start_point(i, frame.pyramid.base(), d);
         }
+        let crop_radius = self.crop_radius();
         if let Some(prev) = self.previous.take() {
             let any_moving = self
                 .points

@@ -110,15 +110,19 @@ pub struct Topics {
     pub relative_pose: String,
     /// Output `nav_msgs/Odometry` (odometry and stereo_odometry modes).
     pub odometry: String,
-    /// Output `nav_msgs/Odometry` of the left camera's optical frame in `odom` (stereo_odometry mode): the
-    /// same answer as `odometry` without the mounting (for consumers of the camera pose, and scoring).
+    /// Output `nav_msgs/Odometry` of the (left) camera's optical frame in `odom` (odometry modes): the same
+    /// answer as `odometry` without the mounting (for consumers of the camera pose, and scoring).
     pub camera_odometry: String,
-    /// Output `matcha_msgs/OdometryStatus` (stereo_odometry mode): tracking state and counters per frame.
+    /// Output `matcha_msgs/OdometryStatus` (odometry modes): tracking state and counters per frame.
     pub odometry_status: String,
-    /// The `std_srvs/Trigger` service that restarts the odometry at the identity (stereo_odometry mode).
+    /// The `std_srvs/Trigger` service that restarts the odometry at the identity (odometry modes).
     pub reset_service: String,
-    /// The `matcha_msgs/SetPose` service that sets the current base pose in `odom` (stereo_odometry mode).
+    /// The `matcha_msgs/SetPose` service that sets the current base pose in `odom` (odometry modes).
     pub set_pose_service: String,
+    /// Output `matcha_msgs/PointTracks` (odometry modes with `point_tracking.enabled`).
+    pub point_tracks: String,
+    /// The `matcha_msgs/Track` service that starts following points (with `point_tracking.enabled`).
+    pub track_service: String,
     /// Output `geometry_msgs/PoseWithCovarianceStamped` of the base in `map` (stereo_odometry with
     /// `map.mode: localize`), one per accepted localization.
     pub localization_pose: String,
@@ -151,6 +155,8 @@ impl Default for Topics {
             odometry_status: "odometry/status".into(),
             reset_service: "odometry/reset".into(),
             set_pose_service: "odometry/set_pose".into(),
+            point_tracks: "point_tracks".into(),
+            track_service: "track".into(),
             localization_pose: "localization/pose".into(),
             initial_pose: "/initialpose".into(),
             tf: "/tf".into(),
@@ -285,6 +291,27 @@ impl Default for Mounting {
     }
 }
 
+/// Point tracking in the odometry modes (the `track` service and the `point_tracks` topic); the tracker's
+/// own settings are the configuration's `track:` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PointTrackingConfig {
+    /// Offer the `track` service and publish `point_tracks`. The extractor's dense map then runs on every
+    /// frame while points are followed (about 20 ms per 640×480 frame for XFeat on 2 cores).
+    pub enabled: bool,
+    /// At most this many points are followed at once (a request beyond it is refused).
+    pub max_points: usize,
+}
+
+impl Default for PointTrackingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_points: 256,
+        }
+    }
+}
+
 /// All node settings (the `node:` section).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -321,6 +348,8 @@ pub struct NodeConfig {
     /// keyframe chosen by `keyframe` (and the debug image). The network then runs on every frame, which
     /// costs the camera rate on a CPU; without it the network runs only for the odometry's keyframes.
     pub odometry_correspondences: bool,
+    /// Point tracking (odometry modes).
+    pub point_tracking: PointTrackingConfig,
     /// Publish the debug image (still only computed while someone subscribes).
     pub debug_image: bool,
     /// Process at most this many frames per second (0 = as fast as they come; extra frames are dropped).
@@ -369,6 +398,7 @@ impl Default for NodeConfig {
             publish_tf: true,
             camera_mounting: Mounting::default(),
             odometry_correspondences: false,
+            point_tracking: PointTrackingConfig::default(),
             debug_image: true,
             max_rate_hz: 0.0,
             max_queued_frames: 16,
@@ -424,6 +454,8 @@ impl NodeConfig {
             ("topics.debug_image", &t.debug_image),
             ("topics.diagnostics", &t.diagnostics),
             ("topics.match_service", &t.match_service),
+            ("topics.point_tracks", &t.point_tracks),
+            ("topics.track_service", &t.track_service),
         ] {
             if !valid_topic_name(name) {
                 return bad(
@@ -457,6 +489,16 @@ impl NodeConfig {
         }
         if let Err(e) = self.map.validate() {
             return bad("map", &e);
+        }
+        let pt = &self.point_tracking;
+        if pt.enabled && !self.mode.odometry() {
+            return bad(
+                "point_tracking.enabled",
+                "point tracking works with node.mode odometry and stereo_odometry",
+            );
+        }
+        if pt.max_points == 0 || pt.max_points > 4096 {
+            return bad("point_tracking.max_points", "must be in 1..=4096");
         }
         if self.map.mode != crate::node::map_session::MapMode::Off
             && self.mode != Mode::StereoOdometry

@@ -88,6 +88,15 @@ fn invalid_values_are_rejected_with_their_key() {
     assert!(matches!(e, NodeConfigError::Invalid { ref key, .. } if key == "max_rate_hz"));
     let e = NodeConfig::from_value(&json!({"decimation": 17})).unwrap_err();
     assert!(matches!(e, NodeConfigError::Invalid { ref key, .. } if key == "decimation"));
+    let e = NodeConfig::from_value(&json!({"mode": "stereo", "point_tracking": {"enabled": true}}))
+        .unwrap_err();
+    assert!(
+        matches!(e, NodeConfigError::Invalid { ref key, .. } if key == "point_tracking.enabled")
+    );
+    let e = NodeConfig::from_value(&json!({"point_tracking": {"max_points": 0}})).unwrap_err();
+    assert!(
+        matches!(e, NodeConfigError::Invalid { ref key, .. } if key == "point_tracking.max_points")
+    );
     let e = NodeConfig::from_value(&json!({"decimation": -1})).unwrap_err();
     assert!(matches!(e, NodeConfigError::Parse(_)), "{e:?}");
     assert_eq!(

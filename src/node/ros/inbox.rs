@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
-use r2r::matcha_msgs::srv::{Match, SetPose};
+use r2r::matcha_msgs::srv::{Match, SetPose, Track};
 use r2r::sensor_msgs::msg::CameraInfo;
 use r2r::std_srvs::srv::Trigger;
 
@@ -67,6 +67,8 @@ pub enum Control {
     SetPose(r2r::ServiceRequest<SetPose::Service>),
     /// `/initialpose`: where the robot is believed to be in `map` (a hint for the map localization).
     InitialPose(Box<r2r::geometry_msgs::msg::PoseWithCovarianceStamped>),
+    /// `track` (`matcha_msgs/Track`): points to follow from the newest processed image on.
+    Track(r2r::ServiceRequest<Track::Service>),
 }
 
 /// What waits for the worker.

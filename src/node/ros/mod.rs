@@ -30,7 +30,7 @@ use std::time::Duration;
 use r2r::builtin_interfaces::msg::Time;
 use r2r::diagnostic_msgs::msg::DiagnosticArray;
 use r2r::geometry_msgs::msg::PoseWithCovarianceStamped;
-use r2r::matcha_msgs::msg::{Correspondences, OdometryStatus};
+use r2r::matcha_msgs::msg::{Correspondences, OdometryStatus, PointTracks};
 use r2r::nav_msgs::msg::Odometry;
 use r2r::sensor_msgs::msg::Image;
 use r2r::tf2_msgs::msg::TFMessage;
@@ -65,6 +65,7 @@ mod inbox;
 mod logging;
 mod pair_modes;
 mod params;
+mod point_tracks;
 mod publish;
 mod relocalization;
 mod subscriptions;
@@ -190,6 +191,11 @@ pub fn run() -> Result<(), NodeError> {
         } else {
             None
         },
+        point_tracks: if odometry && ncfg.point_tracking.enabled {
+            Some(node.create_publisher::<PointTracks>(&t.point_tracks, out_qos.clone())?)
+        } else {
+            None
+        },
         odometry_status: if odometry {
             Some(node.create_publisher::<OdometryStatus>(&t.odometry_status, out_qos.clone())?)
         } else {
@@ -248,6 +254,18 @@ pub fn run() -> Result<(), NodeError> {
         }));
     }
 
+    let point_tracking = if odometry && ncfg.point_tracking.enabled {
+        subscriptions::track_service(&mut node, &shared, &ncfg, &mut tasks)?;
+        Some(
+            crate::node::point_tracking::PointTracking::new(
+                cfg.track.clone(),
+                ncfg.point_tracking.max_points,
+            )
+            .map_err(|e| NodeError::Parameters(e.to_string()))?,
+        )
+    } else {
+        None
+    };
     let map_session = (stereo_odometry && ncfg.map.mode != crate::node::map_session::MapMode::Off)
         .then(|| crate::node::map_session::MapSession::new(ncfg.map.clone(), cfg.map.clone()));
     let worker = Worker {
@@ -268,6 +286,7 @@ pub fn run() -> Result<(), NodeError> {
         map: None,
         map_dirty: 0,
         map_session,
+        point_tracking,
         last_latency_ms: std::cell::Cell::new(None),
     };
     // Create the pipeline before the first frame (a failure is logged, counted and retried).

@@ -10,7 +10,7 @@ use r2r::geometry_msgs::msg::{
     PoseWithCovariance, PoseWithCovarianceStamped, Quaternion, Transform, TransformStamped, Twist,
     TwistWithCovariance, Vector3,
 };
-use r2r::matcha_msgs::msg::{Correspondences, OdometryStatus};
+use r2r::matcha_msgs::msg::{Correspondences, OdometryStatus, PointTracks};
 use r2r::nav_msgs::msg::Odometry;
 use r2r::sensor_msgs::msg::Image;
 use r2r::std_msgs::msg::Header;
@@ -26,13 +26,16 @@ pub(super) struct Outputs {
     pub correspondences: r2r::Publisher<Correspondences>,
     pub relative_pose: r2r::Publisher<PoseWithCovarianceStamped>,
     pub odometry: r2r::Publisher<Odometry>,
-    /// stereo_odometry only.
+    /// Odometry modes only.
     pub odometry_status: Option<r2r::Publisher<OdometryStatus>>,
-    /// stereo_odometry only: the left camera's optical frame in `odom`.
+    /// Odometry modes only: the (left) camera's optical frame in `odom`.
     pub camera_odometry: Option<r2r::Publisher<Odometry>>,
+    /// Odometry modes with `point_tracking.enabled`.
+    pub point_tracks: Option<r2r::Publisher<PointTracks>>,
     /// stereo_odometry with `map.mode: localize` only: the base in `map` at each accepted localization.
     pub localization_pose: Option<r2r::Publisher<PoseWithCovarianceStamped>>,
-    /// stereo_odometry with `publish_tf` (`odom → base`) or `map.mode: localize` (`map → odom`).
+    /// Odometry modes with `publish_tf` (`odom → base`), stereo_odometry with `map.mode: localize`
+    /// (`map → odom`).
     pub tf: Option<r2r::Publisher<TFMessage>>,
     pub debug: Option<r2r::Publisher<Image>>,
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use nalgebra::{Isometry3, Quaternion, Translation3, UnitQuaternion};
 use r2r::matcha_msgs::msg::Correspondences;
-use r2r::matcha_msgs::srv::{Match, SetPose};
+use r2r::matcha_msgs::srv::{Match, SetPose, Track};
 use r2r::sensor_msgs::msg::{CameraInfo, CompressedImage, Image};
 use r2r::std_srvs::srv::Trigger;
 use r2r::tf2_msgs::msg::TFMessage;
@@ -209,7 +209,36 @@ pub(super) fn initial_pose(
     Ok(())
 }
 
-/// The `reset` (`std_srvs/Trigger`) and `set_pose` services of the stereo odometry.
+/// The `track` service (`matcha_msgs/Track`) of the point tracking: calls wait in the control queue.
+pub(super) fn track_service(
+    node: &mut r2r::Node,
+    shared: &Arc<Shared>,
+    cfg: &NodeConfig,
+    tasks: &mut Tasks,
+) -> Result<(), NodeError> {
+    let mut track = node.create_service::<Track::Service>(
+        &cfg.topics.track_service,
+        QosProfile::services_default(),
+    )?;
+    let sh = shared.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(req) = track.next().await {
+            if let Err(Control::Track(req)) = queue_control(&sh, Control::Track(req)) {
+                let resp = Track::Response {
+                    success: false,
+                    message: format!("busy: {SERVICE_QUEUE} calls already queued"),
+                    ids: Vec::new(),
+                };
+                if let Err(e) = req.respond(resp) {
+                    log::error!("track service: cannot respond: {e}");
+                }
+            }
+        }
+    }));
+    Ok(())
+}
+
+/// The `reset` (`std_srvs/Trigger`) and `set_pose` services of the odometry modes.
 pub(super) fn odometry_services(
     node: &mut r2r::Node,
     shared: &Arc<Shared>,

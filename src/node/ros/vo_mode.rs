@@ -168,9 +168,11 @@ impl Worker {
             );
         }
         self.insert_finished_keyframe(&header.frame_id);
-        let vo = self.vo_mut()?;
         let stamp = convert::time_ns(&header.stamp) as f64 * 1e-9;
         let gray = GrayFrame::from_rgb(&left);
+        // the left image for the point tracker (it may go to the keyframe thread below)
+        let for_points = self.point_tracking.is_some().then(|| left.clone());
+        let vo = self.vo_mut()?;
         let tracked = vo.track(stamp, &gray).map_err(vo_problem)?;
         let frame = match tracked {
             Some(f) => {
@@ -201,7 +203,11 @@ impl Worker {
             }
         };
         self.poll_map();
-        self.publish_odometry(&frame, &header, l.received.min(r.received));
+        let received = l.received.min(r.received);
+        self.publish_odometry(&frame, &header, received);
+        if let Some(image) = for_points {
+            self.follow_points(&header, &image, received);
+        }
         Ok(())
     }
 
@@ -263,6 +269,7 @@ impl Worker {
             }
         };
         self.publish_odometry(&frame, &d.header, d.received);
+        self.follow_points(&d.header, &d.image, d.received);
         if let Some(x) = features {
             self.publish_keyframe_correspondences(d, x)?;
         }
@@ -442,6 +449,7 @@ impl Worker {
                     log::error!("reset service: cannot respond: {e}");
                 }
             }
+            Control::Track(req) => self.serve_track(req),
             Control::InitialPose(m) => {
                 let pose = isometry_from_pose(&m.pose.pose);
                 let c = &m.pose.covariance;

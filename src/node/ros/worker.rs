@@ -63,6 +63,8 @@ pub(super) struct Worker {
     pub mounting_source: &'static str,
     pub map: Option<KeyframeMap>,
     pub map_dirty: usize,
+    /// Point tracking (odometry modes with `node.point_tracking.enabled`).
+    pub point_tracking: Option<crate::node::point_tracking::PointTracking>,
     /// Stereo odometry with `node.map.mode` build or localize.
     pub map_session: Option<crate::node::map_session::MapSession>,
     /// Receipt → publication latency of the frame just answered (set by the publishing functions, which
