@@ -15,10 +15,12 @@
 #      mounting's rotation, still camera, tracking loss, reset and set_pose);
 #   7. tests/ros/point_tracking_test.py: the `track` service and `point_tracks` topic on the 16-frame tracking clip
 #      (refusals, ids, the same tracks as `matcha track` offline, accuracy against ground truth, clear);
-#   8. tests/ros/map_localization_test.py: node.map.mode build (a map from the stereo odometry's keyframes), then
+#   8. tests/ros/faults_test.py: faults while running (engine file corrupted then restored, a restarted
+#      publisher, use_sim_time with the clock jumping back, 10 debug-image subscribers, 3x overload for 40 s);
+#   9. tests/ros/map_localization_test.py: node.map.mode build (a map from the stereo odometry's keyframes), then
 #      localize from a later frame (TF map -> odom and localization/pose against ground truth).
 # Needs the exported models ($MATCHA_CACHE/engines, scripts/setup.sh) and onnxruntime (scripts/lib/env.sh).
-#   scripts/lib/ros_tests.sh [--only startup,odometry,stereo,pipeline,badmap,diskfull,killmap,elsewhere,keyframes,decimation,relocalization,stereo_odometry,monocular,point_tracking,map]
+#   scripts/lib/ros_tests.sh [--only startup,odometry,stereo,pipeline,badmap,diskfull,killmap,elsewhere,keyframes,decimation,relocalization,stereo_odometry,monocular,point_tracking,faults,map]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/lib/ros_prepare.sh
@@ -53,6 +55,10 @@ if [ -z "$only" ] || [[ ",$only," == *",point_tracking,"* ]]; then
     "$here/ros_netns.sh" python3 tests/ros/point_tracking_test.py --node target/release/matcha_node \
         --cli target/debug/matcha --params config/matcha.yaml --engines "$engines" \
         --clip "$MATCHA_CACHE/tracks-ci/track_short"
+fi
+if [ -z "$only" ] || [[ ",$only," == *",faults,"* ]]; then
+    "$here/ros_netns.sh" python3 tests/ros/faults_test.py --node target/release/matcha_node \
+        --params config/matcha.yaml --engines "$engines"
 fi
 if [ -z "$only" ] || [[ ",$only," == *",map,"* ]]; then
     "$here/ros_netns.sh" python3 tests/ros/map_localization_test.py --node target/release/matcha_node \
