@@ -6,7 +6,7 @@
 //! folder of frames known in advance; a live client only knows frames that have already arrived. Not here:
 //! which frame is the latest in the node, ids, message conversion (`node::point_tracking`).
 
-use super::tracker::PointState;
+use super::state::PointState;
 use super::{Query, TrackError, TrackFrame, Tracker};
 
 impl Tracker {

@@ -27,6 +27,7 @@ mod live;
 pub mod metrics;
 mod motion;
 mod patch;
+mod state;
 #[cfg(test)]
 mod tests;
 mod tracker;
@@ -34,7 +35,8 @@ mod tracker;
 pub use baseline::NearestNeighbourTracker;
 pub use motion::MotionField;
 pub use patch::{pyramidal_lk, zncc, Crop, LkSettings, Pyramid};
-pub use tracker::{TrackFrame, Tracker};
+pub use state::TrackFrame;
+pub use tracker::Tracker;
 
 /// A point to track: pixel `[x, y]` (OpenCV convention) on frame `frame` (0-based, in the order frames are
 /// given to the tracker).

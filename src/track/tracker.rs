@@ -4,7 +4,8 @@
 use image::GrayImage;
 
 use super::motion::MotionField;
-use super::patch::{patch_std, pyramidal_lk, zncc, Crop, LkSettings, Pyramid};
+use super::patch::{patch_std, pyramidal_lk, zncc, Crop, LkSettings};
+use super::state::{PointState, TrackFrame};
 use super::{Query, TrackError, TrackOptions, TrackPoint};
 use crate::features::dense::Peak;
 use crate::features::DenseDescriptors;
@@ -13,74 +14,6 @@ use crate::matching::refine::WarpModel;
 /// The descriptor-only fallback needs at least this much contrast (standard deviation of the patch, gray
 /// levels) where it places the point: in a blank or black view nothing is seen, whatever the descriptors say.
 const FALLBACK_MIN_STD: f32 = 1.0;
-
-/// One frame as the tracker needs it: its gray pyramid and its dense descriptor map.
-#[derive(Debug, Clone)]
-pub struct TrackFrame {
-    pub(super) pyramid: Pyramid,
-    pub(super) dense: DenseDescriptors,
-}
-
-impl TrackFrame {
-    /// A frame from its 8-bit gray image and the dense descriptors of the same image; `levels` pyramid levels
-    /// (`track.pyramid_levels`). The map must describe an image of the gray image's size.
-    pub fn new(gray: GrayImage, dense: DenseDescriptors, levels: u32) -> Result<Self, String> {
-        if dense.image_size() != [gray.width(), gray.height()] {
-            return Err(format!(
-                "the descriptor map describes a {:?} image, the frame is {}×{}",
-                dense.image_size(),
-                gray.width(),
-                gray.height()
-            ));
-        }
-        Ok(Self {
-            pyramid: Pyramid::new(gray, levels),
-            dense,
-        })
-    }
-
-    pub(super) fn size(&self) -> [u32; 2] {
-        self.dense.image_size()
-    }
-}
-
-/// What the tracker keeps of one query.
-#[derive(Debug, Clone)]
-pub(super) struct PointState {
-    query: Query,
-    /// Set on the query frame.
-    started: bool,
-    /// Descriptor at the query.
-    reference: Vec<f32>,
-    /// Descriptor where the point was last seen.
-    recent: Vec<f32>,
-    /// The query's patch (`None` when the query is too close to the border for a crop).
-    anchor: Option<Crop>,
-    /// The patch where the point was last seen.
-    last_seen: Option<Crop>,
-    position: [f32; 2],
-    velocity: [f32; 2],
-    visible: bool,
-    confidence: f32,
-}
-
-impl PointState {
-    /// A query not started yet.
-    pub(super) fn new(query: Query) -> Self {
-        Self {
-            query,
-            started: false,
-            reference: Vec::new(),
-            recent: Vec::new(),
-            anchor: None,
-            last_seen: None,
-            position: [query.x, query.y],
-            velocity: [0.0, 0.0],
-            visible: false,
-            confidence: 0.0,
-        }
-    }
-}
 
 /// Tracks query points through frames given one at a time; see [`crate::track`].
 #[derive(Debug)]

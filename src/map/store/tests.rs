@@ -1,4 +1,5 @@
 use super::*;
+use nalgebra::{Translation3, UnitQuaternion};
 use ndarray::array;
 
 fn identity() -> MapIdentity {
