@@ -17,10 +17,12 @@
 #      (refusals, ids, the same tracks as `matcha track` offline, accuracy against ground truth, clear);
 #   8. tests/ros/faults_test.py: faults while running (engine file corrupted then restored, a restarted
 #      publisher, use_sim_time with the clock jumping back, 10 debug-image subscribers, 3x overload for 40 s);
-#   9. tests/ros/map_localization_test.py: node.map.mode build (a map from the stereo odometry's keyframes), then
+#   9. tests/ros/semantic_match_test.py: the `match` service's semantic mode on the tiny random-initialised MATCHA
+#      semantic engines (plumbing), and its refusals;
+#  10. tests/ros/map_localization_test.py: node.map.mode build (a map from the stereo odometry's keyframes), then
 #      localize from a later frame (TF map -> odom and localization/pose against ground truth).
 # Needs the exported models ($MATCHA_CACHE/engines, scripts/setup.sh) and onnxruntime (scripts/lib/env.sh).
-#   scripts/lib/ros_tests.sh [--only startup,odometry,stereo,pipeline,badmap,diskfull,killmap,elsewhere,keyframes,decimation,relocalization,stereo_odometry,monocular,point_tracking,faults,map]
+#   scripts/lib/ros_tests.sh [--only startup,odometry,stereo,pipeline,badmap,diskfull,killmap,elsewhere,keyframes,decimation,relocalization,stereo_odometry,monocular,point_tracking,faults,semantic,map]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/lib/ros_prepare.sh
@@ -59,6 +61,11 @@ fi
 if [ -z "$only" ] || [[ ",$only," == *",faults,"* ]]; then
     "$here/ros_netns.sh" python3 tests/ros/faults_test.py --node target/release/matcha_node \
         --params config/matcha.yaml --engines "$engines"
+fi
+if [ -z "$only" ] || [[ ",$only," == *",semantic,"* ]]; then
+    "$here/ros_netns.sh" python3 tests/ros/semantic_match_test.py --node target/release/matcha_node \
+        --params config/matcha.yaml --engines "$engines" \
+        --semantic-engines "$MATCHA_CACHE/matcha-fixtures/tiny-semantic"
 fi
 if [ -z "$only" ] || [[ ",$only," == *",map,"* ]]; then
     "$here/ros_netns.sh" python3 tests/ros/map_localization_test.py --node target/release/matcha_node \

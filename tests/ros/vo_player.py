@@ -26,8 +26,8 @@ import time
 import numpy as np
 import rclpy
 from geometry_msgs.msg import TransformStamped
-from matcha_msgs.msg import OdometryStatus
-from matcha_msgs.srv import SetPose
+from matcha_msgs.msg import OdometryStatus, PointTracks
+from matcha_msgs.srv import SetPose, Track
 from nav_msgs.msg import Odometry
 from PIL import Image as PILImage
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -222,9 +222,33 @@ def write_tum(path, poses):
             f.write(f"{t:.9f} {T[0, 3]:.9f} {T[1, 3]:.9f} {T[2, 3]:.9f} {x:.9f} {y:.9f} {z:.9f} {w:.9f}\n")
 
 
-def start_node(a, logs, mode="stereo_odometry"):
+def start_node(a, logs, mode="stereo_odometry", extra=()):
     return NodeProc(a.node, NS, ["--params-file", a.params, "-p", f"runtime.engines_dir:={a.engines}",
-                                 "-p", f"node.mode:={mode}"], os.path.join(logs, f"{mode}.log"))
+                                 "-p", f"node.mode:={mode}", *extra], os.path.join(logs, f"{mode}.log"))
+
+
+def follow_grid(peer, n, width, height, timeout=60.0):
+    """On a thread: once the node has answered a frame, asks it to follow an n-point grid (the `track` service,
+    zero stamp = its newest image) and records the PointTracks. Returns (the list they arrive in, the thread)."""
+    tracks = []
+    rel = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+    peer.node.create_subscription(PointTracks, f"{NS}/point_tracks", peer._rec(tracks), rel)
+    client = peer.node.create_client(Track, f"{NS}/track")
+    side = int(math.ceil(math.sqrt(n)))
+    pts = [(width * (i % side + 0.5) / side, height * (i // side + 0.5) / side) for i in range(n)]
+
+    def ask():
+        if not client.wait_for_service(timeout_sec=timeout) or peer.wait_count(peer.odom, 1, timeout) < 1:
+            print("vo_player: no track service or no answer to start on", file=sys.stderr)
+            return
+        req = Track.Request()
+        req.points = [float(v) for p in pts for v in p]
+        r = peer.call(client, req)
+        print(f"vo_player: track service: {'%d points started' % len(r.ids) if r and r.success else r and r.message}")
+
+    t = threading.Thread(target=ask, daemon=True)
+    t.start()
+    return tracks, t
 
 
 def wait_ready(peer, node, timeout=60.0, monocular=False):
@@ -306,6 +330,8 @@ def main():
     ap.add_argument("--tum", required=True, help="write the camera trajectory here (TUM)")
     ap.add_argument("--json", help="write the rate and latency figures here")
     ap.add_argument("--logs", default="/tmp/matcha-ros-test")
+    ap.add_argument("--track-points", type=int, default=0,
+                    help="also follow this many points (a grid, node.point_tracking) from the first answer on")
     ap.add_argument("--mode", choices=("stereo_odometry", "odometry"), default="stereo_odometry",
                     help="odometry: the left images only, to the monocular mode (one unknown scale: --align sim3)")
     a = ap.parse_args()
@@ -315,13 +341,26 @@ def main():
     rclpy.init()
     peer = VoPeer(NS)
     latch_mounting(peer)
-    node = start_node(a, a.logs, a.mode)
+    extra = ["-p", "node.point_tracking.enabled:=true"] if a.track_points else []
+    node = start_node(a, a.logs, a.mode, extra)
     ok = False
     try:
         if not wait_ready(peer, node, monocular=mono):
             print("vo_player: the node did not come up\n" + node.log_tail(), file=sys.stderr)
         else:
+            tracks = None
+            if a.track_points:
+                tracks, asker = follow_grid(peer, a.track_points, seq["width"], seq["height"])
             odom, status, wall, _ = play_sequence(peer, node, seq, frames, a.speed, mono)
+            if tracks is not None:
+                asker.join(5.0)
+                with peer.lock:
+                    lat = sorted(m.latency_ms for m in tracks)
+                    seen = [sum(m.visible) for m in tracks]
+                if lat:
+                    print(f"point tracks: {len(tracks)} PointTracks for {len(frames)} frames, {a.track_points} points, "
+                          f"seen per frame median {int(np.median(seen))}; latency receipt -> PointTracks p50 "
+                          f"{_pct(lat, 0.5):.1f} ms, p99 {_pct(lat, 0.99):.1f} ms")
             # a monocular frame still initializing holds the reference pose without knowing the motion: not a
             # trajectory point (as `matcha vo --monocular` writes it). Its state comes from the status topic:
             # the covariance cannot tell, since after a restart every pose carries the lost variance (its

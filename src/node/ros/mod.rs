@@ -68,6 +68,7 @@ mod params;
 mod point_tracks;
 mod publish;
 mod relocalization;
+mod semantic;
 mod subscriptions;
 mod vo_mode;
 mod worker;
@@ -287,6 +288,7 @@ pub fn run() -> Result<(), NodeError> {
         map_dirty: 0,
         map_session,
         point_tracking,
+        semantic: None,
         last_latency_ms: std::cell::Cell::new(None),
     };
     // Create the pipeline before the first frame (a failure is logged, counted and retried).

@@ -160,6 +160,16 @@ impl Worker {
 
     pub fn serve_inner(&mut self, m: &Match::Request) -> Result<Correspondences, BadInput> {
         let received = Instant::now();
+        match m.mode.as_str() {
+            "" | "geometric" => {}
+            "semantic" => return self.serve_semantic(m, received),
+            other => {
+                return Err(BadInput::new(
+                    "bad_match_mode",
+                    format!("mode '{other}': use \"geometric\" (or \"\") or \"semantic\""),
+                ))
+            }
+        }
         if !self.ensure_pipeline() {
             return Err(BadInput::new(
                 "pipeline_unavailable",

@@ -63,6 +63,8 @@ pub(super) struct Worker {
     pub mounting_source: &'static str,
     pub map: Option<KeyframeMap>,
     pub map_dirty: usize,
+    /// The `match` service's semantic extractor, built on its first semantic request.
+    pub semantic: Option<crate::features::matcha::Matcha>,
     /// Point tracking (odometry modes with `node.point_tracking.enabled`).
     pub point_tracking: Option<crate::node::point_tracking::PointTracking>,
     /// Stereo odometry with `node.map.mode` build or localize.
