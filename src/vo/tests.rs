@@ -405,8 +405,14 @@ fn a_long_monocular_loss_reinitialises_from_the_held_pose() {
             .unwrap();
         states.push(e.state);
         if e.state == TrackingState::Lost {
-            // odom stays continuous: the pose is held with no certainty
-            assert_eq!(e.world_from_camera, Some(held));
+            // odom stays continuous: the position is held with no certainty; the orientation follows the
+            // camera (the walk turns 0.8° per frame; the other place's frames give it)
+            let p = e.world_from_camera.unwrap();
+            assert_eq!(p.translation, held.translation);
+            let turn_err = (p.rotation.inverse() * pose_at(i).rotation)
+                .angle()
+                .to_degrees();
+            assert!(turn_err < 1.0, "frame {i}: orientation {turn_err}° off");
             assert!(e.covariance[(0, 0)] >= LOST_VARIANCE);
         }
     }
@@ -420,4 +426,55 @@ fn a_long_monocular_loss_reinitialises_from_the_held_pose() {
     assert!(states[back + 1..]
         .iter()
         .all(|s| *s == TrackingState::Tracking));
+}
+
+/// Points all around the start (a cylinder of radius 3–8 m), so that a camera turning in place keeps seeing
+/// some, but never the ones it triangulated before the turn.
+fn ring_world(rng: &mut SplitMix64, n: usize) -> World {
+    let mut w = world(rng, n);
+    for p in w.points.iter_mut() {
+        let (angle, r) = (rng.range(0.0, std::f64::consts::TAU), rng.range(3.0, 8.0));
+        *p = Vector3::new(r * angle.sin(), rng.range(-2.0, 2.0), r * angle.cos());
+    }
+    w
+}
+
+#[test]
+fn a_monocular_camera_turning_in_place_keeps_its_heading_through_the_loss() {
+    let mut rng = SplitMix64::new(11);
+    let w = ring_world(&mut rng, 8000);
+    let mut vo = VisualOdometry::monocular(rig().left, VoOptions::default()).unwrap();
+    // 40 frames forward (parallax for the initialisation), then a half turn in place at 2° per frame
+    let pose = |k: usize| {
+        let yaw = (2.0 * k.saturating_sub(40) as f64).to_radians();
+        Isometry3::from_parts(
+            Translation3::new(0.0, 0.0, 0.04 * k.min(40) as f64),
+            UnitQuaternion::from_scaled_axis(Vector3::y() * yaw),
+        )
+    };
+    let mut lost = 0;
+    let mut worst: f64 = 0.0;
+    for k in 0..130 {
+        let truth = pose(k);
+        let e = vo
+            .process(
+                k as f64 / 15.0,
+                &features(&w, &truth, false, 0.3, &mut rng),
+                None,
+            )
+            .unwrap();
+        lost += usize::from(e.state == TrackingState::Lost);
+        if let (Some(p), true) = (e.world_from_camera, k > 40) {
+            worst = worst.max((p.rotation.inverse() * truth.rotation).angle().to_degrees());
+        }
+    }
+    assert!(
+        lost > 0,
+        "the turn must lose track for this test to mean anything"
+    );
+    // before the orientation followed the loss, the heading stopped where tracking was lost
+    assert!(
+        worst < 2.0,
+        "orientation off by up to {worst}° through a 180° turn ({lost} frames lost)"
+    );
 }

@@ -163,6 +163,9 @@ pub struct VisualOdometry {
     counters: VoCounters,
     /// The identity the next new landmark gets.
     next_landmark: u64,
+    /// Monocular: the latest view with a known pose, which a lost frame's orientation turns from
+    /// (`turn.rs`).
+    turn: Option<(Isometry3<f64>, Features)>,
 }
 
 impl VisualOdometry {
@@ -208,6 +211,7 @@ impl VisualOdometry {
             descriptor_dim: None,
             counters: VoCounters::default(),
             next_landmark: 0,
+            turn: None,
         })
     }
 
@@ -262,8 +266,20 @@ impl VisualOdometry {
                 Some(points) => return Ok(self.initializing(stamp, points.camera.len())),
                 // monocular: the first keyframe comes from two views with enough parallax; this frame is
                 // then localized against it like any other
-                None if self.initialize_monocular(left) => initialized = true,
-                None => return Ok(self.initializing(stamp, 0)),
+                None => {
+                    // a monocular restart waiting for parallax: the orientation follows the camera
+                    let turned = match (self.lost, self.last) {
+                        (true, Some((_, last))) => Some(self.follow_turn(&last, last, left)),
+                        _ => None,
+                    };
+                    if let (Some(p), Some((t, _))) = (turned, self.last) {
+                        self.last = Some((t, p));
+                    }
+                    if !self.initialize_monocular(left, turned) {
+                        return Ok(self.initializing(stamp, 0));
+                    }
+                    initialized = true;
+                }
             }
         }
         // the pose [`Self::track`] found for this frame (it asked for a keyframe), else the descriptors':
@@ -281,6 +297,7 @@ impl VisualOdometry {
         let Some((k, pnp)) = found else {
             return Ok(self.failed(stamp, stereo.as_ref(), left));
         };
+        self.remember_view(isometry_from_pnp(&pnp), left);
         let recovered = self.lost || k + 1 != self.keyframes.len();
         let kf = &self.keyframes[k];
         let pose = isometry_from_pnp(&pnp);
@@ -437,7 +454,20 @@ impl VisualOdometry {
             self.lost = true;
             self.counters.losses += 1;
         }
-        let held = self.last.map_or(Isometry3::identity(), |(_, p)| p);
+        let last = self.last.map_or(Isometry3::identity(), |(_, p)| p);
+        // monocular: the orientation follows the camera through the loss
+        let held = if stereo.is_none() {
+            // where the rotation cannot be measured on the frame that loses track, the camera is taken to
+            // go on turning as it did (it was tracked until the frame before); later, to hold still
+            let fallback = if self.failures == 1 {
+                Isometry3::from_parts(last.translation, self.predict(stamp).rotation)
+            } else {
+                last
+            };
+            self.follow_turn(&last, fallback, left)
+        } else {
+            last
+        };
         if self.failures >= self.options.restart_after_failures {
             // odom stays continuous: the new keyframe sits at the held pose; its covariance says the
             // pose is unknown relative to the earlier run
@@ -572,4 +602,5 @@ fn isometry_from_pnp(p: &AbsolutePose) -> Isometry3<f64> {
 mod landmarks;
 mod monocular;
 mod track;
+mod turn;
 mod window;

@@ -40,8 +40,14 @@ enum TwoView {
 
 impl VisualOdometry {
     /// Monocular: tries to make the first keyframe from the reference and `left`; `true` when it is made
-    /// (at the reference's pose). The first call only keeps `left` as the reference.
-    pub(super) fn initialize_monocular(&mut self, left: &Features) -> bool {
+    /// (at the reference's pose). The first call only keeps `left` as the reference. `pose`: where `left` is
+    /// known to be (a restart that followed the camera's turn), the pose it gets if it replaces the
+    /// reference.
+    pub(super) fn initialize_monocular(
+        &mut self,
+        left: &Features,
+        pose: Option<Isometry3<f64>>,
+    ) -> bool {
         let Some(reference) = self.reference.take() else {
             self.reference = Some(Reference {
                 features: left.clone(),
@@ -67,6 +73,7 @@ impl VisualOdometry {
             TwoView::Replace => {
                 self.reference = Some(Reference {
                     features: left.clone(),
+                    pose: pose.unwrap_or(reference.pose),
                     ..reference
                 });
                 false

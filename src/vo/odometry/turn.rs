@@ -1,0 +1,131 @@
+//! Monocular: the orientation while tracking is lost. A single camera that turns in place sees its landmarks
+//! leave the view and cannot triangulate new ones (no parallax), so it loses track; when it starts again, a
+//! new scale begins. The orientation need not be lost with it: the rotation between two views is determined
+//! whatever the baseline (the geometry's model selection gives it for a pure rotation as for a general
+//! motion). So each frame that cannot be localized is matched to the latest view whose pose is known, and
+//! its orientation follows; the position is held (it is not observable then). A restart's reference, and
+//! the keyframes after it, start from that orientation, so the heading survives the loss.
+//!
+//! Not here: the position through the loss (unknown to one camera), the scale after it (a new one).
+
+use nalgebra::{Isometry3, Rotation3, UnitQuaternion};
+
+use super::VisualOdometry;
+use crate::features::Features;
+use crate::geometry::{estimate_relative_pose, NoPose, PoseError};
+use crate::matching::mnn::mutual_nearest_neighbors;
+use crate::vo::Rig;
+
+/// The share of the matches that must agree with the rotation between a lost frame and the remembered view.
+const MIN_INLIER_RATIO: f64 = 0.4;
+
+/// When fewer than this share of the remembered view's keypoints agree with a frame's rotation, the frame
+/// becomes the view the next ones turn from.
+const REANCHOR_SHARE: f64 = 0.3;
+
+/// An ambiguous plane's explanations must agree on the rotation within this many degrees to give one.
+const MAX_RIVAL_DEG: f64 = 0.5;
+
+fn rotation_deg(r: &nalgebra::Matrix3<f64>) -> f64 {
+    Rotation3::from_matrix_unchecked(*r).angle().to_degrees()
+}
+
+impl VisualOdometry {
+    /// Monocular: remembers `left` at `pose` as the view later lost frames turn from.
+    pub(super) fn remember_view(&mut self, pose: Isometry3<f64>, left: &Features) {
+        if matches!(self.rig, Rig::Monocular(_)) {
+            self.turn = Some((pose, left.clone()));
+        }
+    }
+
+    /// Monocular, a frame that cannot be localized: its pose with the orientation turned from the remembered
+    /// view by the rotation between the two and the position of `held` (the last pose). When the rotation is
+    /// not determined (too few matches, no consensus), the frame is taken to be at `fallback`. The remembered
+    /// view stays while it overlaps the frame well (each new view adds the error of one rotation), else the
+    /// frame becomes the view the next one turns from.
+    pub(super) fn follow_turn(
+        &mut self,
+        held: &Isometry3<f64>,
+        fallback: Isometry3<f64>,
+        left: &Features,
+    ) -> Isometry3<f64> {
+        match self.turned(held, left) {
+            Some((pose, inliers)) => {
+                let view = self.turn.as_ref().map_or(0, |(_, f)| f.keypoints.len());
+                if (inliers as f64) < REANCHOR_SHARE * view as f64 {
+                    self.remember_view(pose, left);
+                }
+                pose
+            }
+            None => {
+                self.remember_view(fallback, left);
+                fallback
+            }
+        }
+    }
+
+    /// The pose and the number of agreeing matches.
+    fn turned(&self, held: &Isometry3<f64>, left: &Features) -> Option<(Isometry3<f64>, usize)> {
+        let (from_pose, from) = self.turn.as_ref()?;
+        let camera = self.rig.camera();
+        let matches =
+            mutual_nearest_neighbors(&from.descriptors, &left.descriptors, &self.options.mnn);
+        // a view that barely overlaps gives a rotation from a handful of coincidences: most matches must
+        // agree
+        let enough = |n: usize| {
+            n >= 2 * self.options.min_stereo_points
+                && n as f64 >= MIN_INLIER_RATIO * matches.len() as f64
+        };
+        if !enough(matches.len()) {
+            log::debug!("vo: turn not followed: {} matches", matches.len());
+            return None;
+        }
+        let point = |f: &Features, i: u32| {
+            let p = f.keypoints[i as usize];
+            [p[0] as f64, p[1] as f64]
+        };
+        let a: Vec<[f64; 2]> = matches.iter().map(|m| point(from, m.a)).collect();
+        let b: Vec<[f64; 2]> = matches.iter().map(|m| point(left, m.b)).collect();
+        let estimate = estimate_relative_pose(&a, &b, camera, camera, None, &self.options.pnp);
+        let pose = match estimate {
+            Ok(p) if enough(p.num_inliers) => p,
+            // a plane explained by several motions: their translations differ, but when their rotations
+            // agree, the rotation is known all the same
+            Err(PoseError::NoPose(NoPose::PlanarAmbiguity {
+                best, candidates, ..
+            })) if enough(best.num_inliers)
+                && candidates.iter().all(|(r, _)| {
+                    rotation_deg(&(r.transpose() * best.rotation)) <= MAX_RIVAL_DEG
+                }) =>
+            {
+                *best
+            }
+            Ok(p) => {
+                log::debug!(
+                    "vo: turn not followed: {} inliers of {} matches",
+                    p.num_inliers,
+                    matches.len()
+                );
+                return None;
+            }
+            Err(e) => {
+                log::debug!("vo: turn not followed: {e}");
+                return None;
+            }
+        };
+        let rotation = Rotation3::from_matrix_unchecked(pose.rotation);
+        log::debug!(
+            "vo: turn followed: {:.2}° from the remembered view, {} inliers of {} matches, {}",
+            rotation.angle().to_degrees(),
+            pose.num_inliers,
+            matches.len(),
+            pose.configuration.name()
+        );
+        // x_b = R·x_a + t: the new camera's orientation in the world is the old one's times Rᵀ
+        let b_from_a = UnitQuaternion::from_rotation_matrix(&rotation);
+        Some((
+            Isometry3::from_parts(held.translation, from_pose.rotation * b_from_a.inverse()),
+            pose.num_inliers,
+        ))
+    }
+}
