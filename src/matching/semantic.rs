@@ -6,7 +6,8 @@
 //!
 //! Not here: the engines (`features::matcha`), geometric matching (`mnn`, `lightglue`).
 
-use crate::features::DenseDescriptors;
+use crate::features::{DenseDescriptors, Features};
+use crate::matching::{Match, Matches};
 
 /// One semantic correspondence.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -46,6 +47,29 @@ pub fn semantic_matches(
             })
         })
         .collect()
+}
+
+/// Semantic correspondences as a pair of feature sets (the points of A and their places in B, in order) and
+/// the matches between them (`i ↔ i`, scored by similarity), for the code that draws or publishes matches;
+/// `size_a`, `size_b`: the images' sizes.
+pub fn as_pair(
+    found: &[SemanticMatch],
+    size_a: [u32; 2],
+    size_b: [u32; 2],
+) -> (Features, Features, Matches) {
+    let mut fa = Features::empty(0, size_a);
+    let mut fb = Features::empty(0, size_b);
+    let mut matches = Matches::default();
+    for (i, m) in found.iter().enumerate() {
+        fa.keypoints.push(m.a);
+        fb.keypoints.push(m.b);
+        matches.matches.push(Match {
+            a: i as u32,
+            b: i as u32,
+            score: m.similarity,
+        });
+    }
+    (fa, fb, matches)
 }
 
 #[cfg(test)]

@@ -155,6 +155,15 @@ class Peer:
             time.sleep(0.1)
         return False
 
+    def call(self, client, req, timeout=20.0):
+        """Calls a service; its response, or None when it is not there or does not answer in time."""
+        if not client.wait_for_service(timeout_sec=timeout):
+            return None
+        fut = client.call_async(req)
+        done = threading.Event()
+        fut.add_done_callback(lambda _: done.set())
+        return fut.result() if done.wait(timeout) else None
+
     def wait_for(self, lst, pred, timeout=FRAME_TIMEOUT):
         t0 = time.time()
         with self.lock:

@@ -25,7 +25,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import numpy as np
@@ -40,15 +39,6 @@ from matcha_msgs.msg import PointTracks  # noqa: E402
 from matcha_msgs.srv import Track  # noqa: E402
 
 NS = "/ptrack"
-
-
-def call(peer, client, req, timeout=20.0):
-    if not client.wait_for_service(timeout_sec=timeout):
-        return None
-    fut = client.call_async(req)
-    done = threading.Event()
-    fut.add_done_callback(lambda _: done.set())
-    return fut.result() if done.wait(timeout) else None
 
 
 def track_request(t_ns, points, clear=False):
@@ -125,17 +115,17 @@ def run(a, peer, node, client, tracks, frames, queries, first, gt, offline, pi, 
         return
     # ---------------------------------------------------------------- refusals first: nothing may start
     pts = [[q["x"], q["y"]] for q in queries]
-    r = call(peer, client, track_request(stamps[0] - dt, pts))
+    r = peer.call(client, track_request(stamps[0] - dt, pts))
     check(r is not None and not r.success and "newest" in r.message,
           f"service: a stamp other than the newest image's refused ({r and r.message})")
     bad = track_request(stamps[0], pts)
     bad.points = bad.points[:-1]
-    r = call(peer, client, bad)
+    r = peer.call(client, bad)
     check(r is not None and not r.success and "pairs" in r.message, f"service: odd length refused ({r and r.message})")
-    r = call(peer, client, track_request(stamps[0], pts + [[5000.0, 10.0]]))
+    r = peer.call(client, track_request(stamps[0], pts + [[5000.0, 10.0]]))
     check(r is not None and not r.success and "outside" in r.message,
           f"service: a point outside the image refuses the request ({r and r.message})")
-    r = call(peer, client, track_request(stamps[0], pts))
+    r = peer.call(client, track_request(stamps[0], pts))
     if not check(r is not None and r.success and list(r.ids) == list(range(len(pts))),
                  f"service: {len(pts)} points started, ids 0..{len(pts) - 1} ({r and (r.message, list(r.ids)[:5])})"):
         print(node.log_tail())
@@ -183,7 +173,7 @@ def run(a, peer, node, client, tracks, frames, queries, first, gt, offline, pi, 
     check(share >= a.min_within_8px,
           f"accuracy: {within} of {seen} ground-truth-visible points seen within 8 px ({100 * share:.1f}%)")
     # ---------------------------------------------------------------- clear: tracking stops
-    r = call(peer, client, track_request(0, [], clear=True))
+    r = peer.call(client, track_request(0, [], clear=True))
     check(r is not None and r.success, f"clear: accepted ({r and r.message})")
     s = stamps[-1] + dt
     pc.publish(camera_info(s))

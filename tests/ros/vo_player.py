@@ -97,14 +97,6 @@ class VoPeer(Peer):
         self.reset = self.node.create_client(Trigger, f"{ns}/odometry/reset")
         self.set_pose = self.node.create_client(SetPose, f"{ns}/odometry/set_pose")
 
-    def call(self, client, req, timeout=20.0):
-        if not client.wait_for_service(timeout_sec=timeout):
-            return None
-        fut = client.call_async(req)
-        done = threading.Event()
-        fut.add_done_callback(lambda _: done.set())
-        return fut.result() if done.wait(timeout) else None
-
     def count(self, lst):
         with self.lock:
             return len(lst)

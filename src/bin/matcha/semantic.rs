@@ -9,9 +9,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use matcha::config::MatchaConfig;
-use matcha::features::{FeatureExtractor, Features};
-use matcha::matching::semantic::semantic_matches;
-use matcha::matching::{Match, Matches};
+use matcha::features::FeatureExtractor;
+use matcha::matching::semantic::{as_pair, semantic_matches};
 
 /// Reads `[[x, y], ...]`.
 fn read_points(path: &Path) -> Result<Vec<[f32; 2]>> {
@@ -61,18 +60,11 @@ pub fn run(
     let kept: Vec<_> = found.iter().flatten().copied().collect();
     let mutual = kept.iter().filter(|m| m.mutual).count();
     if let Some(path) = out {
-        let mut fa = Features::empty(0, [img_a.width(), img_a.height()]);
-        let mut fb = Features::empty(0, [img_b.width(), img_b.height()]);
-        let mut matches = Matches::default();
-        for (i, m) in kept.iter().enumerate() {
-            fa.keypoints.push(m.a);
-            fb.keypoints.push(m.b);
-            matches.matches.push(Match {
-                a: i as u32,
-                b: i as u32,
-                score: m.similarity,
-            });
-        }
+        let (fa, fb, matches) = as_pair(
+            &kept,
+            [img_a.width(), img_a.height()],
+            [img_b.width(), img_b.height()],
+        );
         let flags: Vec<bool> = kept.iter().map(|m| m.mutual).collect();
         let pic = matcha::viz::draw_matches(&img_a, &fa, &img_b, &fb, &matches, Some(&flags), 150);
         pic.save(path)

@@ -11,9 +11,8 @@ use r2r::matcha_msgs::msg::Correspondences;
 use r2r::matcha_msgs::srv::Match;
 
 use super::worker::Worker;
-use crate::features::{FeatureExtractor, Features};
-use crate::matching::semantic::semantic_matches;
-use crate::matching::{self, Matches};
+use crate::features::FeatureExtractor;
+use crate::matching::semantic::{as_pair, semantic_matches};
 use crate::node::convert::{self, BadInput, ImageMsg, PairOutput};
 
 /// The matcher name the semantic answer carries.
@@ -52,18 +51,8 @@ impl Worker {
             .into_iter()
             .flatten()
             .collect();
-        let mut fa = Features::empty(0, [ia.width(), ia.height()]);
-        let mut fb = Features::empty(0, [ib.width(), ib.height()]);
-        let mut matches = Matches::default();
-        for (i, s) in found.iter().enumerate() {
-            fa.keypoints.push(s.a);
-            fb.keypoints.push(s.b);
-            matches.matches.push(matching::Match {
-                a: i as u32,
-                b: i as u32,
-                score: s.similarity,
-            });
-        }
+        let (fa, fb, matches) =
+            as_pair(&found, [ia.width(), ia.height()], [ib.width(), ib.height()]);
         let out = PairOutput {
             header: m.image_b.header.clone(),
             reference_stamp: m.image_a.header.stamp.clone(),
