@@ -221,7 +221,29 @@ impl MapStore {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(sq)?;
-        let found = Self::read_identity(&conn, &p)?;
+        let (conn, found) = match Self::read_identity(&conn, &p) {
+            Ok(found) => (conn, found),
+            // a WAL database on a read-only file system (a robot's read-only partition) cannot be read the
+            // usual way: SQLite wants to create its shared-memory file beside it. Nothing can change the file
+            // there, so it is opened as immutable.
+            Err(first) => {
+                let immutable = Connection::open_with_flags(
+                    immutable_uri(path),
+                    OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                        | OpenFlags::SQLITE_OPEN_URI,
+                )
+                .ok()
+                .and_then(|c| Self::read_identity(&c, &p).ok().map(|f| (c, f)));
+                match immutable {
+                    Some(opened) => {
+                        log::info!("map {p}: opened as immutable (a read-only file system)");
+                        opened
+                    }
+                    None => return Err(first),
+                }
+            }
+        };
         if let Some(e) = expected {
             check_identity(&p, &found, e)?;
         }
@@ -529,6 +551,21 @@ impl MapStore {
             reason: reason.into(),
         }
     }
+}
+
+/// The SQLite URI that opens `path` as an immutable database (the characters a URI gives a meaning escaped).
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
 }
 
 #[cfg(test)]

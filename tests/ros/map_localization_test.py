@@ -12,6 +12,9 @@ rclpy peer (run inside scripts/lib/ros_netns.sh; see scripts/test.sh --ros-only 
 3. hint     /initialpose 20 m from anything mapped: the candidates are restricted to near it, so nothing is
              localized and the attempts are counted as refused (with max_prior_refusals raised so that the
              search does not fall back to the whole map within the short run).
+4. readonly the map on a read-only file system (a tmpfs remounted read-only in the test's mount namespace, as a
+             robot's read-only partition): localize still works; build there fails, is counted, and the
+             odometry goes on answering every frame.
 
 Usage: python3 tests/ros/map_localization_test.py --node target/release/matcha_node --params config/matcha.yaml
        --engines DIR [--sequence $MATCHA_CACHE/vo/vo_short]
@@ -38,6 +41,52 @@ def node_with_map(a, mode, path, tag, extra=()):
     return NodeProc(a.node, NS, ["--params-file", a.params, "-p", f"runtime.engines_dir:={a.engines}",
                                  "-p", "node.mode:=stereo_odometry", "-p", f"node.map.mode:={mode}",
                                  "-p", f"node.map.path:={path}", *extra], os.path.join(a.logs, f"map_{tag}.log"))
+
+
+def read_only_map(a, peer, seq, frames, path):
+    import shutil
+    import subprocess
+    import tempfile
+    mnt = tempfile.mkdtemp(prefix="matcha-romap-")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt], capture_output=True, text=True)
+    if not check(r.returncode == 0, f"readonly: a tmpfs mounted ({r.stderr.strip()})"):
+        return
+    try:
+        ro_map = os.path.join(mnt, "map.db")
+        shutil.copy(path, ro_map)
+        r = subprocess.run(["mount", "-o", "remount,ro", mnt], capture_output=True, text=True)
+        if not check(r.returncode == 0, f"readonly: remounted read-only ({r.stderr.strip()})"):
+            return
+        fixes = []
+        rel = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        peer.node.create_subscription(PoseWithCovarianceStamped, f"{NS}/localization/pose", peer._rec(fixes), rel)
+        node = node_with_map(a, "localize", ro_map, "ro_localize")
+        try:
+            if check(wait_ready(peer, node), "readonly: localize node subscribed, pipeline ready"):
+                odom, _, _, _ = play_sequence(peer, node, seq, frames[a.start:])
+                time.sleep(1.0)
+                check(len(odom) >= len(frames[a.start:]) - 2 and len(fixes) > 0,
+                      f"readonly: localized in a map on a read-only file system ({len(fixes)} fixes, "
+                      f"{len(odom)} frames answered)")
+        finally:
+            check(node.stop() == 0, "readonly: localize node exits cleanly")
+        node = node_with_map(a, "build", os.path.join(mnt, "new.db"), "ro_build")
+        try:
+            if check(wait_ready(peer, node), "readonly: build node subscribed, pipeline ready"):
+                odom, _, _, _ = play_sequence(peer, node, seq, frames[:40])
+                failed = {}
+                deadline = time.time() + 5
+                while not failed and time.time() < deadline:
+                    _, st = peer.diag_value("processed", "matcha_node")
+                    failed = {kv.key: kv.value for kv in (st.values if st else []) if kv.key.startswith("errors.map")
+                              and not kv.key.endswith(".last")}
+                check(len(odom) >= 38 and failed and node.alive(),
+                      f"readonly: building there fails and is counted ({failed}), the odometry answers "
+                      f"{len(odom)} of 40 frames")
+        finally:
+            check(node.stop() == 0, "readonly: build node exits cleanly")
+    finally:
+        subprocess.run(["umount", mnt], capture_output=True)
 
 
 def tf_T(t):
@@ -153,6 +202,7 @@ def main():
                   f"refused (map.refused={refused})")
         finally:
             check(node.stop() == 0, "hint: node exits cleanly")
+        read_only_map(a, peer, seq, frames, path)
     finally:
         peer.close()
         rclpy.shutdown()

@@ -199,3 +199,24 @@ fn a_damaged_row_is_reported_not_read_short() {
     ));
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+#[test]
+fn an_immutable_uri_escapes_what_a_uri_means() {
+    assert_eq!(
+        immutable_uri(Path::new("/maps/a b%?#.db")),
+        "file:/maps/a b%25%3f%23.db?immutable=1"
+    );
+    // and it opens a map (as it is opened on a read-only file system)
+    let dir = std::env::temp_dir().join(format!("matcha-immutable-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("odd %?#.db");
+    let _ = std::fs::remove_file(&path);
+    drop(MapStore::create_or_open(&path, &identity()).unwrap());
+    let conn = Connection::open_with_flags(
+        immutable_uri(&path),
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .unwrap();
+    assert_eq!(MapStore::read_identity(&conn, "x").unwrap(), identity());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
