@@ -279,8 +279,9 @@ def test_overload(a):
         check(node.alive() and len(got) > 0, "overload: the node keeps answering")
         check(len(sent) >= 2.5 * len(got), f"overload: the input was at least 2.5x the output ({len(sent)} vs {len(got)})")
         check(dropped > 0, f"overload: what it could not answer is counted ({dropped})")
+        # bounded, not fast: a queue that built up would hold max_queued_frames (16) frames of ~70 ms each
         p99 = float(vals.get("latency_p99_ms", "inf"))
-        check(p99 < 500.0, f"overload: latency stays bounded (p99 {p99:.0f} ms; no queue builds up)")
+        check(p99 < 1000.0, f"overload: latency stays bounded (p99 {p99:.0f} ms < 1 s; no queue builds up)")
         check(growth < 0.03, f"overload: memory does not grow after the warm-up ({100 * growth:+.1f}%, last third "
                              f"vs the middle one)")
     finally:
