@@ -246,10 +246,11 @@ impl Worker {
                 self.by_flow += 1;
                 if frame.estimate.keyframe_requested {
                     match &features {
+                        // the frame is answered either way; a keyframe that cannot be made is counted
                         Some(x) => {
-                            self.vo_mut()?
-                                .insert_keyframe(stamp, x, None)
-                                .map_err(vo_problem)?;
+                            if let Err(e) = self.vo_mut()?.insert_keyframe(stamp, x, None) {
+                                self.shared.problem(&vo_problem(e));
+                            }
                         }
                         None => self.request_keyframe(stamp, d.image.clone(), None),
                     }
