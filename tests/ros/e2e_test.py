@@ -918,6 +918,19 @@ def test_relocalization(a, textures, poses, frames):
     check(rc == 0, f"relocalization: node exits cleanly (rc={rc})")
 
 
+def run_selected(tests, only):
+    """Runs the tests (name -> function) named in the comma list `only` (all when empty), then shuts rclpy down,
+    prints the failures and exits 1 when there are any."""
+    for name, fn in tests.items():
+        if only and name not in only.split(","):
+            continue
+        print(f"== {name}", flush=True)
+        fn()
+    rclpy.shutdown()
+    print(f"{len(FAILURES)} failure(s)" + ("" if not FAILURES else ":\n  " + "\n  ".join(FAILURES)))
+    sys.exit(1 if FAILURES else 0)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--node", required=True)
@@ -946,14 +959,7 @@ def main():
         "decimation": lambda: test_decimation(a, frames),
         "relocalization": lambda: test_relocalization(a, textures, poses, frames),
     }
-    for name, fn in tests.items():
-        if a.only and name not in a.only.split(","):
-            continue
-        print(f"== {name}", flush=True)
-        fn()
-    rclpy.shutdown()
-    print(f"{len(FAILURES)} failure(s)" + ("" if not FAILURES else ":\n  " + "\n  ".join(FAILURES)))
-    sys.exit(1 if FAILURES else 0)
+    run_selected(tests, a.only)
 
 
 if __name__ == "__main__":

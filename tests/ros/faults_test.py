@@ -32,7 +32,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import scene  # noqa: E402
-from e2e_test import (FAILURES, NodeProc, Peer, camera_info, check, image_msg, ns_of, publish_until,  # noqa: E402
+from e2e_test import (NodeProc, Peer, camera_info, check, image_msg, ns_of, publish_until, run_selected,  # noqa: E402
                       stamp, wait_diag)
 from bench import rss_kib  # noqa: E402
 
@@ -311,14 +311,7 @@ def main():
         "debug": lambda: test_debug(a, frames),
         "overload": lambda: test_overload(a),
     }
-    for name, fn in tests.items():
-        if a.only and name not in a.only.split(","):
-            continue
-        print(f"== {name}", flush=True)
-        fn()
-    rclpy.shutdown()
-    print(f"{len(FAILURES)} failure(s)" + ("" if not FAILURES else ":\n  " + "\n  ".join(FAILURES)))
-    sys.exit(1 if FAILURES else 0)
+    run_selected(tests, a.only)
 
 
 if __name__ == "__main__":
