@@ -478,3 +478,50 @@ fn a_monocular_camera_turning_in_place_keeps_its_heading_through_the_loss() {
         "orientation off by up to {worst}° through a 180° turn ({lost} frames lost)"
     );
 }
+
+#[test]
+fn a_stereo_camera_that_loses_its_landmarks_in_a_turn_keeps_its_heading() {
+    let mut rng = SplitMix64::new(12);
+    let w = ring_world(&mut rng, 8000);
+    let mut vo = VisualOdometry::stereo(rig(), VoOptions::default()).unwrap();
+    // a half turn in place at 3° per frame; from frame 10 to 50 the right image has nothing (a covered
+    // lens, a failed camera): no new keyframe can be triangulated, the landmarks leave the view, and only
+    // the left images tell how the camera turns
+    let pose = |k: usize| {
+        Isometry3::from_parts(
+            Translation3::new(0.0, 0.0, 0.0),
+            UnitQuaternion::from_scaled_axis(Vector3::y() * (3.0 * k as f64).to_radians()),
+        )
+    };
+    let blind = 10..50;
+    let empty = Features::empty(DIM, [640, 480]);
+    let (mut lost, mut worst, mut recovered_at) = (0, 0.0f64, None);
+    for k in 0..60 {
+        let truth = pose(k);
+        let left = features(&w, &truth, false, 0.3, &mut rng);
+        let right = if blind.contains(&k) {
+            empty.clone()
+        } else {
+            features(&w, &truth, true, 0.3, &mut rng)
+        };
+        let e = vo.process(k as f64 / 15.0, &left, Some(&right)).unwrap();
+        lost += usize::from(e.state == TrackingState::Lost);
+        if e.state == TrackingState::Recovered && recovered_at.is_none() {
+            recovered_at = Some(k);
+        }
+        let p = e.world_from_camera.unwrap();
+        worst = worst.max((p.rotation.inverse() * truth.rotation).angle().to_degrees());
+    }
+    assert!(
+        lost > 0,
+        "the turn must lose track for this test to mean anything"
+    );
+    // the first frame with a right image again restarts at once (its rotation is measured), not after
+    // `restart_after_failures`
+    assert_eq!(recovered_at, Some(blind.end), "{lost} frames lost");
+    // held without the followed turn, the heading would be off by up to ~100°
+    assert!(
+        worst < 2.0,
+        "orientation off by up to {worst}° through a 180° turn ({lost} frames lost)"
+    );
+}

@@ -100,6 +100,15 @@ struct Reference {
     covariance: Matrix6<f64>,
 }
 
+/// The view a lost frame's orientation turns from (`turn.rs`).
+struct RememberedView {
+    pose: Isometry3<f64>,
+    features: Features,
+    /// Its orientation follows from a localized frame by measured rotations alone (`false` once a frame
+    /// whose rotation could not be measured took its place: the orientation is then a guess).
+    measured: bool,
+}
+
 /// A frame that is to become a keyframe once its features are computed.
 struct KeyframeCandidate {
     stamp: f64,
@@ -163,9 +172,8 @@ pub struct VisualOdometry {
     counters: VoCounters,
     /// The identity the next new landmark gets.
     next_landmark: u64,
-    /// Monocular: the latest view with a known pose, which a lost frame's orientation turns from
-    /// (`turn.rs`).
-    turn: Option<(Isometry3<f64>, Features)>,
+    /// The latest view with a known pose, which a lost frame's orientation turns from (`turn.rs`).
+    turn: Option<RememberedView>,
 }
 
 impl VisualOdometry {
@@ -269,7 +277,7 @@ impl VisualOdometry {
                 None => {
                     // a monocular restart waiting for parallax: the orientation follows the camera
                     let turned = match (self.lost, self.last) {
-                        (true, Some((_, last))) => Some(self.follow_turn(&last, last, left)),
+                        (true, Some((_, last))) => Some(self.follow_turn(&last, last, left).0),
                         _ => None,
                     };
                     if let (Some(p), Some((t, _))) = (turned, self.last) {
@@ -444,10 +452,12 @@ impl VisualOdometry {
         (pose, false)
     }
 
-    /// A frame that could not be tracked: hold the last pose with the lost variance; after
-    /// `restart_after_failures` failures restart from the held pose: with this frame as the keyframe
-    /// (stereo), or with this frame as the reference of a new initialisation (monocular: the scale of the
-    /// new run is its own).
+    /// A frame that could not be tracked: hold the last pose with the lost variance, its orientation
+    /// following the camera's turn where the rotation from the last localized view is measured
+    /// (`turn.rs`). A stereo frame whose rotation is measured restarts the run at once, from that
+    /// orientation and the held position, with this frame as the keyframe; after `restart_after_failures`
+    /// failures the run restarts in any case: stereo from the held pose, monocular with this frame as the
+    /// reference of a new initialisation (the scale of the new run is its own).
     fn failed(&mut self, stamp: f64, stereo: Option<&FramePoints>, left: &Features) -> VoEstimate {
         self.failures += 1;
         if !self.lost {
@@ -455,20 +465,17 @@ impl VisualOdometry {
             self.counters.losses += 1;
         }
         let last = self.last.map_or(Isometry3::identity(), |(_, p)| p);
-        // monocular: the orientation follows the camera through the loss
-        let held = if stereo.is_none() {
-            // where the rotation cannot be measured on the frame that loses track, the camera is taken to
-            // go on turning as it did (it was tracked until the frame before); later, to hold still
-            let fallback = if self.failures == 1 {
-                Isometry3::from_parts(last.translation, self.predict(stamp).rotation)
-            } else {
-                last
-            };
-            self.follow_turn(&last, fallback, left)
+        // where the rotation cannot be measured on the frame that loses track, the camera is taken to go on
+        // turning as it did (it was tracked until the frame before); later, to hold still. The position is
+        // held (predicting it too was measured: slightly worse on `vo_hard` and `vo_forward_turns`)
+        let fallback = if self.failures == 1 {
+            Isometry3::from_parts(last.translation, self.predict(stamp).rotation)
         } else {
             last
         };
-        if self.failures >= self.options.restart_after_failures {
+        let (held, measured) = self.follow_turn(&last, fallback, left);
+        let restart = self.failures >= self.options.restart_after_failures || measured;
+        if restart {
             // odom stays continuous: the new keyframe sits at the held pose; its covariance says the
             // pose is unknown relative to the earlier run
             let cov = self.last_covariance + Matrix6::identity() * LOST_VARIANCE;
@@ -493,7 +500,7 @@ impl VisualOdometry {
                     );
                 }
                 Some(_) => {}
-                None => {
+                None if self.failures >= self.options.restart_after_failures => {
                     // stays lost until the new initialisation succeeds (then `recovered`)
                     self.keyframes.clear();
                     self.reference = Some(Reference {
@@ -505,6 +512,7 @@ impl VisualOdometry {
                     self.failures = 0;
                     self.anchor = Some(held);
                 }
+                None => {}
             }
         }
         self.held(stamp, held)

@@ -146,6 +146,7 @@ impl VisualOdometry {
             return Ok(false);
         };
         self.add_keyframe(&c.pose, &c.covariance, &points, left);
+        self.remember_view(c.pose, left);
         Ok(true)
     }
 

@@ -1,20 +1,21 @@
-//! Monocular: the orientation while tracking is lost. A single camera that turns in place sees its landmarks
-//! leave the view and cannot triangulate new ones (no parallax), so it loses track; when it starts again, a
-//! new scale begins. The orientation need not be lost with it: the rotation between two views is determined
-//! whatever the baseline (the geometry's model selection gives it for a pure rotation as for a general
-//! motion). So each frame that cannot be localized is matched to the latest view whose pose is known, and
-//! its orientation follows; the position is held (it is not observable then). A restart's reference, and
-//! the keyframes after it, start from that orientation, so the heading survives the loss.
+//! The orientation while tracking is lost. A single camera that turns in place sees its landmarks leave the
+//! view and cannot triangulate new ones (no parallax), so it loses track; a stereo camera loses track when
+//! blur or plain walls leave too few landmarks matched to its keyframes. The orientation need not be lost
+//! with it: the rotation between two views is determined whatever the baseline (the geometry's model
+//! selection gives it for a pure rotation as for a general motion) and needs only image matches, no
+//! landmarks. So each frame that cannot be localized is matched to the latest view whose pose is known, and
+//! its orientation follows; the position is held (it is not measured then). A restart (monocular: its
+//! reference; stereo: its keyframe) starts from that orientation, so the heading survives the loss.
 //!
-//! Not here: the position through the loss (unknown to one camera), the scale after it (a new one).
+//! Not here: the position through the loss (unknown to one camera; held by the stereo one until it
+//! restarts), the scale after a monocular restart (a new one).
 
 use nalgebra::{Isometry3, Rotation3, UnitQuaternion};
 
-use super::VisualOdometry;
+use super::{RememberedView, VisualOdometry};
 use crate::features::Features;
 use crate::geometry::{estimate_relative_pose, NoPose, PoseError};
 use crate::matching::mnn::mutual_nearest_neighbors;
-use crate::vo::Rig;
 
 /// The share of the matches that must agree with the rotation between a lost frame and the remembered view.
 const MIN_INLIER_RATIO: f64 = 0.4;
@@ -31,42 +32,53 @@ fn rotation_deg(r: &nalgebra::Matrix3<f64>) -> f64 {
 }
 
 impl VisualOdometry {
-    /// Monocular: remembers `left` at `pose` as the view later lost frames turn from.
+    /// Remembers `left` at `pose` (a localized frame's) as the view later lost frames turn from.
     pub(super) fn remember_view(&mut self, pose: Isometry3<f64>, left: &Features) {
-        if matches!(self.rig, Rig::Monocular(_)) {
-            self.turn = Some((pose, left.clone()));
-        }
+        self.remember(pose, left, true);
     }
 
-    /// Monocular, a frame that cannot be localized: its pose with the orientation turned from the remembered
-    /// view by the rotation between the two and the position of `held` (the last pose). When the rotation is
-    /// not determined (too few matches, no consensus), the frame is taken to be at `fallback`. The remembered
-    /// view stays while it overlaps the frame well (each new view adds the error of one rotation), else the
-    /// frame becomes the view the next one turns from.
+    fn remember(&mut self, pose: Isometry3<f64>, left: &Features, measured: bool) {
+        self.turn = Some(RememberedView {
+            pose,
+            features: left.clone(),
+            measured,
+        });
+    }
+
+    /// A frame that cannot be localized: its pose with the orientation turned from the remembered view by
+    /// the rotation between the two and the position of `held` (the last pose), and whether that
+    /// orientation is measured all the way from a localized frame. When the rotation is not determined
+    /// (too few matches, no consensus), the frame is taken to be at `fallback` (not measured). The
+    /// remembered view stays while it overlaps the frame well (each new view adds the error of one
+    /// rotation), else the frame becomes the view the next one turns from.
     pub(super) fn follow_turn(
         &mut self,
         held: &Isometry3<f64>,
         fallback: Isometry3<f64>,
         left: &Features,
-    ) -> Isometry3<f64> {
+    ) -> (Isometry3<f64>, bool) {
         match self.turned(held, left) {
             Some((pose, inliers)) => {
-                let view = self.turn.as_ref().map_or(0, |(_, f)| f.keypoints.len());
+                let (view, measured) = self
+                    .turn
+                    .as_ref()
+                    .map_or((0, false), |v| (v.features.keypoints.len(), v.measured));
                 if (inliers as f64) < REANCHOR_SHARE * view as f64 {
-                    self.remember_view(pose, left);
+                    self.remember(pose, left, measured);
                 }
-                pose
+                (pose, measured)
             }
             None => {
-                self.remember_view(fallback, left);
-                fallback
+                self.remember(fallback, left, false);
+                (fallback, false)
             }
         }
     }
 
     /// The pose and the number of agreeing matches.
     fn turned(&self, held: &Isometry3<f64>, left: &Features) -> Option<(Isometry3<f64>, usize)> {
-        let (from_pose, from) = self.turn.as_ref()?;
+        let view = self.turn.as_ref()?;
+        let (from_pose, from) = (&view.pose, &view.features);
         let camera = self.rig.camera();
         let matches =
             mutual_nearest_neighbors(&from.descriptors, &left.descriptors, &self.options.mnn);
