@@ -73,6 +73,19 @@ impl Features {
     pub fn descriptor_dim(&self) -> usize {
         self.descriptors.ncols()
     }
+
+    /// The `k` keypoints with the highest scores (all when there are fewer), strongest first, with the same
+    /// image.
+    pub fn strongest(&self, k: usize) -> Self {
+        let keep = keypoints::top_k(&self.scores, k);
+        Self {
+            keypoints: keep.iter().map(|&i| self.keypoints[i]).collect(),
+            scores: keep.iter().map(|&i| self.scores[i]).collect(),
+            descriptors: self.descriptors.select(ndarray::Axis(0), &keep),
+            image_size: self.image_size,
+            gray: self.gray.clone(),
+        }
+    }
 }
 
 /// Errors of the feature layer.

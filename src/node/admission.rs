@@ -3,8 +3,9 @@
 //!
 //! The rule: **a frame is dropped only when the node is really behind, or when the user asked for fewer
 //! frames.** Arrivals wait in a bounded first-in-first-out queue. While the worker keeps up on average —
-//! its mean processing time over the last [`PROCESSING_WINDOW`] frames is at most the mean inter-arrival
-//! interval of the last [`ARRIVAL_WINDOW`] arrivals — every frame is processed in arrival order: a burst
+//! its mean processing time over the frames it finished in the last [`PROCESSING_HORIZON`] (at least
+//! [`MIN_RECENT`]) is at most the mean inter-arrival interval of the last [`ARRIVAL_WINDOW`] arrivals —
+//! every frame is processed in arrival order: a burst
 //! (a player faster than real time, a triggered camera, a slow keyframe in the VO followed by cheap tracked
 //! frames) is absorbed by the queue and drained. Only the queue bound (`node.max_queued_frames`) drops, and
 //! then the oldest frame. When the worker is behind on average, queuing would only add latency: the newest
@@ -26,8 +27,13 @@ use super::schedule::FrameScheduler;
 
 /// Arrivals whose mean interval is the camera's average period.
 pub const ARRIVAL_WINDOW: usize = 32;
-/// Processed frames whose mean processing time is the worker's average cost.
+/// Processed frames whose mean processing time is the worker's average cost ...
 pub const PROCESSING_WINDOW: usize = 32;
+/// ... of those, the ones finished within this time of the newest (a cost that changes, as when a lost
+/// camera is tracked again, is seen within it even while decimation makes results rare) ...
+pub const PROCESSING_HORIZON: Duration = Duration::from_secs(2);
+/// ... and at least this many of the newest.
+pub const MIN_RECENT: usize = 4;
 /// Samples of both needed before the node can be judged behind (until then it is not).
 pub const MIN_SAMPLES: usize = 16;
 
@@ -87,7 +93,10 @@ pub struct FrameAdmission<J> {
     queue: VecDeque<Waiting<J>>,
     scheduler: FrameScheduler,
     arrivals: VecDeque<Instant>,
-    processing: VecDeque<Duration>,
+    /// When each processed frame was finished (taken + its processing time), and that time.
+    processing: VecDeque<(Instant, Duration)>,
+    /// Processed frames so far (the judgement waits for [`MIN_SAMPLES`]).
+    processed_frames: usize,
     last_taken: Option<Instant>,
 }
 
@@ -103,6 +112,7 @@ impl<J> FrameAdmission<J> {
             scheduler: FrameScheduler::new(settings.decimation),
             arrivals: VecDeque::with_capacity(ARRIVAL_WINDOW),
             processing: VecDeque::with_capacity(PROCESSING_WINDOW),
+            processed_frames: 0,
             last_taken: None,
         }
     }
@@ -146,9 +156,10 @@ impl<J> FrameAdmission<J> {
         drops
     }
 
-    /// Whether the worker's mean processing time exceeds the mean inter-arrival interval.
+    /// Whether the worker's recent mean processing time (the frames finished in the last
+    /// [`PROCESSING_HORIZON`], at least [`MIN_RECENT`]) exceeds the mean inter-arrival interval.
     pub fn behind(&self) -> bool {
-        if self.arrivals.len() < MIN_SAMPLES || self.processing.len() < MIN_SAMPLES {
+        if self.arrivals.len() < MIN_SAMPLES || self.processed_frames < MIN_SAMPLES {
             return false;
         }
         let (Some(first), Some(last)) = (self.arrivals.front(), self.arrivals.back()) else {
@@ -156,12 +167,20 @@ impl<J> FrameAdmission<J> {
         };
         let interval =
             last.saturating_duration_since(*first).as_secs_f64() / (self.arrivals.len() - 1) as f64;
-        let cost = self
+        let Some(&(newest, _)) = self.processing.back() else {
+            return false;
+        };
+        let recent: Vec<f64> = self
             .processing
             .iter()
-            .map(Duration::as_secs_f64)
-            .sum::<f64>()
-            / self.processing.len() as f64;
+            .rev()
+            .enumerate()
+            .take_while(|(k, (done, _))| {
+                *k < MIN_RECENT || newest.saturating_duration_since(*done) <= PROCESSING_HORIZON
+            })
+            .map(|(_, (_, d))| d.as_secs_f64())
+            .collect();
+        let cost = recent.iter().sum::<f64>() / recent.len() as f64;
         cost > interval
     }
 
@@ -209,7 +228,12 @@ impl<J> FrameAdmission<J> {
         if self.processing.len() == PROCESSING_WINDOW {
             self.processing.pop_front();
         }
-        self.processing.push_back(processing);
+        let started = self
+            .last_taken
+            .or_else(|| self.processing.back().map(|(done, _)| *done));
+        let done = started.map_or_else(Instant::now, |t| t + processing);
+        self.processing.push_back((done, processing));
+        self.processed_frames += 1;
         let before = self.scheduler.factor();
         self.scheduler.on_result(latency_ms);
         let after = self.scheduler.factor();
@@ -354,6 +378,46 @@ mod tests {
         // every processed frame is newer than the one before
         assert!(done.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(done.len() as u64 + drops.total(), 120);
+    }
+
+    #[test]
+    fn a_node_that_was_behind_takes_every_frame_again_soon_after() {
+        // 15 Hz: 10 s of cheap frames (tracked), 10 s of 90 ms frames (a lost stereo camera: features of
+        // both images every frame), then cheap ones again. The automatic decimation must end within a
+        // second of the costly stretch: measured on `vo_hard` through the node, a window of 32 slow samples
+        // taken at the decimated rate kept it on for ~6 s after the loss (88 frames skipped)
+        let period = Duration::from_micros(66_667);
+        let n = 450;
+        let cost = |i: usize| Duration::from_millis(if (150..300).contains(&i) { 90 } else { 10 });
+        let t0 = Instant::now();
+        let mut a = FrameAdmission::new(settings());
+        let (mut clock, mut next, mut done) = (t0, 0usize, Vec::new());
+        while next < n || !a.is_empty() {
+            while next < n && t0 + period * next as u32 <= clock {
+                a.push(t0 + period * next as u32, 1, next);
+                next += 1;
+            }
+            match a.take(clock, clock) {
+                (Some(i), _) => {
+                    clock += cost(i);
+                    let latency = (clock - (t0 + period * i as u32)).as_secs_f64() * 1e3;
+                    a.processed(cost(i), latency);
+                    done.push(i);
+                }
+                (None, _) if next < n => clock = t0 + period * next as u32,
+                (None, _) => break,
+            }
+        }
+        let slow = (150..300).filter(|i| done.contains(i)).count();
+        assert!(
+            slow < 140,
+            "the costly stretch must put the node behind ({slow} of 150 processed)"
+        );
+        let missed: Vec<usize> = (315..n).filter(|i| !done.contains(i)).collect();
+        assert!(
+            missed.is_empty(),
+            "frames after the first second of cheap ones not processed: {missed:?}"
+        );
     }
 
     #[test]
