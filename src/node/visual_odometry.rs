@@ -192,6 +192,19 @@ impl RobotVo {
         Ok(self.output(est))
     }
 
+    /// [`Self::process`] with the right image's features computed only when the frame needs them (see
+    /// [`VisualOdometry::process_lazily`]).
+    pub fn process_lazily(
+        &mut self,
+        stamp: f64,
+        left: &Features,
+        right_features: &mut dyn FnMut() -> Option<Features>,
+    ) -> Result<OdometryFrame, VoError> {
+        let vo = self.vo.as_mut().ok_or_else(not_configured)?;
+        let est = vo.process_lazily(stamp, left, right_features)?;
+        Ok(self.output(est))
+    }
+
     /// The features of a frame whose estimate asked for them ([`VoEstimate::keyframe_requested`]); see
     /// [`VisualOdometry::insert_keyframe`].
     pub fn insert_keyframe(

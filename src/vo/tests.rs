@@ -525,3 +525,52 @@ fn a_stereo_camera_that_loses_its_landmarks_in_a_turn_keeps_its_heading() {
         "orientation off by up to {worst}° through a 180° turn ({lost} frames lost)"
     );
 }
+
+#[test]
+fn lazily_computed_right_features_give_the_same_run_and_are_asked_for_only_when_needed() {
+    let mut rng = SplitMix64::new(13);
+    let w = world(&mut rng, 4000);
+    let other = world(&mut rng, 3000); // nothing in it matches the keyframes
+    let mut eager = VisualOdometry::stereo(rig(), VoOptions::default()).unwrap();
+    let mut lazy = VisualOdometry::stereo(rig(), VoOptions::default()).unwrap();
+    let mut asked = Vec::new();
+    for k in 0..20 {
+        // frames 12 and 13 see another place: lost, and no restart yet (their turn cannot be measured)
+        let (place, pose) = if (12..14).contains(&k) {
+            (&other, pose_at(11))
+        } else {
+            (&w, pose_at(k))
+        };
+        let l = features(place, &pose, false, 0.3, &mut rng);
+        let r = features(place, &pose, true, 0.3, &mut rng);
+        let a = eager.process(k as f64 / 15.0, &l, Some(&r)).unwrap();
+        let mut calls = 0;
+        let b = lazy
+            .process_lazily(k as f64 / 15.0, &l, &mut || {
+                calls += 1;
+                Some(r.clone())
+            })
+            .unwrap();
+        assert_eq!(a.world_from_camera, b.world_from_camera, "frame {k}");
+        assert_eq!((a.state, a.keyframe), (b.state, b.keyframe), "frame {k}");
+        assert!(calls <= 1);
+        if calls == 1 {
+            asked.push(k);
+        }
+        if a.keyframe {
+            assert_eq!(calls, 1, "frame {k}: a keyframe needs its stereo points");
+        }
+    }
+    assert!(
+        asked.contains(&0),
+        "the first keyframe needs the right image"
+    );
+    assert!(
+        !asked.contains(&12) && !asked.contains(&13),
+        "lost frames that do not restart need no right image: asked on {asked:?}"
+    );
+    // a right image that cannot be had leaves the frame without stereo points, not an error
+    let l = features(&w, &pose_at(20), false, 0.3, &mut rng);
+    let e = lazy.process_lazily(20.0 / 15.0, &l, &mut || None).unwrap();
+    assert!(!e.keyframe);
+}

@@ -141,11 +141,32 @@ pub fn run_with(
         {
             Some(est) => est,
             None => {
-                let (fl, fr) = extract(&mut pipeline, f, &left)?;
+                // the right image's features only when the frame needs its stereo points (as the node)
+                let fl = pipeline
+                    .extract(&left)
+                    .with_context(|| format!("frame {}: left features", f.index))?;
                 let before = vo.counters().keyframes;
-                let est = vo
-                    .process(f.stamp, &fl, fr.as_ref())
-                    .with_context(|| format!("frame {}", f.index))?;
+                let est = if args.monocular {
+                    vo.process(f.stamp, &fl, None)
+                } else {
+                    let mut right_error = None;
+                    let mut right = || {
+                        let r = matcha::image::load(&seq.root.join(&f.right))
+                            .with_context(|| format!("frame {}: right image", f.index))
+                            .and_then(|img| {
+                                pipeline
+                                    .extract(&img)
+                                    .with_context(|| format!("frame {}: right features", f.index))
+                            });
+                        r.map_err(|e| right_error = Some(e)).ok()
+                    };
+                    let est = vo.process_lazily(f.stamp, &fl, &mut right);
+                    if let Some(e) = right_error {
+                        return Err(e);
+                    }
+                    est
+                }
+                .with_context(|| format!("frame {}", f.index))?;
                 if let Some(s) = sink.as_mut().filter(|_| vo.counters().keyframes > before) {
                     s(&vo, &fl, f.stamp, &seq.rig.left)?;
                 }

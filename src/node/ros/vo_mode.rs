@@ -191,11 +191,29 @@ impl Worker {
                 f
             }
             None => {
-                let right = convert::decode_image(&r.msg, self.node.max_image_pixels)?;
                 let fl = self.extract(&left)?;
-                let fr = self.extract(&right)?;
-                let vo = self.vo_mut()?;
-                let f = vo.process(stamp, &fl, Some(&fr)).map_err(vo_problem)?;
+                // the right image is decoded and its features computed only when the frame needs its
+                // stereo points (a lost frame that does not restart never does: half its cost)
+                let max_pixels = self.node.max_image_pixels;
+                let mut right_problem = None;
+                let (Some(pipeline), Some(vo)) = (self.pipeline.as_mut(), self.vo.as_mut()) else {
+                    return Err(BadInput::new("pipeline_unavailable", "no pipeline"));
+                };
+                let mut right_features = || {
+                    let features = convert::decode_image(&r.msg, max_pixels).and_then(|right| {
+                        pipeline
+                            .extract(&right)
+                            .map_err(|e| BadInput::new("pipeline_error", e.to_string()))
+                    });
+                    features.map_err(|e| right_problem = Some(e)).ok()
+                };
+                let f = vo
+                    .process_lazily(stamp, &fl, &mut right_features)
+                    .map_err(vo_problem)?;
+                if let Some(problem) = right_problem {
+                    // counted; the frame is answered without stereo points (no keyframe, no restart)
+                    self.shared.problem(&problem);
+                }
                 if f.estimate.keyframe {
                     self.map_keyframe(&fl, stamp, &header.frame_id);
                 }

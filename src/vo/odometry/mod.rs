@@ -109,6 +109,24 @@ struct RememberedView {
     measured: bool,
 }
 
+/// The right image's features of the frame being processed: given, or computed on first use.
+enum RightFeatures<'a> {
+    Given(Option<&'a Features>),
+    Lazy(
+        &'a mut dyn FnMut() -> Option<Features>,
+        Option<Option<Features>>,
+    ),
+}
+
+impl RightFeatures<'_> {
+    fn get(&mut self) -> Option<&Features> {
+        match self {
+            Self::Given(f) => *f,
+            Self::Lazy(compute, done) => done.get_or_insert_with(|| compute()).as_ref(),
+        }
+    }
+}
+
 /// A frame that is to become a keyframe once its features are computed.
 struct KeyframeCandidate {
     stamp: f64,
@@ -189,6 +207,25 @@ impl VisualOdometry {
         })
     }
 
+    fn is_stereo(&self) -> bool {
+        matches!(self.rig, Rig::Stereo(_))
+    }
+
+    /// The stereo points of a frame of a stereo rig (`None` without right features, or with right features
+    /// of another descriptor dimension).
+    fn stereo_from(&self, left: &Features, right: &mut RightFeatures<'_>) -> Option<FramePoints> {
+        let right = right.get()?;
+        if right.descriptor_dim() != left.descriptor_dim() {
+            log::warn!(
+                "vo: right features of dimension {} for left features of {}: no stereo points",
+                right.descriptor_dim(),
+                left.descriptor_dim()
+            );
+            return None;
+        }
+        self.stereo_points(left, right)
+    }
+
     /// Metric odometry of the left camera of `rig` (checked) with `options` (checked).
     pub fn stereo(rig: StereoRig, options: VoOptions) -> Result<Self, VoError> {
         Self::new(Rig::Stereo(rig), options)
@@ -248,14 +285,46 @@ impl VisualOdometry {
         right: Option<&Features>,
     ) -> Result<VoEstimate, VoError> {
         self.check(stamp, left, right)?;
+        self.process_frame(stamp, left, RightFeatures::Given(right))
+    }
+
+    /// [`Self::process`] for a stereo rig whose right image's features are computed only when the frame
+    /// needs its stereo points (`right_features` is called at most once): the first keyframe, a new
+    /// keyframe, a restart after a loss. A lost frame that does not restart, or a localized one that makes
+    /// no keyframe, never calls it, which saves the right image's extraction (half a lost frame's cost).
+    /// `None` from it (the extraction failed) leaves the frame without stereo points: it makes no keyframe
+    /// and no restart. The right features' descriptors are checked when they arrive.
+    pub fn process_lazily(
+        &mut self,
+        stamp: f64,
+        left: &Features,
+        right_features: &mut dyn FnMut() -> Option<Features>,
+    ) -> Result<VoEstimate, VoError> {
+        self.check_stamp(stamp)?;
+        self.check_dimensions(left, None)?;
+        self.process_frame(stamp, left, RightFeatures::Lazy(right_features, None))
+    }
+
+    fn process_frame(
+        &mut self,
+        stamp: f64,
+        left: &Features,
+        mut right: RightFeatures<'_>,
+    ) -> Result<VoEstimate, VoError> {
         self.counters.frames += 1;
         // this frame's own features make any keyframe that is still asked for obsolete
         self.candidate = None;
-        // a stereo frame's points are known before its pose
-        let stereo = right.and_then(|r| self.stereo_points(left, r));
+        // a stereo frame's points, when it needs them
+        let mut stereo_cache: Option<Option<FramePoints>> = None;
+        let mut stereo = |vo: &Self| -> Option<FramePoints> {
+            stereo_cache
+                .get_or_insert_with(|| vo.stereo_from(left, &mut right))
+                .take()
+        };
         let mut initialized = false;
         if self.keyframes.is_empty() {
-            match &stereo {
+            let first = if self.is_stereo() { stereo(self) } else { None };
+            match &first {
                 Some(points) if points.camera.len() >= self.options.min_stereo_points => {
                     let pose = Isometry3::identity();
                     self.add_keyframe(&pose, &Matrix6::zeros(), points, left);
@@ -272,6 +341,8 @@ impl VisualOdometry {
                     ));
                 }
                 Some(points) => return Ok(self.initializing(stamp, points.camera.len())),
+                // a stereo frame whose right features could not be computed
+                None if self.is_stereo() => return Ok(self.initializing(stamp, 0)),
                 // monocular: the first keyframe comes from two views with enough parallax; this frame is
                 // then localized against it like any other
                 None => {
@@ -303,7 +374,7 @@ impl VisualOdometry {
                 .find_map(|k| self.localize(k, left).map(|hit| (k, hit)))
         });
         let Some((k, pnp)) = found else {
-            return Ok(self.failed(stamp, stereo.as_ref(), left));
+            return Ok(self.failed(stamp, &mut stereo, left));
         };
         self.remember_view(isometry_from_pnp(&pnp), left);
         let recovered = self.lost || k + 1 != self.keyframes.len();
@@ -330,10 +401,10 @@ impl VisualOdometry {
         // a weak keyframe is replaced even when the camera holds still (an occluder, a light change); a
         // monocular run makes its second keyframe right after the first
         let due = initialized || weak || ((far || recovered) && !still);
-        let points = match stereo {
-            Some(points) => Some(points),
-            None if due => Some(self.monocular_points(&pose, left)),
-            None => None,
+        let points = match due {
+            true if self.is_stereo() => stereo(self),
+            true => Some(self.monocular_points(&pose, left)),
+            false => None,
         };
         let n_points = points.as_ref().map_or(0, |p| p.camera.len());
         let keyframe = due && n_points >= self.options.min_stereo_points;
@@ -404,6 +475,15 @@ impl VisualOdometry {
                 "stereo odometry needs the right image's features for this frame".into(),
             ));
         }
+        self.check_dimensions(left, right)
+    }
+
+    /// The descriptors have the run's dimension (the first frame's sets it).
+    fn check_dimensions(
+        &mut self,
+        left: &Features,
+        right: Option<&Features>,
+    ) -> Result<(), VoError> {
         let dim = left.descriptor_dim();
         let right_dim = right.map_or(dim, |r| r.descriptor_dim());
         if right_dim != dim || self.descriptor_dim.is_some_and(|d| d != dim) {
@@ -458,7 +538,12 @@ impl VisualOdometry {
     /// orientation and the held position, with this frame as the keyframe; after `restart_after_failures`
     /// failures the run restarts in any case: stereo from the held pose, monocular with this frame as the
     /// reference of a new initialisation (the scale of the new run is its own).
-    fn failed(&mut self, stamp: f64, stereo: Option<&FramePoints>, left: &Features) -> VoEstimate {
+    fn failed(
+        &mut self,
+        stamp: f64,
+        stereo: &mut dyn FnMut(&Self) -> Option<FramePoints>,
+        left: &Features,
+    ) -> VoEstimate {
         self.failures += 1;
         if !self.lost {
             self.lost = true;
@@ -479,10 +564,11 @@ impl VisualOdometry {
             // odom stays continuous: the new keyframe sits at the held pose; its covariance says the
             // pose is unknown relative to the earlier run
             let cov = self.last_covariance + Matrix6::identity() * LOST_VARIANCE;
-            match stereo {
-                Some(points) if points.camera.len() >= self.options.min_stereo_points => {
+            let points = if self.is_stereo() { stereo(self) } else { None };
+            match (self.is_stereo(), points) {
+                (true, Some(points)) if points.camera.len() >= self.options.min_stereo_points => {
                     self.keyframes.clear();
-                    self.add_keyframe(&held, &cov, points, left);
+                    self.add_keyframe(&held, &cov, &points, left);
                     self.counters.restarts += 1;
                     self.lost = false;
                     self.failures = 0;
@@ -499,8 +585,8 @@ impl VisualOdometry {
                         false,
                     );
                 }
-                Some(_) => {}
-                None if self.failures >= self.options.restart_after_failures => {
+                (true, _) => {}
+                (false, _) if self.failures >= self.options.restart_after_failures => {
                     // stays lost until the new initialisation succeeds (then `recovered`)
                     self.keyframes.clear();
                     self.reference = Some(Reference {
@@ -512,7 +598,7 @@ impl VisualOdometry {
                     self.failures = 0;
                     self.anchor = Some(held);
                 }
-                None => {}
+                (false, _) => {}
             }
         }
         self.held(stamp, held)
