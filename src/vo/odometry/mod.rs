@@ -122,7 +122,7 @@ impl RightFeatures<'_> {
     fn get(&mut self) -> Option<&Features> {
         match self {
             Self::Given(f) => *f,
-            Self::Lazy(compute, done) => done.get_or_insert_with(|| compute()).as_ref(),
+            Self::Lazy(compute, done) => done.get_or_insert_with(compute).as_ref(),
         }
     }
 }
