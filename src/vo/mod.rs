@@ -309,7 +309,8 @@ pub struct VoEstimate {
     pub still: bool,
     /// This frame became a keyframe.
     pub keyframe: bool,
-    /// Triangulated stereo points of the frame.
+    /// Triangulated stereo points of the frame (0 when it needed none: tracked by flow, or localized or
+    /// lost without making a keyframe or restarting; see [`VisualOdometry::process_lazily`]).
     pub stereo_points: usize,
     /// PnP inliers against the keyframe (0 when the frame failed).
     pub tracked: usize,
