@@ -7,7 +7,8 @@
 //!
 //! `mod.rs`: the state and [`VisualOdometry::process`] (a frame with features); `track.rs`: frames
 //! answered by following the landmarks photometrically, and deferred keyframes; `landmarks.rs`: stereo
-//! points, localization against a keyframe, new keyframes.
+//! points, localization against a keyframe, new keyframes; `loss.rs`: a frame that cannot be localized
+//! and the restart; `turn.rs`: the orientation through a loss.
 
 // `!(x > y)` is deliberate: it is true for NaN, which must take the rejecting branch.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
@@ -532,88 +533,6 @@ impl VisualOdometry {
         (pose, false)
     }
 
-    /// A frame that could not be tracked: hold the last pose with the lost variance, its orientation
-    /// following the camera's turn where the rotation from the last localized view is measured
-    /// (`turn.rs`). A stereo frame whose rotation is measured restarts the run at once, from that
-    /// orientation and the held position, with this frame as the keyframe; after `restart_after_failures`
-    /// failures the run restarts in any case: stereo from the held pose, monocular with this frame as the
-    /// reference of a new initialisation (the scale of the new run is its own).
-    fn failed(
-        &mut self,
-        stamp: f64,
-        stereo: &mut dyn FnMut(&Self) -> Option<FramePoints>,
-        left: &Features,
-    ) -> VoEstimate {
-        self.failures += 1;
-        if !self.lost {
-            self.lost = true;
-            self.counters.losses += 1;
-        }
-        let last = self.last.map_or(Isometry3::identity(), |(_, p)| p);
-        // where the rotation cannot be measured on the frame that loses track, the camera is taken to go on
-        // turning as it did (it was tracked until the frame before); later, to hold still. The position is
-        // held (predicting it too was measured: slightly worse on `vo_hard` and `vo_forward_turns`)
-        let fallback = if self.failures == 1 {
-            Isometry3::from_parts(last.translation, self.predict(stamp).rotation)
-        } else {
-            last
-        };
-        let (held, measured) = self.follow_turn(&last, fallback, left);
-        let restart = self.failures >= self.options.restart_after_failures || measured;
-        if restart {
-            // odom stays continuous: the new keyframe sits at the held pose; its covariance says the
-            // pose is unknown relative to the earlier run
-            let cov = self.last_covariance + Matrix6::identity() * LOST_VARIANCE;
-            let points = if self.is_stereo() { stereo(self) } else { None };
-            match (self.is_stereo(), points) {
-                (true, Some(points)) if points.camera.len() >= self.options.min_stereo_points => {
-                    self.keyframes.clear();
-                    self.add_keyframe(&held, &cov, &points, left);
-                    self.counters.restarts += 1;
-                    self.lost = false;
-                    self.failures = 0;
-                    self.anchor = Some(held);
-                    let n = points.camera.len();
-                    return self.publish(
-                        stamp,
-                        held,
-                        cov,
-                        TrackingState::Recovered,
-                        n,
-                        0,
-                        true,
-                        false,
-                    );
-                }
-                (true, _) => {}
-                (false, _) if self.failures >= self.options.restart_after_failures => {
-                    // stays lost until the new initialisation succeeds (then `recovered`)
-                    self.keyframes.clear();
-                    self.reference = Some(Reference {
-                        features: left.clone(),
-                        pose: held,
-                        covariance: cov,
-                    });
-                    self.counters.restarts += 1;
-                    self.failures = 0;
-                    self.anchor = Some(held);
-                }
-                (false, _) => {}
-            }
-        }
-        self.held(stamp, held)
-    }
-
-    /// The held pose with the lost variance and no motion.
-    fn held(&mut self, stamp: f64, held: Isometry3<f64>) -> VoEstimate {
-        let cov = Matrix6::identity() * LOST_VARIANCE;
-        let mut est = self.publish(stamp, held, cov, TrackingState::Lost, 0, 0, false, false);
-        // a failed frame says nothing about the motion
-        est.linear_velocity = Vector3::zeros();
-        est.angular_velocity = Vector3::zeros();
-        est
-    }
-
     /// No keyframe yet: no pose (stereo), or the reference's pose with the lost variance (monocular,
     /// waiting for parallax: a camera that stands still from the start gets an answer for every frame).
     fn initializing(&mut self, stamp: f64, stereo_points: usize) -> VoEstimate {
@@ -694,6 +613,7 @@ fn isometry_from_pnp(p: &AbsolutePose) -> Isometry3<f64> {
 }
 
 mod landmarks;
+mod loss;
 mod monocular;
 mod track;
 mod turn;
