@@ -170,7 +170,7 @@ impl<J> FrameAdmission<J> {
         let Some(&(newest, _)) = self.processing.back() else {
             return false;
         };
-        let recent: Vec<f64> = self
+        let (sum, count) = self
             .processing
             .iter()
             .rev()
@@ -178,9 +178,10 @@ impl<J> FrameAdmission<J> {
             .take_while(|(k, (done, _))| {
                 *k < MIN_RECENT || newest.saturating_duration_since(*done) <= PROCESSING_HORIZON
             })
-            .map(|(_, (_, d))| d.as_secs_f64())
-            .collect();
-        let cost = recent.iter().sum::<f64>() / recent.len() as f64;
+            .fold((0.0, 0usize), |(sum, n), (_, (_, d))| {
+                (sum + d.as_secs_f64(), n + 1)
+            });
+        let cost = sum / count as f64;
         cost > interval
     }
 

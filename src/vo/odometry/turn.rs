@@ -51,13 +51,14 @@ fn rotation_deg(r: &nalgebra::Matrix3<f64>) -> f64 {
 impl VisualOdometry {
     /// Remembers `left` at `pose` (a localized frame's) as the view later lost frames turn from.
     pub(super) fn remember_view(&mut self, pose: Isometry3<f64>, left: &Features) {
-        self.remember(pose, left, true);
+        self.remember(pose, left.strongest(TURN_KEYPOINTS), true);
     }
 
-    fn remember(&mut self, pose: Isometry3<f64>, left: &Features, measured: bool) {
+    /// Remembers `features` (already the strongest [`TURN_KEYPOINTS`]) at `pose`.
+    fn remember(&mut self, pose: Isometry3<f64>, features: Features, measured: bool) {
         self.turn = Some(RememberedView {
             pose,
-            features: left.strongest(TURN_KEYPOINTS),
+            features,
             measured,
         });
     }
@@ -74,10 +75,9 @@ impl VisualOdometry {
         fallback: Isometry3<f64>,
         left: &Features,
     ) -> (Isometry3<f64>, bool) {
-        // both views by their strongest keypoints (`left.strongest` keeps the order: remembering it
-        // again below selects the same set)
-        let left = &left.strongest(TURN_KEYPOINTS);
-        match self.turned(held, left) {
+        // both views by their strongest keypoints; the frame's may become the remembered view below
+        let left = left.strongest(TURN_KEYPOINTS);
+        match self.turned(held, &left) {
             Some((pose, inliers)) => {
                 let (view, measured) = self
                     .turn
