@@ -36,7 +36,7 @@ pub struct OdometryHealth {
     pub state: &'static str,
     /// Landmarks that gave the last pose.
     pub tracked_landmarks: usize,
-    /// Frames answered by landmark tracking alone (no features extracted).
+    /// Frames answered by photometric tracking alone (no features extracted; see `VoEstimate::by_flow`).
     pub by_flow: u64,
     /// Keyframes, losses, recoveries and restarts of the run.
     pub counters: crate::vo::VoCounters,

@@ -9,6 +9,10 @@
 //! 3-D, so a constant-velocity prediction puts them within a few pixels even in turns, where image-space
 //! flow would need a deep pyramid. What it does not do: detect new points (keyframes do, with the network),
 //! or decide the pose (the robust PnP does, and rejects a patch that locked onto the wrong place).
+//!
+//! The monocular initialisation has no 3-D points yet: [`follow_points`] aligns the reference frame's
+//! patches from their last found positions instead (the motion between two frames is what the basin must
+//! cover), so that frames without enough parallax are answered without the network.
 
 use std::sync::Arc;
 
@@ -91,21 +95,53 @@ pub(crate) fn track_landmarks(
             continue;
         }
         let start = [px[0] as f32, px[1] as f32];
-        let kp = keypoints[i];
-        let mid = refine_point(
-            &keyframe.half,
-            to_half(kp),
-            &current.half,
-            to_half(start),
-            &coarse,
-        )
-        .map(from_half)
-        .unwrap_or(start);
-        if let Ok(p) = refine_point(&keyframe.full, kp, &current.full, mid, &fine) {
+        if let Some(p) = align(keyframe, keypoints[i], current, start, &coarse, &fine) {
             out.push((i, p));
         }
     }
     out
+}
+
+/// Follows the detections `keypoints` of `reference` into `current` without 3-D points: each
+/// `(index, start)` of `followed` is the keypoint's last known position (in the previous frame), where its
+/// reference patch is aligned from. The template is always the reference's patch, so following adds no
+/// drift from frame to frame; the start only has to lie in the two-level basin (≈ 12 px). Returns the
+/// points found, `(index, position)`; the others are dropped.
+pub(crate) fn follow_points(
+    reference: &Pyramid,
+    keypoints: &[[f32; 2]],
+    followed: &[(usize, [f32; 2])],
+    current: &Pyramid,
+) -> Vec<(usize, [f32; 2])> {
+    let (coarse, fine) = (coarse(), fine());
+    followed
+        .iter()
+        .filter_map(|&(i, start)| {
+            let kp = *keypoints.get(i)?;
+            align(reference, kp, current, start, &coarse, &fine).map(|p| (i, p))
+        })
+        .collect()
+}
+
+/// The patch of `keyframe` at `kp` aligned in `current` from `start`: half resolution, then full.
+fn align(
+    keyframe: &Pyramid,
+    kp: [f32; 2],
+    current: &Pyramid,
+    start: [f32; 2],
+    coarse: &RefineOptions,
+    fine: &RefineOptions,
+) -> Option<[f32; 2]> {
+    let mid = refine_point(
+        &keyframe.half,
+        to_half(kp),
+        &current.half,
+        to_half(start),
+        coarse,
+    )
+    .map(from_half)
+    .unwrap_or(start);
+    refine_point(&keyframe.full, kp, &current.full, mid, fine).ok()
 }
 
 #[cfg(test)]
@@ -141,5 +177,42 @@ mod tests {
             (p[0] - 67.3).abs() < 0.1 && (p[1] - 45.4).abs() < 0.1,
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn reference_points_are_followed_from_their_last_position_and_lost_ones_dropped() {
+        let tex = |x: f64, y: f64| {
+            let v = 128.0
+                + 50.0 * (x * 0.21).sin() * (y * 0.17).cos()
+                + 40.0 * (x * 0.053 + y * 0.071).sin()
+                + 30.0 * ((x * 0.37).cos() * (y * 0.29).sin());
+            v.clamp(0.0, 255.0) as u8
+        };
+        let shifted = |dx: f64, dy: f64| {
+            let img = GrayImage::from_fn(160, 120, |x, y| {
+                image::Luma([tex(x as f64 - dx, y as f64 - dy)])
+            });
+            Pyramid::new(Arc::new(img))
+        };
+        let reference = shifted(0.0, 0.0);
+        let keypoints = [[60.0f32, 50.0], [90.0, 70.0], [158.5, 60.0]];
+        // frame 1: 6 px right, 3 px up; every point starts at its keypoint
+        let starts: Vec<(usize, [f32; 2])> = keypoints.iter().copied().enumerate().collect();
+        let one = follow_points(&reference, &keypoints, &starts, &shifted(6.0, -3.0));
+        // the point at the right border leaves the image (its patch does not fit)
+        assert_eq!(one.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 1]);
+        // frame 2: another 9 px right, 5 px down, 11 px from the frame-1 positions but 15 px from the
+        // keypoints: found from the last positions
+        let two = follow_points(&reference, &keypoints, &one, &shifted(15.0, 2.0));
+        assert_eq!(two.len(), 2);
+        for (i, p) in two {
+            let want = [keypoints[i][0] + 15.0, keypoints[i][1] + 2.0];
+            assert!(
+                (p[0] - want[0]).abs() < 0.1 && (p[1] - want[1]).abs() < 0.1,
+                "{i}: {p:?} vs {want:?}"
+            );
+        }
+        // an index outside the keypoints is dropped, not a panic
+        assert!(follow_points(&reference, &keypoints, &[(7, [1.0, 1.0])], &reference).is_empty());
     }
 }

@@ -314,7 +314,8 @@ pub struct VoEstimate {
     pub stereo_points: usize,
     /// PnP inliers against the keyframe (0 when the frame failed).
     pub tracked: usize,
-    /// The landmarks were followed by photometric tracking ([`VisualOdometry::track`]), without features.
+    /// Answered without features by photometric tracking ([`VisualOdometry::track`]): the keyframe's
+    /// landmarks followed, or, before the first monocular keyframe, the reference's keypoints.
     pub by_flow: bool,
     /// This frame should become a keyframe: compute the features of both its images and pass them to
     /// [`VisualOdometry::insert_keyframe`] (see [`VoOptions::keyframe_max_lag_frames`]).

@@ -67,11 +67,12 @@ impl VisualOdometry {
                 (false, _) if self.failures >= self.options.restart_after_failures => {
                     // stays lost until the new initialisation succeeds (then `recovered`)
                     self.keyframes.clear();
-                    self.reference = Some(Reference {
-                        features: left.clone(),
-                        pose: held,
-                        covariance: cov,
-                    });
+                    self.reference = Some(Reference::new(
+                        left.clone(),
+                        held,
+                        cov,
+                        self.options.flow_max_points,
+                    ));
                     self.counters.restarts += 1;
                     self.failures = 0;
                     self.anchor = Some(held);

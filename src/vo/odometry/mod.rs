@@ -99,6 +99,9 @@ struct Reference {
     features: Features,
     pose: Isometry3<f64>,
     covariance: Matrix6<f64>,
+    /// Its keypoints followed into the latest frame without features (`monocular.rs`); `None` without a
+    /// grayscale image.
+    followed: Option<monocular::FollowedReference>,
 }
 
 /// The view a lost frame's orientation turns from (`turn.rs`).

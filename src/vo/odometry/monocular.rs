@@ -8,6 +8,13 @@
 //! short baseline waits for a later frame. The triangulated points are scaled so that their median depth
 //! is 1: the one scale of the run.
 //!
+//! Frames before the first keyframe need no features while the parallax is short: the reference's
+//! keypoints are followed photometrically ([`crate::vo::flow`], up to `vo.flow_max_points`, each from its
+//! last position) and the geometry's model selection runs on those correspondences. Only a frame whose
+//! followed points show enough parallax (or too few points followed) is passed to the features, which then
+//! decide as above. This keeps the initialisation at the cost of landmark tracking (a few milliseconds
+//! instead of an extraction per frame), so that a camera at 15–30 Hz is not behind from its first frames.
+//!
 //! A new keyframe: its features are matched to all the previous keyframe's features. A match whose
 //! keyframe feature is a landmark that reprojects onto the new detection carries the landmark over (its
 //! world point unchanged: this is what keeps the scale from one keyframe to the next); the others are
@@ -18,22 +25,64 @@
 // `!(x > y)` is deliberate: it is true for NaN, which must take the rejecting branch.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
-use nalgebra::{Isometry3, Point3, Vector3};
+use nalgebra::{Isometry3, Matrix6, Point3, Vector3};
 
+use super::super::flow::{follow_points, Pyramid};
+use super::super::{VoError, VoEstimate};
 use super::landmarks::{aligned_in_b, tracking_refine};
 use super::{FramePoints, Reference, VisualOdometry};
-use crate::features::Features;
+use crate::features::{Features, GrayFrame};
 use crate::geometry::triangulation::{triangulate, TriangulationLimits};
 use crate::geometry::{estimate_relative_pose, TwoViewConfiguration};
 use crate::matching::mnn::mutual_nearest_neighbors;
 use crate::matching::refine::refine_matches;
 
+/// From this share of `monocular.init_min_parallax_deg` in the followed points on, the features decide:
+/// the followed set reads lower than the matched one (the alignment loses the near points first, which
+/// deform most), and the features of a frame too early only wait once more.
+const FOLLOWED_PARALLAX_SHARE: f64 = 0.8;
+
+/// The reference's keypoints as last found in a frame, and its image to align them from.
+pub(super) struct FollowedReference {
+    pyramid: Pyramid,
+    /// (reference keypoint, its position in the latest frame)
+    points: Vec<(usize, [f32; 2])>,
+}
+
+impl Reference {
+    /// `features` as the reference at `pose`; up to `max_points` of its keypoints (evenly spread over the
+    /// detection order) will be followed.
+    pub(super) fn new(
+        features: Features,
+        pose: Isometry3<f64>,
+        covariance: Matrix6<f64>,
+        max_points: usize,
+    ) -> Self {
+        let followed = features.gray.as_ref().map(|g| {
+            let mut points: Vec<(usize, [f32; 2])> =
+                features.keypoints.iter().copied().enumerate().collect();
+            crate::util::stats::subsample_evenly(&mut points, max_points);
+            FollowedReference {
+                pyramid: Pyramid::new(g.0.clone()),
+                points,
+            }
+        });
+        Self {
+            features,
+            pose,
+            covariance,
+            followed,
+        }
+    }
+}
+
 /// What one frame says about the initialisation.
 enum TwoView {
     /// The first keyframe's points (in the reference camera's frame, median depth 1).
     Ready(FramePoints),
-    /// Not yet (too little parallax, a rotation, an ambiguous plane): keep the reference.
-    Wait,
+    /// Not yet (too little parallax, a rotation, an ambiguous plane): keep the reference. Where this
+    /// frame's matches located the reference's keypoints: `(keypoint, position)`, to follow them from.
+    Wait(Vec<(usize, [f32; 2])>),
     /// The reference no longer overlaps the view: this frame becomes the reference.
     Replace,
 }
@@ -48,12 +97,14 @@ impl VisualOdometry {
         left: &Features,
         pose: Option<Isometry3<f64>>,
     ) -> bool {
-        let Some(reference) = self.reference.take() else {
-            self.reference = Some(Reference {
-                features: left.clone(),
-                pose: Isometry3::identity(),
-                covariance: nalgebra::Matrix6::zeros(),
-            });
+        let max_points = self.options.flow_max_points;
+        let Some(mut reference) = self.reference.take() else {
+            self.reference = Some(Reference::new(
+                left.clone(),
+                Isometry3::identity(),
+                Matrix6::zeros(),
+                max_points,
+            ));
             return false;
         };
         match self.two_view(&reference.features, left) {
@@ -66,19 +117,98 @@ impl VisualOdometry {
                 );
                 true
             }
-            TwoView::Wait => {
+            TwoView::Wait(mut seen) => {
+                // the next frames follow the keypoints from where this frame's features found them
+                if let (Some(f), false) = (reference.followed.as_mut(), seen.is_empty()) {
+                    crate::util::stats::subsample_evenly(&mut seen, max_points);
+                    f.points = seen;
+                }
                 self.reference = Some(reference);
                 false
             }
             TwoView::Replace => {
-                self.reference = Some(Reference {
-                    features: left.clone(),
-                    pose: pose.unwrap_or(reference.pose),
-                    ..reference
-                });
+                self.reference = Some(Reference::new(
+                    left.clone(),
+                    pose.unwrap_or(reference.pose),
+                    reference.covariance,
+                    max_points,
+                ));
                 false
             }
         }
+    }
+
+    /// Monocular, before the first keyframe ([`Self::track`]): follows the reference's keypoints into
+    /// `left` and answers the frame as initializing when they show too little parallax for the first
+    /// keyframe; `Ok(None)` when the features must decide (enough parallax, too few points followed, no
+    /// reference image, a stereo rig).
+    pub(super) fn follow_reference(
+        &mut self,
+        stamp: f64,
+        left: &GrayFrame,
+    ) -> Result<Option<VoEstimate>, VoError> {
+        let Some(reference) = self.reference.as_ref() else {
+            return Ok(None);
+        };
+        let Some(followed) = reference.followed.as_ref() else {
+            return Ok(None);
+        };
+        if left.0.dimensions() != followed.pyramid.full.dimensions() {
+            return Err(VoError::InvalidFrame(format!(
+                "image size {:?} differs from the first frame's {:?}",
+                left.0.dimensions(),
+                followed.pyramid.full.dimensions()
+            )));
+        }
+        let keypoints = &reference.features.keypoints;
+        let points = follow_points(
+            &followed.pyramid,
+            keypoints,
+            &followed.points,
+            &Pyramid::new(left.0.clone()),
+        );
+        if points.len() < 2 * self.options.min_stereo_points {
+            return Ok(None);
+        }
+        let points_a: Vec<[f64; 2]> = points
+            .iter()
+            .map(|(i, _)| [keypoints[*i][0] as f64, keypoints[*i][1] as f64])
+            .collect();
+        let points_b: Vec<[f64; 2]> = points
+            .iter()
+            .map(|(_, p)| [p[0] as f64, p[1] as f64])
+            .collect();
+        let camera = self.rig.camera();
+        // no relative pose (too few inliers, a degenerate set) says "not yet" here as it does to the
+        // features
+        if let Ok(pose) = estimate_relative_pose(
+            &points_a,
+            &points_b,
+            camera,
+            camera,
+            None,
+            &self.options.pnp,
+        ) {
+            if pose.translation.is_some() && self.parallax_suffices(&pose, FOLLOWED_PARALLAX_SHARE)
+            {
+                return Ok(None);
+            }
+        }
+        if let Some(f) = self.reference.as_mut().and_then(|r| r.followed.as_mut()) {
+            f.points = points;
+        }
+        self.counters.frames += 1;
+        let mut est = self.initializing(stamp, 0);
+        est.by_flow = true;
+        Ok(Some(est))
+    }
+
+    /// The relative pose to the reference is a configuration to start the map from, with at least `share`
+    /// of the parallax the first keyframe needs.
+    fn parallax_suffices(&self, pose: &crate::geometry::RelativePose, share: f64) -> bool {
+        pose.configuration != TwoViewConfiguration::Panoramic
+            && pose.quality.median_parallax_deg
+                >= share * self.options.monocular.init_min_parallax_deg
     }
 
     fn two_view(&self, reference: &Features, left: &Features) -> TwoView {
@@ -106,6 +236,16 @@ impl VisualOdometry {
             })
             .collect();
         let points_b: Vec<[f64; 2]> = current.iter().map(|p| [p[0] as f64, p[1] as f64]).collect();
+        // where this frame's matches put the reference's keypoints (all of them, or the pose's inliers)
+        let seen = |inliers: Option<&[bool]>| -> Vec<(usize, [f32; 2])> {
+            matches
+                .iter()
+                .zip(&current)
+                .enumerate()
+                .filter(|(k, _)| inliers.is_none_or(|i| i[*k]))
+                .map(|(_, (m, p))| (m.a as usize, *p))
+                .collect()
+        };
         let pose = match estimate_relative_pose(
             &points_a,
             &points_b,
@@ -117,17 +257,15 @@ impl VisualOdometry {
             Ok(p) => p,
             Err(e) => {
                 log::debug!("vo: initialisation waits: {e}");
-                return TwoView::Wait;
+                return TwoView::Wait(seen(None));
             }
         };
-        let Some(t) = pose.translation else {
-            return TwoView::Wait;
+        let Some(t) = pose
+            .translation
+            .filter(|_| self.parallax_suffices(&pose, 1.0))
+        else {
+            return TwoView::Wait(seen(Some(&pose.inliers)));
         };
-        if pose.configuration == TwoViewConfiguration::Panoramic
-            || !(pose.quality.median_parallax_deg >= self.options.monocular.init_min_parallax_deg)
-        {
-            return TwoView::Wait;
-        }
         let limits = TriangulationLimits {
             max_error_px: self.options.stereo_max_error_px,
             min_parallax_deg: self.options.monocular.min_parallax_deg,
@@ -153,12 +291,12 @@ impl VisualOdometry {
             }
         }
         if points.len() < min_points {
-            return TwoView::Wait;
+            return TwoView::Wait(seen(Some(&pose.inliers)));
         }
         let depths: Vec<f64> = points.iter().map(|x| x.z).collect();
         let median = crate::util::stats::median(&depths);
         if !(median > 0.0 && median.is_finite()) {
-            return TwoView::Wait;
+            return TwoView::Wait(seen(Some(&pose.inliers)));
         }
         log::info!(
             "vo: monocular initialisation: {} points, median parallax {:.1}°, {}",

@@ -1,5 +1,6 @@
 //! Frames answered without features: the current keyframe's landmarks followed photometrically into the
-//! left image ([`super::super::flow`]) and the pose from PnP; a frame that needs a keyframe either waits for
+//! left image ([`super::super::flow`]) and the pose from PnP (before the first monocular keyframe: the
+//! reference's keypoints followed, `monocular.rs`); a frame that needs a keyframe either waits for
 //! its features ([`VisualOdometry::process`]) or, deferred, is answered now and its features inserted when
 //! they arrive ([`VisualOdometry::insert_keyframe`]).
 
@@ -25,7 +26,8 @@ impl VisualOdometry {
             return Ok(None);
         }
         let Some(kf) = self.keyframes.back() else {
-            return Ok(None);
+            // a monocular initialisation: frames without enough parallax need no features either
+            return self.follow_reference(stamp, left);
         };
         let Some(kf_pyramid) = &kf.pyramid else {
             return Ok(None);
