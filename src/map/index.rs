@@ -3,9 +3,17 @@
 //! Below `hnsw_min_keyframes` a linear scan answers exactly (at a few thousand keyframes it costs well
 //! under a millisecond and needs no build); above it an HNSW graph (`hnsw_rs`, Malkov & Yashunin 2018;
 //! cargo feature `hnsw`, on by default) answers approximately in logarithmic time. Without the feature
-//! the scan answers at every size. `matcha bench place-index` prints where the two cross, the
+//! the scan answers at every size. A graph made on another thread (loaded or built when a large map is
+//! opened) takes over from the scan when it arrives. `matcha bench place-index` prints where the two cross, the
 //! recall of the graph against the scan, build time, memory and query time at 10^5 keyframes. Not here: the
 //! place vectors themselves ([`super::place`]), storage ([`super::store`]).
+
+use std::sync::RwLock;
+#[cfg(feature = "hnsw")]
+use std::sync::{
+    mpsc::{Receiver, TryRecvError},
+    Mutex,
+};
 
 #[cfg(feature = "hnsw")]
 use hnsw_rs::anndists::dist::Distance;
@@ -67,112 +75,191 @@ impl IndexOptions {
     }
 }
 
+/// Where the graph that answers came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphSource {
+    /// Built from the place vectors.
+    Built,
+    /// Loaded from the copy saved beside the map ([`super::saved_index`]).
+    Loaded,
+}
+
+/// The HNSW graph of an index (data id = position in the index's ids).
+#[cfg(feature = "hnsw")]
+pub(super) type Graph = Hnsw<'static, f32, UnitCosine>;
+
+/// What a graph thread sends: the graph and its source, or `None` when it could make none.
+#[cfg(feature = "hnsw")]
+pub(super) type Arrival = Option<(Box<Graph>, GraphSource)>;
+
 enum Backend {
     /// Row-major `n × dim`.
     Scan(Vec<f32>),
     #[cfg(feature = "hnsw")]
-    Graph(Box<Hnsw<'static, f32, UnitCosine>>),
+    Graph(Box<Graph>, GraphSource),
 }
 
 /// The place vectors of a map's keyframes, searchable by cosine.
+///
+/// A graph may be arriving from another thread ([`super::saved_index::open`]): until it does, the exact
+/// scan answers, so a large map answers its first query as soon as its vectors are read; the graph takes
+/// over (and the scan's copy of the vectors is freed) at the first call after it arrived.
 pub struct PlaceIndex {
     dim: usize,
     ids: Vec<u64>,
-    backend: Backend,
+    backend: RwLock<Backend>,
+    #[cfg(feature = "hnsw")]
+    arriving: Mutex<Option<Receiver<Arrival>>>,
     #[cfg_attr(not(feature = "hnsw"), allow(dead_code))]
     options: IndexOptions,
 }
 
+/// `entries` without the vectors that are not of length `dim` or not finite.
+pub(super) fn usable(entries: Vec<(u64, Vec<f32>)>, dim: usize) -> Vec<(u64, Vec<f32>)> {
+    entries
+        .into_iter()
+        .filter(|(_, v)| v.len() == dim && v.iter().all(|x| x.is_finite()))
+        .collect()
+}
+
+/// A graph of `entries` (already [`usable`]; data id = position).
+#[cfg(feature = "hnsw")]
+pub(super) fn build_graph(entries: &[(u64, Vec<f32>)], o: &IndexOptions) -> Graph {
+    let g = new_graph(entries.len(), o);
+    let data: Vec<(&[f32], usize)> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, (_, v))| (v.as_slice(), i))
+        .collect();
+    g.parallel_insert_slice(&data);
+    g
+}
+
+#[cfg(feature = "hnsw")]
+fn new_graph(capacity: usize, o: &IndexOptions) -> Graph {
+    let mut g = Hnsw::new(
+        o.hnsw_links,
+        capacity.max(1024),
+        16,
+        o.hnsw_ef_construction,
+        UnitCosine,
+    );
+    g.set_searching_mode(true);
+    g
+}
+
 impl PlaceIndex {
-    /// An index of `entries` (keyframe id, unit place vector of length `dim`; others are skipped).
+    /// An index of `entries` (keyframe id, unit place vector of length `dim`; others are skipped), its
+    /// graph (at `hnsw_min_keyframes` and more) built here.
     pub fn build(entries: Vec<(u64, Vec<f32>)>, dim: usize, options: IndexOptions) -> Self {
-        let entries: Vec<(u64, Vec<f32>)> = entries
-            .into_iter()
-            .filter(|(_, v)| v.len() == dim && v.iter().all(|x| x.is_finite()))
-            .collect();
+        let entries = usable(entries, dim);
         let ids = entries.iter().map(|e| e.0).collect::<Vec<_>>();
         #[cfg(feature = "hnsw")]
         let backend = if entries.len() >= options.hnsw_min_keyframes {
-            let g = Self::new_graph(entries.len(), &options);
-            let data: Vec<(&[f32], usize)> = entries
-                .iter()
-                .enumerate()
-                .map(|(i, (_, v))| (v.as_slice(), i))
-                .collect();
-            g.parallel_insert_slice(&data);
-            Backend::Graph(Box::new(g))
+            Backend::Graph(
+                Box::new(build_graph(&entries, &options)),
+                GraphSource::Built,
+            )
         } else {
             Backend::Scan(entries.into_iter().flat_map(|(_, v)| v).collect())
         };
         #[cfg(not(feature = "hnsw"))]
         let backend = Backend::Scan(entries.into_iter().flat_map(|(_, v)| v).collect());
+        Self::with(dim, ids, backend, options)
+    }
+
+    /// The exact scan over `ids` and their row-major vectors `rows` (already [`usable`]) while the graph
+    /// arrives through `graph` (data id = position in `ids`).
+    #[cfg(feature = "hnsw")]
+    pub(super) fn scan_until_graph(
+        ids: Vec<u64>,
+        rows: Vec<f32>,
+        dim: usize,
+        options: IndexOptions,
+        graph: Receiver<Arrival>,
+    ) -> Self {
+        let mut index = Self::with(dim, ids, Backend::Scan(rows), options);
+        index.arriving = Mutex::new(Some(graph));
+        index
+    }
+
+    fn with(dim: usize, ids: Vec<u64>, backend: Backend, options: IndexOptions) -> Self {
         Self {
             dim,
             ids,
-            backend,
+            backend: RwLock::new(backend),
+            #[cfg(feature = "hnsw")]
+            arriving: Mutex::new(None),
             options,
         }
     }
 
+    /// Takes over an arrived graph (waiting for it with `block`). A graph thread that failed leaves the
+    /// scan answering.
     #[cfg(feature = "hnsw")]
-    fn new_graph(capacity: usize, o: &IndexOptions) -> Hnsw<'static, f32, UnitCosine> {
-        let mut g = Hnsw::new(
-            o.hnsw_links,
-            capacity.max(1024),
-            16,
-            o.hnsw_ef_construction,
-            UnitCosine,
-        );
-        g.set_searching_mode(true);
-        g
+    fn adopt(&self, block: bool) {
+        let mut slot = self.arriving.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(rx) = slot.as_ref() else {
+            return;
+        };
+        let arrival = if block {
+            rx.recv().ok()
+        } else {
+            match rx.try_recv() {
+                Ok(a) => Some(a),
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => None,
+            }
+        };
+        *slot = None;
+        match arrival.flatten() {
+            Some((g, source)) if g.get_nb_point() == self.ids.len() => {
+                *self.backend.write().unwrap_or_else(|e| e.into_inner()) =
+                    Backend::Graph(g, source);
+            }
+            _ => log::warn!(
+                "map index: no graph arrived for {} keyframes; the exact scan answers",
+                self.ids.len()
+            ),
+        }
     }
 
-    /// Adds one keyframe (a map being built); the scan becomes a graph when it reaches the threshold.
+    #[cfg(not(feature = "hnsw"))]
+    fn adopt(&self, _block: bool) {}
+
+    /// Waits for a graph that is arriving; returns where the graph that answers now came from (`None`:
+    /// the exact scan answers).
+    pub fn wait_for_graph(&self) -> Option<GraphSource> {
+        self.adopt(true);
+        match &*self.backend.read().unwrap_or_else(|e| e.into_inner()) {
+            #[cfg(feature = "hnsw")]
+            Backend::Graph(_, source) => Some(*source),
+            Backend::Scan(_) => None,
+        }
+    }
+
+    /// Adds one keyframe (a map being built); the scan becomes a graph when it reaches the threshold. A
+    /// graph still arriving is waited for first.
     pub fn add(&mut self, id: u64, place: &[f32]) {
         if place.len() != self.dim || !place.iter().all(|x| x.is_finite()) {
             return;
         }
+        self.adopt(true);
         self.ids.push(id);
-        match &mut self.backend {
+        let backend = self.backend.get_mut().unwrap_or_else(|e| e.into_inner());
+        match backend {
             #[cfg(feature = "hnsw")]
-            Backend::Graph(g) => g.insert_slice((place, self.ids.len() - 1)),
+            Backend::Graph(g, _) => g.insert_slice((place, self.ids.len() - 1)),
             Backend::Scan(v) => {
                 v.extend_from_slice(place);
                 #[cfg(feature = "hnsw")]
                 if self.ids.len() >= self.options.hnsw_min_keyframes {
-                    let g = Self::new_graph(self.ids.len(), &self.options);
+                    let g = new_graph(self.ids.len(), &self.options);
                     let data: Vec<(&[f32], usize)> = v.chunks_exact(self.dim).zip(0..).collect();
                     g.parallel_insert_slice(&data);
-                    self.backend = Backend::Graph(Box::new(g));
+                    *backend = Backend::Graph(Box::new(g), GraphSource::Built);
                 }
             }
-        }
-    }
-
-    /// An index answering through a graph built elsewhere (`super::saved_index`), whose data ids are the
-    /// positions in `ids`.
-    #[cfg(feature = "hnsw")]
-    pub(super) fn from_graph(
-        ids: Vec<u64>,
-        dim: usize,
-        mut graph: Hnsw<'static, f32, UnitCosine>,
-        options: IndexOptions,
-    ) -> Self {
-        graph.set_searching_mode(true);
-        Self {
-            dim,
-            ids,
-            backend: Backend::Graph(Box::new(graph)),
-            options,
-        }
-    }
-
-    /// The graph, when the index has one.
-    #[cfg(feature = "hnsw")]
-    pub(super) fn graph(&self) -> Option<&Hnsw<'static, f32, UnitCosine>> {
-        match &self.backend {
-            Backend::Graph(g) => Some(g),
-            Backend::Scan(_) => None,
         }
     }
 
@@ -186,9 +273,13 @@ impl PlaceIndex {
         self.ids.is_empty()
     }
 
-    /// True when answering through the HNSW graph.
+    /// True when answering through the HNSW graph (now: a graph still arriving is not waited for).
     pub fn is_graph(&self) -> bool {
-        !matches!(self.backend, Backend::Scan(_))
+        self.adopt(false);
+        !matches!(
+            *self.backend.read().unwrap_or_else(|e| e.into_inner()),
+            Backend::Scan(_)
+        )
     }
 
     /// The `k` keyframes most similar to `query` (id, cosine), best first.
@@ -196,13 +287,14 @@ impl PlaceIndex {
         if query.len() != self.dim || k == 0 || self.ids.is_empty() {
             return Vec::new();
         }
-        match &self.backend {
+        self.adopt(false);
+        match &*self.backend.read().unwrap_or_else(|e| e.into_inner()) {
             Backend::Scan(v) => scan(v, self.dim, query, k)
                 .into_iter()
                 .map(|(i, s)| (self.ids[i], s))
                 .collect(),
             #[cfg(feature = "hnsw")]
-            Backend::Graph(g) => g
+            Backend::Graph(g, _) => g
                 .search(query, k, self.options.hnsw_ef_search.max(k))
                 .into_iter()
                 .filter_map(|n| self.ids.get(n.d_id).map(|&id| (id, 1.0 - n.distance)))
@@ -289,6 +381,48 @@ mod tests {
         assert_eq!(idx.search(&[0.1, 0.9], 1)[0].0, 4);
         assert!(idx.search(&[1.0, 0.0, 0.0], 3).is_empty());
         assert!(idx.search(&[1.0, 0.0], 0).is_empty());
+    }
+
+    #[cfg(feature = "hnsw")]
+    #[test]
+    fn the_scan_answers_until_the_graph_arrives_and_after_a_graph_thread_fails() {
+        let mut rng = SplitMix64::new(9);
+        let dim = 8;
+        let entries: Vec<(u64, Vec<f32>)> =
+            (0..300).map(|i| (10 + i, unit(&mut rng, dim))).collect();
+        let ids: Vec<u64> = entries.iter().map(|e| e.0).collect();
+        let rows: Vec<f32> = entries.iter().flat_map(|e| e.1.clone()).collect();
+        let o = IndexOptions::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let idx = PlaceIndex::scan_until_graph(ids.clone(), rows.clone(), dim, o.clone(), rx);
+        assert!(!idx.is_graph());
+        assert_eq!(idx.search(&entries[42].1, 1)[0].0, 52);
+        tx.send(Some((
+            Box::new(build_graph(&entries, &o)),
+            GraphSource::Loaded,
+        )))
+        .unwrap();
+        // taken over at the next call
+        assert!(idx.is_graph());
+        assert_eq!(idx.wait_for_graph(), Some(GraphSource::Loaded));
+        assert_eq!(idx.search(&entries[42].1, 1)[0].0, 52);
+        // a thread that ends without a graph (or one of another size): the scan stays
+        let (tx, rx) = std::sync::mpsc::channel();
+        let idx = PlaceIndex::scan_until_graph(ids.clone(), rows.clone(), dim, o.clone(), rx);
+        drop(tx);
+        assert_eq!(idx.wait_for_graph(), None);
+        assert_eq!(idx.search(&entries[7].1, 1)[0].0, 17);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut idx = PlaceIndex::scan_until_graph(ids, rows, dim, o.clone(), rx);
+        tx.send(Some((
+            Box::new(build_graph(&entries[..100], &o)),
+            GraphSource::Built,
+        )))
+        .unwrap();
+        assert_eq!(idx.wait_for_graph(), None);
+        // adding works on either
+        idx.add(1000, &entries[3].1);
+        assert_eq!(idx.len(), 301);
     }
 
     #[cfg(feature = "hnsw")]

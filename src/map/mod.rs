@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use nalgebra::Isometry3;
 
-pub use index::{IndexOptions, PlaceIndex};
+pub use index::{GraphSource, IndexOptions, PlaceIndex};
 pub use localize::{Localization, LocalizeOptions, Localizer, Prior};
 pub use place::{Aggregation, PlaceDescriptor, PlaceError, Projection, Vocabulary};
 pub use store::{Landmark, MapIdentity, MapKeyframe, MapStore, StoreError};
@@ -122,8 +122,7 @@ impl MapOptions {
         store::check_identity(store.path(), &found, &identity)?;
         let entries = store.place_vectors()?;
         #[cfg(feature = "hnsw")]
-        let (index, _) =
-            saved_index::open(path, &place.id(), entries, place.dim(), self.index.clone());
+        let index = saved_index::open(path, &place.id(), entries, place.dim(), self.index.clone());
         #[cfg(not(feature = "hnsw"))]
         let index = PlaceIndex::build(entries, place.dim(), self.index.clone());
         Ok(Localizer::new(store, index, place, self.localize.clone())?)

@@ -148,16 +148,18 @@ fn align(
 mod tests {
     use super::*;
 
+    /// A smooth random texture.
+    fn tex(x: f64, y: f64) -> u8 {
+        let v = 128.0
+            + 50.0 * (x * 0.21).sin() * (y * 0.17).cos()
+            + 40.0 * (x * 0.053 + y * 0.071).sin()
+            + 30.0 * ((x * 0.37).cos() * (y * 0.29).sin());
+        v.clamp(0.0, 255.0) as u8
+    }
+
     #[test]
     fn a_shifted_texture_is_found_from_a_prediction_several_pixels_off() {
-        // a smooth random texture, shifted by (7.3, -4.6) px
-        let tex = |x: f64, y: f64| {
-            let v = 128.0
-                + 50.0 * (x * 0.21).sin() * (y * 0.17).cos()
-                + 40.0 * (x * 0.053 + y * 0.071).sin()
-                + 30.0 * ((x * 0.37).cos() * (y * 0.29).sin());
-            v.clamp(0.0, 255.0) as u8
-        };
+        // the texture shifted by (7.3, -4.6) px
         let (dx, dy) = (7.3, -4.6);
         let a = GrayImage::from_fn(160, 120, |x, y| image::Luma([tex(x as f64, y as f64)]));
         let b = GrayImage::from_fn(160, 120, |x, y| {
@@ -181,13 +183,6 @@ mod tests {
 
     #[test]
     fn reference_points_are_followed_from_their_last_position_and_lost_ones_dropped() {
-        let tex = |x: f64, y: f64| {
-            let v = 128.0
-                + 50.0 * (x * 0.21).sin() * (y * 0.17).cos()
-                + 40.0 * (x * 0.053 + y * 0.071).sin()
-                + 30.0 * ((x * 0.37).cos() * (y * 0.29).sin());
-            v.clamp(0.0, 255.0) as u8
-        };
         let shifted = |dx: f64, dy: f64| {
             let img = GrayImage::from_fn(160, 120, |x, y| {
                 image::Luma([tex(x as f64 - dx, y as f64 - dy)])

@@ -1,5 +1,5 @@
 //! `matcha vo --monocular` end to end on the rendered sequence `vo_short` (left images only): the
-//! initialisation waits for parallax without inventing poses, then the trajectory follows the ground truth up
+//! initialisation waits for parallax without inventing poses (and mostly without features), then the trajectory follows the ground truth up
 //! to one scale for the whole run (both start at the first left camera frame, so only the scale is fitted).
 
 use crate::common;
@@ -39,6 +39,17 @@ fn monocular_vo_follows_the_ground_truth_up_to_one_scale() {
     assert!(
         lines[waiting..].iter().all(|l| l["state"] == "tracking"),
         "no loss after the initialisation"
+    );
+    // the first frame is the reference (features); most initializing frames need none: the reference's
+    // keypoints are followed photometrically until they show enough parallax
+    let waiting_by_flow = lines[..waiting]
+        .iter()
+        .filter(|l| l["by_flow"] == true)
+        .count();
+    assert!(lines[0]["by_flow"] == false);
+    assert!(
+        waiting_by_flow * 4 >= waiting * 3,
+        "{waiting_by_flow} of {waiting} initializing frames without features"
     );
     // the initializing frames have no pose in the trajectory
     let est = parse_tum(&std::fs::read_to_string(&tum).unwrap()).unwrap();

@@ -13,7 +13,7 @@ use anyhow::Result;
 use matcha::geometry::PinholeCamera;
 use matcha::map::index::scan;
 use matcha::map::saved_index;
-use matcha::map::{IndexOptions, MapIdentity, MapKeyframe, MapStore};
+use matcha::map::{GraphSource, IndexOptions, MapIdentity, MapKeyframe, MapStore};
 use matcha::util::rng::SplitMix64;
 use matcha::util::stats::percentile;
 use nalgebra::Isometry3;
@@ -33,10 +33,10 @@ fn noisy(rng: &mut SplitMix64, base: &[f32], sigma: f32) -> Vec<f32> {
     v
 }
 
-fn assert_or_note(is_graph: bool) {
-    if !is_graph {
+fn assert_or_note(built_then_loaded: bool) {
+    if !built_then_loaded {
         eprintln!(
-            "[bench] the second open did not load the saved graph (it was rebuilt): see the log"
+            "[bench] the first open did not build a graph or the second did not load it: see the log"
         );
     }
 }
@@ -116,22 +116,30 @@ pub fn run(keyframes: usize, dim: usize, queries: usize, options: &IndexOptions)
         hnsw_min_keyframes: 0,
         ..options.clone()
     };
-    // the first open builds the graph and saves it beside the map; the second loads it
+    // the first open builds the graph and saves it beside the map; the second loads it. Both answer
+    // through the exact scan until the graph arrives: the first answer's time is what a robot waits for
+    let first_query = &qs[0];
     let t = Instant::now();
-    let (graph, _) = saved_index::open(
+    let graph = saved_index::open(
         &path,
         &identity.place,
         entries.clone(),
         dim,
         graph_options.clone(),
     );
+    let _ = graph.search(first_query, 5);
+    let first_answer_built_s = t.elapsed().as_secs_f64();
+    let built = graph.wait_for_graph();
     let build_s = t.elapsed().as_secs_f64();
     let rss1 = rss_kb();
     drop(graph);
     let t = Instant::now();
-    let (graph, loaded) = saved_index::open(&path, &identity.place, entries, dim, graph_options);
+    let graph = saved_index::open(&path, &identity.place, entries, dim, graph_options);
+    let _ = graph.search(first_query, 5);
+    let first_answer_loaded_s = t.elapsed().as_secs_f64();
+    let loaded = graph.wait_for_graph();
     let load_s = t.elapsed().as_secs_f64();
-    assert_or_note(graph.is_graph() && loaded);
+    assert_or_note(built == Some(GraphSource::Built) && loaded == Some(GraphSource::Loaded));
     let flat: Vec<f32> = vectors.iter().flatten().copied().collect();
 
     let (mut graph_ms, mut scan_ms) = (Vec::new(), Vec::new());
@@ -173,7 +181,12 @@ pub fn run(keyframes: usize, dim: usize, queries: usize, options: &IndexOptions)
         (dim * 4) as f64 / 1e3
     );
     println!(
-        "| map load (later opens): read the place vectors from SQLite ({db_mb:.0} MB) + load the saved graph | {read_s:.1} s + {load_s:.1} s | {read_s:.1} s | time to first localization <= 1 s (issue) |"
+        "| map load (later opens): read the place vectors from SQLite ({db_mb:.0} MB) + load the saved graph (on its own thread) | {read_s:.1} s + {load_s:.1} s | {read_s:.1} s | |"
+    );
+    println!(
+        "| first retrieval answered after the open (read + the scan while the graph arrives): first open / later opens | {:.2} s / {:.2} s | | time to first localization <= 1 s (issue) |",
+        read_s + first_answer_built_s,
+        read_s + first_answer_loaded_s
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
