@@ -42,7 +42,7 @@ fi
 export ROS_DISTRO=jazzy
 export ROS_VERSION=2
 export RMW_IMPLEMENTATION=rmw_fastrtps_cpp
-export IDL_PACKAGE_FILTER="std_msgs;geometry_msgs;sensor_msgs;nav_msgs;diagnostic_msgs;std_srvs;tf2_msgs;matcha_msgs"
+export IDL_PACKAGE_FILTER="std_msgs;geometry_msgs;sensor_msgs;nav_msgs;diagnostic_msgs;std_srvs;tf2_msgs;rosgraph_msgs;matcha_msgs"
 export MATCHA_ROS_LINK_DIR="$MATCHA_ROS_VENV/matcha-link"
 # r2r's own build script links -lrmw_implementation too, before our build.rs can add a search path. The C
 # linker driver reads LIBRARY_PATH; unlike RUSTFLAGS it does not change cargo's fingerprints (no rebuilds of

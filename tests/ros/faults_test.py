@@ -182,6 +182,12 @@ def test_simtime(a, frames):
               f"simtime: frames answered before ({n}) and after ({m}) the clock jumped back")
         v, _ = wait_diag(peer, ns, "errors.stamp_backwards", 5)
         check(v is not None and int(v) >= 1, f"simtime: the jump is counted (errors.stamp_backwards={v})")
+        # /diagnostics is stamped with the simulated clock (now about 10 s), not the wall clock
+        with peer.lock:
+            diag_stamp = ns_of(peer.diag[-1].header.stamp) if peer.diag else None
+        check(diag_stamp is not None and 10_000_000_000 <= diag_stamp <= again[-1] + 1_000_000_000,
+              f"simtime: /diagnostics stamped with the simulated clock ({diag_stamp} ns; "
+              f"simulated {again[0]}..{again[-1]} ns)")
         back = [o for o in peer.odom if ns_of(o.header.stamp) == again[0]]
         if before is not None and back:
             p = back[0].pose.pose.position

@@ -99,6 +99,12 @@ pub fn run() -> Result<(), NodeError> {
         })
         .unwrap_or_default();
     let (cfg, ncfg) = config_from_params(&params)?;
+    if params::use_sim_time(&params)? {
+        // the node's ROS clock follows `/clock`: what `/diagnostics` is stamped with (every other message
+        // carries its image's stamp)
+        node.get_time_source().enable_sim_time(&mut node)?;
+        log::info!("use_sim_time: the node's clock follows /clock");
+    }
     let node_name = node
         .fully_qualified_name()
         .unwrap_or_else(|_| NODE_NAME.into());
@@ -237,14 +243,16 @@ pub fn run() -> Result<(), NodeError> {
         let ncfg2 = ncfg.clone();
         let name = node_name.clone();
         let period = Duration::from_secs_f64(ncfg.diagnostics_period_s);
+        // the ROS clock: the system time, or the simulated time under `use_sim_time` (0 until `/clock`)
+        let clock = node.get_ros_clock();
         tasks.push(tokio::spawn(async move {
-            let mut clock = r2r::Clock::create(r2r::ClockType::SystemTime).ok();
             let mut tick = tokio::time::interval(period);
             loop {
                 tick.tick().await;
                 let now = clock
-                    .as_mut()
-                    .and_then(|c| c.get_now().ok())
+                    .lock()
+                    .ok()
+                    .and_then(|mut c| c.get_now().ok())
                     .map(|d| r2r::Clock::to_builtin_time(&d))
                     .unwrap_or_else(zero_time);
                 let msg = diagnostics::diagnostics(&sh, &name, &ncfg2, now);

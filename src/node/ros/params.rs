@@ -25,7 +25,8 @@ fn param_to_json(v: &ParameterValue) -> serde_json::Value {
 }
 
 /// Builds the configuration from the node's parameters (`--params-file` and `-p`, flat dotted names).
-/// Parameters outside the config sections (`use_sim_time`, `qos_overrides.*`, ...) are ignored.
+/// Parameters outside the config sections (`use_sim_time`: [`use_sim_time`], `qos_overrides.*`, ...) are
+/// ignored here.
 pub fn config_from_params(
     params: &[(String, ParameterValue)],
 ) -> Result<(MatchaConfig, NodeConfig), NodeError> {
@@ -51,10 +52,31 @@ pub fn config_from_params(
     Ok((cfg, node))
 }
 
+/// The standard `use_sim_time` parameter (default false): the node's ROS clock then follows `/clock`.
+pub fn use_sim_time(params: &[(String, ParameterValue)]) -> Result<bool, NodeError> {
+    match params.iter().find(|(k, _)| k == "use_sim_time") {
+        None | Some((_, ParameterValue::NotSet)) => Ok(false),
+        Some((_, ParameterValue::Bool(b))) => Ok(*b),
+        Some((_, v)) => Err(NodeError::Parameters(format!(
+            "use_sim_time must be true or false, not {v:?}"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::node::config::Mode;
+
+    #[test]
+    fn use_sim_time_is_a_bool_or_absent() {
+        let p = |v: ParameterValue| vec![("use_sim_time".to_string(), v)];
+        assert!(!use_sim_time(&[]).unwrap());
+        assert!(use_sim_time(&p(ParameterValue::Bool(true))).unwrap());
+        assert!(!use_sim_time(&p(ParameterValue::Bool(false))).unwrap());
+        let e = use_sim_time(&p(ParameterValue::Integer(1))).unwrap_err();
+        assert!(e.to_string().contains("use_sim_time"), "{e}");
+    }
 
     #[test]
     fn parameters_map_onto_the_config_and_bad_values_are_rejected() {
