@@ -16,12 +16,10 @@ Usage: python3 tests/ros/faults_test.py --node target/release/matcha_node [--par
        [--engines DIR] [--only engine,publisher,simtime,debug,overload]
 """
 
-import argparse
 import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 
 import numpy as np
@@ -31,6 +29,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import node_test_args  # noqa: E402
 import scene  # noqa: E402
 from e2e_test import (NodeProc, Peer, camera_info, check, image_msg, ns_of, publish_until, run_selected,  # noqa: E402
                       stamp, wait_diag)
@@ -296,12 +295,7 @@ def test_overload(a):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--node", required=True)
-    ap.add_argument("--params", default=os.path.join(os.path.dirname(__file__), "..", "..", "config", "matcha.yaml"))
-    cache = os.environ.get("MATCHA_CACHE", os.path.expanduser("~/.cache/matcha"))
-    ap.add_argument("--engines", default=os.path.join(cache, "engines"))
-    ap.add_argument("--logs", default="/tmp/matcha-ros-test")
+    ap = node_test_args()
     ap.add_argument("--overload-s", type=float, default=40.0)
     ap.add_argument("--overload-hz", type=float, default=45.0)
     ap.add_argument("--only", default="")

@@ -20,7 +20,6 @@ Usage: python3 tests/ros/map_localization_test.py --node target/release/matcha_n
        --engines DIR [--sequence $MATCHA_CACHE/vo/vo_short]
 """
 
-import argparse
 import os
 import sqlite3
 import sys
@@ -32,6 +31,7 @@ from geometry_msgs.msg import PoseWithCovarianceStamped
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import node_test_args  # noqa: E402
 from e2e_test import FAILURES, NodeProc, check  # noqa: E402
 from vo_player import (MOUNT, NS, VoPeer, latch_mounting, load_sequence, play_sequence, pose_T,  # noqa: E402
                        quat_to_rot, iso, rot_deg, wait_ready)
@@ -95,13 +95,7 @@ def tf_T(t):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--node", required=True)
-    ap.add_argument("--params", default=os.path.join(os.path.dirname(__file__), "..", "..", "config", "matcha.yaml"))
-    cache = os.environ.get("MATCHA_CACHE", os.path.expanduser("~/.cache/matcha"))
-    ap.add_argument("--engines", default=os.path.join(cache, "engines"))
-    ap.add_argument("--sequence", default=os.path.join(cache, "vo", "vo_short"))
-    ap.add_argument("--logs", default="/tmp/matcha-ros-test")
+    ap = node_test_args(sequence=True)
     ap.add_argument("--start", type=int, default=70, help="first frame of the localizing run")
     a = ap.parse_args()
     os.makedirs(a.logs, exist_ok=True)

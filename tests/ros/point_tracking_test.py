@@ -19,7 +19,6 @@ Usage: python3 tests/ros/point_tracking_test.py --node target/release/matcha_nod
        --params config/matcha.yaml --engines DIR --clip $MATCHA_CACHE/tracks-ci/track_short
 """
 
-import argparse
 import json
 import os
 import subprocess
@@ -34,6 +33,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import CACHE, node_test_args  # noqa: E402
 from e2e_test import FAILURES, NodeProc, Peer, camera_info, check, image_msg, ns_of, publish_until, stamp  # noqa: E402
 from matcha_msgs.msg import PointTracks  # noqa: E402
 from matcha_msgs.srv import Track  # noqa: E402
@@ -50,14 +50,9 @@ def track_request(t_ns, points, clear=False):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--node", required=True)
+    ap = node_test_args()
     ap.add_argument("--cli", required=True, help="the matcha CLI (the offline reference)")
-    ap.add_argument("--params", default=os.path.join(os.path.dirname(__file__), "..", "..", "config", "matcha.yaml"))
-    cache = os.environ.get("MATCHA_CACHE", os.path.expanduser("~/.cache/matcha"))
-    ap.add_argument("--engines", default=os.path.join(cache, "engines"))
-    ap.add_argument("--clip", default=os.path.join(cache, "tracks-ci", "track_short"))
-    ap.add_argument("--logs", default="/tmp/matcha-ros-test")
+    ap.add_argument("--clip", default=os.path.join(CACHE, "tracks-ci", "track_short"))
     ap.add_argument("--min-within-8px", type=float, default=0.5)
     a = ap.parse_args()
     os.makedirs(a.logs, exist_ok=True)

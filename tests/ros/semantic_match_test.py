@@ -12,7 +12,6 @@ Usage: python3 tests/ros/semantic_match_test.py --node target/release/matcha_nod
        [--engines DIR] [--semantic-engines $MATCHA_CACHE/matcha-fixtures/tiny-semantic]
 """
 
-import argparse
 import os
 import sys
 import time
@@ -21,6 +20,7 @@ import rclpy
 from matcha_msgs.srv import Match
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import CACHE, node_test_args  # noqa: E402
 import scene  # noqa: E402
 from e2e_test import FAILURES, NodeProc, Peer, camera_info, check, image_msg  # noqa: E402
 
@@ -52,13 +52,8 @@ def serve(a, ns, extra, log):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--node", required=True)
-    ap.add_argument("--params", default=os.path.join(os.path.dirname(__file__), "..", "..", "config", "matcha.yaml"))
-    cache = os.environ.get("MATCHA_CACHE", os.path.expanduser("~/.cache/matcha"))
-    ap.add_argument("--engines", default=os.path.join(cache, "engines"))
-    ap.add_argument("--semantic-engines", default=os.path.join(cache, "matcha-fixtures", "tiny-semantic"))
-    ap.add_argument("--logs", default="/tmp/matcha-ros-test")
+    ap = node_test_args()
+    ap.add_argument("--semantic-engines", default=os.path.join(CACHE, "matcha-fixtures", "tiny-semantic"))
     a = ap.parse_args()
     os.makedirs(a.logs, exist_ok=True)
     a.common = ["--params-file", a.params, "-p", f"runtime.engines_dir:={a.engines}"]

@@ -23,6 +23,8 @@ use super::flow::Pyramid;
 use super::{StereoRig, TrackingState, VoCounters, VoError, VoEstimate, VoOptions, LOST_VARIANCE};
 use crate::features::Features;
 use crate::geometry::{AbsolutePose, PinholeCamera};
+use monocular::Reference;
+use turn::RememberedView;
 
 /// Where a keyframe's landmarks get their depth.
 #[derive(Debug, Clone)]
@@ -92,25 +94,6 @@ struct KeyframeFeatures {
     descriptors: Array2<f32>,
     /// The landmark (index into [`Keyframe::points`]) of each feature, if any.
     landmark_of: Vec<Option<u32>>,
-}
-
-/// The first frame of a monocular run (or of a restart), waiting for a later frame with enough parallax.
-struct Reference {
-    features: Features,
-    pose: Isometry3<f64>,
-    covariance: Matrix6<f64>,
-    /// Its keypoints followed into the latest frame without features (`monocular.rs`); `None` without a
-    /// grayscale image.
-    followed: Option<monocular::FollowedReference>,
-}
-
-/// The view a lost frame's orientation turns from (`turn.rs`).
-struct RememberedView {
-    pose: Isometry3<f64>,
-    features: Features,
-    /// Its orientation follows from a localized frame by measured rotations alone (`false` once a frame
-    /// whose rotation could not be measured took its place: the orientation is then a guess).
-    measured: bool,
 }
 
 /// The right image's features of the frame being processed: given, or computed on first use.

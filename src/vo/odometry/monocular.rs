@@ -30,7 +30,7 @@ use nalgebra::{Isometry3, Matrix6, Point3, Vector3};
 use super::super::flow::{follow_points, Pyramid};
 use super::super::{VoError, VoEstimate};
 use super::landmarks::{aligned_in_b, tracking_refine};
-use super::{FramePoints, Reference, VisualOdometry};
+use super::{FramePoints, VisualOdometry};
 use crate::features::{Features, GrayFrame};
 use crate::geometry::triangulation::{triangulate, TriangulationLimits};
 use crate::geometry::{estimate_relative_pose, TwoViewConfiguration};
@@ -41,6 +41,16 @@ use crate::matching::refine::refine_matches;
 /// the followed set reads lower than the matched one (the alignment loses the near points first, which
 /// deform most), and the features of a frame too early only wait once more.
 const FOLLOWED_PARALLAX_SHARE: f64 = 0.8;
+
+/// The first frame of a monocular run (or of a restart), waiting for a later frame with enough parallax.
+pub(super) struct Reference {
+    pub(super) features: Features,
+    pub(super) pose: Isometry3<f64>,
+    pub(super) covariance: Matrix6<f64>,
+    /// Its keypoints followed into the latest frame without features ; `None` without a
+    /// grayscale image.
+    followed: Option<FollowedReference>,
+}
 
 /// The reference's keypoints as last found in a frame, and its image to align them from.
 pub(super) struct FollowedReference {
@@ -178,17 +188,9 @@ impl VisualOdometry {
             .iter()
             .map(|(_, p)| [p[0] as f64, p[1] as f64])
             .collect();
-        let camera = self.rig.camera();
         // no relative pose (too few inliers, a degenerate set) says "not yet" here as it does to the
         // features
-        if let Ok(pose) = estimate_relative_pose(
-            &points_a,
-            &points_b,
-            camera,
-            camera,
-            None,
-            &self.options.pnp,
-        ) {
+        if let Ok(pose) = self.pose_to_reference(&points_a, &points_b) {
             if pose.translation.is_some() && self.parallax_suffices(&pose, FOLLOWED_PARALLAX_SHARE)
             {
                 return Ok(None);
@@ -201,6 +203,16 @@ impl VisualOdometry {
         let mut est = self.initializing(stamp, 0);
         est.by_flow = true;
         Ok(Some(est))
+    }
+
+    /// The pose of the current view relative to the reference from the same points in both (pixels).
+    fn pose_to_reference(
+        &self,
+        reference: &[[f64; 2]],
+        current: &[[f64; 2]],
+    ) -> Result<crate::geometry::RelativePose, crate::geometry::PoseError> {
+        let camera = self.rig.camera();
+        estimate_relative_pose(reference, current, camera, camera, None, &self.options.pnp)
     }
 
     /// The relative pose to the reference is a configuration to start the map from, with at least `share`
@@ -246,14 +258,7 @@ impl VisualOdometry {
                 .map(|(_, (m, p))| (m.a as usize, *p))
                 .collect()
         };
-        let pose = match estimate_relative_pose(
-            &points_a,
-            &points_b,
-            camera,
-            camera,
-            None,
-            &self.options.pnp,
-        ) {
+        let pose = match self.pose_to_reference(&points_a, &points_b) {
             Ok(p) => p,
             Err(e) => {
                 log::debug!("vo: initialisation waits: {e}");

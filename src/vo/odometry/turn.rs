@@ -12,10 +12,19 @@
 
 use nalgebra::{Isometry3, Rotation3, UnitQuaternion};
 
-use super::{RememberedView, VisualOdometry};
+use super::VisualOdometry;
 use crate::features::Features;
 use crate::geometry::{estimate_relative_pose, NoPose, PoseError, RansacOptions};
 use crate::matching::mnn::{mutual_nearest_neighbors, MnnOptions};
+
+/// The view a lost frame's orientation turns from.
+pub(super) struct RememberedView {
+    pub(super) pose: Isometry3<f64>,
+    pub(super) features: Features,
+    /// Its orientation follows from a localized frame by measured rotations alone (`false` once a frame
+    /// whose rotation could not be measured took its place: the orientation is then a guess).
+    pub(super) measured: bool,
+}
 
 /// The share of the matches that must agree with the rotation between a lost frame and the remembered view.
 const MIN_INLIER_RATIO: f64 = 0.4;
