@@ -54,8 +54,7 @@ pub(super) struct Reference {
     pub(super) features: Features,
     pub(super) pose: Isometry3<f64>,
     pub(super) covariance: Matrix6<f64>,
-    /// Its keypoints followed into the latest frame without features ; `None` without a
-    /// grayscale image.
+    /// Its keypoints followed into the latest frame without features; `None` without a grayscale image.
     followed: Option<FollowedReference>,
 }
 
