@@ -16,7 +16,7 @@
 #   7. tests/ros/point_tracking_test.py: the `track` service and `point_tracks` topic on the 16-frame tracking clip
 #      (refusals, ids, the same tracks as `matcha track` offline, accuracy against ground truth, clear);
 #   8. tests/ros/faults_test.py: faults while running (engine file corrupted then restored, a restarted
-#      publisher, use_sim_time with the clock jumping back, 10 debug-image subscribers, 3x overload for 40 s);
+#      publisher, use_sim_time with the clock jumping back, 10 debug-image subscribers, 3x overload for 60 s);
 #   9. tests/ros/semantic_match_test.py: the `match` service's semantic mode on the tiny random-initialised MATCHA
 #      semantic engines (plumbing), and its refusals;
 #  10. tests/ros/map_localization_test.py: node.map.mode build (a map from the stereo odometry's keyframes), then

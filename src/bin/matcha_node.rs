@@ -6,10 +6,13 @@
 
 use std::process::ExitCode;
 
+use matcha::node::heap::CountingAllocator;
+
 /// mimalloc instead of glibc malloc: with glibc the node's RSS kept stepping up for minutes (arenas of the
-/// engine, matcher and executor threads filling one after another; docs/ros.md).
+/// engine, matcher and executor threads filling one after another; docs/ros.md). Counted, so that
+/// `/diagnostics` tells the bytes the node holds from the pages the allocator keeps (`matcha::node::heap`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: CountingAllocator<mimalloc::MiMalloc> = CountingAllocator(mimalloc::MiMalloc);
 
 fn main() -> ExitCode {
     match matcha::node::ros::run() {

@@ -45,6 +45,23 @@ def started(a, ns, extra, log):
     return node, peer, pi, pc, ok
 
 
+def latest_value(diag, key, node_name):
+    """The key's value in the newest diagnostics message of the node already received (no waiting)."""
+    for m in reversed(diag):
+        for st in m.status:
+            if node_name in st.name:
+                return {kv.key: kv.value for kv in st.values}.get(key)
+    return None
+
+
+def quarters(samples, wall):
+    """The samples of the third and of the last quarter of the run (the first half is the warm-up: the odometry's
+    keyframe window filling, the engines' and DDS's buffers growing to their working size)."""
+    third = [v for t, v in samples if wall / 2 <= t < 3 * wall / 4]
+    last = [v for t, v in samples if t >= 3 * wall / 4]
+    return third, last
+
+
 def answered(peer, t_ns, timeout):
     return peer.wait_for(peer.odom, lambda m: ns_of(m.header.stamp) == t_ns, timeout) is not None
 
@@ -254,11 +271,12 @@ def test_overload(a):
             sent.append((time.monotonic() - start, s))
             if i % int(rate) == 0:
                 v = rss_kib(node.p.pid)
-                if v is not None:
-                    rss.append((time.monotonic() - start, v))
                 with peer.lock:  # keep the peer's memory flat: only the stamps are needed
+                    live = latest_value(peer.diag, "heap_live_mib", ns + "/matcha_node")
                     del peer.corr[:], peer.poses[:]
                     del peer.diag[:-5]
+                if v is not None and live is not None:
+                    rss.append((time.monotonic() - start, v, float(live) * 1024))
             i += 1
         wall = time.monotonic() - start
         time.sleep(2.0)
@@ -272,23 +290,35 @@ def test_overload(a):
             vals = {kv.key: kv.value for kv in st.values}
         dropped = int(vals.get("received", 0)) - int(vals.get("processed", 0))
         reasons = {k: vals.get(k) for k in ("dropped_behind", "dropped_queue_full", "skipped_stale", "skipped_decimation")}
-        # the first third is the warm-up (engine arenas, queues filling); then the memory must stay
-        middle = [v for t, v in rss if wall / 3 <= t <= 2 * wall / 3]
-        last_third = [v for t, v in rss if t > 2 * wall / 3]
-        growth = (np.mean(last_third) / np.mean(middle) - 1) if middle and last_third else float("nan")
+        # RSS: medians, since one frame's transient buffers (25 MiB for a second) are not growth; the heap: its
+        # floor (the least held between frames), which a leak raises and frames in flight do not
+        rss_third, rss_last = quarters([(t, v / 1024) for t, v, _ in rss], wall)
+        heap_third, heap_last = quarters([(t, h / 1024) for t, _, h in rss], wall)
+        rss_growth = (np.median(rss_last) / np.median(rss_third) - 1) if rss_third and rss_last else float("nan")
+        heap_rise = (min(heap_last) - min(heap_third)) if heap_third and heap_last else float("nan")
+        print("overload: every", int(rate), "frames: seconds, RSS MiB, heap live MiB:",
+              "; ".join(f"{t:.0f} {v / 1024:.1f} {h / 1024:.1f}" for t, v, h in rss))
         print(f"overload: {len(sent)} frames in {wall:.0f} s ({len(sent) / wall:.1f} Hz in), {len(got)} answered "
               f"({out_rate:.1f} Hz out), diagnostics {vals.get('received')} received / {vals.get('processed')} processed"
               f" / {dropped} not processed {reasons}, latency p50 {vals.get('latency_median_ms')} ms p99 "
               f"{vals.get('latency_p99_ms')} ms, RSS {rss[0][1] / 1024 if rss else float('nan'):.0f} -> "
-              f"{rss[-1][1] / 1024 if rss else float('nan'):.0f} MiB ({100 * growth:+.1f}% last third vs the middle one)")
+              f"{rss[-1][1] / 1024 if rss else float('nan'):.0f} MiB (median {100 * rss_growth:+.1f}% last quarter vs the third one)"
+              f", heap live floor {min(heap_third, default=float('nan')):.1f} -> {min(heap_last, default=float('nan')):.1f} "
+              f"MiB")
         check(node.alive() and len(got) > 0, "overload: the node keeps answering")
         check(len(sent) >= 2.5 * len(got), f"overload: the input was at least 2.5x the output ({len(sent)} vs {len(got)})")
         check(dropped > 0, f"overload: what it could not answer is counted ({dropped})")
         # bounded, not fast: a queue that built up would hold max_queued_frames (16) frames of ~70 ms each
         p99 = float(vals.get("latency_p99_ms", "inf"))
         check(p99 < 1000.0, f"overload: latency stays bounded (p99 {p99:.0f} ms < 1 s; no queue builds up)")
-        check(growth < 0.03, f"overload: memory does not grow after the warm-up ({100 * growth:+.1f}%, last third "
-                             f"vs the middle one)")
+        # a leak of 15 kB per answered frame raises the floor by 2 MiB in a quarter (15 s at ~10 Hz)
+        check(heap_rise < 2.0, f"overload: the heap does not grow after the warm-up (floor {heap_rise:+.2f} MiB, "
+                               f"last quarter vs the third one; bound 2 MiB)")
+        # what the heap does not count (ONNX Runtime, DDS, r2r's C messages) shows here only. The allocators' working
+        # sets still settle after the warm-up (up to +4.4% measured in 40 s runs); a leak of 80 kB per answered frame
+        # (a small image) would add 8% in a quarter. Slower growth is for the soak (tests/ros/soak.py).
+        check(rss_growth < 0.08, f"overload: the resident memory does not grow after the warm-up "
+                                 f"(median {100 * rss_growth:+.1f}%, last quarter vs the third one; bound 8%)")
     finally:
         node.stop()
         peer.close()
@@ -296,7 +326,7 @@ def test_overload(a):
 
 def main():
     ap = node_test_args()
-    ap.add_argument("--overload-s", type=float, default=40.0)
+    ap.add_argument("--overload-s", type=float, default=60.0)
     ap.add_argument("--overload-hz", type=float, default=45.0)
     ap.add_argument("--only", default="")
     a = ap.parse_args()

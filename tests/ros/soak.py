@@ -3,7 +3,9 @@
 Plays a rendered stereo sequence (default vo_loop: 627 pairs, 640x480) back and forth, so that the motion is
 continuous, at --rate Hz (30) for --duration seconds (3600), with increasing stamps, and reports per --window
 seconds (300): pairs sent and answered, the node's latency p50 / p99 (OdometryStatus.latency_ms: receipt ->
-publication), the node's RSS (VmRSS, mean of 10 s samples in the window), frames dropped and inputs rejected /
+publication), the node's RSS (VmRSS, mean of 10 s samples in the window), the bytes its Rust heap holds
+(/diagnostics heap_live_mib: mean and floor of the same samples; a leak raises them, an allocator keeping freed
+pages does not), frames dropped and inputs rejected /
 node failures (from /diagnostics, the window's increase), the tracking states. At the end: RSS of the last third
 against the first third (goal: within 2%), p99 per window (goal: constant), errors (goal: zero). Writes the rows
 as JSON with --json.
@@ -67,13 +69,13 @@ def main():
         k = 0
         print(f"soak: {seq['name']} back and forth at {a.rate:.0f} Hz for {a.duration:.0f} s, windows of {a.window:.0f} s",
               flush=True)
-        print(f"{'window':>8} {'sent':>6} {'answered':>8} {'p50 ms':>7} {'p99 ms':>7} {'RSS MiB':>8} {'dropped':>7} "
+        print(f"{'window':>8} {'sent':>6} {'answered':>8} {'p50 ms':>7} {'p99 ms':>7} {'RSS MiB':>8} {'heap MiB':>8} {'floor':>6} {'dropped':>7} "
               f"{'rejected':>8} {'failures':>8}  states", flush=True)
         for w in range(int(a.duration // a.window)):
             w_start = t_start + w * a.window
             o0, s0 = peer.count(peer.odom), peer.count(peer.status)
             c0 = counters(peer)
-            rss, next_rss, sent = [], w_start, 0
+            rss, heap, next_rss, sent = [], [], w_start, 0
             while time.time() < w_start + a.window:
                 due = t_start + k / a.rate
                 delay = due - time.time()
@@ -88,6 +90,9 @@ def main():
                     r = rss_kib(node.p.pid)
                     if r is not None:
                         rss.append(r / 1024.0)
+                    live = diag_values(peer, "matcha_node").get("heap_live_mib")
+                    if live is not None:
+                        heap.append(float(live))
                     next_rss += 10.0
                 # keep the peer's lists bounded over an hour
                 with peer.lock:
@@ -110,11 +115,13 @@ def main():
                    "latency_p50_ms": pct([s.latency_ms for s in status], 0.5),
                    "latency_p99_ms": pct([s.latency_ms for s in status], 0.99),
                    "rss_mib": sum(rss) / len(rss) if rss else float("nan"),
+                   "heap_live_mib": sum(heap) / len(heap) if heap else float("nan"),
+                   "heap_floor_mib": min(heap) if heap else float("nan"),
                    "dropped": c1["dropped"] - c0["dropped"], "rejected": c1["rejected"] - c0["rejected"],
                    "failures": c1["failures"] - c0["failures"], "states": states}
             rows.append(row)
             print(f"{row['end_s']:>7}s {sent:>6} {answered:>8} {row['latency_p50_ms']:>7.1f} {row['latency_p99_ms']:>7.1f} "
-                  f"{row['rss_mib']:>8.1f} {row['dropped']:>7} {row['rejected']:>8} {row['failures']:>8}  {states}",
+                  f"{row['rss_mib']:>8.1f} {row['heap_live_mib']:>8.1f} {row['heap_floor_mib']:>6.1f} {row['dropped']:>7} {row['rejected']:>8} {row['failures']:>8}  {states}",
                   flush=True)
     finally:
         node.stop()
@@ -123,10 +130,16 @@ def main():
     if rows:
         third = max(1, len(rows) // 3)
         first = sum(r["rss_mib"] for r in rows[:third]) / third
+        middle_rows = rows[third:len(rows) - third] or rows
+        middle = sum(r["rss_mib"] for r in middle_rows) / len(middle_rows)
         last = sum(r["rss_mib"] for r in rows[-third:]) / third
+        heap_first = sum(r["heap_live_mib"] for r in rows[:third]) / third
+        heap_last = sum(r["heap_live_mib"] for r in rows[-third:]) / third
         p99 = [r["latency_p99_ms"] for r in rows]
         errors = sum(r["rejected"] + r["failures"] for r in rows)
-        print(f"summary: RSS last third vs first third {100 * (last - first) / first:+.2f}% (goal within 2%); "
+        print(f"summary: RSS last third vs first third {100 * (last - first) / first:+.2f}% (goal within 2%), "
+              f"vs the middle third {100 * (last - middle) / middle:+.2f}%; heap live "
+              f"{heap_first:.1f} -> {heap_last:.1f} MiB ({100 * (heap_last - heap_first) / heap_first:+.2f}%); "
               f"p99 per window {min(p99):.1f}..{max(p99):.1f} ms; answered {sum(r['answered'] for r in rows)} of "
               f"{sum(r['sent'] for r in rows)} sent; dropped {sum(r['dropped'] for r in rows)} images; "
               f"errors {errors} (goal 0)", flush=True)

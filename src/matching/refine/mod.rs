@@ -29,7 +29,7 @@
 //! Files: this one holds the public API, the options, and the flow of one correspondence (the template patch
 //! of A, its gain/bias-projected gradients and the texture check, then the warp model); `translation.rs` and
 //! `affine.rs` the two Gauss–Newton loops; `reductions.rs` the fixed-order vectorised sums they share;
-//! `sampling.rs` the bilinear sampling (the crate's only `unsafe`: the AVX2 gathers); `tests.rs`.
+//! `sampling.rs` the bilinear sampling (the computation's only `unsafe`: the AVX2 gathers); `tests.rs`.
 
 mod affine;
 mod reductions;

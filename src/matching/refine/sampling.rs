@@ -9,9 +9,9 @@
 //! the formula above (no accumulated increments) with the same operations in the same order.
 //!
 //! What it does not do: interpolate beyond bilinear, or sample partly outside the image (the whole grid must
-//! lie inside, else nothing is sampled). It is the only `unsafe` code of the crate: the AVX2 intrinsics; every
-//! gathered address is clamped into the image buffer first, so even a position rounding past the checked bound
-//! cannot read outside it.
+//! lie inside, else nothing is sampled). It is the only `unsafe` code of the crate's computation (the other is
+//! the allocator glue in `node::heap`): the AVX2 intrinsics; every gathered address is clamped into the image
+//! buffer first, so even a position rounding past the checked bound cannot read outside it.
 
 use image::GrayImage;
 

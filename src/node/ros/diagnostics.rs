@@ -1,5 +1,5 @@
 //! `/diagnostics`: one status for the node, with the pipeline's health as its level and message, the
-//! frame counters (received, processed, dropped by admission reason), latency percentiles, every problem
+//! frame counters (received, processed, dropped by admission reason), latency percentiles, the heap and resident memory (`node::heap`), every problem
 //! cause with its count and last message, the node's own failures apart from rejected inputs, and in the
 //! odometry modes the tracking state and its counters.
 
@@ -9,6 +9,11 @@ use r2r::std_msgs::msg::Header;
 
 use super::inbox::Shared;
 use crate::node::config::NodeConfig;
+use crate::node::heap::{heap_use, resident_bytes};
+
+fn mib(bytes: f64) -> f64 {
+    bytes / (1024.0 * 1024.0)
+}
 
 /// The node's one `DiagnosticStatus`: level and message (the pipeline's health, warnings for failures,
 /// rejected inputs and lost tracking) and the counters as key/value pairs.
@@ -50,6 +55,18 @@ pub(super) fn diagnostics(
             values.push(kv("latency_p99_ms", format!("{p99:.1}")));
         }
         values.push(kv("uptime_s", format!("{:.0}", s.uptime_s())));
+        let heap = heap_use();
+        values.push(kv(
+            "heap_live_mib",
+            format!("{:.2}", mib(heap.live_bytes as f64)),
+        ));
+        values.push(kv(
+            "heap_peak_mib",
+            format!("{:.2}", mib(heap.peak_bytes as f64)),
+        ));
+        if let Some(rss) = resident_bytes() {
+            values.push(kv("rss_mib", format!("{:.2}", mib(rss as f64))));
+        }
         for (cause, count, last) in s.causes() {
             values.push(kv(&format!("errors.{cause}"), count.to_string()));
             values.push(kv(&format!("errors.{cause}.last"), last.to_string()));

@@ -87,6 +87,11 @@ fn zero_time() -> Time {
 /// publishers and services, and processes frames.
 pub fn run() -> Result<(), NodeError> {
     init_logging(NODE_NAME);
+    // before DDS's and ONNX Runtime's threads allocate
+    match crate::node::heap::settle_c_malloc() {
+        Some(bytes) => log::debug!("C allocator: mmap threshold fixed at {} KiB", bytes / 1024),
+        None => log::debug!("C allocator: left as the environment sets it"),
+    }
     let ctx = r2r::Context::create()?;
     let mut node = r2r::Node::create(ctx, NODE_NAME, "")?;
     let params: Vec<(String, ParameterValue)> = node
