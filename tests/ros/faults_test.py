@@ -33,7 +33,7 @@ from harness import node_test_args  # noqa: E402
 import scene  # noqa: E402
 from e2e_test import (NodeProc, Peer, camera_info, check, image_msg, ns_of, publish_until, run_selected,  # noqa: E402
                       stamp, wait_diag)
-from bench import rss_kib  # noqa: E402
+from bench import diag_values, rss_kib  # noqa: E402
 
 
 def started(a, ns, extra, log):
@@ -43,15 +43,6 @@ def started(a, ns, extra, log):
     pi, pc = peer.pub(Image, f"{ns}/image"), peer.pub(CameraInfo, f"{ns}/camera_info")
     ok = peer.wait_matched([f"{ns}/image", f"{ns}/camera_info"], node=node)
     return node, peer, pi, pc, ok
-
-
-def latest_value(diag, key, node_name):
-    """The key's value in the newest diagnostics message of the node already received (no waiting)."""
-    for m in reversed(diag):
-        for st in m.status:
-            if node_name in st.name:
-                return {kv.key: kv.value for kv in st.values}.get(key)
-    return None
 
 
 def quarters(samples, wall):
@@ -271,8 +262,8 @@ def test_overload(a):
             sent.append((time.monotonic() - start, s))
             if i % int(rate) == 0:
                 v = rss_kib(node.p.pid)
+                live = diag_values(peer, ns + "/matcha_node").get("heap_live_mib")
                 with peer.lock:  # keep the peer's memory flat: only the stamps are needed
-                    live = latest_value(peer.diag, "heap_live_mib", ns + "/matcha_node")
                     del peer.corr[:], peer.poses[:]
                     del peer.diag[:-5]
                 if v is not None and live is not None:

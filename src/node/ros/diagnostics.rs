@@ -1,7 +1,7 @@
 //! `/diagnostics`: one status for the node, with the pipeline's health as its level and message, the
-//! frame counters (received, processed, dropped by admission reason), latency percentiles, the heap and resident memory (`node::heap`), every problem
-//! cause with its count and last message, the node's own failures apart from rejected inputs, and in the
-//! odometry modes the tracking state and its counters.
+//! frame counters (received, processed, dropped by admission reason), latency percentiles, the heap and
+//! resident memory (`node::heap`), every problem cause with its count and last message, the node's own
+//! failures apart from rejected inputs, and in the odometry modes the tracking state and its counters.
 
 use r2r::builtin_interfaces::msg::Time;
 use r2r::diagnostic_msgs::msg::{DiagnosticArray, DiagnosticStatus, KeyValue};
