@@ -229,7 +229,12 @@ impl Localizer {
                 matches: 0,
                 inliers: 0,
             };
-            if let Some(kf) = self.store.keyframe(id)? {
+            // a view (no landmarks) can be retrieved but gives no 3D-2D correspondences
+            if let Some(kf) = self
+                .store
+                .keyframe(id)?
+                .filter(|kf| kf.landmark_ids.len() == kf.keypoints.len())
+            {
                 let matches = mutual_nearest_neighbors(
                     &query.descriptors,
                     &kf.descriptors,

@@ -1,12 +1,14 @@
 //! The localization map: keyframes with their poses in `map`, their landmark observations and a place
 //! vector each, stored in SQLite ([`store`]), retrieved by place ([`place`], [`index`]) and localized
-//! against by PnP ([`localize`]).
+//! against by PnP ([`localize`]); the same map read and extended by appearance alone ([`appearance`]: the
+//! node's `relocalization` mode, whose keyframes are views without a pose).
 //!
 //! A map is made from an odometry run ([`MapBuilder`], fed each new keyframe of
 //! [`crate::vo::VisualOdometry`]): the run's odometry frame becomes `map`, so a stereo run gives a metric
 //! map. `matcha map build` does this offline over a sequence folder. Not here: ROS (the node's
 //! `localization` mode), the fleet database.
 
+pub mod appearance;
 pub mod index;
 pub mod localize;
 pub mod place;
@@ -19,6 +21,7 @@ use std::sync::Arc;
 
 use nalgebra::Isometry3;
 
+pub use appearance::{AppearanceMap, RetrievedKeyframe};
 pub use index::{GraphSource, IndexOptions, PlaceIndex};
 pub use localize::{Localization, LocalizeOptions, Localizer, Prior};
 pub use place::{Aggregation, PlaceDescriptor, PlaceError, Projection, Vocabulary};
@@ -107,25 +110,59 @@ impl MapOptions {
         descriptor: &str,
         local_dim: usize,
     ) -> Result<Localizer, MapError> {
-        // the local descriptor first: a map of another extractor is named as such
+        let (store, place) = self.open_store(path, descriptor, Some(local_dim), false)?;
+        let index = self.place_index(path, &place, &store)?;
+        Ok(Localizer::new(store, index, place, self.localize.clone())?)
+    }
+
+    /// Opens an existing map (read-only, or for writing when `writable`) whose local descriptor must be
+    /// `descriptor`, `local_dim`-D (`None`: the map's dimension, checked by the caller against its
+    /// extractor later), and whose place descriptor must be this one. The local descriptor is checked
+    /// first, so a map of another extractor is named as such.
+    pub fn open_store(
+        &self,
+        path: &Path,
+        descriptor: &str,
+        local_dim: Option<usize>,
+        writable: bool,
+    ) -> Result<(MapStore, PlaceDescriptor), MapError> {
         let store = MapStore::open(path, None)?;
         let found = store.identity().clone();
         let mut identity = MapIdentity {
             descriptor: descriptor.into(),
-            descriptor_dim: local_dim,
+            descriptor_dim: local_dim.unwrap_or(found.descriptor_dim),
             ..found.clone()
         };
         store::check_identity(store.path(), &found, &identity)?;
-        let place = self.place_descriptor(local_dim)?;
+        let place = self.place_descriptor(identity.descriptor_dim)?;
         identity.place = place.id();
         identity.place_dim = place.dim();
         store::check_identity(store.path(), &found, &identity)?;
+        let store = if writable {
+            drop(store);
+            MapStore::create_or_open(path, &identity)?
+        } else {
+            store
+        };
+        Ok((store, place))
+    }
+
+    /// The retrieval index of the map at `path` (a saved graph beside it is used when it matches).
+    pub fn place_index(
+        &self,
+        path: &Path,
+        place: &PlaceDescriptor,
+        store: &MapStore,
+    ) -> Result<PlaceIndex, MapError> {
         let entries = store.place_vectors()?;
         #[cfg(feature = "hnsw")]
         let index = saved_index::open(path, &place.id(), entries, place.dim(), self.index.clone());
         #[cfg(not(feature = "hnsw"))]
-        let index = PlaceIndex::build(entries, place.dim(), self.index.clone());
-        Ok(Localizer::new(store, index, place, self.localize.clone())?)
+        let index = {
+            let _ = path;
+            PlaceIndex::build(entries, place.dim(), self.index.clone())
+        };
+        Ok(index)
     }
 }
 
@@ -219,7 +256,7 @@ impl MapBuilder {
             frame_id: frame_id.into(),
             camera: *camera,
             image_size: features.image_size,
-            map_from_camera: map_from_world * keyframe.world_from_camera,
+            map_from_camera: Some(map_from_world * keyframe.world_from_camera),
             place: self.place.compute(&features.descriptors),
             keypoints: keyframe.keypoints.to_vec(),
             descriptors: keyframe.descriptors.clone(),

@@ -1,5 +1,5 @@
 //! The map on disk: one SQLite database (compiled in through `rusqlite`'s `bundled` feature, so no system
-//! library is needed) with a versioned schema, written one keyframe per transaction.
+//! library is needed) with a versioned schema (`store/schema.rs`), written one keyframe per transaction.
 //!
 //! Why SQLite: a robot loses power mid-write. With the write-ahead log and `synchronous = FULL`, a
 //! committed keyframe survives a crash or `SIGKILL` and an uncommitted one vanishes whole; the file is never
@@ -10,8 +10,9 @@
 //!
 //! Tables: `meta` (key → value: `schema_version`, the local descriptor and its dimension, the place
 //! descriptor's id and dimension), `keyframes` (pose in `map`, intrinsics, the place vector and the
-//! keyframe's landmark observations: keypoints, descriptors, landmark ids, as little-endian blobs) and
-//! `landmarks` (id → position in `map`). A map made with another schema, local descriptor or place
+//! keyframe's observations: keypoints, descriptors, landmark ids, as little-endian blobs) and `landmarks`
+//! (id → position in `map`). A keyframe of an odometry run has a pose and a landmark per observation; a
+//! *view* (the `relocalization` mode's mapping run, no odometry) has neither, only its features. A map made with another schema, local descriptor or place
 //! descriptor is refused with a message saying which. Not here: what goes into a keyframe (the builder),
 //! retrieval, localization.
 
@@ -24,11 +25,10 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use crate::geometry::PinholeCamera;
 
 mod rows;
+mod schema;
 pub(crate) use rows::check_identity;
 use rows::{bytes_f32, bytes_u64, decode_pose, insert, validate};
-
-/// The schema this code writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+pub use schema::SCHEMA_VERSION;
 
 /// Errors of the map store.
 #[derive(Debug, thiserror::Error)]
@@ -95,15 +95,15 @@ pub struct MapKeyframe {
     pub camera: PinholeCamera,
     /// Image width and height.
     pub image_size: [u32; 2],
-    /// The camera's pose in `map` (camera-to-map).
-    pub map_from_camera: Isometry3<f64>,
+    /// The camera's pose in `map` (camera-to-map); `None` for a view (known by its image alone).
+    pub map_from_camera: Option<Isometry3<f64>>,
     /// The place vector of the whole image.
     pub place: Vec<f32>,
-    /// Keypoints of the landmark observations, pixels.
+    /// Keypoints of the observations, pixels (a view: all its features).
     pub keypoints: Vec<[f32; 2]>,
     /// Their descriptors (rows).
     pub descriptors: Array2<f32>,
-    /// The landmark each observation is of.
+    /// The landmark each observation is of; empty for a keyframe without landmarks (a view).
     pub landmark_ids: Vec<u64>,
 }
 
@@ -122,24 +122,6 @@ pub struct MapStore {
     path: String,
     identity: MapIdentity,
 }
-
-const SCHEMA: &str = "
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE keyframes (
-    id INTEGER PRIMARY KEY,
-    stamp_ns INTEGER NOT NULL,
-    frame_id TEXT NOT NULL,
-    camera TEXT NOT NULL,
-    width INTEGER NOT NULL,
-    height INTEGER NOT NULL,
-    pose BLOB NOT NULL,
-    place BLOB NOT NULL,
-    keypoints BLOB NOT NULL,
-    descriptors BLOB NOT NULL,
-    landmark_ids BLOB NOT NULL
-);
-CREATE TABLE landmarks (id INTEGER PRIMARY KEY, x REAL NOT NULL, y REAL NOT NULL, z REAL NOT NULL);
-";
 
 impl MapStore {
     /// Opens the map at `path` for writing, creating it with `identity` when absent; an existing map
@@ -177,7 +159,7 @@ impl MapStore {
                     reason: "an SQLite database that is not a matcha map".into(),
                 });
             }
-            tx.execute_batch(SCHEMA).map_err(sq)?;
+            tx.execute_batch(schema::CREATE).map_err(sq)?;
             for (k, v) in [
                 ("schema_version", SCHEMA_VERSION.to_string()),
                 ("descriptor", identity.descriptor.clone()),
@@ -192,6 +174,8 @@ impl MapStore {
                 )
                 .map_err(sq)?;
             }
+        } else if schema::upgrade(&tx).map_err(sq)? {
+            log::info!("map {p}: upgraded to schema version {SCHEMA_VERSION}");
         }
         tx.commit().map_err(sq)?;
         let found = Self::read_identity(&conn, &p)?;
@@ -210,6 +194,14 @@ impl MapStore {
             return Err(StoreError::Incompatible {
                 path: p,
                 reason: "no such map file".into(),
+            });
+        }
+        if starts_like_json(path) {
+            return Err(StoreError::Incompatible {
+                path: p,
+                reason: "a JSON keyframe map of an earlier matcha version; maps are SQLite databases now: \
+                         rebuild it with a mapping run"
+                    .into(),
             });
         }
         let sq = |source| StoreError::Sqlite {
@@ -277,11 +269,11 @@ impl MapStore {
                 })
         };
         let version = get("schema_version")?;
-        if version != SCHEMA_VERSION.to_string() {
+        if !schema::READABLE.iter().any(|v| v.to_string() == version) {
             return Err(StoreError::Incompatible {
                 path: p.into(),
                 reason: format!(
-                    "schema version {version}, this build reads {SCHEMA_VERSION}: rebuild the map with this version"
+                    "schema version {version}, this build reads versions up to {SCHEMA_VERSION}: rebuild the map with this version"
                 ),
             });
         }
@@ -393,14 +385,14 @@ impl MapStore {
         })
     }
 
-    /// Every keyframe id with its pose in `map`, in id order.
+    /// Every posed keyframe's id with its pose in `map`, in id order (views have none).
     pub fn poses(&self) -> Result<Vec<(u64, Isometry3<f64>)>, StoreError> {
         self.each_keyframe("pose", |id, blob| {
             decode_pose(blob).ok_or_else(|| self.malformed(id, "bad pose"))
         })
     }
 
-    /// `decode` of one blob column of every keyframe, in id order.
+    /// `decode` of one blob column of every keyframe where it is not `NULL`, in id order.
     fn each_keyframe<T>(
         &self,
         column: &str,
@@ -412,7 +404,9 @@ impl MapStore {
         };
         let mut st = self
             .conn
-            .prepare(&format!("SELECT id, {column} FROM keyframes ORDER BY id"))
+            .prepare(&format!(
+                "SELECT id, {column} FROM keyframes WHERE {column} IS NOT NULL ORDER BY id"
+            ))
             .map_err(sq)?;
         let rows = st
             .query_map([], |r| {
@@ -439,7 +433,7 @@ impl MapStore {
             String,
             u32,
             u32,
-            Vec<u8>,
+            Option<Vec<u8>>,
             Vec<u8>,
             Vec<u8>,
             Vec<u8>,
@@ -474,17 +468,20 @@ impl MapStore {
         let bad = |reason: &str| self.malformed(id, reason);
         let camera: PinholeCamera =
             serde_json::from_str(&camera).map_err(|_| bad("camera is not readable"))?;
-        let map_from_camera = decode_pose(&pose).ok_or_else(|| bad("bad pose"))?;
+        let map_from_camera = match pose {
+            Some(blob) => Some(decode_pose(&blob).ok_or_else(|| bad("bad pose"))?),
+            None => None,
+        };
         if kps.len() % 4 != 0 || descs.len() % 4 != 0 || lms.len() % 8 != 0 || place.len() % 4 != 0
         {
             return Err(bad("a blob is not a whole number of values"));
         }
         let kps = bytes_f32(&kps);
         let landmark_ids = bytes_u64(&lms);
-        let n = landmark_ids.len();
+        let n = kps.len() / 2;
         let dim = self.identity.descriptor_dim;
         let descs = bytes_f32(&descs);
-        if kps.len() != 2 * n || descs.len() != n * dim {
+        if kps.len() % 2 != 0 || descs.len() != n * dim {
             return Err(bad("observation arrays of inconsistent lengths"));
         }
         let kf = MapKeyframe {
@@ -551,6 +548,20 @@ impl MapStore {
             reason: reason.into(),
         }
     }
+}
+
+/// Whether the file's first non-blank byte is `{` (the JSON maps of earlier versions; SQLite files start
+/// with "SQLite format 3").
+fn starts_like_json(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 64];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    head[..n]
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'{')
 }
 
 /// The SQLite URI that opens `path` as an immutable database (the characters a URI gives a meaning escaped).

@@ -15,6 +15,8 @@ use crate::features::Features;
 use crate::geometry::{PinholeCamera, RelativePose};
 use crate::image::RgbImage;
 use crate::matching::Matches;
+use crate::node::keyframes::published_pose;
+use crate::pipeline::PairResult;
 
 /// A rejected input: a short cause (for counting) and a message (for the log).
 #[derive(Debug, Clone, PartialEq)]
@@ -220,6 +222,34 @@ pub struct PairOutput<'a> {
     pub metric: bool,
     /// Descriptor and matcher names.
     pub names: (&'a str, &'a str),
+}
+
+impl<'a> PairOutput<'a> {
+    /// A matched pair's output: `header` is image b's; `reference` is image a's stamp, frame id and keyframe
+    /// id; the pose is published as b in a ([`published_pose`]), in metres when `baseline_m` is given.
+    pub fn of_pair(
+        header: Header,
+        reference: (Time, String, u64),
+        features: (&'a Features, &'a Features),
+        pair: &'a PairResult,
+        names: (&'a str, &'a str),
+        baseline_m: Option<f64>,
+    ) -> Self {
+        let (pose_b_in_a, covariance) = published_pose(&pair.pose, baseline_m);
+        Self {
+            header,
+            reference_stamp: reference.0,
+            reference_frame_id: reference.1,
+            keyframe_id: reference.2,
+            features,
+            matches: &pair.matches,
+            pose: pair.pose.as_ref().map_err(|e| e.to_string()),
+            pose_b_in_a,
+            covariance,
+            metric: baseline_m.is_some(),
+            names,
+        }
+    }
 }
 
 /// Builds the `Correspondences` message.

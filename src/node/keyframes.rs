@@ -50,18 +50,28 @@ pub fn covariance_b_in_a(pose: &RelativePose) -> [f64; 36] {
 }
 
 /// The published form of a pose result: pose of b in a and its 6×6 covariance, or `(None, zeros)` without a
-/// pose.
-pub fn published_pose(pose: &Result<RelativePose, NoPose>) -> (Option<Isometry3<f64>>, [f64; 36]) {
-    match pose {
-        Ok(rp) => (
-            Some(pose_b_in_a(
-                &rp.rotation,
-                &rp.translation.unwrap_or_else(Vector3::zeros),
-            )),
-            covariance_b_in_a(rp),
-        ),
-        Err(_) => (None, [0.0; 36]),
+/// pose. With `baseline_m` (a calibrated stereo pair) the unit translation is scaled to metres and the
+/// covariance's translation block with it (`S·C·S`).
+pub fn published_pose(
+    pose: &Result<RelativePose, NoPose>,
+    baseline_m: Option<f64>,
+) -> (Option<Isometry3<f64>>, [f64; 36]) {
+    let Ok(rp) = pose else {
+        return (None, [0.0; 36]);
+    };
+    let mut iso = pose_b_in_a(
+        &rp.rotation,
+        &rp.translation.unwrap_or_else(Vector3::zeros),
+    );
+    let mut cov = covariance_b_in_a(rp);
+    if let Some(b) = baseline_m {
+        iso.translation.vector *= b;
+        let s = |i: usize| if i < 3 { b } else { 1.0 };
+        for (i, v) in cov.iter_mut().enumerate() {
+            *v *= s(i / 6) * s(i % 6);
+        }
     }
+    (Some(iso), cov)
 }
 
 /// What the tracker decided for one frame.
@@ -187,6 +197,25 @@ mod tests {
         assert!((back.coords - xa).norm() < 1e-12);
         // Camera b's centre in a's frame is -Rᵀt.
         assert!((iso.translation.vector + r.transpose() * t).norm() < 1e-12);
+    }
+
+    #[test]
+    fn a_baseline_scales_the_translation_and_its_covariance_to_metres() {
+        let r = *Rotation3::from_euler_angles(0.1, 0.2, -0.1).matrix();
+        let pose = Ok(rel(r, Vector3::new(0.6, 0.0, 0.8)));
+        let (unit, cu) = published_pose(&pose, None);
+        let (metric, cm) = published_pose(&pose, Some(0.12));
+        let (unit, metric) = (unit.unwrap(), metric.unwrap());
+        assert!((metric.translation.vector - unit.translation.vector * 0.12).norm() < 1e-15);
+        assert!(metric.rotation.angle_to(&unit.rotation) < 1e-15);
+        for i in 0..6 {
+            for k in 0..6 {
+                let s = [i, k].iter().map(|&x| if x < 3 { 0.12 } else { 1.0 }).product::<f64>();
+                assert!((cm[i * 6 + k] - cu[i * 6 + k] * s).abs() < 1e-18);
+            }
+        }
+        let none: Result<RelativePose, NoPose> = Err(NoPose::TooFewCorrespondences { have: 3, need: 5 });
+        assert_eq!(published_pose(&none, Some(0.12)), (None, [0.0; 36]));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The ROS 2 node's logic: configuration (`node:` section), pairing policies (odometry keyframes, stereo
-//! sync, relocalization map), health counters, and — behind the `ros` feature — the r2r node itself.
+//! sync), the stereo odometry's map session, health counters, and — behind the `ros` feature — the r2r node itself.
 //!
-//! The pure parts ([`config`], [`admission`], [`heap`], [`keyframes`], [`sync`], [`map`], [`map_session`],
+//! The pure parts ([`config`], [`admission`], [`heap`], [`keyframes`], [`sync`], [`map_session`],
 //! [`point_tracking`], [`schedule`], [`stats`], [`stereo_rig`], [`visual_odometry`], [`tf_tree`]) build and are
 //! unit-tested without ROS; `convert` and `ros` need r2r and a ROS 2 environment at build time (see
 //! `scripts/lib/ros_setup.sh`).
@@ -11,7 +11,6 @@ pub mod admission;
 pub mod config;
 pub mod heap;
 pub mod keyframes;
-pub mod map;
 pub mod map_session;
 pub mod point_tracking;
 pub mod schedule;

@@ -12,16 +12,17 @@ ground-truth camera poses, publishes it with its CameraInfo, and checks what the
   start-up   invalid parameter values are rejected with a message naming the parameter;
   pipeline   a pipeline that cannot be created (no models) is reported in diagnostics, the node keeps running,
              and once the engine files are restored it comes up on a retry and answers frames;
-  badmap     a corrupted relocalization map: refused, counted as a node failure, left untouched, node running;
-  diskfull   mapping onto a full disk (small tmpfs): the save fails, is counted, leaves no partial file, the node
-             keeps mapping;
-  killmap    SIGKILL at a random moment of a mapping run: the map file is whole; a restart loads it and SIGTERM
-             saves it with the new keyframes;
+  badmap     a corrupted map (relocalization mode): refused, counted as a node failure, left untouched, node
+             running;
+  diskfull   mapping onto a full disk (small tmpfs): adding a view fails, is counted, the map stays whole, the node
+             keeps answering;
+  killmap    SIGKILL at a random moment of a mapping run: the map is whole and holds every view committed before;
+             a restart extends it and SIGTERM loses none of the new views;
   keyframes  odometry with the default keyframe policy over a denser sequence: the correspondences' keyframe
              switches, and nav_msgs/Odometry (the monocular VO) matches ground truth up to one scale for the run
              (orientation, and position after that scale);
-  relocalization  a keyframe map built from the sequence and saved on shutdown, the node restarted with it:
-             queries near mapped keyframes retrieve the right keyframe, pose within tolerance of ground truth.
+  relocalization  a map of views built from the sequence, the node restarted with it: queries near mapped
+             keyframes retrieve the right keyframe, pose within tolerance of ground truth.
 
 Usage: python3 tests/ros/e2e_test.py --node target/release/matcha_node [--params config/matcha.yaml]
 """
@@ -473,8 +474,8 @@ def wait_diag(peer, ns, key, timeout):
 
 
 def mapping_args(map_path):
-    """A relocalization mapping run on `map_path` where every frame becomes a keyframe."""
-    return ["-p", "node.mode:=relocalization", "-p", f"node.relocalization.map_path:={map_path}",
+    """A relocalization mapping run on `map_path` where every frame becomes a view."""
+    return ["-p", "node.mode:=relocalization", "-p", f"node.map.path:={map_path}",
             "-p", "node.relocalization.build_map:=true",
             "-p", "node.relocalization.new_keyframe_max_inliers:=1000000",
             "-p", "node.diagnostics_period_s:=0.2"]
@@ -519,14 +520,15 @@ def test_pipeline_failure(a, frames):
 
 
 def test_corrupted_map(a, frames):
-    """A relocalization map that is not a map (garbage bytes): refused with a message, counted as the node's own
-    failure, the node keeps running and answers nothing it cannot."""
+    """A map whose file is damaged (an SQLite header, then garbage): refused with a message, counted as the node's
+    own failure, the file left as it was; the node keeps running and answers nothing it cannot."""
     ns = "/badmap"
-    path = os.path.join(tempfile.mkdtemp(prefix="matcha-badmap-"), "map.json")
+    path = os.path.join(tempfile.mkdtemp(prefix="matcha-badmap-"), "map.db")
+    original = b"SQLite format 3\x00" + bytes(range(256)) * 16 + b" garbage"
     with open(path, "wb") as f:
-        f.write(b'{"format": 1, "descriptor": "xfeat", "dim": 64, "keyframes": [\x00\xff garbage')
+        f.write(original)
     node = NodeProc(a.node, ns, a.common + ["-p", "node.mode:=relocalization",
-                                            "-p", f"node.relocalization.map_path:={path}",
+                                            "-p", f"node.map.path:={path}",
                                             "-p", "node.diagnostics_period_s:=0.2"],
                     os.path.join(a.logs, "node_badmap.log"))
     peer = Peer(ns)
@@ -544,7 +546,7 @@ def test_corrupted_map(a, frames):
             pi.publish(image_msg(frames[0], t_ns))
             time.sleep(2.0)
         with open(path, "rb") as f:
-            check(f.read().endswith(b"garbage"), "corrupted map: the file is left as it was (not overwritten)")
+            check(f.read() == original, "corrupted map: the file is left as it was (not overwritten)")
         check(node.alive(), "corrupted map: node still running after a frame")
     finally:
         node.stop()
@@ -552,15 +554,15 @@ def test_corrupted_map(a, frames):
 
 
 def test_disk_full(a, frames):
-    """Mapping onto a full disk (a 64 KiB tmpfs, mounted in the test's own mount namespace): the periodic map
-    save fails, is counted as a node failure (errors.map_save_failed), leaves no partial file, and the node keeps
-    mapping and answering."""
+    """Mapping onto a full disk (a 256 KiB tmpfs, mounted in the test's own mount namespace: room for an empty
+    map, not for a view of ~0.5 MiB): adding each view fails, is counted as a node failure
+    (errors.map_write_failed), the map stays a whole, consistent database, and the node keeps answering."""
     ns = "/diskfull"
     mnt = tempfile.mkdtemp(prefix="matcha-full-")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt], capture_output=True, text=True)
-    if not check(r.returncode == 0, f"disk full: a 64 KiB tmpfs mounted ({r.stderr.strip()})"):
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", mnt], capture_output=True, text=True)
+    if not check(r.returncode == 0, f"disk full: a 256 KiB tmpfs mounted ({r.stderr.strip()})"):
         return
-    map_path = os.path.join(mnt, "map.json")
+    map_path = os.path.join(mnt, "map.db")
     node = NodeProc(a.node, ns, a.common + mapping_args(map_path), os.path.join(a.logs, "node_diskfull.log"))
     peer = Peer(ns)
     img_t, info_t = f"{ns}/image", f"{ns}/camera_info"
@@ -569,7 +571,7 @@ def test_disk_full(a, frames):
         if not check(peer.wait_matched([img_t, info_t], node=node), "disk full: node subscribed"):
             return
         t0 = 1_700_000_800_000_000_000
-        # every frame becomes a keyframe; the tenth triggers a save (the frames repeat with new stamps)
+        # every frame becomes a view (the frames repeat with new stamps)
         stamps = [t0 + i * 100_000_000 for i in range(11)]
         check(publish_until(pc, pi, camera_info(stamps[0]), image_msg(frames[0], stamps[0]),
                             lambda t: wait_processed(peer, ns, 1, t)), "disk full: first frame processed")
@@ -577,10 +579,10 @@ def test_disk_full(a, frames):
             pc.publish(camera_info(st))
             pi.publish(image_msg(frames[i % len(frames)], st))
             wait_processed(peer, ns, i + 1)
-        v, _ = wait_diag(peer, ns, "errors.map_save_failed", 10)
-        check(v is not None and int(v) >= 1, f"disk full: the failed save is counted (errors.map_save_failed={v})")
-        check(not os.path.exists(map_path + ".tmp") and not os.path.exists(os.path.join(mnt, "map.json.tmp")),
-              "disk full: no partial temporary file left")
+        v, _ = wait_diag(peer, ns, "errors.map_write_failed", 10)
+        check(v is not None and int(v) >= 1, f"disk full: the failed write is counted (errors.map_write_failed={v})")
+        check(map_whole(map_path) == 0, f"disk full: the map is whole and holds no partial view "
+                                         f"({map_whole(map_path)} views)")
         processed, _ = peer.diag_value("processed", ns + "/matcha_node", timeout=2)
         check(node.alive() and processed is not None and int(processed) >= len(stamps),
               f"disk full: node still running and mapping (processed={processed})")
@@ -590,15 +592,26 @@ def test_disk_full(a, frames):
         subprocess.run(["umount", mnt], capture_output=True)
 
 
+def map_whole(path):
+    """The number of keyframes of the map at `path` when SQLite's integrity check passes on it, else None."""
+    import sqlite3
+    try:
+        with sqlite3.connect(path) as db:
+            if db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+                return None
+            return db.execute("SELECT count(*) FROM keyframes").fetchone()[0]
+    except sqlite3.Error:
+        return None
+
+
 def test_kill_while_mapping(a, frames):
-    """SIGKILL at a random moment of a mapping run that saves every 10 keyframes, then a restart on the same
-    map: the file on disk is always a whole map (the last saved one), which the restarted node loads; SIGTERM
-    saves what is in memory before exiting."""
-    import json
+    """SIGKILL at a random moment of a mapping run (each view committed on its own), then a restart on the same
+    map: the database is whole and holds every view committed before the kill (all but perhaps the one being
+    written); the restarted node extends it, and SIGTERM loses none of the new views."""
     import random
     ns = "/killmap"
     root = tempfile.mkdtemp(prefix="matcha-killmap-")
-    map_path = os.path.join(root, "map.json")
+    map_path = os.path.join(root, "map.db")
     img_t, info_t = f"{ns}/image", f"{ns}/camera_info"
 
     def mapping(log, n_frames, stop):
@@ -617,7 +630,7 @@ def test_kill_while_mapping(a, frames):
                 pi.publish(image_msg(frames[i % len(frames)], st))
                 wait_processed(peer, ns, i + 1)
                 if stop == "kill" and i == n_frames - 1:
-                    time.sleep(random.uniform(0.0, 0.3))  # the 20th keyframe's save may be under way
+                    time.sleep(random.uniform(0.0, 0.3))  # the 20th view may be being written
                     node.p.kill()
             if stop == "term":
                 node.p.terminate()
@@ -627,21 +640,14 @@ def test_kill_while_mapping(a, frames):
             node.stop()
             peer.close()
 
-    def whole_map():
-        try:
-            with open(map_path) as fh:
-                m = json.load(fh)
-            return len(m["keyframes"])
-        except (OSError, ValueError, KeyError):
-            return None
-
     mapping("node_killmap_1.log", 20, "kill")
-    n = whole_map()
-    check(n in (10, 20), f"kill while mapping: the map on disk is whole after SIGKILL ({n} keyframes: 10 or 20)")
+    n = map_whole(map_path)
+    check(n in (19, 20), f"kill while mapping: the map is whole after SIGKILL and holds the views committed "
+                         f"before it ({n}: 19 or 20)")
     mapping("node_killmap_2.log", 3, "term")
-    m = whole_map()
+    m = map_whole(map_path)
     check(m is not None and n is not None and m == n + 3,
-          f"kill while mapping: restarted on that map, SIGTERM saves it with the new keyframes ({n} -> {m})")
+          f"kill while mapping: restarted on that map, which keeps the 3 new views after SIGTERM ({n} -> {m})")
 
 
 def test_foreign_directory(a, frames):
@@ -828,14 +834,15 @@ def wait_processed(peer, ns, n, timeout=FRAME_TIMEOUT):
 
 
 def test_relocalization(a, textures, poses, frames):
-    """Builds a keyframe map from the sequence (saved to disk on shutdown), restarts the node with that map and
-    checks that frames near mapped keyframes retrieve the right keyframe and a pose close to ground truth."""
-    import json
+    """Builds a map of views from the sequence, restarts the node with that map and checks that frames near mapped
+    keyframes retrieve the right keyframe and a pose close to ground truth."""
+    import sqlite3
     ns = "/reloc"
-    map_path = os.path.join(a.logs, "reloc_map.json")
-    if os.path.exists(map_path):
-        os.remove(map_path)
-    common = a.common + ["-p", "node.mode:=relocalization", "-p", f"node.relocalization.map_path:={map_path}",
+    map_path = os.path.join(a.logs, "reloc_map.db")
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(map_path + suffix):
+            os.remove(map_path + suffix)
+    common = a.common + ["-p", "node.mode:=relocalization", "-p", f"node.map.path:={map_path}",
                          "-p", "node.diagnostics_period_s:=0.2"]
     t0 = 1_700_000_300_000_000_000
     stamps = [t0 + i * 100_000_000 for i in range(len(frames))]
@@ -861,15 +868,17 @@ def test_relocalization(a, textures, poses, frames):
         peer.close()
     check(rc == 0, f"relocalization: mapping node exits cleanly (rc={rc})")
     try:
-        with open(map_path) as fh:
-            m = json.load(fh)
-    except (OSError, ValueError) as e:
-        check(False, f"relocalization: map saved on shutdown ({e})")
+        with sqlite3.connect(map_path) as db:
+            meta = dict(db.execute("SELECT key, value FROM meta"))
+            rows = db.execute("SELECT id, stamp_ns, pose IS NULL FROM keyframes ORDER BY id").fetchall()
+    except sqlite3.Error as e:
+        check(False, f"relocalization: map written ({e})")
         return
-    kf_stamps = [k["stamp_ns"] for k in m["keyframes"]]
-    check(m["descriptor"] == "xfeat" and kf_stamps == stamps,
-          f"relocalization: map saved with {len(kf_stamps)} keyframes ({m['descriptor']}, {m['dim']}-D)")
-    ids = {k["stamp_ns"]: k["id"] for k in m["keyframes"]}
+    kf_stamps = [r[1] for r in rows]
+    check(meta.get("descriptor") == "xfeat" and kf_stamps == stamps and all(r[2] for r in rows),
+          f"relocalization: map of {len(kf_stamps)} views ({meta.get('descriptor')}, "
+          f"{meta.get('descriptor_dim')}-D, place {meta.get('place')})")
+    ids = {r[1]: r[0] for r in rows}
 
     # 2. relocalization run with the saved map: queries near mapped keyframes, off the mapped trajectory
     node = NodeProc(a.node, ns, common, os.path.join(a.logs, "node_reloc.log"))

@@ -12,9 +12,10 @@ pub(super) fn insert(
     kf: &MapKeyframe,
     landmarks: &[Landmark],
 ) -> rusqlite::Result<()> {
-    let q = kf.map_from_camera.rotation.quaternion();
-    let t = kf.map_from_camera.translation.vector;
-    let pose: Vec<f64> = vec![t.x, t.y, t.z, q.i, q.j, q.k, q.w];
+    let pose = kf.map_from_camera.map(|p| {
+        let (q, t) = (p.rotation.quaternion(), p.translation.vector);
+        f64_bytes(&[t.x, t.y, t.z, q.i, q.j, q.k, q.w])
+    });
     let camera = serde_json::to_string(&kf.camera).unwrap_or_default();
     tx.prepare_cached(
         "INSERT OR REPLACE INTO keyframes (id, stamp_ns, frame_id, camera, width, height, pose, place, \
@@ -27,7 +28,7 @@ pub(super) fn insert(
         camera,
         kf.image_size[0],
         kf.image_size[1],
-        f64_bytes(&pose),
+        pose,
         f32_bytes(&kf.place),
         f32_bytes(&kf.keypoints.iter().flatten().copied().collect::<Vec<_>>()),
         f32_bytes(&kf.descriptors.iter().copied().collect::<Vec<_>>()),
@@ -75,9 +76,14 @@ pub(crate) fn check_identity(
 pub(super) fn validate(kf: &MapKeyframe, identity: &MapIdentity) -> Result<(), StoreError> {
     let bad = |reason: String| StoreError::InvalidKeyframe { id: kf.id, reason };
     let n = kf.keypoints.len();
-    if kf.landmark_ids.len() != n || kf.descriptors.nrows() != n {
+    if kf.descriptors.nrows() != n || !(kf.landmark_ids.is_empty() || kf.landmark_ids.len() == n) {
         return Err(bad(
             "keypoints, descriptors and landmark ids differ in number".into(),
+        ));
+    }
+    if kf.map_from_camera.is_none() && !kf.landmark_ids.is_empty() {
+        return Err(bad(
+            "a keyframe without a pose (a view) cannot observe landmarks".into(),
         ));
     }
     if n > 0 && kf.descriptors.ncols() != identity.descriptor_dim {
@@ -94,15 +100,10 @@ pub(super) fn validate(kf: &MapKeyframe, identity: &MapIdentity) -> Result<(), S
             identity.place_dim
         )));
     }
-    let t = kf.map_from_camera.translation.vector;
-    if !(t.iter().all(|v| v.is_finite())
-        && kf
-            .map_from_camera
-            .rotation
-            .coords
-            .iter()
-            .all(|v| v.is_finite()))
-    {
+    if kf.map_from_camera.is_some_and(|p| {
+        !(p.translation.vector.iter().all(|v| v.is_finite())
+            && p.rotation.coords.iter().all(|v| v.is_finite()))
+    }) {
         return Err(bad("pose is not finite".into()));
     }
     if i64::try_from(kf.id).is_err() || kf.landmark_ids.iter().any(|&l| i64::try_from(l).is_err()) {

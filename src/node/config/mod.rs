@@ -370,11 +370,15 @@ impl NodeConfig {
             );
         }
         let r = &self.relocalization;
-        if self.mode == Mode::Relocalization && r.map_path.is_empty() {
+        if !r.map_path.is_empty() {
             return bad(
                 "relocalization.map_path",
-                "must name a file in relocalization mode",
+                "was replaced by node.map.path (maps are SQLite databases now; a JSON map of an earlier \
+                 version is not read: rebuild it with node.relocalization.build_map)",
             );
+        }
+        if self.mode == Mode::Relocalization && self.map.path.is_empty() {
+            return bad("map.path", "must name a file in relocalization mode");
         }
         if r.candidates == 0 {
             return bad("relocalization.candidates", "must be >= 1");

@@ -75,26 +75,27 @@ impl Default for StereoConfig {
     }
 }
 
-/// Relocalization against a keyframe map.
+/// Relocalization against the map at `node.map.path`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RelocalizationConfig {
-    /// Map file (JSON). Loaded at start-up if it exists; written on shutdown when `build_map` is true.
+    /// Retired: the map is `node.map.path` (an SQLite map). Kept only so that a parameter file that still
+    /// sets it gets a message saying so rather than an unknown-key error; must stay empty.
     pub map_path: String,
-    /// Add frames that the map does not explain well as new keyframes (mapping run).
+    /// Add frames that the map does not explain well as views (mapping run; each committed at once).
     pub build_map: bool,
     /// A frame becomes a new map keyframe when its best match has fewer inliers than this.
     pub new_keyframe_max_inliers: usize,
     /// Number of map keyframes retrieved by the global descriptor and matched locally.
     pub candidates: usize,
-    /// Minimum cosine similarity of the global descriptors for a keyframe to be a candidate.
+    /// Minimum cosine similarity of the place vectors (`map.place`) for a keyframe to be a candidate.
     pub min_global_similarity: f32,
 }
 
 impl Default for RelocalizationConfig {
     fn default() -> Self {
         Self {
-            map_path: "matcha_map.json".into(),
+            map_path: String::new(),
             build_map: false,
             new_keyframe_max_inliers: 50,
             candidates: 3,

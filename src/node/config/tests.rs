@@ -72,6 +72,12 @@ fn stereo_odometry_mode_and_its_frames() {
 
 #[test]
 fn invalid_values_are_rejected_with_their_key() {
+    // the retired JSON map's key names its successor
+    let e = NodeConfig::from_value(&json!({"relocalization": {"map_path": "m.json"}})).unwrap_err();
+    assert!(
+        matches!(e, NodeConfigError::Invalid { ref key, ref reason } if key == "relocalization.map_path" && reason.contains("node.map.path")),
+        "{e:?}"
+    );
     let e = NodeConfig::from_value(&json!({"mode": "mono"})).unwrap_err();
     assert!(e.to_string().contains("mono"), "{e}");
     let e = NodeConfig::from_value(&json!({"keyframe": {"min_inlier": 3}})).unwrap_err();

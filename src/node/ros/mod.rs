@@ -298,7 +298,6 @@ pub fn run() -> Result<(), NodeError> {
         by_flow: 0,
         mounting_source: "none",
         map: None,
-        map_dirty: 0,
         map_session,
         point_tracking,
         semantic: None,

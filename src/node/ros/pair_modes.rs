@@ -15,7 +15,7 @@ use super::inbox::Frame;
 use super::worker::{Decoded, Keyframe, Worker};
 use crate::features::Features;
 use crate::node::convert::{self, BadInput, ImageMsg, PairOutput};
-use crate::node::keyframes::{covariance_b_in_a, pose_b_in_a, published_pose, Step};
+use crate::node::keyframes::Step;
 
 impl Worker {
     /// The `odometry` mode's correspondences (with `node.odometry_correspondences`): the frame `d` with its
@@ -46,20 +46,18 @@ impl Worker {
                 return Err(e);
             }
         };
-        let (iso, cov) = published_pose(&pair.pose);
-        let out = PairOutput {
-            header: d.header.clone(),
-            reference_stamp: kf.header.stamp.clone(),
-            reference_frame_id: kf.header.frame_id.clone(),
-            keyframe_id: self.tracker.keyframe_id(),
-            features: (&kf.features, &feats),
-            matches: &pair.matches,
-            pose: pair.pose.as_ref().map_err(|e| e.to_string()),
-            pose_b_in_a: iso,
-            covariance: cov,
-            metric: false,
-            names: (&names.0, &names.1),
-        };
+        let out = PairOutput::of_pair(
+            d.header.clone(),
+            (
+                kf.header.stamp.clone(),
+                kf.header.frame_id.clone(),
+                self.tracker.keyframe_id(),
+            ),
+            (&kf.features, &feats),
+            &pair,
+            (&names.0, &names.1),
+            None,
+        );
         let images = match (&kf.image, want_debug) {
             (Some(a), true) => Some((a, &d.image)),
             _ => None,
@@ -101,36 +99,14 @@ impl Worker {
         let want_debug = self.out.debug_wanted();
         let names = self.names();
         let pair = self.match_features((&fa, &a.camera), (&fb, &b.camera))?;
-        let (iso, cov) = match &pair.pose {
-            Ok(rp) => {
-                let t = rp.translation.unwrap_or_else(nalgebra::Vector3::zeros);
-                let mut iso = pose_b_in_a(&rp.rotation, &t);
-                let mut cov = covariance_b_in_a(rp);
-                if let Some(bl) = baseline {
-                    // Unit translation → metres: scale the translation block of the covariance, S·C·S.
-                    iso.translation.vector *= bl;
-                    let s = |i: usize| if i < 3 { bl } else { 1.0 };
-                    for (i, v) in cov.iter_mut().enumerate() {
-                        *v *= s(i / 6) * s(i % 6);
-                    }
-                }
-                (Some(iso), cov)
-            }
-            Err(_) => (None, [0.0; 36]),
-        };
-        let out = PairOutput {
-            header: b.header.clone(),
-            reference_stamp: a.header.stamp.clone(),
-            reference_frame_id: a.header.frame_id.clone(),
-            keyframe_id: 0,
-            features: (&fa, &fb),
-            matches: &pair.matches,
-            pose: pair.pose.as_ref().map_err(|e| e.to_string()),
-            pose_b_in_a: iso,
-            covariance: cov,
-            metric: baseline.is_some(),
-            names: (&names.0, &names.1),
-        };
+        let out = PairOutput::of_pair(
+            b.header.clone(),
+            (a.header.stamp.clone(), a.header.frame_id.clone(), 0),
+            (&fa, &fb),
+            &pair,
+            (&names.0, &names.1),
+            baseline,
+        );
         let received = a.received.min(b.received);
         let msg = self.publish_pair(&out, received, want_debug.then_some((&a.image, &b.image)));
         self.count_pair(&msg, out.matches.matches.len(), received);
@@ -191,20 +167,18 @@ impl Worker {
         )?;
         let (fa, fb) = result.features(&first_a, &first_b);
         let pair = &result.pair;
-        let (iso, cov) = published_pose(&pair.pose);
-        let out = PairOutput {
-            header: m.image_b.header.clone(),
-            reference_stamp: m.image_a.header.stamp.clone(),
-            reference_frame_id: m.image_a.header.frame_id.clone(),
-            keyframe_id: 0,
-            features: (fa, fb),
-            matches: &pair.matches,
-            pose: pair.pose.as_ref().map_err(|e| e.to_string()),
-            pose_b_in_a: iso,
-            covariance: cov,
-            metric: false,
-            names: (&names.0, &names.1),
-        };
+        let out = PairOutput::of_pair(
+            m.image_b.header.clone(),
+            (
+                m.image_a.header.stamp.clone(),
+                m.image_a.header.frame_id.clone(),
+                0,
+            ),
+            (fa, fb),
+            pair,
+            (&names.0, &names.1),
+            None,
+        );
         Ok(convert::correspondences_msg(
             &out,
             received.elapsed().as_secs_f32() * 1e3,

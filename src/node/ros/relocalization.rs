@@ -1,6 +1,8 @@
-//! The `relocalization` mode: each frame against a keyframe map (global descriptor retrieval, then local
-//! matching of the best candidates), with the map loaded at start-up and, in a mapping run, extended by the
-//! frames it does not explain and saved every ten new keyframes and at shutdown.
+//! The `relocalization` mode: each frame against the map at `node.map.path` (retrieval by place, then local
+//! matching of the best candidates: [`crate::map::AppearanceMap`]), with the pose published relative to the
+//! keyframe that explains the frame best. The map is opened when the pipeline is ready; in a mapping run
+//! (`node.relocalization.build_map`) a frame the map does not explain becomes a view, committed to the
+//! database before the next frame (a crash or SIGKILL loses at most the view being written).
 
 use std::path::PathBuf;
 
@@ -8,46 +10,33 @@ use r2r::builtin_interfaces::msg::Time;
 
 use super::inbox::Frame;
 use super::worker::Worker;
-use crate::features::Features;
+use crate::map::{AppearanceMap, RetrievedKeyframe};
 use crate::node::config::Mode;
 use crate::node::convert::{self, BadInput, PairOutput};
-use crate::node::keyframes::published_pose;
-use crate::node::map::{global_descriptor, KeyframeMap};
+use crate::pipeline::PairResult;
 
 impl Worker {
-    pub fn load_map(&mut self) {
+    /// Opens the map (relocalization mode, once the pipeline names the descriptor). A missing map is
+    /// created at the first frame of a mapping run; any other failure is counted as `map_unusable`.
+    pub fn open_relocalization_map(&mut self) {
         if self.node.mode != Mode::Relocalization || self.map.is_some() {
             return;
         }
         let Some(p) = &self.pipeline else { return };
-        let name = p.descriptor_name().to_string();
-        let path = PathBuf::from(&self.node.relocalization.map_path);
+        let descriptor = p.descriptor_name().to_string();
+        let path = PathBuf::from(&self.node.map.path);
+        let build = self.node.relocalization.build_map;
         if path.exists() {
-            // dimension is checked against the first extraction (unknown before); load lazily by name
-            match std::fs::read_to_string(&path)
-                .ok()
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .and_then(|v| v.get("dim").and_then(|d| d.as_u64()))
-            {
-                Some(dim) => match KeyframeMap::load(&path, &name, dim as usize) {
-                    Ok(m) => {
-                        log::info!(
-                            "loaded keyframe map {} ({} keyframes)",
-                            path.display(),
-                            m.keyframes.len()
-                        );
-                        self.map = Some(m);
-                    }
-                    Err(e) => self
-                        .shared
-                        .problem(&BadInput::new("map_unusable", e.to_string())),
-                },
-                None => self.shared.problem(&BadInput::new(
-                    "map_unusable",
-                    format!("{} is not a keyframe map", path.display()),
-                )),
+            match AppearanceMap::open(&path, &descriptor, &self.cfg.map, build) {
+                Ok(m) => {
+                    log::info!("opened map {} ({} keyframes)", path.display(), m.len());
+                    self.map = Some(m);
+                }
+                Err(e) => self
+                    .shared
+                    .problem(&BadInput::new("map_unusable", e.to_string())),
             }
-        } else if self.node.relocalization.build_map {
+        } else if build {
             log::info!("no map at {}: building a new one", path.display());
         } else {
             self.shared.problem(&BadInput::new(
@@ -60,41 +49,20 @@ impl Worker {
         }
     }
 
-    pub fn save_map(&mut self) {
-        if !self.node.relocalization.build_map || self.map_dirty == 0 {
-            return;
-        }
-        if let Some(m) = &self.map {
-            let path = PathBuf::from(&self.node.relocalization.map_path);
-            match m.save(&path) {
-                Ok(()) => {
-                    log::info!(
-                        "saved keyframe map {} ({} keyframes)",
-                        path.display(),
-                        m.keyframes.len()
-                    );
-                    self.map_dirty = 0;
-                }
-                // counted as the node's own failure (disk full, read-only): the previous map stays intact,
-                // the keyframes stay in memory and the next save tries again
-                Err(e) => self.shared.problem(&BadInput::new(
-                    "map_save_failed",
-                    format!("{e} (the previous map file is unchanged; retried at the next save)"),
-                )),
-            }
-        }
-    }
-
     pub fn relocalize(&mut self, f: &Frame) -> Result<(), BadInput> {
         let d = self.decode(f, 0)?;
         let feats = self.extract(&d.image)?;
-        let p = self
-            .pipeline
-            .as_mut()
-            .ok_or_else(|| BadInput::new("pipeline_unavailable", "no pipeline"))?;
-        let names = (p.descriptor_name().to_string(), self.matcher_name.clone());
+        let dim = feats.descriptor_dim();
+        let names = self.names();
         if self.map.is_none() && self.node.relocalization.build_map {
-            self.map = Some(KeyframeMap::new(&names.0, feats.descriptor_dim()));
+            let path = PathBuf::from(&self.node.map.path);
+            // a map that exists but was not opened (refused at start-up) is not created over
+            if !path.exists() {
+                match AppearanceMap::create(&path, &names.0, dim, &self.cfg.map) {
+                    Ok(m) => self.map = Some(m),
+                    Err(e) => return Err(BadInput::new("map_unusable", e.to_string())),
+                }
+            }
         }
         let Some(map) = self.map.as_ref() else {
             return Err(BadInput::new(
@@ -102,57 +70,41 @@ impl Worker {
                 "no keyframe map loaded: frame skipped",
             ));
         };
-        if map.dim != feats.descriptor_dim() {
-            return Err(BadInput::new(
-                "map_unusable",
-                format!(
-                    "map descriptors are {}-D, extractor gives {}-D",
-                    map.dim,
-                    feats.descriptor_dim()
-                ),
-            ));
-        }
+        map.check_dim(dim)
+            .map_err(|e| BadInput::new("map_unusable", e.to_string()))?;
         let rc = &self.node.relocalization;
-        let global = global_descriptor(&feats.descriptors);
-        let candidates = map.retrieve(&global, rc.candidates, rc.min_global_similarity);
-        let mut best: Option<(usize, crate::pipeline::PairResult, Features)> = None;
-        for (idx, _) in candidates {
-            let kf = &map.keyframes[idx];
-            let Some(kf_feats) = kf.features(map.dim) else {
-                continue;
-            };
-            let res = match p.match_pair(&kf_feats, &kf.camera, &feats, &d.camera) {
-                Ok(r) => r,
-                Err(e) => return Err(BadInput::new("pipeline_error", e.to_string())),
-            };
-            let inl =
-                |r: &crate::pipeline::PairResult| r.pose.as_ref().map_or(0, |p| p.num_inliers);
-            if best.as_ref().is_none_or(|(_, b, _)| inl(&res) > inl(b)) {
-                best = Some((idx, res, kf_feats));
+        let place = map.place_of(&feats.descriptors);
+        let candidates = map
+            .retrieve(&place, rc.candidates, rc.min_global_similarity)
+            .map_err(|e| BadInput::new("map_unusable", e.to_string()))?;
+        let p = self
+            .pipeline
+            .as_mut()
+            .ok_or_else(|| BadInput::new("pipeline_unavailable", "no pipeline"))?;
+        let inliers = |r: &PairResult| r.pose.as_ref().map_or(0, |p| p.num_inliers);
+        let mut best: Option<(RetrievedKeyframe, PairResult)> = None;
+        for kf in candidates {
+            let res = p
+                .match_pair(&kf.features, &kf.camera, &feats, &d.camera)
+                .map_err(|e| BadInput::new("pipeline_error", e.to_string()))?;
+            if best.as_ref().is_none_or(|(_, b)| inliers(&res) > inliers(b)) {
+                best = Some((kf, res));
             }
         }
-        let best_inliers = best
-            .as_ref()
-            .map_or(0, |(_, r, _)| r.pose.as_ref().map_or(0, |p| p.num_inliers));
-        if let Some((idx, res, kf_feats)) = &best {
-            let kf = &map.keyframes[*idx];
-            let (iso, cov) = published_pose(&res.pose);
-            let out = PairOutput {
-                header: d.header.clone(),
-                reference_stamp: Time {
-                    sec: (kf.stamp_ns.div_euclid(1_000_000_000)) as i32,
-                    nanosec: kf.stamp_ns.rem_euclid(1_000_000_000) as u32,
-                },
-                reference_frame_id: format!("matcha_keyframe_{}", kf.id),
-                keyframe_id: kf.id,
-                features: (kf_feats, &feats),
-                matches: &res.matches,
-                pose: res.pose.as_ref().map_err(|e| e.to_string()),
-                pose_b_in_a: iso,
-                covariance: cov,
-                metric: false,
-                names: (&names.0, &names.1),
+        let best_inliers = best.as_ref().map_or(0, |(_, r)| inliers(r));
+        if let Some((kf, res)) = &best {
+            let stamp = Time {
+                sec: (kf.stamp_ns.div_euclid(1_000_000_000)) as i32,
+                nanosec: kf.stamp_ns.rem_euclid(1_000_000_000) as u32,
             };
+            let out = PairOutput::of_pair(
+                d.header.clone(),
+                (stamp, format!("matcha_keyframe_{}", kf.id), kf.id),
+                (&kf.features, &feats),
+                res,
+                (&names.0, &names.1),
+                None,
+            );
             let msg = self.publish_pair(&out, d.received, None);
             self.count_pair(&msg, out.matches.matches.len(), d.received);
         } else if let Ok(mut s) = self.shared.stats.lock() {
@@ -162,17 +114,18 @@ impl Worker {
             && best_inliers < self.node.relocalization.new_keyframe_max_inliers
         {
             if let Some(map) = self.map.as_mut() {
-                let id = map.add(
-                    &feats,
-                    d.camera,
-                    convert::time_ns(&d.header.stamp),
-                    &d.header.frame_id,
-                );
-                log::info!("map: added keyframe {id} (best match had {best_inliers} inliers)");
-                self.map_dirty += 1;
-                // every 10 new keyframes (after a failed save, 10 more: no retry per frame on a full disk)
-                if self.map_dirty.is_multiple_of(10) {
-                    self.save_map();
+                let stamp = convert::time_ns(&d.header.stamp);
+                match map.add_view(&feats, place, &d.camera, stamp, &d.header.frame_id) {
+                    Ok(id) => log::info!(
+                        "map: added view {id} (best match had {best_inliers} inliers; {} keyframes)",
+                        map.len()
+                    ),
+                    // the node's own failure (disk full, read-only): the frame was answered, the map keeps
+                    // every view committed before, the next frame tries again
+                    Err(e) => self.shared.problem(&BadInput::new(
+                        "map_write_failed",
+                        format!("{e} (the map keeps what was committed before)"),
+                    )),
                 }
             }
         }

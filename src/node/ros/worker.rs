@@ -19,7 +19,6 @@ use crate::image::RgbImage;
 use crate::node::config::{Mode, NodeConfig};
 use crate::node::convert::{self, BadInput};
 use crate::node::keyframes::KeyframeTracker;
-use crate::node::map::KeyframeMap;
 use crate::node::visual_odometry::RobotVo;
 use crate::pipeline::Pipeline;
 
@@ -61,8 +60,8 @@ pub(super) struct Worker {
     pub by_flow: u64,
     /// Where the mounting in use came from (odometry modes; logged when it changes).
     pub mounting_source: &'static str,
-    pub map: Option<KeyframeMap>,
-    pub map_dirty: usize,
+    /// The `relocalization` mode's map (opened once the pipeline names the descriptor).
+    pub map: Option<crate::map::AppearanceMap>,
     /// The `match` service's semantic extractor, built on its first semantic request.
     pub semantic: Option<crate::features::matcha::Matcha>,
     /// Point tracking (odometry modes with `node.point_tracking.enabled`).
@@ -106,7 +105,7 @@ impl Worker {
                     *st = (0, "ok".into());
                 }
                 self.pipeline = Some(p);
-                self.load_map();
+                self.open_relocalization_map();
                 true
             }
             Err(e) => {
@@ -253,12 +252,11 @@ impl Worker {
         }
     }
 
-    /// The worker loop: until the inbox says shutdown (the map is saved then).
+    /// The worker loop: until the inbox says shutdown (the frame in hand is finished first).
     pub fn run(mut self) {
         let mut free_since = Instant::now();
         loop {
             let Some((work, drops)) = self.next_work(free_since) else {
-                self.save_map();
                 return;
             };
             self.shared.count_drops(&drops);

@@ -95,7 +95,7 @@ pub fn run(keyframes: usize, dim: usize, queries: usize, options: &IndexOptions)
                         frame_id: "cam".into(),
                         camera,
                         image_size: [640, 480],
-                        map_from_camera: Isometry3::identity(),
+                        map_from_camera: Some(Isometry3::identity()),
                         place: v.clone(),
                         keypoints: Vec::new(),
                         descriptors: Array2::zeros((0, 1)),
