@@ -18,7 +18,9 @@ use std::path::Path;
 use nalgebra::Isometry3;
 use ndarray::Array2;
 
-use super::{MapError, MapIdentity, MapKeyframe, MapOptions, MapStore, PlaceDescriptor, PlaceIndex};
+use super::{
+    MapError, MapIdentity, MapKeyframe, MapOptions, MapStore, PlaceDescriptor, PlaceIndex,
+};
 use crate::features::Features;
 use crate::geometry::PinholeCamera;
 
@@ -229,7 +231,8 @@ mod tests {
     }
 
     fn temp(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("matcha-appearance-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("matcha-appearance-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir.join("map.db")

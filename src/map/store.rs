@@ -481,7 +481,7 @@ impl MapStore {
         let n = kps.len() / 2;
         let dim = self.identity.descriptor_dim;
         let descs = bytes_f32(&descs);
-        if kps.len() % 2 != 0 || descs.len() != n * dim {
+        if !kps.len().is_multiple_of(2) || descs.len() != n * dim {
             return Err(bad("observation arrays of inconsistent lengths"));
         }
         let kf = MapKeyframe {

@@ -59,10 +59,7 @@ pub fn published_pose(
     let Ok(rp) = pose else {
         return (None, [0.0; 36]);
     };
-    let mut iso = pose_b_in_a(
-        &rp.rotation,
-        &rp.translation.unwrap_or_else(Vector3::zeros),
-    );
+    let mut iso = pose_b_in_a(&rp.rotation, &rp.translation.unwrap_or_else(Vector3::zeros));
     let mut cov = covariance_b_in_a(rp);
     if let Some(b) = baseline_m {
         iso.translation.vector *= b;
@@ -210,11 +207,15 @@ mod tests {
         assert!(metric.rotation.angle_to(&unit.rotation) < 1e-15);
         for i in 0..6 {
             for k in 0..6 {
-                let s = [i, k].iter().map(|&x| if x < 3 { 0.12 } else { 1.0 }).product::<f64>();
+                let s = [i, k]
+                    .iter()
+                    .map(|&x| if x < 3 { 0.12 } else { 1.0 })
+                    .product::<f64>();
                 assert!((cm[i * 6 + k] - cu[i * 6 + k] * s).abs() < 1e-18);
             }
         }
-        let none: Result<RelativePose, NoPose> = Err(NoPose::TooFewCorrespondences { have: 3, need: 5 });
+        let none: Result<RelativePose, NoPose> =
+            Err(NoPose::TooFewCorrespondences { have: 3, need: 5 });
         assert_eq!(published_pose(&none, Some(0.12)), (None, [0.0; 36]));
     }
 

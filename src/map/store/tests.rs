@@ -121,7 +121,11 @@ fn another_descriptor_schema_or_file_is_refused_with_the_reason() {
     std::fs::write(&junk, b"this is not sqlite at all, just some bytes").unwrap();
     assert!(MapStore::open(&junk, None).is_err());
     let json = path.with_file_name("old.json");
-    std::fs::write(&json, b"{\"format\": 1, \"descriptor\": \"xfeat\", \"keyframes\": []}").unwrap();
+    std::fs::write(
+        &json,
+        b"{\"format\": 1, \"descriptor\": \"xfeat\", \"keyframes\": []}",
+    )
+    .unwrap();
     let e = MapStore::open(&json, None).err().unwrap().to_string();
     assert!(e.contains("JSON keyframe map"), "{e}");
     let foreign = path.with_file_name("foreign.db");

@@ -50,9 +50,6 @@ pub enum NodeError {
     /// Invalid parameters.
     #[error("{0}")]
     Parameters(String),
-    /// The keyframe map cannot be used.
-    #[error(transparent)]
-    Map(#[from] super::map::MapError),
     /// Runtime (threads, signals).
     #[error("{0}")]
     Io(#[from] std::io::Error),

@@ -63,10 +63,12 @@ impl Worker {
             _ => None,
         };
         self.publish_pair(&out, d.received, images);
-        let step = self.tracker.step(match (&pair.pose, iso) {
-            (Ok(rp), Some(_)) => Some((rp.num_inliers, rp.quality.median_parallax_deg)),
-            _ => None,
-        });
+        let step = self.tracker.step(
+            pair.pose
+                .as_ref()
+                .ok()
+                .map(|rp| (rp.num_inliers, rp.quality.median_parallax_deg)),
+        );
         let replace = match &step {
             Step::Tracked { new_keyframe } => *new_keyframe,
             Step::Failed { reset } => *reset,

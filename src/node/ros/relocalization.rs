@@ -87,7 +87,10 @@ impl Worker {
             let res = p
                 .match_pair(&kf.features, &kf.camera, &feats, &d.camera)
                 .map_err(|e| BadInput::new("pipeline_error", e.to_string()))?;
-            if best.as_ref().is_none_or(|(_, b)| inliers(&res) > inliers(b)) {
+            if best
+                .as_ref()
+                .is_none_or(|(_, b)| inliers(&res) > inliers(b))
+            {
                 best = Some((kf, res));
             }
         }
