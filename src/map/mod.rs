@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use nalgebra::Isometry3;
 
-pub use appearance::{AppearanceMap, RetrievedKeyframe};
+pub use appearance::{choose_reference, AppearanceMap, RetrievedKeyframe};
 pub use index::{GraphSource, IndexOptions, PlaceIndex};
 pub use localize::{Localization, LocalizeOptions, Localizer, Prior};
 pub use place::{Aggregation, PlaceDescriptor, PlaceError, Projection, Vocabulary};

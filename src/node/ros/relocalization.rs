@@ -10,7 +10,7 @@ use r2r::builtin_interfaces::msg::Time;
 
 use super::inbox::Frame;
 use super::worker::Worker;
-use crate::map::{AppearanceMap, RetrievedKeyframe};
+use crate::map::{choose_reference, AppearanceMap, RetrievedKeyframe};
 use crate::node::config::Mode;
 use crate::node::convert::{self, BadInput, PairOutput};
 use crate::pipeline::PairResult;
@@ -82,19 +82,31 @@ impl Worker {
             .as_mut()
             .ok_or_else(|| BadInput::new("pipeline_unavailable", "no pipeline"))?;
         let inliers = |r: &PairResult| r.pose.as_ref().map_or(0, |p| p.num_inliers);
-        let mut best: Option<(RetrievedKeyframe, PairResult)> = None;
+        let mut matched: Vec<(RetrievedKeyframe, PairResult)> = Vec::new();
         for kf in candidates {
             let res = p
                 .match_pair(&kf.features, &kf.camera, &feats, &d.camera)
                 .map_err(|e| BadInput::new("pipeline_error", e.to_string()))?;
-            if best
-                .as_ref()
-                .is_none_or(|(_, b)| inliers(&res) > inliers(b))
-            {
-                best = Some((kf, res));
-            }
+            log::debug!(
+                "relocalization: keyframe {} (place similarity {:.3}): {} inliers",
+                kf.id,
+                kf.similarity,
+                inliers(&res)
+            );
+            matched.push((kf, res));
         }
-        let best_inliers = best.as_ref().map_or(0, |(_, r)| inliers(r));
+        let evidence: Vec<(usize, Option<f64>)> = matched
+            .iter()
+            .map(|(_, r)| {
+                let parallax = r.pose.as_ref().ok().map(|p| p.quality.median_parallax_deg);
+                (inliers(r), parallax)
+            })
+            .collect();
+        // the map explains the frame as well as its best-matched keyframe does
+        let best_inliers = evidence.iter().map(|e| e.0).max().unwrap_or(0);
+        // without any pose, the best-retrieved candidate is reported (its matches, no pose)
+        let chosen = choose_reference(&evidence).or((!matched.is_empty()).then_some(0));
+        let best = chosen.map(|i| matched.swap_remove(i));
         if let Some((kf, res)) = &best {
             let stamp = Time {
                 sec: (kf.stamp_ns.div_euclid(1_000_000_000)) as i32,
