@@ -18,9 +18,7 @@ use std::path::Path;
 use nalgebra::Isometry3;
 use ndarray::Array2;
 
-use super::{
-    MapError, MapIdentity, MapKeyframe, MapOptions, MapStore, PlaceDescriptor, PlaceIndex,
-};
+use super::{MapError, MapKeyframe, MapOptions, MapStore, PlaceDescriptor, PlaceIndex};
 use crate::features::Features;
 use crate::geometry::PinholeCamera;
 
@@ -72,14 +70,7 @@ impl AppearanceMap {
         local_dim: usize,
         options: &MapOptions,
     ) -> Result<Self, MapError> {
-        let place = options.place_descriptor(local_dim)?;
-        let identity = MapIdentity {
-            descriptor: descriptor.into(),
-            descriptor_dim: local_dim,
-            place: place.id(),
-            place_dim: place.dim(),
-        };
-        let store = MapStore::create_or_open(path, &identity)?;
+        let (store, place) = options.create_store(path, descriptor, local_dim)?;
         Self::from_store(path, store, place, options, true)
     }
 

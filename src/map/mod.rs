@@ -147,6 +147,24 @@ impl MapOptions {
         Ok((store, place))
     }
 
+    /// Opens the map at `path` for writing, creating it for `local_dim`-D `descriptor` descriptors and this
+    /// place descriptor when absent (an existing map must have that identity).
+    pub fn create_store(
+        &self,
+        path: &Path,
+        descriptor: &str,
+        local_dim: usize,
+    ) -> Result<(MapStore, PlaceDescriptor), MapError> {
+        let place = self.place_descriptor(local_dim)?;
+        let identity = MapIdentity {
+            descriptor: descriptor.into(),
+            descriptor_dim: local_dim,
+            place: place.id(),
+            place_dim: place.dim(),
+        };
+        Ok((MapStore::create_or_open(path, &identity)?, place))
+    }
+
     /// The retrieval index of the map at `path` (a saved graph beside it is used when it matches).
     pub fn place_index(
         &self,
@@ -201,14 +219,7 @@ impl MapBuilder {
         local_dim: usize,
         options: &MapOptions,
     ) -> Result<Self, MapError> {
-        let place = options.place_descriptor(local_dim)?;
-        let identity = MapIdentity {
-            descriptor: descriptor.into(),
-            descriptor_dim: local_dim,
-            place: place.id(),
-            place_dim: place.dim(),
-        };
-        let store = MapStore::create_or_open(path, &identity)?;
+        let (store, place) = options.create_store(path, descriptor, local_dim)?;
         let (max_keyframe, max_landmark) = store.max_ids()?;
         let landmark_offset = if store.keyframe_count()? > 0 {
             max_landmark + 1

@@ -159,7 +159,7 @@ impl MapStore {
                     reason: "an SQLite database that is not a matcha map".into(),
                 });
             }
-            tx.execute_batch(schema::CREATE).map_err(sq)?;
+            tx.execute_batch(&schema::create_sql()).map_err(sq)?;
             for (k, v) in [
                 ("schema_version", SCHEMA_VERSION.to_string()),
                 ("descriptor", identity.descriptor.clone()),
