@@ -20,7 +20,8 @@
 #   9. tests/ros/semantic_match_test.py: the `match` service's semantic mode on the tiny random-initialised MATCHA
 #      semantic engines (plumbing), and its refusals;
 #  10. tests/ros/map_localization_test.py: node.map.mode build (a map from the stereo odometry's keyframes), then
-#      localize from a later frame (TF map -> odom and localization/pose against ground truth).
+#      localize from a later frame (TF map -> odom and localization/pose against ground truth), and the
+#      relocalization mode on the left images alone against the same map (localization/pose).
 # Needs the exported models ($MATCHA_CACHE/engines, scripts/setup.sh) and onnxruntime (scripts/lib/env.sh).
 #   scripts/lib/ros_tests.sh [--only startup,odometry,stereo,pipeline,badmap,diskfull,killmap,elsewhere,keyframes,decimation,relocalization,stereo_odometry,monocular,point_tracking,faults,semantic,map]
 set -euo pipefail

@@ -9,6 +9,10 @@
 //! the same way, and views in a map do not disturb its metric localization (they give no 3D–2D
 //! correspondences).
 //!
+//! In a map with posed keyframes (built by the stereo odometry), [`AppearanceMap::localize`] also gives the
+//! query's pose in `map` by PnP against their landmarks ([`Localizer`]: a monocular camera localized in a
+//! metric map).
+//!
 //! Why the one store: a view is written in its own transaction like any keyframe (a crash loses at most the
 //! view being written, never the map), a map made with another descriptor is refused with the store's
 //! message, and one file serves both modes. Not here: matching, geometry, ROS.
@@ -18,7 +22,10 @@ use std::path::Path;
 use nalgebra::Isometry3;
 use ndarray::Array2;
 
-use super::{MapError, MapKeyframe, MapOptions, MapStore, PlaceDescriptor, PlaceIndex};
+use super::{
+    Localization, Localizer, MapError, MapKeyframe, MapOptions, MapStore, PlaceDescriptor,
+    PlaceIndex,
+};
 use crate::features::Features;
 use crate::geometry::PinholeCamera;
 
@@ -46,6 +53,9 @@ pub struct AppearanceMap {
     index: PlaceIndex,
     next_id: u64,
     writable: bool,
+    /// Localization against the posed keyframes' landmarks (a second, read-only connection); `None` when
+    /// the map had none when opened.
+    localizer: Option<Localizer>,
 }
 
 impl AppearanceMap {
@@ -59,7 +69,15 @@ impl AppearanceMap {
         writable: bool,
     ) -> Result<Self, MapError> {
         let (store, place) = options.open_store(path, descriptor, None, writable)?;
-        Self::from_store(path, store, place, options, writable)
+        let dim = store.identity().descriptor_dim;
+        let localizer = if store.poses()?.is_empty() {
+            None
+        } else {
+            Some(options.open_localizer(path, descriptor, dim)?)
+        };
+        let mut map = Self::from_store(path, store, place, options, writable)?;
+        map.localizer = localizer;
+        Ok(map)
     }
 
     /// Creates a map at `path` for `local_dim`-D `descriptor` descriptors (or opens it for writing when it
@@ -89,7 +107,21 @@ impl AppearanceMap {
             index,
             next_id,
             writable,
+            localizer: None,
         })
+    }
+
+    /// The query's pose in `map` from the landmarks of the map's posed keyframes (retrieval among them, PnP,
+    /// verification: [`Localizer::localize`]); `None` when the map has no posed keyframe.
+    pub fn localize(
+        &self,
+        query: &Features,
+        camera: &PinholeCamera,
+    ) -> Result<Option<Localization>, MapError> {
+        match &self.localizer {
+            Some(l) => Ok(Some(l.localize(query, camera, None)?)),
+            None => Ok(None),
+        }
     }
 
     /// The database.

@@ -9,10 +9,13 @@ rclpy peer (run inside scripts/lib/ros_netns.sh; see scripts/test.sh --ros-only 
              map -> odom equal to the first run's base pose at that frame (ground truth through the mounting),
              and the base pose in map equal to the ground truth, within 5 cm and 1 deg; /diagnostics counts the
              localizations.
-3. hint     /initialpose 20 m from anything mapped: the candidates are restricted to near it, so nothing is
+3. relocalization  a monocular node (node.mode:=relocalization, left images alone, every 10th frame from a later
+             one) against the same map: each frame's correspondences against a keyframe, and the base's pose in
+             map on localization/pose by PnP against the map's landmarks, within 5 cm and 1 deg of the truth.
+4. hint     /initialpose 20 m from anything mapped: the candidates are restricted to near it, so nothing is
              localized and the attempts are counted as refused (with max_prior_refusals raised so that the
              search does not fall back to the whole map within the short run).
-4. readonly the map on a read-only file system (a tmpfs remounted read-only in the test's mount namespace, as a
+5. readonly the map on a read-only file system (a tmpfs remounted read-only in the test's mount namespace, as a
              robot's read-only partition): localize still works; build there fails, is counted, and the
              odometry goes on answering every frame.
 
@@ -33,8 +36,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import node_test_args  # noqa: E402
 from e2e_test import FAILURES, NodeProc, check  # noqa: E402
-from vo_player import (MOUNT, NS, VoPeer, latch_mounting, load_sequence, play_sequence, pose_T,  # noqa: E402
-                       quat_to_rot, iso, rot_deg, wait_ready)
+from vo_player import (MOUNT, NS, Player, VoPeer, latch_mounting, load_sequence, play_sequence,  # noqa: E402
+                       pose_T, quat_to_rot, iso, rot_deg, wait_ready)
 
 
 def node_with_map(a, mode, path, tag, extra=()):
@@ -87,6 +90,50 @@ def read_only_map(a, peer, seq, frames, path):
             check(node.stop() == 0, "readonly: build node exits cleanly")
     finally:
         subprocess.run(["umount", mnt], capture_output=True)
+
+
+def base_errors(fixes, frames):
+    """(position error m, rotation error deg) of each localization/pose fix (base_link in map, map = the build
+    run's odom: the base at frame 0) against the ground truth at its stamp; fixes at unknown stamps left out."""
+    G0 = frames[0][3]
+    gt_by_ns = {int(round(t * 1e9)): g for t, _, _, g in frames}
+    errs = []
+    for m in fixes:
+        g = gt_by_ns.get(m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec)
+        if g is None:
+            continue
+        want_b = MOUNT @ np.linalg.inv(G0) @ g @ np.linalg.inv(MOUNT)
+        P = pose_T(m.pose.pose)
+        errs.append((float(np.linalg.norm(P[:3, 3] - want_b[:3, 3])), rot_deg(P[:3, :3].T @ want_b[:3, :3])))
+    return errs
+
+
+def monocular_relocalization(a, peer, seq, frames, path, poses):
+    """Phase 3: the relocalization mode on the left images alone, against the stereo-built map."""
+    node = NodeProc(a.node, NS, ["--params-file", a.params, "-p", f"runtime.engines_dir:={a.engines}",
+                                 "-p", "node.mode:=relocalization", "-p", f"node.map.path:={path}"],
+                    os.path.join(a.logs, "map_relocalization.log"))
+    try:
+        if not check(wait_ready(peer, node, monocular=True), "relocalization: node subscribed, pipeline ready"):
+            print(node.log_tail())
+            return
+        n0, c0 = len(poses), peer.count(peer.corr)
+        sub = frames[a.start::10]
+        Player(peer, seq, monocular=True).play_at_rate([(t, l, r) for t, l, r, _ in sub], 1.0)
+        deadline = time.time() + 20
+        while time.time() < deadline and (peer.count(peer.corr) < c0 + len(sub) or len(poses) < n0 + len(sub)):
+            time.sleep(0.2)
+        with peer.lock:
+            fixes = list(poses)[n0:]
+        corr = peer.count(peer.corr) - c0
+        errs = base_errors(fixes, frames)
+        worst = max(errs, default=(np.inf, np.inf))
+        check(corr == len(sub) and len(fixes) >= len(sub) - 1 and len(errs) == len(fixes)
+              and all(m.header.frame_id == "map" for m in fixes) and worst[0] < 0.05 and worst[1] < 1.0,
+              f"relocalization: {corr} of {len(sub)} frames answered against a keyframe, {len(fixes)} poses of "
+              f"base_link in map from one camera, worst {worst[0] * 100:.1f} cm / {worst[1]:.2f} deg")
+    finally:
+        check(node.stop() == 0, "relocalization: node exits cleanly")
 
 
 def tf_T(t):
@@ -152,16 +199,8 @@ def main():
             dt = float(np.linalg.norm(T[:3, 3] - want[:3, 3]))
             dr = rot_deg(T[:3, :3].T @ want[:3, :3])
             check(dt < 0.05 and dr < 1.0, f"localize: map -> odom {dt * 100:.1f} cm / {dr:.2f} deg from the truth")
-            gt_by_ns = {int(round(t * 1e9)): g for t, _, _, g in frames}
-            errs = []
-            for m in fixes:
-                check(m.header.frame_id == "map", "localize: localization/pose in frame map") if not errs else None
-                g = gt_by_ns.get(m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec)
-                if g is None:
-                    continue
-                want_b = MOUNT @ np.linalg.inv(G0) @ g @ np.linalg.inv(MOUNT)
-                P = pose_T(m.pose.pose)
-                errs.append((float(np.linalg.norm(P[:3, 3] - want_b[:3, 3])), rot_deg(P[:3, :3].T @ want_b[:3, :3])))
+            check(all(m.header.frame_id == "map" for m in fixes), "localize: localization/pose in frame map")
+            errs = base_errors(fixes, frames)
             worst = max(errs, default=(np.inf, np.inf))
             check(len(errs) == len(fixes) and worst[0] < 0.05 and worst[1] < 1.0,
                   f"localize: {len(errs)} fixes of base_link in map, worst {worst[0] * 100:.1f} cm / {worst[1]:.2f} deg")
@@ -170,6 +209,8 @@ def main():
                   f"localize: /diagnostics map.localizations = {v} (fixes received {len(fixes)})")
         finally:
             check(node.stop() == 0, "localize: node exits cleanly")
+        # ------------------------------------------------------------------------------------ relocalization
+        monocular_relocalization(a, peer, seq, frames, path, poses)
         # ------------------------------------------------------------------------------------ a wrong hint
         node = node_with_map(a, "localize", path, "hint", ["-p", "node.map.max_prior_refusals:=100"])
         try:

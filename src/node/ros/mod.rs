@@ -157,8 +157,11 @@ pub fn run() -> Result<(), NodeError> {
     }
     let stereo_odometry = ncfg.mode == Mode::StereoOdometry;
     let odometry = ncfg.mode.odometry();
-    let vo = if odometry {
+    // the camera's mounting on the base: the odometry modes, and the relocalization mode's poses in `map`
+    if odometry || ncfg.mode == Mode::Relocalization {
         subscriptions::tf_static(&mut node, &shared, &t.tf_static, &mut tasks)?;
+    }
+    let vo = if odometry {
         subscriptions::odometry_services(&mut node, &shared, &ncfg, &mut tasks)?;
         if stereo_odometry && ncfg.map.mode == crate::node::map_session::MapMode::Localize {
             subscriptions::initial_pose(&mut node, &shared, &ncfg, &mut tasks)?;
@@ -210,8 +213,9 @@ pub fn run() -> Result<(), NodeError> {
         } else {
             None
         },
-        localization_pose: if stereo_odometry
-            && ncfg.map.mode == crate::node::map_session::MapMode::Localize
+        localization_pose: if (stereo_odometry
+            && ncfg.map.mode == crate::node::map_session::MapMode::Localize)
+            || ncfg.mode == Mode::Relocalization
         {
             Some(node.create_publisher::<PoseWithCovarianceStamped>(
                 &t.localization_pose,

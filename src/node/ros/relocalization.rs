@@ -7,9 +7,12 @@
 use std::path::PathBuf;
 
 use r2r::builtin_interfaces::msg::Time;
+use r2r::std_msgs::msg::Header;
 
 use super::inbox::Frame;
 use super::worker::Worker;
+use crate::features::Features;
+use crate::geometry::PinholeCamera;
 use crate::map::{choose_reference, AppearanceMap, RetrievedKeyframe};
 use crate::node::config::Mode;
 use crate::node::convert::{self, BadInput, PairOutput};
@@ -46,6 +49,34 @@ impl Worker {
                     path.display()
                 ),
             ));
+        }
+    }
+
+    /// With a map of posed keyframes (built by `stereo_odometry`): the frame's pose in `map` by PnP against
+    /// their landmarks, published as the base's pose on `localization/pose` (a refusal is logged at debug
+    /// level; a map that fails to read is counted as `map_unusable`).
+    fn localize_in_map(&mut self, feats: &Features, camera: &PinholeCamera, header: &Header) {
+        let Some(map) = self.map.as_ref() else { return };
+        match map.localize(feats, camera) {
+            Ok(Some(loc)) => match loc.map_from_camera {
+                Some(map_from_camera) => {
+                    let base_from_camera = self.mounting(&header.frame_id);
+                    self.publish_localization(
+                        header.stamp.clone(),
+                        &map_from_camera,
+                        &loc.covariance,
+                        &base_from_camera,
+                    );
+                }
+                None => log::debug!(
+                    "relocalization: not localized in map: {}",
+                    loc.refused.as_deref().unwrap_or("no candidate")
+                ),
+            },
+            Ok(None) => {}
+            Err(e) => self
+                .shared
+                .problem(&BadInput::new("map_unusable", e.to_string())),
         }
     }
 
@@ -122,6 +153,7 @@ impl Worker {
             );
             let msg = self.publish_pair(&out, d.received, None);
             self.count_pair(&msg, out.matches.matches.len(), d.received);
+            self.localize_in_map(&feats, &d.camera, &d.header);
         } else if let Ok(mut s) = self.shared.stats.lock() {
             s.processed += 1;
         }

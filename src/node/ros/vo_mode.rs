@@ -122,7 +122,7 @@ impl Worker {
 
     /// `base_from_camera` of the left camera: `/tf_static` when it connects the base to the image's frame,
     /// else the `camera_mounting` parameter.
-    fn mounting(&mut self, camera_frame: &str) -> Isometry3<f64> {
+    pub(super) fn mounting(&mut self, camera_frame: &str) -> Isometry3<f64> {
         let base = &self.node.base_frame_id;
         let from_tf = self
             .shared
@@ -368,6 +368,38 @@ impl Worker {
         }
     }
 
+    /// Publishes a localization as the base's pose in `map` on `localization/pose`: the camera's pose
+    /// `map_from_camera` with its covariance (position first, `map` axes) moved to the base through the
+    /// camera's mounting.
+    pub(super) fn publish_localization(
+        &self,
+        stamp: Time,
+        map_from_camera: &Isometry3<f64>,
+        covariance: &nalgebra::Matrix6<f64>,
+        base_from_camera: &Isometry3<f64>,
+    ) {
+        let Some(p) = &self.out.localization_pose else {
+            return;
+        };
+        let map_from_base = map_from_camera * base_from_camera.inverse();
+        let lever = map_from_camera.rotation * base_from_camera.inverse().translation.vector;
+        let cov =
+            crate::node::visual_odometry::moved(covariance, &lever, &nalgebra::Matrix3::identity());
+        let msg = PoseWithCovarianceStamped {
+            header: Header {
+                stamp,
+                frame_id: self.node.map.frame_id.clone(),
+            },
+            pose: PoseWithCovariance {
+                pose: convert::pose_msg(&map_from_base),
+                covariance: cov.transpose().iter().copied().collect(),
+            },
+        };
+        if let Err(e) = p.publish(&msg) {
+            log::error!("publish localization pose: {e}");
+        }
+    }
+
     /// The localization thread's reports: each accepted fix is published as the base's pose in `map`
     /// (its `map → odom` goes out with every odometry answer); a map that cannot be used is counted.
     fn poll_map(&mut self) {
@@ -386,33 +418,18 @@ impl Worker {
                             fix.map_from_odom.translation.vector.as_slice()
                         );
                     }
-                    let m = vo.base_from_camera();
-                    let map_from_base = fix.map_from_camera * m.inverse();
-                    let lever = fix.map_from_camera.rotation * m.inverse().translation.vector;
-                    let cov = crate::node::visual_odometry::moved(
-                        &fix.covariance,
-                        &lever,
-                        &nalgebra::Matrix3::identity(),
-                    );
                     let ns = (fix.stamp * 1e9).round() as i64;
-                    let msg = PoseWithCovarianceStamped {
-                        header: Header {
-                            stamp: Time {
-                                sec: ns.div_euclid(1_000_000_000) as i32,
-                                nanosec: ns.rem_euclid(1_000_000_000) as u32,
-                            },
-                            frame_id: self.node.map.frame_id.clone(),
-                        },
-                        pose: PoseWithCovariance {
-                            pose: convert::pose_msg(&map_from_base),
-                            covariance: cov.transpose().iter().copied().collect(),
-                        },
+                    let stamp = Time {
+                        sec: ns.div_euclid(1_000_000_000) as i32,
+                        nanosec: ns.rem_euclid(1_000_000_000) as u32,
                     };
-                    if let Some(p) = &self.out.localization_pose {
-                        if let Err(e) = p.publish(&msg) {
-                            log::error!("publish localization pose: {e}");
-                        }
-                    }
+                    let base_from_camera = vo.base_from_camera();
+                    self.publish_localization(
+                        stamp,
+                        &fix.map_from_camera,
+                        &fix.covariance,
+                        base_from_camera,
+                    );
                 }
                 MapEvent::Refused(why) => log::debug!("map: keyframe not localized: {why}"),
                 MapEvent::Failed(why) => self.shared.problem(&BadInput::new("map_unusable", why)),
