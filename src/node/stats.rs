@@ -69,6 +69,9 @@ pub struct Stats {
     pub last_matches: usize,
     /// The odometry's state after its last frame (`None` in the other modes).
     pub odometry: Option<OdometryHealth>,
+    /// The relocalization mode's map: views written, localizations in `map` tried, accepted and refused
+    /// (`None` in the other modes, and before its first frame).
+    pub relocalization_map: Option<crate::node::map_session::MapCounters>,
     causes: BTreeMap<String, Cause>,
     latencies_ms: Vec<f64>,
     next_latency: usize,
@@ -91,6 +94,7 @@ impl Stats {
             last_inliers: 0,
             last_matches: 0,
             odometry: None,
+            relocalization_map: None,
             causes: BTreeMap::new(),
             latencies_ms: Vec::with_capacity(LATENCY_WINDOW),
             next_latency: 0,

@@ -863,6 +863,9 @@ def test_relocalization(a, textures, poses, frames):
             pc.publish(camera_info(s))
             pi.publish(image_msg(f, s))
             check(wait_processed(peer, ns, i + 1), f"relocalization: mapping frame {i} processed")
+        written, _ = peer.diag_value("map.keyframes_written", ns + "/matcha_node", timeout=3)
+        check(written is not None and int(written) == len(frames),
+              f"relocalization: /diagnostics map.keyframes_written = {written} (views of {len(frames)} frames)")
     finally:
         rc = node.stop()
         peer.close()

@@ -132,6 +132,11 @@ def monocular_relocalization(a, peer, seq, frames, path, poses):
               and all(m.header.frame_id == "map" for m in fixes) and worst[0] < 0.05 and worst[1] < 1.0,
               f"relocalization: {corr} of {len(sub)} frames answered against a keyframe, {len(fixes)} poses of "
               f"base_link in map from one camera, worst {worst[0] * 100:.1f} cm / {worst[1]:.2f} deg")
+        tried, _ = peer.diag_value("map.localization_attempts", "matcha_node")
+        done, _ = peer.diag_value("map.localizations", "matcha_node")
+        check(tried is not None and int(tried) == len(sub) and done is not None and int(done) == len(fixes),
+              f"relocalization: /diagnostics map.localization_attempts = {tried}, map.localizations = {done} "
+              f"({len(fixes)} poses received)")
     finally:
         check(node.stop() == 0, "relocalization: node exits cleanly")
 

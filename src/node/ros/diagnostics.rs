@@ -71,6 +71,9 @@ pub(super) fn diagnostics(
             values.push(kv(&format!("errors.{cause}"), count.to_string()));
             values.push(kv(&format!("errors.{cause}.last"), last.to_string()));
         }
+        if let Some(m) = &s.relocalization_map {
+            map_values(&mut values, m);
+        }
         if let Some(o) = &s.odometry {
             values.push(kv("tracking_state", o.state.to_string()));
             values.push(kv("tracked_landmarks", o.tracked_landmarks.to_string()));
@@ -82,10 +85,7 @@ pub(super) fn diagnostics(
             values.push(kv("resets", o.resets.to_string()));
             values.push(kv("mounting_source", o.mounting_source.to_string()));
             if let Some((m, localized)) = &o.map {
-                values.push(kv("map.keyframes_written", m.written.to_string()));
-                values.push(kv("map.localization_attempts", m.attempts.to_string()));
-                values.push(kv("map.localizations", m.fixes.to_string()));
-                values.push(kv("map.refused", m.refusals.to_string()));
+                map_values(&mut values, m);
                 values.push(kv("map.localized", localized.to_string()));
             }
             if level == 0 && o.state == "lost" {
@@ -117,5 +117,20 @@ pub(super) fn diagnostics(
             hardware_id: String::new(),
             values,
         }],
+    }
+}
+
+/// The map counters' `/diagnostics` values (stereo odometry's map session, relocalization mode).
+fn map_values(values: &mut Vec<KeyValue>, m: &crate::node::map_session::MapCounters) {
+    for (key, count) in [
+        ("map.keyframes_written", m.written),
+        ("map.localization_attempts", m.attempts),
+        ("map.localizations", m.fixes),
+        ("map.refused", m.refusals),
+    ] {
+        values.push(KeyValue {
+            key: key.into(),
+            value: count.to_string(),
+        });
     }
 }

@@ -57,7 +57,18 @@ impl Worker {
     /// level; a map that fails to read is counted as `map_unusable`).
     fn localize_in_map(&mut self, feats: &Features, camera: &PinholeCamera, header: &Header) {
         let Some(map) = self.map.as_ref() else { return };
-        match map.localize(feats, camera) {
+        let result = map.localize(feats, camera);
+        if let Ok(Some(loc)) = &result {
+            self.count_map(|c| {
+                c.attempts += 1;
+                if loc.map_from_camera.is_some() {
+                    c.fixes += 1;
+                } else {
+                    c.refusals += 1;
+                }
+            });
+        }
+        match result {
             Ok(Some(loc)) => match loc.map_from_camera {
                 Some(map_from_camera) => {
                     let base_from_camera = self.mounting(&header.frame_id);
@@ -77,6 +88,13 @@ impl Worker {
             Err(e) => self
                 .shared
                 .problem(&BadInput::new("map_unusable", e.to_string())),
+        }
+    }
+
+    /// Updates the mode's map counters (`/diagnostics` `map.*`).
+    fn count_map(&self, update: impl FnOnce(&mut crate::node::map_session::MapCounters)) {
+        if let Ok(mut s) = self.shared.stats.lock() {
+            update(s.relocalization_map.get_or_insert_with(Default::default));
         }
     }
 
@@ -163,10 +181,13 @@ impl Worker {
             if let Some(map) = self.map.as_mut() {
                 let stamp = convert::time_ns(&d.header.stamp);
                 match map.add_view(&feats, place, &d.camera, stamp, &d.header.frame_id) {
-                    Ok(id) => log::info!(
-                        "map: added view {id} (best match had {best_inliers} inliers; {} keyframes)",
-                        map.len()
-                    ),
+                    Ok(id) => {
+                        log::info!(
+                            "map: added view {id} (best match had {best_inliers} inliers; {} keyframes)",
+                            map.len()
+                        );
+                        self.count_map(|c| c.written += 1);
+                    }
                     // the node's own failure (disk full, read-only): the frame was answered, the map keeps
                     // every view committed before, the next frame tries again
                     Err(e) => self.shared.problem(&BadInput::new(
