@@ -279,11 +279,7 @@ mod tests {
     }
 
     fn temp(name: &str) -> std::path::PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("matcha-appearance-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("map.db")
+        crate::map::store::tests::temp(&format!("appearance-{name}"))
     }
 
     #[test]

@@ -29,7 +29,8 @@ fn keyframe(id: u64) -> MapKeyframe {
     }
 }
 
-fn temp(name: &str) -> std::path::PathBuf {
+/// A fresh folder for a test's map (`map.db` in it), unique to the process and `name`.
+pub(crate) fn temp(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("matcha-store-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
