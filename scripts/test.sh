@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one command that runs every test of matcha (README "Run all tests"; .ci/run calls exactly this).
+# The one command that runs every test of matcha (README "Quick start"; .ci/run calls exactly this).
 #
 #   1. scripts/setup.sh --no-main: system packages, pinned venv, onnxruntime library, exported models,
 #      Python reference outputs (all cached under $MATCHA_CACHE, redone only when their inputs change)
