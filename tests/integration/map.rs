@@ -49,8 +49,9 @@ fn revisit_queries_localize_in_a_map_of_the_stereo_run() {
     let c = &queries["camera"];
     let intr = format!("{},{},{},{}", c["fx"], c["fy"], c["cx"], c["cy"]);
     let (mut mapped, mut correct, mut wrong, mut unmapped, mut unmapped_accepted) = (0, 0, 0, 0, 0);
-    // every third query keeps the test short; all conditions and the unmapped views are among them
-    for q in queries["queries"].as_array().unwrap().iter().step_by(3) {
+    // every query (60, ~30 s): with every third one (18 mapped) a single refusal decided the 90% bound
+    // (16 of 18 on an AVX-512 machine, 51 of 54 over all)
+    for q in queries["queries"].as_array().unwrap() {
         let img = revisit.join(q["image"].as_str().unwrap());
         let o = common::run_matcha(&[
             "map",
