@@ -16,8 +16,9 @@ rclpy peer (run inside scripts/lib/ros_netns.sh; see scripts/test.sh --ros-only 
              localized and the attempts are counted as refused (with max_prior_refusals raised so that the
              search does not fall back to the whole map within the short run).
 5. readonly the map on a read-only file system (a tmpfs remounted read-only in the test's mount namespace, as a
-             robot's read-only partition): localize still works; build there fails, is counted, and the
-             odometry goes on answering every frame.
+             robot's read-only partition): localize still works; a relocalization mapping run relocalizes
+             read-only and counts that it cannot add views; build there fails, is counted, and the odometry
+             goes on answering every frame.
 
 Usage: python3 tests/ros/map_localization_test.py --node target/release/matcha_node --params config/matcha.yaml
        --engines DIR [--sequence $MATCHA_CACHE/vo/vo_short]
@@ -73,6 +74,34 @@ def read_only_map(a, peer, seq, frames, path):
                       f"{len(odom)} frames answered)")
         finally:
             check(node.stop() == 0, "readonly: localize node exits cleanly")
+        # a relocalization mapping run on that map: it relocalizes read-only and says it cannot add views
+        node = NodeProc(a.node, NS, ["--params-file", a.params, "-p", f"runtime.engines_dir:={a.engines}",
+                                     "-p", "node.mode:=relocalization", "-p", f"node.map.path:={ro_map}",
+                                     "-p", "node.relocalization.build_map:=true",
+                                     "-p", "node.relocalization.new_keyframe_max_inliers:=1000000"],
+                        os.path.join(a.logs, "map_ro_relocalization.log"))
+        try:
+            # its diagnostics are not OK (a node failure is counted), so readiness is that count
+            failed, deadline = None, time.time() + 60
+            ready = peer.wait_matched([f"{NS}/image"], node=node)
+            while ready and failed is None and time.time() < deadline and node.alive():
+                failed, _ = peer.diag_value("errors.map_write_failed", "matcha_node")
+            if check(ready and failed is not None, "readonly: relocalization node subscribed, map opened read-only "
+                                                   f"(errors.map_write_failed={failed})"):
+                c0, n0 = peer.count(peer.corr), len(fixes)
+                sub = frames[a.start::20]
+                Player(peer, seq, monocular=True).play_at_rate([(t, l, r) for t, l, r, _ in sub], 1.0)
+                deadline = time.time() + 20
+                while time.time() < deadline and peer.count(peer.corr) < c0 + len(sub):
+                    time.sleep(0.2)
+                failed, _ = peer.diag_value("errors.map_write_failed", "matcha_node")
+                check(peer.count(peer.corr) - c0 == len(sub) and len(fixes) > n0 and failed is not None
+                      and int(failed) >= 1 and node.alive(),
+                      f"readonly: a relocalization mapping run there answers {peer.count(peer.corr) - c0} of "
+                      f"{len(sub)} frames, localizes {len(fixes) - n0} in map, and counts that it cannot add "
+                      f"views (errors.map_write_failed={failed})")
+        finally:
+            check(node.stop() == 0, "readonly: relocalization node exits cleanly")
         node = node_with_map(a, "build", os.path.join(mnt, "new.db"), "ro_build")
         try:
             if check(wait_ready(peer, node), "readonly: build node subscribed, pipeline ready"):

@@ -20,7 +20,9 @@ use crate::pipeline::PairResult;
 
 impl Worker {
     /// Opens the map (relocalization mode, once the pipeline names the descriptor). A missing map is
-    /// created at the first frame of a mapping run; any other failure is counted as `map_unusable`.
+    /// created at the first frame of a mapping run. A mapping run on a map it cannot write (a read-only
+    /// file system or file) relocalizes against it read-only, and counts that as `map_write_failed`; any
+    /// other failure is counted as `map_unusable`.
     pub fn open_relocalization_map(&mut self) {
         if self.node.mode != Mode::Relocalization || self.map.is_some() {
             return;
@@ -30,7 +32,21 @@ impl Worker {
         let path = PathBuf::from(&self.node.map.path);
         let build = self.node.relocalization.build_map;
         if path.exists() {
-            match AppearanceMap::open(&path, &descriptor, &self.cfg.map, build) {
+            let opened =
+                AppearanceMap::open(&path, &descriptor, &self.cfg.map, build).or_else(|e| {
+                    let read_only = AppearanceMap::open(&path, &descriptor, &self.cfg.map, false);
+                    if build && read_only.is_ok() {
+                        self.shared.problem(&BadInput::new(
+                            "map_write_failed",
+                            format!(
+                                "{e}: relocalizing against it read-only, no view will be added"
+                            ),
+                        ));
+                        return read_only;
+                    }
+                    Err(e)
+                });
+            match opened {
                 Ok(m) => {
                     log::info!("opened map {} ({} keyframes)", path.display(), m.len());
                     self.map = Some(m);
