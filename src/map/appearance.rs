@@ -112,14 +112,16 @@ impl AppearanceMap {
     }
 
     /// The query's pose in `map` from the landmarks of the map's posed keyframes (retrieval among them, PnP,
-    /// verification: [`Localizer::localize`]); `None` when the map has no posed keyframe.
+    /// verification: [`Localizer::localize`]); `place` is the query's place vector ([`Self::place_of`]);
+    /// `None` when the map has no posed keyframe.
     pub fn localize(
         &self,
         query: &Features,
+        place: &[f32],
         camera: &PinholeCamera,
     ) -> Result<Option<Localization>, MapError> {
         match &self.localizer {
-            Some(l) => Ok(Some(l.localize(query, camera, None)?)),
+            Some(l) => Ok(Some(l.localize_place(query, place, camera, None)?)),
             None => Ok(None),
         }
     }

@@ -201,15 +201,27 @@ impl Localizer {
         camera: &PinholeCamera,
         prior: Option<&Prior>,
     ) -> Result<Localization, StoreError> {
-        let t0 = Instant::now();
         let place = self.place.compute(&query.descriptors);
+        self.localize_place(query, &place, camera, prior)
+    }
+
+    /// [`Self::localize`] with the query's place vector already computed (by this map's place
+    /// descriptor).
+    pub fn localize_place(
+        &self,
+        query: &Features,
+        place: &[f32],
+        camera: &PinholeCamera,
+        prior: Option<&Prior>,
+    ) -> Result<Localization, StoreError> {
+        let t0 = Instant::now();
         let k = self.options.candidates;
         let ranked = match prior {
-            None => self.index.search(&place, k),
+            None => self.index.search(place, k),
             // the best places among the keyframes near the prior (a wide retrieval, filtered)
             Some(p) => self
                 .index
-                .search(&place, (k * 20).max(200).min(self.index.len()))
+                .search(place, (k * 20).max(200).min(self.index.len()))
                 .into_iter()
                 .filter(|(id, _)| {
                     self.positions

@@ -34,8 +34,11 @@ impl Worker {
         if path.exists() {
             let opened =
                 AppearanceMap::open(&path, &descriptor, &self.cfg.map, build).or_else(|e| {
+                    if !build {
+                        return Err(e);
+                    }
                     let read_only = AppearanceMap::open(&path, &descriptor, &self.cfg.map, false);
-                    if build && read_only.is_ok() {
+                    if read_only.is_ok() {
                         self.shared.problem(&BadInput::new(
                             "map_write_failed",
                             format!(
@@ -71,9 +74,15 @@ impl Worker {
     /// With a map of posed keyframes (built by `stereo_odometry`): the frame's pose in `map` by PnP against
     /// their landmarks, published as the base's pose on `localization/pose` (a refusal is logged at debug
     /// level; a map that fails to read is counted as `map_unusable`).
-    fn localize_in_map(&mut self, feats: &Features, camera: &PinholeCamera, header: &Header) {
+    fn localize_in_map(
+        &mut self,
+        feats: &Features,
+        place: &[f32],
+        camera: &PinholeCamera,
+        header: &Header,
+    ) {
         let Some(map) = self.map.as_ref() else { return };
-        let result = map.localize(feats, camera);
+        let result = map.localize(feats, place, camera);
         if let Ok(Some(loc)) = &result {
             self.count_map(|c| {
                 c.attempts += 1;
@@ -187,7 +196,7 @@ impl Worker {
             );
             let msg = self.publish_pair(&out, d.received, None);
             self.count_pair(&msg, out.matches.matches.len(), d.received);
-            self.localize_in_map(&feats, &d.camera, &d.header);
+            self.localize_in_map(&feats, &place, &d.camera, &d.header);
         } else if let Ok(mut s) = self.shared.stats.lock() {
             s.processed += 1;
         }
