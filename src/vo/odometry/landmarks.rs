@@ -135,11 +135,13 @@ impl VisualOdometry {
         // a monocular keyframe keeps all its features: the next keyframe triangulates against them
         let features = matches!(self.rig, Rig::Monocular(_)).then(|| {
             let mut landmark_of = vec![None; left.keypoints.len()];
+            let mut keypoints = left.keypoints.clone();
             for (row, &i) in stereo.keypoint.iter().enumerate() {
                 landmark_of[i] = Some(row as u32);
+                keypoints[i] = stereo.pixel(row, &left.keypoints);
             }
             KeyframeFeatures {
-                keypoints: left.keypoints.clone(),
+                keypoints,
                 descriptors: left.descriptors.clone(),
                 landmark_of,
             }
@@ -165,7 +167,9 @@ impl VisualOdometry {
             covariance: *covariance,
             points,
             descriptors,
-            keypoints: stereo.keypoint.iter().map(|&i| left.keypoints[i]).collect(),
+            keypoints: (0..stereo.keypoint.len())
+                .map(|row| stereo.pixel(row, &left.keypoints))
+                .collect(),
             pyramid: left.gray.as_ref().map(|g| Pyramid::new(g.0.clone())),
             ids,
             extra: Vec::new(),

@@ -133,6 +133,11 @@ struct FramePoints {
     landmark: Vec<Option<u64>>,
     /// ... and, for a new one, where the previous keyframe saw it (an observation for the bundle).
     in_previous: Vec<Option<[f32; 2]>>,
+    /// Where the frame observes the point when that is not its detection: a carried landmark is observed
+    /// where the previous keyframe's patch of it aligns in this image, so that every keyframe's
+    /// observation refers to the physical point that was triangulated (a fresh detection of it is up to
+    /// `carry_max_error_px` away, and later frames would follow that other point).
+    observed_at: Vec<Option<[f32; 2]>>,
 }
 
 impl FramePoints {
@@ -147,6 +152,26 @@ impl FramePoints {
         self.camera.push(camera);
         self.landmark.push(landmark);
         self.in_previous.push(in_previous);
+        self.observed_at.push(None);
+    }
+
+    /// A landmark carried over from the previous keyframe, observed at `observed_at` in this frame.
+    fn push_carried(
+        &mut self,
+        keypoint: usize,
+        camera: Vector3<f64>,
+        landmark: u64,
+        observed_at: [f32; 2],
+    ) {
+        self.push(keypoint, camera, Some(landmark), None);
+        if let Some(last) = self.observed_at.last_mut() {
+            *last = Some(observed_at);
+        }
+    }
+
+    /// Where the frame observes point `k` (`keypoints`: the frame's detections).
+    fn pixel(&self, k: usize, keypoints: &[[f32; 2]]) -> [f32; 2] {
+        self.observed_at[k].unwrap_or(keypoints[self.keypoint[k]])
     }
 }
 

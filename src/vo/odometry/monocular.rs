@@ -40,6 +40,7 @@ use crate::geometry::triangulation::{triangulate, TriangulationLimits};
 use crate::geometry::{estimate_relative_pose, TwoViewConfiguration};
 use crate::matching::mnn::mutual_nearest_neighbors;
 use crate::matching::refine::refine_matches;
+use crate::matching::Match;
 
 /// From this share of `monocular.init_min_parallax_deg` in the followed points on, the features decide.
 /// The followed set reads lower than the matched one (the alignment loses the near points first, which
@@ -361,6 +362,34 @@ impl VisualOdometry {
                 .map(|m| Some(all.keypoints[m.b as usize]))
                 .collect(),
         };
+        // where this frame sees each carried landmark's own keyframe patch: the detection moved onto the
+        // point the keyframe observed (a fresh detection of it may be a pixel or two away)
+        let carried_matches: Vec<(usize, Match)> = matches
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| all.landmark_of[m.b as usize].is_some())
+            .map(|(k, m)| {
+                let swapped = Match {
+                    a: m.b,
+                    b: m.a,
+                    score: m.score,
+                };
+                (k, swapped)
+            })
+            .collect();
+        let swapped: Vec<Match> = carried_matches.iter().map(|(_, m)| *m).collect();
+        let mut carried_at: Vec<Option<[f32; 2]>> = vec![None; matches.len()];
+        let aligned = aligned_in_b(
+            kf.pyramid.as_ref().map(|p| p.full.as_ref()),
+            &all.keypoints,
+            left.gray.as_ref().map(|g| g.0.as_ref()),
+            &left.keypoints,
+            &swapped,
+            self.options.refine,
+        );
+        for ((k, _), p) in carried_matches.iter().zip(aligned) {
+            carried_at[*k] = Some(p);
+        }
         // x_frame = R·x_keyframe + t
         let frame_from_keyframe = pose.inverse() * kf.world_from_camera;
         let r = frame_from_keyframe
@@ -384,8 +413,9 @@ impl VisualOdometry {
             if let Some(l) = all.landmark_of[m.b as usize] {
                 let world = kf.points[l as usize];
                 let x = pose.inverse_transform_point(&Point3::from(world)).coords;
-                if reprojects(camera, &x, here, carry_max) {
-                    out.push(a, x, Some(kf.ids[l as usize]), None);
+                let at = carried_at[k].unwrap_or(kp);
+                if reprojects(camera, &x, [at[0] as f64, at[1] as f64], carry_max) {
+                    out.push_carried(a, x, kf.ids[l as usize], at);
                     carried += 1;
                 } else {
                     not_carried += 1;
@@ -465,7 +495,114 @@ fn reprojects(
 
 #[cfg(test)]
 mod tests {
+    use super::super::{Keyframe, KeyframeFeatures};
     use super::*;
+    use crate::vo::VoOptions;
+    use image::GrayImage;
+    use nalgebra::{Matrix6, Translation3};
+    use ndarray::Array2;
+    use std::sync::Arc;
+
+    /// A smooth texture (a few sinusoids), 8-bit.
+    fn tex(x: f64, y: f64) -> u8 {
+        let v = 128.0
+            + 50.0 * (x * 0.21 + y * 0.13).sin()
+            + 40.0 * (x * 0.053 - y * 0.171).sin()
+            + 30.0 * ((x * 0.37).cos() * (y * 0.29).sin());
+        v.clamp(0.0, 255.0) as u8
+    }
+
+    fn features(keypoints: Vec<[f32; 2]>, image: GrayImage) -> Features {
+        let n = keypoints.len();
+        // descriptor k is the unit vector k: each keypoint matches its namesake only
+        let descriptors = Array2::from_shape_fn((n, n), |(r, c)| f32::from(r == c));
+        Features {
+            keypoints,
+            scores: vec![1.0; n],
+            descriptors,
+            image_size: [image.width(), image.height()],
+            gray: Some(GrayFrame(Arc::new(image))),
+        }
+    }
+
+    #[test]
+    fn a_carried_landmark_is_observed_where_the_keyframe_saw_it_not_at_the_fresh_detection() {
+        // a wall at depth 2 in front of the keyframe (identity); the frame moved 0.03 to the right, so
+        // the wall's texture moves 500 · 0.03 / 2 = 7.5 px to the left
+        let camera = crate::geometry::PinholeCamera::new(500.0, 500.0, 159.5, 119.5).unwrap();
+        let shift = 7.5;
+        let a = GrayImage::from_fn(320, 240, |x, y| image::Luma([tex(x as f64, y as f64)]));
+        let b = GrayImage::from_fn(320, 240, |x, y| {
+            image::Luma([tex(x as f64 + shift, y as f64)])
+        });
+        let mut keypoints = Vec::new();
+        for gy in 0..4 {
+            for gx in 0..6 {
+                keypoints.push([50.0 + 45.0 * gx as f32, 50.0 + 45.0 * gy as f32]);
+            }
+        }
+        let points: Vec<Vector3<f64>> = keypoints
+            .iter()
+            .map(|k| {
+                let n = camera.normalize([k[0] as f64, k[1] as f64]);
+                Vector3::new(2.0 * n[0], 2.0 * n[1], 2.0)
+            })
+            .collect();
+        let keyframe_features = features(keypoints.clone(), a.clone());
+        let mut vo = VisualOdometry::monocular(camera, VoOptions::default()).unwrap();
+        // no new landmark is asked of this frame (it sees only the keyframe's)
+        vo.options.min_stereo_points = 0;
+        let n = keypoints.len();
+        vo.keyframes.push_back(Keyframe {
+            world_from_camera: Isometry3::identity(),
+            covariance: Matrix6::zeros(),
+            points,
+            descriptors: keyframe_features.descriptors.clone(),
+            keypoints: keypoints.clone(),
+            pyramid: Some(super::super::super::flow::Pyramid::new(Arc::new(a))),
+            ids: (0..n as u64).collect(),
+            extra: Vec::new(),
+            features: Some(KeyframeFeatures {
+                keypoints: keypoints.clone(),
+                descriptors: keyframe_features.descriptors.clone(),
+                landmark_of: (0..n as u32).map(Some).collect(),
+            }),
+        });
+        // the frame detects each point 0.8 px right and 0.6 px up of where it is
+        let truth: Vec<[f32; 2]> = keypoints
+            .iter()
+            .map(|k| [k[0] - shift as f32, k[1]])
+            .collect();
+        let detected: Vec<[f32; 2]> = truth.iter().map(|k| [k[0] + 0.8, k[1] - 0.6]).collect();
+        let frame = features(detected.clone(), b);
+        let pose = Isometry3::from_parts(Translation3::new(0.03, 0.0, 0.0), Default::default());
+        let out = vo.monocular_points(&pose, &frame);
+        // every landmark is carried, at the point the keyframe observed, not at the detection
+        let carried: Vec<usize> = (0..out.camera.len())
+            .filter(|&k| out.landmark[k].is_some())
+            .collect();
+        assert!(carried.len() >= n - 2, "{} of {n} carried", carried.len());
+        let errors: Vec<f32> = carried
+            .iter()
+            .map(|&k| {
+                let (i, at) = (out.keypoint[k], out.pixel(k, &frame.keypoints));
+                (at[0] - truth[i][0]).hypot(at[1] - truth[i][1])
+            })
+            .collect();
+        // the detections are 1 px off; where the patch alignment refuses (a weak texture), the detection
+        let aligned = errors.iter().filter(|e| **e < 0.1).count();
+        assert!(aligned >= n - 2, "{errors:?}");
+        assert!(errors.iter().all(|e| *e < 1.01), "{errors:?}");
+        // the new keyframe observes its carried landmarks there (the points later frames follow), and
+        // keeps the same positions among all its features (which the next keyframe matches against)
+        vo.add_keyframe(&pose, &Matrix6::zeros(), &out, &frame);
+        let kf = vo.keyframes.back().unwrap();
+        let all = kf.features.as_ref().unwrap();
+        for k in 0..out.camera.len() {
+            assert_eq!(kf.keypoints[k], out.pixel(k, &frame.keypoints));
+            assert_eq!(all.keypoints[out.keypoint[k]], kf.keypoints[k]);
+        }
+    }
 
     #[test]
     fn the_median_ray_angle_is_the_image_motion_as_an_angle() {
