@@ -7,7 +7,8 @@
 //!
 //! `mod.rs`: the state and [`VisualOdometry::process`] (a frame with features); `track.rs`: frames
 //! answered by following the landmarks photometrically, and deferred keyframes; `landmarks.rs`: stereo
-//! points, localization against a keyframe, new keyframes; `loss.rs`: a frame that cannot be localized
+//! points, localization against a keyframe, new keyframes; `points.rs`: the points a frame gives a new
+//! keyframe; `loss.rs`: a frame that cannot be localized
 //! and the restart; `turn.rs`: the orientation through a loss.
 
 // `!(x > y)` is deliberate: it is true for NaN, which must take the rejecting branch.
@@ -24,6 +25,7 @@ use super::{StereoRig, TrackingState, VoCounters, VoError, VoEstimate, VoOptions
 use crate::features::Features;
 use crate::geometry::{AbsolutePose, PinholeCamera};
 use monocular::Reference;
+use points::FramePoints;
 use turn::RememberedView;
 
 /// Where a keyframe's landmarks get their depth.
@@ -121,58 +123,6 @@ struct KeyframeCandidate {
     frame: usize,
     pose: Isometry3<f64>,
     covariance: Matrix6<f64>,
-}
-
-/// The points a frame can give a new keyframe: the left keypoints with a depth and their camera-frame
-/// points (stereo: triangulated left ↔ right; monocular: against the previous keyframe).
-#[derive(Default)]
-struct FramePoints {
-    keypoint: Vec<usize>,
-    camera: Vec<Vector3<f64>>,
-    /// Monocular: the landmark a point carries over from the previous keyframe (`None`: a new one) ...
-    landmark: Vec<Option<u64>>,
-    /// ... and, for a new one, where the previous keyframe saw it (an observation for the bundle).
-    in_previous: Vec<Option<[f32; 2]>>,
-    /// Where the frame observes the point when that is not its detection: a carried landmark is observed
-    /// where the previous keyframe's patch of it aligns in this image, so that every keyframe's
-    /// observation refers to the physical point that was triangulated (a fresh detection of it is up to
-    /// `carry_max_error_px` away, and later frames would follow that other point).
-    observed_at: Vec<Option<[f32; 2]>>,
-}
-
-impl FramePoints {
-    fn push(
-        &mut self,
-        keypoint: usize,
-        camera: Vector3<f64>,
-        landmark: Option<u64>,
-        in_previous: Option<[f32; 2]>,
-    ) {
-        self.keypoint.push(keypoint);
-        self.camera.push(camera);
-        self.landmark.push(landmark);
-        self.in_previous.push(in_previous);
-        self.observed_at.push(None);
-    }
-
-    /// A landmark carried over from the previous keyframe, observed at `observed_at` in this frame.
-    fn push_carried(
-        &mut self,
-        keypoint: usize,
-        camera: Vector3<f64>,
-        landmark: u64,
-        observed_at: [f32; 2],
-    ) {
-        self.push(keypoint, camera, Some(landmark), None);
-        if let Some(last) = self.observed_at.last_mut() {
-            *last = Some(observed_at);
-        }
-    }
-
-    /// Where the frame observes point `k` (`keypoints`: the frame's detections).
-    fn pixel(&self, k: usize, keypoints: &[[f32; 2]]) -> [f32; 2] {
-        self.observed_at[k].unwrap_or(keypoints[self.keypoint[k]])
-    }
 }
 
 /// Visual odometry over a stream of frames (features of the left image, and of the right one for a
@@ -626,6 +576,7 @@ fn isometry_from_pnp(p: &AbsolutePose) -> Isometry3<f64> {
 mod landmarks;
 mod loss;
 mod monocular;
+mod points;
 mod track;
 mod turn;
 mod window;
