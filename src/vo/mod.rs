@@ -169,6 +169,13 @@ pub struct MonocularOptions {
     /// A landmark of the previous keyframe is carried to the new one when it reprojects within this many
     /// pixels of the new detection.
     pub carry_max_error_px: f64,
+    /// A carried landmark is observed in the new keyframe where the previous keyframe's patch of it aligns
+    /// (`true`), or at the new keyframe's detection of it (`false`, up to `carry_max_error_px` from the
+    /// point that was triangulated). Off by default: on `vo_loop` it cuts the error by about 3× (docs/vo.md),
+    /// but tracking then keeps more inliers, keyframes are asked for later, and a keyframe deferred by 4
+    /// or more frames (a busy CPU) came too late on `vo_short`, which the node then measured at 2° where
+    /// the default gives 0.5°.
+    pub observe_carried_at_patch: bool,
     /// Keyframes in the bundle adjustment run at every new keyframe (the two oldest are held fixed); 0
     /// switches it off. Off by default: measured on three sequences it did not improve the trajectory
     /// (docs/vo.md), because a keyframe observes a carried landmark at a fresh detection, not at the
@@ -186,6 +193,7 @@ impl Default for MonocularOptions {
             init_min_parallax_deg: 2.0,
             min_parallax_deg: 1.0,
             carry_max_error_px: 2.0,
+            observe_carried_at_patch: false,
             window_keyframes: 0,
             bundle_loss_px: 1.0,
             bundle_iterations: 10,

@@ -342,53 +342,56 @@ impl VisualOdometry {
         let camera = self.rig.camera();
         let matches =
             mutual_nearest_neighbors(&left.descriptors, &all.descriptors, &self.options.mnn);
-        // the keyframe's position of each match refined to this frame's detection (which the new keyframe
-        // keeps), so that both observations are of the same point
-        let in_keyframe: Vec<Option<[f32; 2]>> = match (&left.gray, &kf.pyramid) {
+        // each match is refined once, one way or the other (the refinement is most of a keyframe's cost):
+        // - a new point: the keyframe's position moved onto this frame's detection (which the new keyframe
+        //   keeps), so that both observations are of the same point;
+        // - a carried landmark: this frame's detection moved onto the point the keyframe observed (a fresh
+        //   detection of it may be a pixel or two away), which the new keyframe keeps instead
+        let (carried_k, new_k): (Vec<usize>, Vec<usize>) =
+            (0..matches.len()).partition(|&k| all.landmark_of[matches[k].b as usize].is_some());
+        let new_matches: Vec<Match> = new_k.iter().map(|&k| matches[k]).collect();
+        let refined_new: Vec<Option<[f32; 2]>> = match (&left.gray, &kf.pyramid) {
             (Some(gl), Some(gk)) if self.options.refine => {
                 let r = refine_matches(
                     &gl.0,
                     &left.keypoints,
                     &gk.full,
                     &all.keypoints,
-                    &matches,
+                    &new_matches,
                     &tracking_refine(),
                 );
                 log::debug!("vo: keyframe refinement {:?}", r.stats);
                 r.points_b
             }
-            _ => matches
+            _ => new_matches
                 .iter()
                 .map(|m| Some(all.keypoints[m.b as usize]))
                 .collect(),
         };
-        // where this frame sees each carried landmark's own keyframe patch: the detection moved onto the
-        // point the keyframe observed (a fresh detection of it may be a pixel or two away)
-        let carried_matches: Vec<(usize, Match)> = matches
+        let swapped: Vec<Match> = carried_k
             .iter()
-            .enumerate()
-            .filter(|(_, m)| all.landmark_of[m.b as usize].is_some())
-            .map(|(k, m)| {
-                let swapped = Match {
-                    a: m.b,
-                    b: m.a,
-                    score: m.score,
-                };
-                (k, swapped)
+            .map(|&k| Match {
+                a: matches[k].b,
+                b: matches[k].a,
+                score: matches[k].score,
             })
             .collect();
-        let swapped: Vec<Match> = carried_matches.iter().map(|(_, m)| *m).collect();
-        let mut carried_at: Vec<Option<[f32; 2]>> = vec![None; matches.len()];
+        // off (`monocular.observe_carried_at_patch`): the detection, as `aligned_in_b` without refinement
         let aligned = aligned_in_b(
             kf.pyramid.as_ref().map(|p| p.full.as_ref()),
             &all.keypoints,
             left.gray.as_ref().map(|g| g.0.as_ref()),
             &left.keypoints,
             &swapped,
-            self.options.refine,
+            self.options.refine && self.options.monocular.observe_carried_at_patch,
         );
-        for ((k, _), p) in carried_matches.iter().zip(aligned) {
-            carried_at[*k] = Some(p);
+        let mut in_keyframe: Vec<Option<[f32; 2]>> = vec![None; matches.len()];
+        for (&k, p) in new_k.iter().zip(refined_new) {
+            in_keyframe[k] = p;
+        }
+        let mut carried_at: Vec<Option<[f32; 2]>> = vec![None; matches.len()];
+        for (&k, p) in carried_k.iter().zip(aligned) {
+            carried_at[k] = Some(p);
         }
         // x_frame = R·x_keyframe + t
         let frame_from_keyframe = pose.inverse() * kf.world_from_camera;

@@ -81,6 +81,14 @@ fn a_carried_landmark_is_observed_where_the_keyframe_saw_it_not_at_the_fresh_det
     let detected: Vec<[f32; 2]> = truth.iter().map(|k| [k[0] + 0.8, k[1] - 0.6]).collect();
     let frame = features(detected.clone(), b);
     let pose = Isometry3::from_parts(Translation3::new(0.03, 0.0, 0.0), Default::default());
+    // off (the default), the new keyframe observes the detections
+    vo.options.monocular.observe_carried_at_patch = false;
+    let off = vo.monocular_points(&pose, &frame);
+    assert!(off.camera.len() >= n - 2);
+    for k in 0..off.camera.len() {
+        assert_eq!(off.pixel(k, &frame.keypoints), detected[off.keypoint[k]]);
+    }
+    vo.options.monocular.observe_carried_at_patch = true;
     let out = vo.monocular_points(&pose, &frame);
     // every landmark is carried, at the point the keyframe observed, not at the detection
     let carried: Vec<usize> = (0..out.camera.len())
