@@ -342,11 +342,12 @@ impl VisualOdometry {
         let camera = self.rig.camera();
         let matches =
             mutual_nearest_neighbors(&left.descriptors, &all.descriptors, &self.options.mnn);
-        // each match is refined once, one way or the other (the refinement is most of a keyframe's cost):
+        // each match is refined at most once (the refinement is most of a keyframe's cost):
         // - a new point: the keyframe's position moved onto this frame's detection (which the new keyframe
         //   keeps), so that both observations are of the same point;
-        // - a carried landmark: this frame's detection moved onto the point the keyframe observed (a fresh
-        //   detection of it may be a pixel or two away), which the new keyframe keeps instead
+        // - a carried landmark: its detection as it is, or with `monocular.observe_carried_at_patch` the
+        //   detection moved onto the point the keyframe observed (a fresh detection of it may be a pixel or
+        //   two away), which the new keyframe keeps instead
         let (carried_k, new_k): (Vec<usize>, Vec<usize>) =
             (0..matches.len()).partition(|&k| all.landmark_of[matches[k].b as usize].is_some());
         let new_matches: Vec<Match> = new_k.iter().map(|&k| matches[k]).collect();
@@ -376,7 +377,6 @@ impl VisualOdometry {
                 score: matches[k].score,
             })
             .collect();
-        // off (`monocular.observe_carried_at_patch`): the detection, as `aligned_in_b` without refinement
         let aligned = aligned_in_b(
             kf.pyramid.as_ref().map(|p| p.full.as_ref()),
             &all.keypoints,
