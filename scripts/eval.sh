@@ -11,7 +11,7 @@
 # Options: --sets a,b   (default chessboard,motorcycle,rendered,rooms)   --methods sift,xfeat,colmap
 #          --force (recompute all)
 #          --no-matcha  (stop after the baselines)
-#          --vo  instead of the above: the visual-odometry evaluation (stereo, and monocular --monocular). Renders the four sequences
+#          --vo  instead of the above: the visual-odometry evaluation (stereo, and monocular --monocular). Renders the six sequences
 #                (tools/vo_sequences.py: vo_short, vo_loop, vo_forward_turns, vo_hard; ~40 min once, cached under
 #                $MATCHA_CACHE/vo/<name>/), runs the baselines (tools/vo_baselines.py: opencv_stereo, colmap; up to
 #                ~10 min each per sequence, skipped when newer than the sequence and the script) into

@@ -339,7 +339,35 @@ def seq_hard() -> SequenceSpec:
                         extra_segments=[("light_change", light_t0, light_t1)], index=3)
 
 
-SEQUENCES = {"vo_short": seq_short, "vo_loop": seq_loop, "vo_forward_turns": seq_forward_turns, "vo_hard": seq_hard}
+def _ellipse_loop(name: str, room: RoomSpec, cx: float, cz: float, a: float, b: float, look_deg: float,
+                  speed: float, index: int) -> SequenceSpec:
+    """A closed loop round (cx, cz) (ellipse half-axes a along x, b along z), looking ``look_deg`` into it, one
+    light under the middle of the ceiling."""
+    n = 24
+    start = -math.pi / 2
+    pts = [(cx + a * math.cos(start + 2 * math.pi * k / n), cz + b * math.sin(start + 2 * math.pi * k / n))
+           for k in range(1, n + 1)]
+    p = Plan(pts[-1][0], pts[-1][1], 90.0 - look_deg)
+    p.walk(pts, speed, look_deg=[-look_deg] * n, kind="loop", end_yaw_deg=90.0 - look_deg)
+    W, D, H = room.size
+    desc = (f"a closed loop ({2 * a:g} x {2 * b:g} m ellipse) round the middle of a {W:g} x {D:g} m {room.name} at "
+            f"{speed} m/s, looking {look_deg:g} deg into the loop, one light under the ceiling; added 2026-12-08 "
+            "as rooms the other sequences do not loop in")
+    return SequenceSpec(name, desc, room, p, lambda t: _one_light((W / 2, -H + 0.4, D / 2), 2.0), index=index,
+                        closed=True)
+
+
+def seq_store_loop() -> SequenceSpec:
+    # index: the sensor noise's seed (11 and 12: the renders measured in docs/vo.md)
+    return _ellipse_loop("vo_store_loop", STORE, 3.0, 4.1, 1.9, 2.6, 15.0, 0.45, index=11)
+
+
+def seq_office_loop() -> SequenceSpec:
+    return _ellipse_loop("vo_office_loop", OFFICE, 3.2, 3.6, 1.7, 2.0, 10.0, 0.4, index=12)
+
+
+SEQUENCES = {"vo_short": seq_short, "vo_loop": seq_loop, "vo_forward_turns": seq_forward_turns, "vo_hard": seq_hard,
+             "vo_store_loop": seq_store_loop, "vo_office_loop": seq_office_loop}
 
 
 # ------------------------------------------------------------------------------------------------------------------
