@@ -145,11 +145,12 @@ fn align(
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::vo) mod tests {
     use super::*;
 
     /// A smooth random texture.
-    fn tex(x: f64, y: f64) -> u8 {
+    /// A smooth texture (a few sinusoids), 8-bit; also the monocular keyframe tests' scene.
+    pub(in crate::vo) fn tex(x: f64, y: f64) -> u8 {
         let v = 128.0
             + 50.0 * (x * 0.21).sin() * (y * 0.17).cos()
             + 40.0 * (x * 0.053 + y * 0.071).sin()

@@ -369,29 +369,31 @@ impl VisualOdometry {
                 .map(|m| Some(all.keypoints[m.b as usize]))
                 .collect(),
         };
-        let swapped: Vec<Match> = carried_k
-            .iter()
-            .map(|&k| Match {
-                a: matches[k].b,
-                b: matches[k].a,
-                score: matches[k].score,
-            })
-            .collect();
-        let aligned = aligned_in_b(
-            kf.pyramid.as_ref().map(|p| p.full.as_ref()),
-            &all.keypoints,
-            left.gray.as_ref().map(|g| g.0.as_ref()),
-            &left.keypoints,
-            &swapped,
-            self.options.refine && self.options.monocular.observe_carried_at_patch,
-        );
+        let mut carried_at: Vec<Option<[f32; 2]>> = vec![None; matches.len()];
+        if self.options.monocular.observe_carried_at_patch {
+            let swapped: Vec<Match> = carried_k
+                .iter()
+                .map(|&k| Match {
+                    a: matches[k].b,
+                    b: matches[k].a,
+                    score: matches[k].score,
+                })
+                .collect();
+            let aligned = aligned_in_b(
+                kf.pyramid.as_ref().map(|p| p.full.as_ref()),
+                &all.keypoints,
+                left.gray.as_ref().map(|g| g.0.as_ref()),
+                &left.keypoints,
+                &swapped,
+                self.options.refine,
+            );
+            for (&k, p) in carried_k.iter().zip(aligned) {
+                carried_at[k] = Some(p);
+            }
+        }
         let mut in_keyframe: Vec<Option<[f32; 2]>> = vec![None; matches.len()];
         for (&k, p) in new_k.iter().zip(refined_new) {
             in_keyframe[k] = p;
-        }
-        let mut carried_at: Vec<Option<[f32; 2]>> = vec![None; matches.len()];
-        for (&k, p) in carried_k.iter().zip(aligned) {
-            carried_at[k] = Some(p);
         }
         // x_frame = R·x_keyframe + t
         let frame_from_keyframe = pose.inverse() * kf.world_from_camera;

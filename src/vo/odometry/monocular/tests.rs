@@ -2,20 +2,12 @@
 
 use super::super::{Keyframe, KeyframeFeatures};
 use super::*;
+use crate::vo::flow::tests::tex;
 use crate::vo::VoOptions;
 use image::GrayImage;
 use nalgebra::{Matrix6, Translation3};
 use ndarray::Array2;
 use std::sync::Arc;
-
-/// A smooth texture (a few sinusoids), 8-bit.
-fn tex(x: f64, y: f64) -> u8 {
-    let v = 128.0
-        + 50.0 * (x * 0.21 + y * 0.13).sin()
-        + 40.0 * (x * 0.053 - y * 0.171).sin()
-        + 30.0 * ((x * 0.37).cos() * (y * 0.29).sin());
-    v.clamp(0.0, 255.0) as u8
-}
 
 fn features(keypoints: Vec<[f32; 2]>, image: GrayImage) -> Features {
     let n = keypoints.len();
